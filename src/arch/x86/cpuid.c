@@ -1,0 +1,150 @@
+#include "arch/x86/cpuid.h"
+
+#include <cpuid.h>
+#include <stdbool.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#define LEAF1_ECX_HYPERVISOR (1u << 31)
+#define LEAF1_EDX_HTT (1u << 28)
+#define CLFLUSH_LINE_QWORDS 8 /* 64-byte cache lines */
+/* Extended topology level types (leaves 0xB and 0x1F). */
+#define TOPO_LEVEL_SMT 1
+#define TOPO_LEVEL_CORE 2
+
+int cpuid_supported(int kvm_fd, struct cpuid_set *out, ember_err *e)
+{
+	memset(out, 0, sizeof(*out));
+	out->hdr.nent = CPUID_MAX_ENTRIES;
+	if (ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, &out->hdr) < 0)
+		return err_set(e, "KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
+	return 0;
+}
+
+void cpuid_host_brand(char brand[48])
+{
+	unsigned int r[12] = {0};
+	for (unsigned i = 0; i < 3; i++)
+		__cpuid(0x80000002 + i, r[i * 4], r[i * 4 + 1], r[i * 4 + 2], r[i * 4 + 3]);
+	memcpy(brand, r, 48);
+}
+
+struct kvm_cpuid_entry2 *cpuid_find(struct cpuid_set *set, uint32_t function, uint32_t index)
+{
+	for (uint32_t i = 0; i < set->hdr.nent; i++) {
+		struct kvm_cpuid_entry2 *ent = &set->entries[i];
+		if (ent->function == function &&
+		    (!(ent->flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) || ent->index == index))
+			return ent;
+	}
+	return NULL;
+}
+
+/* Bits needed to hold ids 0..n-1. */
+static unsigned id_bits(unsigned n)
+{
+	unsigned b = 0;
+	while ((1u << b) < n)
+		b++;
+	return b;
+}
+
+static void topology_leaf(struct kvm_cpuid_entry2 *ent, unsigned apic_id, unsigned count)
+{
+	switch (ent->index) {
+	case 0: /* SMT level: one thread per core */
+		ent->eax = 0;
+		ent->ebx = 1;
+		ent->ecx = (TOPO_LEVEL_SMT << 8) | ent->index;
+		break;
+	case 1: /* core level: all vCPUs in one package */
+		ent->eax = id_bits(count);
+		ent->ebx = count;
+		ent->ecx = (TOPO_LEVEL_CORE << 8) | ent->index;
+		break;
+	default: /* no further levels */
+		ent->eax = 0;
+		ent->ebx = 0;
+		ent->ecx = ent->index;
+		break;
+	}
+	ent->edx = apic_id;
+}
+
+static void set_cache_sharing(struct kvm_cpuid_entry2 *ent, unsigned count, bool intel)
+{
+	unsigned type = ent->eax & 0x1f;
+	unsigned level = (ent->eax >> 5) & 0x7;
+	if (!type)
+		return;
+	/* EAX[25:14]: logical processors sharing this cache, minus one. */
+	unsigned sharing = level >= 3 ? count - 1 : 0;
+	ent->eax = (ent->eax & ~(0xfffu << 14)) | (sharing << 14);
+	/* Intel's EAX[31:26]: cores in the package, minus one. */
+	if (intel)
+		ent->eax = (ent->eax & 0x03ffffffu) | ((count - 1) << 26);
+}
+
+void cpuid_normalize(struct cpuid_set *set, unsigned index, unsigned count, const char brand[48])
+{
+	struct kvm_cpuid_entry2 *v = cpuid_find(set, 0, 0);
+	bool intel = v && v->ebx == 0x756e6547; /* "Genu" */
+	unsigned apic_id = index;
+
+	for (uint32_t i = 0; i < set->hdr.nent; i++) {
+		struct kvm_cpuid_entry2 *ent = &set->entries[i];
+		switch (ent->function) {
+		case 0x1:
+			ent->ebx = (apic_id << 24) | (count << 16) | (CLFLUSH_LINE_QWORDS << 8);
+			ent->ecx |= LEAF1_ECX_HYPERVISOR;
+			if (count > 1)
+				ent->edx |= LEAF1_EDX_HTT;
+			else
+				ent->edx &= ~LEAF1_EDX_HTT;
+			break;
+		case 0x4:
+			set_cache_sharing(ent, count, intel);
+			break;
+		case 0xa: /* no virtual PMU */
+			ent->eax = ent->ebx = ent->ecx = ent->edx = 0;
+			break;
+		case 0xb:
+		case 0x1f:
+			topology_leaf(ent, apic_id, count);
+			break;
+		case 0x40000000:
+			ent->ebx = 0x4b4d564b; /* "KVMKVMKVM\0\0\0" */
+			ent->ecx = 0x564b4d56;
+			ent->edx = 0x4d;
+			break;
+		case 0x80000002:
+		case 0x80000003:
+		case 0x80000004: {
+			const char *b = brand + (ent->function - 0x80000002) * 16;
+			memcpy(&ent->eax, b, 4);
+			memcpy(&ent->ebx, b + 4, 4);
+			memcpy(&ent->ecx, b + 8, 4);
+			memcpy(&ent->edx, b + 12, 4);
+			break;
+		}
+		case 0x80000008: /* AMD: NC and ApicIdSize */
+			if (!intel)
+				ent->ecx = (ent->ecx & ~0xf0ffu) | (id_bits(count) << 12) | (count - 1);
+			break;
+		case 0x8000001d:
+			if (!intel)
+				set_cache_sharing(ent, count, false);
+			break;
+		case 0x8000001e: /* AMD: extended APIC id, one thread per core, one node */
+			if (!intel) {
+				ent->eax = apic_id;
+				ent->ebx = apic_id & 0xff;
+				ent->ecx = 0;
+			}
+			break;
+		default:
+			break;
+		}
+	}
+}

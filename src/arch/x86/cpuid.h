@@ -1,0 +1,31 @@
+/* CPUID as the guest sees it: KVM's supported set, normalised so each vCPU
+ * reports its own APIC id, a topology of `count` single-threaded cores in one
+ * package, the hypervisor bit, KVM's signature and the host's brand string. */
+#ifndef EMBER_X86_CPUID_H
+#define EMBER_X86_CPUID_H
+
+#include <linux/kvm.h>
+#include <stdint.h>
+
+#include "vmm/err.h"
+
+#define CPUID_MAX_ENTRIES 256
+
+struct cpuid_set {
+	struct kvm_cpuid2 hdr;
+	struct kvm_cpuid_entry2 entries[CPUID_MAX_ENTRIES];
+};
+
+/* KVM_GET_SUPPORTED_CPUID on the /dev/kvm fd. */
+int cpuid_supported(int kvm_fd, struct cpuid_set *out, ember_err *e);
+
+/* The host's 48-byte brand string (leaves 0x80000002-4). */
+void cpuid_host_brand(char brand[48]);
+
+/* Rewrites `set` in place for vCPU `index` of `count`. */
+void cpuid_normalize(struct cpuid_set *set, unsigned index, unsigned count, const char brand[48]);
+
+/* Finds leaf/subleaf in set, or NULL. */
+struct kvm_cpuid_entry2 *cpuid_find(struct cpuid_set *set, uint32_t function, uint32_t index);
+
+#endif

@@ -1,0 +1,56 @@
+#include "arch/x86/msr.h"
+
+#include <errno.h>
+#include <linux/kvm.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#define MSR_IA32_SYSENTER_CS 0x174
+#define MSR_IA32_SYSENTER_ESP 0x175
+#define MSR_IA32_SYSENTER_EIP 0x176
+#define MSR_STAR 0xc0000081
+#define MSR_LSTAR 0xc0000082
+#define MSR_CSTAR 0xc0000083
+#define MSR_SYSCALL_MASK 0xc0000084
+#define MSR_KERNEL_GS_BASE 0xc0000102
+#define MSR_IA32_TSC 0x10
+#define MSR_IA32_MISC_ENABLE 0x1a0
+#define MSR_IA32_MISC_ENABLE_FAST_STRING 1
+#define MSR_MTRR_DEF_TYPE 0x2ff
+#define MTRR_ENABLE (1 << 11)
+#define MTRR_TYPE_WRBACK 6
+
+int msr_setup_boot(int vcpu_fd, ember_err *e)
+{
+	/* Firecracker's boot MSRs: syscall state cleared, fast strings on, and
+	 * MTRRs enabled with write-back as the default memory type (without it
+	 * Linux maps all memory uncached and boots slowly). */
+	static const struct {
+		uint32_t index;
+		uint64_t data;
+	} boot_msrs[] = {
+		{MSR_IA32_SYSENTER_CS, 0}, {MSR_IA32_SYSENTER_ESP, 0}, {MSR_IA32_SYSENTER_EIP, 0},
+		{MSR_STAR, 0},		   {MSR_CSTAR, 0},	   {MSR_KERNEL_GS_BASE, 0},
+		{MSR_SYSCALL_MASK, 0},	   {MSR_LSTAR, 0},	   {MSR_IA32_TSC, 0},
+		{MSR_IA32_MISC_ENABLE, MSR_IA32_MISC_ENABLE_FAST_STRING},
+		{MSR_MTRR_DEF_TYPE, MTRR_ENABLE | MTRR_TYPE_WRBACK},
+	};
+	enum { N = sizeof(boot_msrs) / sizeof(boot_msrs[0]) };
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry entries[N];
+	} msrs;
+	memset(&msrs, 0, sizeof(msrs));
+	msrs.hdr.nmsrs = N;
+	for (int i = 0; i < N; i++) {
+		msrs.entries[i].index = boot_msrs[i].index;
+		msrs.entries[i].data = boot_msrs[i].data;
+	}
+	int r = ioctl(vcpu_fd, KVM_SET_MSRS, &msrs);
+	if (r < 0)
+		return err_set(e, "KVM_SET_MSRS: %s", strerror(errno));
+	if (r != N)
+		return err_set(e, "KVM_SET_MSRS: KVM refused MSR 0x%x", msrs.entries[r].index);
+	return 0;
+}

@@ -1,0 +1,213 @@
+#include "devices/i8042.h"
+
+#include <string.h>
+#include <unistd.h>
+
+#define PORT_DATA 0
+#define PORT_CMD 4
+
+#define STS_OBF 0x01  /* output buffer full */
+#define STS_SYS 0x04  /* self-test passed */
+#define STS_CMD 0x08  /* last write was a command */
+
+#define CTR_KBD_INT 0x01
+#define CTR_SYS 0x04
+#define CTR_KBD_DISABLE 0x10
+#define CTR_AUX_DISABLE 0x20
+#define CTR_XLATE 0x40
+
+enum {
+	CMD_READ_CTR = 0x20,
+	CMD_WRITE_CTR = 0x60,
+	CMD_AUX_DISABLE = 0xa7,
+	CMD_AUX_ENABLE = 0xa8,
+	CMD_AUX_TEST = 0xa9,
+	CMD_SELF_TEST = 0xaa,
+	CMD_KBD_TEST = 0xab,
+	CMD_KBD_DISABLE = 0xad,
+	CMD_KBD_ENABLE = 0xae,
+	CMD_READ_OUTP = 0xd0,
+	CMD_WRITE_OUTP = 0xd1,
+	CMD_WRITE_KBD_OUTBUF = 0xd2,
+	CMD_AUX_LOOP = 0xd3,
+	CMD_WRITE_AUX = 0xd4,
+	CMD_RESET_CPU = 0xfe,
+};
+
+#define KBD_ACK 0xfa
+#define KBD_RESET 0xff
+#define KBD_GET_ID 0xf2
+#define KBD_SET_LEDS 0xed
+#define KBD_SET_RATE 0xf3
+#define KBD_SCANCODE_SET 0xf0
+#define KBD_SELF_TEST_OK 0xaa
+
+static void push(struct i8042 *k, uint8_t b)
+{
+	if (k->len == I8042_BUF_SIZE)
+		return;
+	k->buf[(k->head + k->len) % I8042_BUF_SIZE] = b;
+	k->len++;
+	if ((k->ctr & CTR_KBD_INT) && k->irq_fd >= 0) {
+		uint64_t one = 1;
+		ssize_t r = write(k->irq_fd, &one, sizeof(one));
+		(void)r;
+	}
+}
+
+void i8042_init(struct i8042 *k, int irq_fd, void (*reset)(void *), void *reset_ctx)
+{
+	memset(k, 0, sizeof(*k));
+	pthread_mutex_init(&k->lock, NULL);
+	k->ctr = CTR_KBD_INT | CTR_SYS | CTR_XLATE;
+	k->irq_fd = irq_fd;
+	k->reset = reset;
+	k->reset_ctx = reset_ctx;
+}
+
+void i8042_destroy(struct i8042 *k)
+{
+	pthread_mutex_destroy(&k->lock);
+}
+
+/* A command to the controller itself (port 0x64). */
+static void controller_cmd(struct i8042 *k, uint8_t cmd)
+{
+	switch (cmd) {
+	case CMD_READ_CTR:
+		push(k, k->ctr);
+		break;
+	case CMD_WRITE_CTR:
+	case CMD_WRITE_OUTP:
+	case CMD_WRITE_KBD_OUTBUF:
+	case CMD_WRITE_AUX:
+		k->pending = cmd;
+		break;
+	case CMD_AUX_DISABLE:
+		k->ctr |= CTR_AUX_DISABLE;
+		break;
+	case CMD_AUX_ENABLE:
+		k->ctr &= ~CTR_AUX_DISABLE;
+		break;
+	case CMD_AUX_LOOP:
+		/* No mouse: the loop test answers wrong, and the port test
+		 * below then tells Linux there is no AUX port at all. */
+		k->pending = cmd;
+		break;
+	case CMD_AUX_TEST:
+		push(k, 0x01);
+		break;
+	case CMD_SELF_TEST:
+		push(k, 0x55);
+		break;
+	case CMD_KBD_TEST:
+		push(k, 0x00);
+		break;
+	case CMD_KBD_DISABLE:
+		k->ctr |= CTR_KBD_DISABLE;
+		break;
+	case CMD_KBD_ENABLE:
+		k->ctr &= ~CTR_KBD_DISABLE;
+		break;
+	case CMD_READ_OUTP:
+		push(k, 0x03); /* reset line high, A20 enabled */
+		break;
+	case CMD_RESET_CPU:
+		if (k->reset)
+			k->reset(k->reset_ctx);
+		break;
+	default:
+		break;
+	}
+}
+
+/* A byte for the keyboard (port 0x60 with no controller command pending):
+ * answer like a standard MF2 keyboard that never has a key pressed. */
+static void keyboard_byte(struct i8042 *k, uint8_t b)
+{
+	if (k->kbd_pending) {
+		k->kbd_pending = 0;
+		push(k, KBD_ACK);
+		return;
+	}
+	push(k, KBD_ACK);
+	switch (b) {
+	case KBD_RESET:
+		push(k, KBD_SELF_TEST_OK);
+		break;
+	case KBD_GET_ID:
+		push(k, 0xab);
+		push(k, 0x83);
+		break;
+	case KBD_SET_LEDS:
+	case KBD_SET_RATE:
+	case KBD_SCANCODE_SET:
+		k->kbd_pending = b;
+		break;
+	default:
+		break;
+	}
+}
+
+static void data_write(struct i8042 *k, uint8_t v)
+{
+	uint8_t cmd = k->pending;
+	k->pending = 0;
+	switch (cmd) {
+	case CMD_WRITE_CTR:
+		k->ctr = v;
+		break;
+	case CMD_WRITE_OUTP:
+		if (!(v & 0x01) && k->reset) /* bit 0 low holds the CPU in reset */
+			k->reset(k->reset_ctx);
+		break;
+	case CMD_WRITE_KBD_OUTBUF:
+		push(k, v);
+		break;
+	case CMD_AUX_LOOP:
+		push(k, (uint8_t)~v);
+		break;
+	case CMD_WRITE_AUX:
+		break; /* nobody there */
+	default:
+		keyboard_byte(k, v);
+		break;
+	}
+}
+
+static void i8042_read(void *ctx, uint64_t offset, uint8_t *data, uint32_t len)
+{
+	struct i8042 *k = ctx;
+	uint8_t v = 0;
+	pthread_mutex_lock(&k->lock);
+	if (offset == PORT_DATA) {
+		if (k->len) {
+			v = k->buf[k->head];
+			k->head = (k->head + 1) % I8042_BUF_SIZE;
+			k->len--;
+		}
+	} else if (offset == PORT_CMD) {
+		v = (k->len ? STS_OBF : 0) | STS_SYS | k->status_cmd;
+	}
+	pthread_mutex_unlock(&k->lock);
+	memset(data, 0, len);
+	data[0] = v;
+}
+
+static void i8042_write(void *ctx, uint64_t offset, const uint8_t *data, uint32_t len)
+{
+	struct i8042 *k = ctx;
+	(void)len;
+	/* The reset callback only records the request (it runs under our lock). */
+	pthread_mutex_lock(&k->lock);
+	if (offset == PORT_DATA) {
+		k->status_cmd = 0;
+		data_write(k, data[0]);
+	} else if (offset == PORT_CMD) {
+		k->status_cmd = STS_CMD;
+		controller_cmd(k, data[0]);
+	}
+	pthread_mutex_unlock(&k->lock);
+}
+
+const struct io_device_ops i8042_ops = {.read = i8042_read, .write = i8042_write};

@@ -1,0 +1,136 @@
+/* Turns a vmm_config into a VM ready to start. */
+#include "vmm/vmm.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "arch/x86/boot_params.h"
+#include "arch/x86/cpuid.h"
+#include "arch/x86/layout.h"
+#include "arch/x86/mptable.h"
+#include "arch/x86/regs.h"
+#include "vmm/loader.h"
+#include "vmm/log.h"
+
+static int load_guest(struct vmm *m, const struct boot_source_config *bs,
+		      struct kernel_image *k, ember_err *e)
+{
+	const struct guest_mem *gm = &m->vm.mem;
+	const uint8_t *img;
+	size_t len;
+	if (loader_map_file(bs->kernel_image_path, "kernel_image_path", &img, &len, e))
+		return -1;
+	int rc = loader_load_kernel(gm, img, len, k, e);
+	loader_unmap_file(img, len);
+	if (rc)
+		return -1;
+
+	struct boot_info bi = {0};
+	if (bs->initrd_path) {
+		if (loader_map_file(bs->initrd_path, "initrd_path", &img, &len, e))
+			return -1;
+		rc = loader_load_initrd(gm, k, img, len, &bi.initrd_addr, e);
+		loader_unmap_file(img, len);
+		if (rc)
+			return -1;
+		bi.initrd_size = len;
+	}
+	const char *args = bs->boot_args ? bs->boot_args : DEFAULT_BOOT_ARGS;
+	if (boot_cmdline_write(gm, k, args, &bi, e))
+		return -1;
+
+	struct boot_params bp;
+	if (boot_params_build(&bp, k, gm, &bi, e))
+		return -1;
+	if (gm_write(gm, X86_ZERO_PAGE_ADDR, &bp, sizeof(bp)))
+		return err_set(e, "guest memory too small for boot_params");
+	if (regs_write_boot_tables(gm, e) || mptable_write(gm, m->nr_vcpus, e))
+		return -1;
+	return 0;
+}
+
+static void i8042_reset(void *ctx)
+{
+	vmm_request_exit(ctx, 0, "guest reset (i8042)");
+}
+
+static void serial_drained(void *ctx)
+{
+	struct vmm *m = ctx;
+	uint64_t one = 1;
+	ssize_t r = write(m->wake_fd, &one, sizeof(one));
+	(void)r;
+}
+
+static int add_devices(struct vmm *m, const struct vmm_options *opt, ember_err *e)
+{
+	m->serial_irq_fd = vm_irqfd(&m->vm, SERIAL_COM1_IRQ, e);
+	if (m->serial_irq_fd < 0)
+		return -1;
+	m->kbd_irq_fd = vm_irqfd(&m->vm, I8042_KBD_IRQ, e);
+	if (m->kbd_irq_fd < 0)
+		return -1;
+	serial_init(&m->serial, opt->console_out, m->serial_irq_fd);
+	m->serial.rx_drained = serial_drained;
+	m->serial.rx_drained_ctx = m;
+	i8042_init(&m->i8042, m->kbd_irq_fd, i8042_reset, m);
+	if (io_bus_add(&m->pio, SERIAL_COM1_BASE, SERIAL_PORTS, &serial_ops, &m->serial) ||
+	    io_bus_add(&m->pio, I8042_BASE, I8042_PORTS, &i8042_ops, &m->i8042))
+		return err_set(e, "cannot register legacy devices");
+	if (opt->boot_timer &&
+	    io_bus_add(&m->mmio, X86_BOOT_TIMER_ADDR, X86_BOOT_TIMER_SIZE, &boot_timer_ops,
+		       &m->boot_timer))
+		return err_set(e, "cannot register the boot timer");
+	return 0;
+}
+
+static int add_vcpus(struct vmm *m, uint64_t entry, ember_err *e)
+{
+	struct cpuid_set supported;
+	char brand[48];
+	if (cpuid_supported(m->vm.kvm_fd, &supported, e))
+		return -1;
+	cpuid_host_brand(brand);
+	for (unsigned i = 0; i < m->nr_vcpus; i++) {
+		if (vcpu_create(&m->vcpus[i], &m->vm, i, e) ||
+		    vcpu_configure(&m->vcpus[i], &supported, brand, m->nr_vcpus, entry, e))
+			return -1;
+	}
+	return 0;
+}
+
+int vmm_build(struct vmm *m, const struct vmm_config *cfg, const struct vmm_options *opt,
+	      ember_err *e)
+{
+	memset(m, 0, sizeof(*m));
+	m->serial_irq_fd = m->kbd_irq_fd = m->signal_fd = -1;
+	m->console_in = opt->console_in;
+	for (unsigned i = 0; i < MAX_VCPUS; i++)
+		m->vcpus[i].fd = -1;
+	atomic_flag_clear(&m->exit_claimed);
+	m->nr_vcpus = cfg->machine.vcpu_count;
+	m->exit_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	m->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (m->exit_fd < 0 || m->wake_fd < 0) {
+		err_set(e, "eventfd: %s", strerror(errno));
+		goto fail;
+	}
+	if (!cfg->has_boot_source) {
+		err_set(e, "no boot source: set boot-source before starting the VM");
+		goto fail;
+	}
+
+	struct kernel_image k;
+	if (vm_create(&m->vm, (uint64_t)cfg->machine.mem_size_mib << 20, e) ||
+	    load_guest(m, &cfg->boot_source, &k, e) || add_devices(m, opt, e) ||
+	    add_vcpus(m, k.entry, e))
+		goto fail;
+	LOG_I("VM built: %u vCPUs, %u MiB, kernel entry 0x%llx", m->nr_vcpus,
+	      cfg->machine.mem_size_mib, (unsigned long long)k.entry);
+	return 0;
+fail:
+	vmm_destroy(m);
+	return -1;
+}

@@ -1,0 +1,170 @@
+#include "vmm/config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+void config_init(struct vmm_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->machine.vcpu_count = DEFAULT_VCPUS;
+	c->machine.mem_size_mib = DEFAULT_MEM_MIB;
+}
+
+void boot_source_free(struct boot_source_config *b)
+{
+	free(b->kernel_image_path);
+	free(b->initrd_path);
+	free(b->boot_args);
+	memset(b, 0, sizeof(*b));
+}
+
+void config_free(struct vmm_config *c)
+{
+	boot_source_free(&c->boot_source);
+	config_init(c);
+}
+
+/* Strict unpacking: jansson reports unknown fields ("... left unpacked: x"),
+ * missing ones and wrong types; we prefix the resource name. */
+static int unpack_error(const char *what, const json_error_t *je, ember_err *e)
+{
+	return err_set(e, "%s: %s", what, je->text);
+}
+
+static char *dup_opt(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+int config_parse_boot_source(json_t *j, struct boot_source_config *out, ember_err *e)
+{
+	const char *kernel = NULL, *initrd = NULL, *args = NULL;
+	json_error_t je;
+	if (json_unpack_ex(j, &je, JSON_STRICT, "{s:s, s?s, s?s}", "kernel_image_path", &kernel,
+			   "initrd_path", &initrd, "boot_args", &args))
+		return unpack_error("boot-source", &je, e);
+	if (!*kernel)
+		return err_set(e, "boot-source: kernel_image_path is empty");
+	struct boot_source_config b = {
+		.kernel_image_path = strdup(kernel),
+		.initrd_path = dup_opt(initrd),
+		.boot_args = dup_opt(args),
+	};
+	boot_source_free(out);
+	*out = b;
+	return 0;
+}
+
+int config_parse_machine(json_t *j, struct machine_config *out, ember_err *e)
+{
+	json_int_t vcpus, mem;
+	int smt = 0, dirty = 0;
+	const char *tmpl = NULL, *huge = NULL;
+	json_error_t je;
+	if (json_unpack_ex(j, &je, JSON_STRICT, "{s:I, s:I, s?b, s?b, s?s, s?s}", "vcpu_count",
+			   &vcpus, "mem_size_mib", &mem, "smt", &smt, "track_dirty_pages", &dirty,
+			   "cpu_template", &tmpl, "huge_pages", &huge))
+		return unpack_error("machine-config", &je, e);
+	if (vcpus < 1 || vcpus > MAX_VCPUS)
+		return err_set(e, "machine-config: vcpu_count must be between 1 and %d (got %lld)",
+			       MAX_VCPUS, (long long)vcpus);
+	if (mem < 1 || mem > MAX_MEM_MIB)
+		return err_set(e, "machine-config: mem_size_mib must be between 1 and %d (got %lld)",
+			       MAX_MEM_MIB, (long long)mem);
+	if (smt)
+		return err_set(e, "machine-config: smt is not supported by Ember yet");
+	if (tmpl && strcmp(tmpl, "None"))
+		return err_set(e, "machine-config: cpu_template \"%s\" is not supported by Ember yet",
+			       tmpl);
+	if (huge && strcmp(huge, "None"))
+		return err_set(e, "machine-config: huge_pages \"%s\" is not supported by Ember yet",
+			       huge);
+	*out = (struct machine_config){
+		.vcpu_count = (unsigned)vcpus,
+		.mem_size_mib = (unsigned)mem,
+		.smt = smt,
+		.track_dirty_pages = dirty,
+	};
+	return 0;
+}
+
+/* Sections of Firecracker's config file that Ember does not implement yet:
+ * they are refused by name rather than silently ignored. Empty device lists
+ * are accepted, since many configs carry them. */
+static const char *const not_yet[] = {
+	"drives", "network-interfaces", "logger", "metrics", "mmds-config", "balloon",
+	"vsock",  "entropy",		"cpu-config", "memory-hotplug", "serial",
+};
+
+static bool is_not_yet(const char *key)
+{
+	for (size_t i = 0; i < sizeof(not_yet) / sizeof(not_yet[0]); i++)
+		if (!strcmp(key, not_yet[i]))
+			return true;
+	return false;
+}
+
+int config_parse_text(const char *text, size_t len, struct vmm_config *out, ember_err *e)
+{
+	json_error_t je;
+	json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+	if (!root)
+		return err_set(e, "invalid JSON at line %d, column %d: %s", je.line, je.column,
+			       je.text);
+	int rc = -1;
+	const char *key;
+	json_t *val;
+	if (!json_is_object(root)) {
+		err_set(e, "config: the top level must be a JSON object");
+		goto out;
+	}
+	json_object_foreach(root, key, val) {
+		if (!strcmp(key, "boot-source")) {
+			if (config_parse_boot_source(val, &out->boot_source, e))
+				goto out;
+			out->has_boot_source = true;
+		} else if (!strcmp(key, "machine-config")) {
+			if (config_parse_machine(val, &out->machine, e))
+				goto out;
+		} else if (is_not_yet(key)) {
+			if (json_is_array(val) && json_array_size(val) == 0)
+				continue;
+			err_set(e, "config: \"%s\" is not supported by Ember yet", key);
+			goto out;
+		} else {
+			err_set(e, "config: unknown key \"%s\"", key);
+			goto out;
+		}
+	}
+	if (!out->has_boot_source) {
+		err_set(e, "config: \"boot-source\" is missing");
+		goto out;
+	}
+	rc = 0;
+out:
+	json_decref(root);
+	return rc;
+}
+
+int config_load_file(const char *path, struct vmm_config *out, ember_err *e)
+{
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return err_set(e, "config file %s: %s", path, strerror(errno));
+	/* Config files are small; bound them so a wrong path can't eat memory. */
+	enum { MAX_CONFIG = 1 << 20 };
+	char *buf = malloc(MAX_CONFIG + 1);
+	size_t n = buf ? fread(buf, 1, MAX_CONFIG + 1, f) : 0;
+	int bad = ferror(f);
+	fclose(f);
+	int rc;
+	if (!buf || bad)
+		rc = err_set(e, "config file %s: cannot read it", path);
+	else if (n > MAX_CONFIG)
+		rc = err_set(e, "config file %s: larger than %d bytes", path, MAX_CONFIG);
+	else if ((rc = config_parse_text(buf, n, out, e)))
+		err_prefix(e, "config file %s", path);
+	free(buf);
+	return rc;
+}

@@ -1,0 +1,44 @@
+/* Guest physical memory. Every access to guest memory, by the loader, the
+ * boot-time table builders and the devices, goes through gm_ptr() (or the
+ * read/write helpers built on it), which checks that the whole range lies
+ * inside one region and cannot overflow. */
+#ifndef EMBER_GUEST_MEM_H
+#define EMBER_GUEST_MEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmm/err.h"
+
+#define GM_MAX_REGIONS 2
+
+struct gm_region {
+	uint64_t gpa;
+	uint64_t size;
+	uint8_t *host;
+};
+
+struct guest_mem {
+	struct gm_region region[GM_MAX_REGIONS];
+	int nr_regions;
+	uint8_t *mapping; /* one mmap backs all regions */
+	size_t mapping_size;
+};
+
+/* Maps `size` bytes of anonymous memory and lays it out at guest physical 0,
+ * split around the 32-bit MMIO gap [gap_start, 4 GiB). */
+int gm_create(struct guest_mem *gm, uint64_t size, uint64_t gap_start, ember_err *e);
+/* Lays out caller-provided host memory the same way (unit tests). */
+void gm_init_from(struct guest_mem *gm, uint8_t *host, uint64_t size, uint64_t gap_start);
+void gm_destroy(struct guest_mem *gm);
+
+/* Host pointer for [gpa, gpa+len) or NULL if any byte is outside guest RAM
+ * or the range crosses a region boundary. */
+void *gm_ptr(const struct guest_mem *gm, uint64_t gpa, uint64_t len);
+int gm_read(const struct guest_mem *gm, uint64_t gpa, void *dst, uint64_t len);
+int gm_write(const struct guest_mem *gm, uint64_t gpa, const void *src, uint64_t len);
+/* End of the RAM below the MMIO gap. */
+uint64_t gm_lowmem_end(const struct guest_mem *gm);
+uint64_t gm_total(const struct guest_mem *gm);
+
+#endif

@@ -1,0 +1,37 @@
+/* Ember's logger, in Firecracker's line format:
+ *   <RFC3339 time> [<instance id>:<thread>] [<level>] [<file:line>] message
+ *
+ * The logger is the one piece of process-wide state: every thread logs, and
+ * threading a handle through every device call would buy nothing. It is
+ * configured before any thread starts and guarded by a mutex afterwards. */
+#ifndef EMBER_LOG_H
+#define EMBER_LOG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum log_level { LOG_OFF = 0, LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG, LOG_TRACE };
+
+/* Parses Firecracker's level names ("Error", "Warning", "Info", "Debug",
+ * "Trace", "Off"; case-insensitive, "Warn" too). Returns -1 if unknown. */
+int log_level_parse(const char *s, enum log_level *out);
+
+void log_set_level(enum log_level level);
+void log_set_instance_id(const char *id);
+void log_set_options(bool show_level, bool show_origin);
+/* Sends log lines to path (a file, appended, or a FIFO, opened non-blocking so
+ * a slow reader never stalls the VMM; lines that don't fit are counted as
+ * lost). Returns -1 with errno set on failure. */
+int log_set_path(const char *path);
+uint64_t log_lost_lines(void);
+void log_thread_name(const char *name);
+
+void log_msg(enum log_level level, const char *file, int line, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+#define LOG_E(...) log_msg(LOG_ERROR, __FILE__, __LINE__, __VA_ARGS__)
+#define LOG_W(...) log_msg(LOG_WARN, __FILE__, __LINE__, __VA_ARGS__)
+#define LOG_I(...) log_msg(LOG_INFO, __FILE__, __LINE__, __VA_ARGS__)
+#define LOG_D(...) log_msg(LOG_DEBUG, __FILE__, __LINE__, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,180 @@
+#include "vmm/vcpu.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "arch/x86/msr.h"
+#include "arch/x86/regs.h"
+#include "vmm/log.h"
+
+int vcpu_kick_signal(void)
+{
+	return SIGRTMIN;
+}
+
+static void kick_handler(int sig)
+{
+	(void)sig; /* only interrupts KVM_RUN */
+}
+
+void vcpu_signals_init(void)
+{
+	struct sigaction sa = {.sa_handler = kick_handler};
+	sigemptyset(&sa.sa_mask);
+	sigaction(vcpu_kick_signal(), &sa, NULL); /* no SA_RESTART: KVM_RUN must return */
+}
+
+int vcpu_create(struct vcpu *v, struct vm *vm, unsigned index, ember_err *e)
+{
+	memset(v, 0, sizeof(*v));
+	v->index = index;
+	v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)index);
+	if (v->fd < 0)
+		return err_set(e, "KVM_CREATE_VCPU %u: %s", index, strerror(errno));
+	v->run_size = (size_t)vm->run_size;
+	v->run = mmap(NULL, v->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
+	if (v->run == MAP_FAILED) {
+		v->run = NULL;
+		return err_set(e, "mmap of vCPU %u run area: %s", index, strerror(errno));
+	}
+	return 0;
+}
+
+int vcpu_configure(struct vcpu *v, const struct cpuid_set *supported, const char brand[48],
+		   unsigned count, uint64_t entry, ember_err *e)
+{
+	struct cpuid_set cpuid = *supported;
+	cpuid_normalize(&cpuid, v->index, count, brand);
+	if (ioctl(v->fd, KVM_SET_CPUID2, &cpuid.hdr) < 0)
+		return err_set(e, "vCPU %u: KVM_SET_CPUID2: %s", v->index, strerror(errno));
+	if (msr_setup_boot(v->fd, e) || regs_setup_boot(v->fd, entry, e) ||
+	    regs_setup_lapic(v->fd, e))
+		return err_prefix(e, "vCPU %u", v->index);
+	return 0;
+}
+
+/* Handles one exit; returns false when the thread must stop. */
+static bool handle_exit(struct vcpu *v)
+{
+	struct kvm_run *r = v->run;
+	const struct vcpu_env *env = v->env;
+	char why[128];
+
+	switch (r->exit_reason) {
+	case KVM_EXIT_IO: {
+		uint8_t *data = (uint8_t *)r + r->io.data_offset;
+		/* String I/O repeats the access `count` times over the buffer. */
+		for (uint32_t i = 0; i < r->io.count; i++, data += r->io.size) {
+			if (r->io.direction == KVM_EXIT_IO_OUT)
+				io_bus_write(env->pio, r->io.port, data, r->io.size);
+			else
+				io_bus_read(env->pio, r->io.port, data, r->io.size);
+		}
+		return true;
+	}
+	case KVM_EXIT_MMIO:
+		if (r->mmio.is_write)
+			io_bus_write(env->mmio, r->mmio.phys_addr, r->mmio.data, r->mmio.len);
+		else
+			io_bus_read(env->mmio, r->mmio.phys_addr, r->mmio.data, r->mmio.len);
+		return true;
+	case KVM_EXIT_SHUTDOWN:
+		/* A triple fault: Linux's last resort for reboot. */
+		env->on_exit(env->ctx, 0, "guest reset (triple fault)");
+		return false;
+	case KVM_EXIT_SYSTEM_EVENT:
+		env->on_exit(env->ctx, 0, r->system_event.type == KVM_SYSTEM_EVENT_RESET
+						  ? "guest reset" : "guest shutdown");
+		return false;
+	case KVM_EXIT_HLT:
+		env->on_exit(env->ctx, 0, "guest halted");
+		return false;
+	case KVM_EXIT_FAIL_ENTRY:
+		snprintf(why, sizeof(why), "vCPU %u: KVM entry failed (hardware reason 0x%llx)",
+			 v->index, (unsigned long long)r->fail_entry.hardware_entry_failure_reason);
+		env->on_exit(env->ctx, 1, why);
+		return false;
+	case KVM_EXIT_INTERNAL_ERROR:
+		snprintf(why, sizeof(why), "vCPU %u: KVM internal error (suberror %u)", v->index,
+			 r->internal.suberror);
+		env->on_exit(env->ctx, 1, why);
+		return false;
+	default:
+		snprintf(why, sizeof(why), "vCPU %u: unexpected KVM exit reason %u", v->index,
+			 r->exit_reason);
+		env->on_exit(env->ctx, 1, why);
+		return false;
+	}
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *v = arg;
+	char name[16];
+	snprintf(name, sizeof(name), "fc_vcpu %u", v->index);
+	log_thread_name(name);
+	pthread_setname_np(pthread_self(), name);
+
+	/* Only vCPU threads take the kick signal. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, vcpu_kick_signal());
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+
+	while (!atomic_load(v->env->stop)) {
+		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+			if (errno == EINTR || errno == EAGAIN) {
+				v->run->immediate_exit = 0;
+				continue;
+			}
+			char why[128];
+			snprintf(why, sizeof(why), "vCPU %u: KVM_RUN: %s", v->index, strerror(errno));
+			v->env->on_exit(v->env->ctx, 1, why);
+			break;
+		}
+		if (!handle_exit(v))
+			break;
+	}
+	return NULL;
+}
+
+int vcpu_start(struct vcpu *v, const struct vcpu_env *env, ember_err *e)
+{
+	v->env = env;
+	int rc = pthread_create(&v->thread, NULL, vcpu_thread, v);
+	if (rc)
+		return err_set(e, "vCPU %u: cannot start thread: %s", v->index, strerror(rc));
+	v->started = true;
+	return 0;
+}
+
+void vcpu_kick(struct vcpu *v)
+{
+	if (!v->started)
+		return;
+	/* immediate_exit covers a kick that lands just before KVM_RUN. */
+	v->run->immediate_exit = 1;
+	pthread_kill(v->thread, vcpu_kick_signal());
+}
+
+void vcpu_join(struct vcpu *v)
+{
+	if (v->started)
+		pthread_join(v->thread, NULL);
+	v->started = false;
+}
+
+void vcpu_destroy(struct vcpu *v)
+{
+	if (v->run)
+		munmap(v->run, v->run_size);
+	if (v->fd > 0)
+		close(v->fd);
+	v->run = NULL;
+	v->fd = -1;
+}

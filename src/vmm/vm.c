@@ -1,0 +1,98 @@
+#include "vmm/vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "arch/x86/layout.h"
+
+static const struct {
+	int cap;
+	const char *name;
+} required_caps[] = {
+	{KVM_CAP_IRQCHIP, "IRQCHIP"},	      {KVM_CAP_USER_MEMORY, "USER_MEMORY"},
+	{KVM_CAP_SET_TSS_ADDR, "SET_TSS_ADDR"}, {KVM_CAP_PIT2, "PIT2"},
+	{KVM_CAP_IRQFD, "IRQFD"},	      {KVM_CAP_IMMEDIATE_EXIT, "IMMEDIATE_EXIT"},
+	{KVM_CAP_EXT_CPUID, "EXT_CPUID"},
+};
+
+static int open_kvm(struct vm *vm, ember_err *e)
+{
+	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0)
+		return err_set(e, "/dev/kvm: %s", strerror(errno));
+	int api = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
+	if (api != KVM_API_VERSION)
+		return err_set(e, "/dev/kvm: KVM API version %d, need %d", api, KVM_API_VERSION);
+	for (size_t i = 0; i < sizeof(required_caps) / sizeof(required_caps[0]); i++)
+		if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, required_caps[i].cap) <= 0)
+			return err_set(e, "/dev/kvm: KVM lacks KVM_CAP_%s", required_caps[i].name);
+	vm->run_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (vm->run_size <= 0)
+		return err_set(e, "KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
+	return 0;
+}
+
+int vm_create(struct vm *vm, uint64_t mem_bytes, ember_err *e)
+{
+	memset(vm, 0, sizeof(*vm));
+	vm->kvm_fd = vm->vm_fd = -1;
+	if (open_kvm(vm, e))
+		return -1;
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0)
+		return err_set(e, "KVM_CREATE_VM: %s", strerror(errno));
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)X86_KVM_TSS_ADDR) < 0)
+		return err_set(e, "KVM_SET_TSS_ADDR: %s", strerror(errno));
+	uint64_t idmap = X86_KVM_IDENTITY_MAP_ADDR;
+	if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap) < 0)
+		return err_set(e, "KVM_SET_IDENTITY_MAP_ADDR: %s", strerror(errno));
+	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
+		return err_set(e, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
+	/* The dummy speaker makes KVM handle port 0x61 itself. */
+	struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
+	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
+		return err_set(e, "KVM_CREATE_PIT2: %s", strerror(errno));
+
+	if (gm_create(&vm->mem, mem_bytes, X86_MMIO_GAP_START, e))
+		return -1;
+	for (int i = 0; i < vm->mem.nr_regions; i++) {
+		const struct gm_region *r = &vm->mem.region[i];
+		struct kvm_userspace_memory_region slot = {
+			.slot = (uint32_t)i,
+			.guest_phys_addr = r->gpa,
+			.memory_size = r->size,
+			.userspace_addr = (uint64_t)(uintptr_t)r->host,
+		};
+		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0)
+			return err_set(e, "KVM_SET_USER_MEMORY_REGION: %s", strerror(errno));
+	}
+	return 0;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	gm_destroy(&vm->mem);
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	vm->vm_fd = vm->kvm_fd = -1;
+}
+
+int vm_irqfd(struct vm *vm, unsigned gsi, ember_err *e)
+{
+	int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (fd < 0)
+		return err_set(e, "eventfd: %s", strerror(errno));
+	struct kvm_irqfd irqfd = {.fd = (uint32_t)fd, .gsi = gsi};
+	if (ioctl(vm->vm_fd, KVM_IRQFD, &irqfd) < 0) {
+		close(fd);
+		return err_set(e, "KVM_IRQFD for GSI %u: %s", gsi, strerror(errno));
+	}
+	return fd;
+}

@@ -1,0 +1,23 @@
+/* A KVM virtual machine: /dev/kvm, the VM fd, guest memory and its memslots,
+ * the in-kernel interrupt controllers (PIC, IOAPIC, LAPICs) and PIT. */
+#ifndef EMBER_VM_H
+#define EMBER_VM_H
+
+#include <stdint.h>
+
+#include "vmm/err.h"
+#include "vmm/guest_mem.h"
+
+struct vm {
+	int kvm_fd;
+	int vm_fd;
+	int run_size; /* size of each vCPU's kvm_run mapping */
+	struct guest_mem mem;
+};
+
+int vm_create(struct vm *vm, uint64_t mem_bytes, ember_err *e);
+void vm_destroy(struct vm *vm);
+/* Creates an eventfd whose writes inject an edge on `gsi`. */
+int vm_irqfd(struct vm *vm, unsigned gsi, ember_err *e);
+
+#endif

@@ -1,0 +1,63 @@
+/* A microVM: the KVM VM, its vCPUs and devices, and the VMM thread's event
+ * loop. builder.c turns a vmm_config into one; vmm.c runs and ends it. */
+#ifndef EMBER_VMM_H
+#define EMBER_VMM_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <termios.h>
+
+#include "devices/boot_timer.h"
+#include "devices/i8042.h"
+#include "devices/serial.h"
+#include "vmm/config.h"
+#include "vmm/event_loop.h"
+#include "vmm/io_bus.h"
+#include "vmm/vcpu.h"
+#include "vmm/vm.h"
+
+struct vmm_options {
+	bool boot_timer;
+	int console_in;	 /* host fd feeding the guest's serial input, or -1 */
+	int console_out; /* host fd receiving the guest's serial output */
+};
+
+struct vmm {
+	struct vm vm;
+	struct vcpu vcpus[MAX_VCPUS];
+	unsigned nr_vcpus;
+	struct io_bus pio, mmio;
+	struct serial serial;
+	struct i8042 i8042;
+	struct boot_timer boot_timer;
+	int serial_irq_fd, kbd_irq_fd;
+
+	struct event_loop loop;
+	struct vcpu_env env;
+	atomic_bool stop;
+	atomic_flag exit_claimed; /* the first exit request wins */
+	int exit_code;
+	char exit_why[160];
+	int exit_fd;  /* eventfd: someone asked the VM to end */
+	int wake_fd;  /* eventfd: the serial FIFO has room for input again */
+	int signal_fd;
+
+	int console_in;
+	bool console_in_armed;
+	int tty_fd; /* console_in while it is a terminal we put in raw mode */
+	bool tty_raw;
+	struct termios saved_tty;
+};
+
+/* Builds the VM from cfg: memory, kernel, initrd, boot tables, devices and
+ * configured vCPUs. On failure the partial VM is torn down. */
+int vmm_build(struct vmm *m, const struct vmm_config *cfg, const struct vmm_options *opt,
+	      ember_err *e);
+/* Starts the vCPUs (InstanceStart) and serves events until the VM ends;
+ * returns the process exit status. */
+int vmm_run(struct vmm *m, ember_err *e);
+/* Asks the VM to end with `code`; safe from any thread. */
+void vmm_request_exit(struct vmm *m, int code, const char *why);
+void vmm_destroy(struct vmm *m);
+
+#endif

@@ -1,0 +1,99 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "vmm/config.h"
+
+static int parse(const char *text, struct vmm_config *c, ember_err *e)
+{
+	config_init(c);
+	return config_parse_text(text, strlen(text), c, e);
+}
+
+static void full_config(void **state)
+{
+	(void)state;
+	struct vmm_config c;
+	ember_err e = {{0}};
+	assert_int_equal(parse("{\"boot-source\": {\"kernel_image_path\": \"/k\", "
+			       "\"boot_args\": \"console=ttyS0\", \"initrd_path\": \"/i\"},"
+			       " \"machine-config\": {\"vcpu_count\": 4, \"mem_size_mib\": 512,"
+			       " \"smt\": false, \"track_dirty_pages\": true},"
+			       " \"drives\": [], \"network-interfaces\": []}", &c, &e), 0);
+	assert_string_equal(c.boot_source.kernel_image_path, "/k");
+	assert_string_equal(c.boot_source.boot_args, "console=ttyS0");
+	assert_string_equal(c.boot_source.initrd_path, "/i");
+	assert_int_equal(c.machine.vcpu_count, 4);
+	assert_int_equal(c.machine.mem_size_mib, 512);
+	assert_true(c.machine.track_dirty_pages);
+	config_free(&c);
+}
+
+static void defaults(void **state)
+{
+	(void)state;
+	struct vmm_config c;
+	assert_int_equal(parse("{\"boot-source\": {\"kernel_image_path\": \"/k\"}}", &c, NULL), 0);
+	assert_null(c.boot_source.boot_args);
+	assert_null(c.boot_source.initrd_path);
+	assert_int_equal(c.machine.vcpu_count, 1);
+	assert_int_equal(c.machine.mem_size_mib, 128);
+	config_free(&c);
+}
+
+static void expect_error(const char *text, const char *needle)
+{
+	struct vmm_config c;
+	ember_err e = {{0}};
+	assert_int_equal(parse(text, &c, &e), -1);
+	if (!strstr(e.msg, needle))
+		fail_msg("error \"%s\" does not mention \"%s\"", e.msg, needle);
+	config_free(&c);
+}
+
+static void rejects_bad_input(void **state)
+{
+	(void)state;
+	const char *k = "\"boot-source\": {\"kernel_image_path\": \"/k\"}";
+	char buf[512];
+	expect_error("{", "JSON");
+	expect_error("[]", "object");
+	expect_error("{}", "boot-source");
+	expect_error("{\"boot-source\": {\"kernel_image_path\": \"/k\", \"bogus\": 1}}", "bogus");
+	expect_error("{\"boot-source\": {}}", "kernel_image_path");
+	expect_error("{\"boot-source\": {\"kernel_image_path\": \"\"}}", "kernel_image_path");
+	expect_error("{\"boot-source\": {\"kernel_image_path\": 7}}", "boot-source");
+	snprintf(buf, sizeof(buf), "{%s, \"surprise\": 1}", k);
+	expect_error(buf, "surprise");
+	snprintf(buf, sizeof(buf), "{%s, \"machine-config\": {\"vcpu_count\": 0, \"mem_size_mib\": 128}}", k);
+	expect_error(buf, "vcpu_count");
+	snprintf(buf, sizeof(buf), "{%s, \"machine-config\": {\"vcpu_count\": 33, \"mem_size_mib\": 128}}", k);
+	expect_error(buf, "vcpu_count");
+	snprintf(buf, sizeof(buf), "{%s, \"machine-config\": {\"vcpu_count\": -1, \"mem_size_mib\": 128}}", k);
+	expect_error(buf, "vcpu_count");
+	snprintf(buf, sizeof(buf), "{%s, \"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 0}}", k);
+	expect_error(buf, "mem_size_mib");
+	snprintf(buf, sizeof(buf), "{%s, \"machine-config\": {\"vcpu_count\": 1}}", k);
+	expect_error(buf, "mem_size_mib");
+	snprintf(buf, sizeof(buf), "{%s, \"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 128, \"x\": 1}}", k);
+	expect_error(buf, "x");
+	snprintf(buf, sizeof(buf), "{%s, \"drives\": [{}]}", k);
+	expect_error(buf, "drives");
+	snprintf(buf, sizeof(buf), "{%s, %s}", k, k);
+	expect_error(buf, "duplicate");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(full_config),
+		cmocka_unit_test(defaults),
+		cmocka_unit_test(rejects_bad_input),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

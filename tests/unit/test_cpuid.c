@@ -1,0 +1,142 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "arch/x86/cpuid.h"
+
+static void add(struct cpuid_set *s, uint32_t fn, uint32_t idx, uint32_t flags, uint32_t eax,
+		uint32_t ebx, uint32_t ecx, uint32_t edx)
+{
+	s->entries[s->hdr.nent++] = (struct kvm_cpuid_entry2){
+		.function = fn, .index = idx, .flags = flags,
+		.eax = eax, .ebx = ebx, .ecx = ecx, .edx = edx,
+	};
+}
+
+/* What KVM might report on an Intel host. */
+static void intel_set(struct cpuid_set *s)
+{
+	memset(s, 0, sizeof(*s));
+	add(s, 0, 0, 0, 0x1f, 0x756e6547, 0x6c65746e, 0x49656e69); /* GenuineIntel */
+	add(s, 1, 0, 0, 0x806f8, 0x12345678, 0, 1u << 28);
+	/* L1d (type 1, level 1) and L3 (type 3, level 3) */
+	add(s, 4, 0, KVM_CPUID_FLAG_SIGNIFCANT_INDEX, 0xfc004121, 0, 0, 0);
+	add(s, 4, 3, KVM_CPUID_FLAG_SIGNIFCANT_INDEX, 0xfc03c163, 0, 0, 0);
+	add(s, 0xa, 0, 0, 0x07300805, 1, 2, 3);
+	add(s, 0xb, 0, KVM_CPUID_FLAG_SIGNIFCANT_INDEX, 1, 2, 0x100, 99);
+	add(s, 0xb, 1, KVM_CPUID_FLAG_SIGNIFCANT_INDEX, 7, 112, 0x201, 99);
+	add(s, 0xb, 2, KVM_CPUID_FLAG_SIGNIFCANT_INDEX, 0, 0, 2, 99);
+	add(s, 0x40000000, 0, 0, 0x40000001, 0, 0, 0);
+	add(s, 0x80000002, 0, 0, 0, 0, 0, 0);
+	add(s, 0x80000003, 0, 0, 0, 0, 0, 0);
+	add(s, 0x80000004, 0, 0, 0, 0, 0, 0);
+}
+
+static const char brand[48] = "Test CPU @ 1.00GHz";
+
+static void leaf1_per_vcpu(void **state)
+{
+	(void)state;
+	struct cpuid_set s;
+	intel_set(&s);
+	cpuid_normalize(&s, 3, 4, brand);
+	struct kvm_cpuid_entry2 *l1 = cpuid_find(&s, 1, 0);
+	assert_int_equal(l1->ebx >> 24, 3);	   /* APIC id */
+	assert_int_equal((l1->ebx >> 16) & 0xff, 4); /* logical CPUs */
+	assert_int_equal((l1->ebx >> 8) & 0xff, 8); /* clflush line */
+	assert_true(l1->ecx & (1u << 31));	   /* hypervisor */
+	assert_true(l1->edx & (1u << 28));	   /* HTT with > 1 CPU */
+
+	intel_set(&s);
+	cpuid_normalize(&s, 0, 1, brand);
+	l1 = cpuid_find(&s, 1, 0);
+	assert_int_equal(l1->ebx >> 24, 0);
+	assert_false(l1->edx & (1u << 28));
+}
+
+static void topology_leaves(void **state)
+{
+	(void)state;
+	struct cpuid_set s;
+	intel_set(&s);
+	cpuid_normalize(&s, 5, 6, brand);
+	struct kvm_cpuid_entry2 *smt = cpuid_find(&s, 0xb, 0);
+	struct kvm_cpuid_entry2 *core = cpuid_find(&s, 0xb, 1);
+	struct kvm_cpuid_entry2 *none = cpuid_find(&s, 0xb, 2);
+	assert_int_equal(smt->ebx, 1);
+	assert_int_equal(smt->eax, 0);
+	assert_int_equal((smt->ecx >> 8) & 0xff, 1);
+	assert_int_equal(core->ebx, 6);
+	assert_int_equal(core->eax, 3); /* 6 ids need 3 bits */
+	assert_int_equal((core->ecx >> 8) & 0xff, 2);
+	assert_int_equal(none->ebx, 0);
+	assert_int_equal((none->ecx >> 8) & 0xff, 0);
+	assert_int_equal(smt->edx, 5);
+	assert_int_equal(core->edx, 5);
+
+	struct kvm_cpuid_entry2 *l1d = cpuid_find(&s, 4, 0);
+	struct kvm_cpuid_entry2 *l3 = cpuid_find(&s, 4, 3);
+	assert_int_equal((l1d->eax >> 14) & 0xfff, 0);
+	assert_int_equal((l3->eax >> 14) & 0xfff, 5);
+	assert_int_equal(l1d->eax >> 26, 5);
+	assert_int_equal(l1d->eax & 0x1f, 1); /* cache type kept */
+}
+
+static void signature_pmu_brand(void **state)
+{
+	(void)state;
+	struct cpuid_set s;
+	intel_set(&s);
+	cpuid_normalize(&s, 0, 2, brand);
+	struct kvm_cpuid_entry2 *kvm = cpuid_find(&s, 0x40000000, 0);
+	char sig[13] = {0};
+	memcpy(sig, &kvm->ebx, 4);
+	memcpy(sig + 4, &kvm->ecx, 4);
+	memcpy(sig + 8, &kvm->edx, 4);
+	assert_string_equal(sig, "KVMKVMKVM");
+	struct kvm_cpuid_entry2 *pmu = cpuid_find(&s, 0xa, 0);
+	assert_int_equal(pmu->eax | pmu->ebx | pmu->ecx | pmu->edx, 0);
+	char got[49] = {0};
+	for (int i = 0; i < 3; i++) {
+		struct kvm_cpuid_entry2 *b = cpuid_find(&s, 0x80000002 + i, 0);
+		memcpy(got + i * 16, &b->eax, 4);
+		memcpy(got + i * 16 + 4, &b->ebx, 4);
+		memcpy(got + i * 16 + 8, &b->ecx, 4);
+		memcpy(got + i * 16 + 12, &b->edx, 4);
+	}
+	assert_string_equal(got, brand);
+}
+
+static void amd_leaves(void **state)
+{
+	(void)state;
+	struct cpuid_set s;
+	memset(&s, 0, sizeof(s));
+	add(&s, 0, 0, 0, 0x10, 0x68747541, 0x444d4163, 0x69746e65); /* AuthenticAMD */
+	add(&s, 1, 0, 0, 0, 0, 0, 0);
+	add(&s, 0x80000008, 0, 0, 0x3030, 0, 0x700f, 0);
+	add(&s, 0x8000001e, 0, 0, 0, 0x100, 0x300, 0);
+	cpuid_normalize(&s, 2, 4, brand);
+	struct kvm_cpuid_entry2 *l = cpuid_find(&s, 0x80000008, 0);
+	assert_int_equal(l->ecx & 0xff, 3);
+	assert_int_equal((l->ecx >> 12) & 0xf, 2);
+	l = cpuid_find(&s, 0x8000001e, 0);
+	assert_int_equal(l->eax, 2);
+	assert_int_equal((l->ebx >> 8) & 0xff, 0); /* one thread per core */
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(leaf1_per_vcpu),
+		cmocka_unit_test(topology_leaves),
+		cmocka_unit_test(signature_pmu_brand),
+		cmocka_unit_test(amd_leaves),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,57 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <cmocka.h>
+
+#include "arch/x86/layout.h"
+#include "vmm/guest_mem.h"
+
+static uint8_t backing[1 << 20];
+
+static void ptr_checks_bounds(void **state)
+{
+	(void)state;
+	struct guest_mem gm;
+	gm_init_from(&gm, backing, sizeof(backing), X86_MMIO_GAP_START);
+	assert_int_equal(gm.nr_regions, 1);
+	assert_ptr_equal(gm_ptr(&gm, 0, 1), backing);
+	assert_ptr_equal(gm_ptr(&gm, sizeof(backing) - 4, 4), backing + sizeof(backing) - 4);
+	assert_null(gm_ptr(&gm, sizeof(backing) - 4, 5));
+	assert_null(gm_ptr(&gm, sizeof(backing), 1));
+	/* Sums that would wrap around must not pass. */
+	assert_null(gm_ptr(&gm, UINT64_MAX, 2));
+	assert_null(gm_ptr(&gm, 16, UINT64_MAX));
+	assert_null(gm_ptr(&gm, 16, UINT64_MAX - 15));
+}
+
+static void splits_around_gap(void **state)
+{
+	(void)state;
+	struct guest_mem gm;
+	/* 1 MiB of backing stands for a guest with a 512 KiB "gap start". */
+	gm_init_from(&gm, backing, sizeof(backing), 512 * 1024);
+	assert_int_equal(gm.nr_regions, 2);
+	assert_int_equal(gm_lowmem_end(&gm), 512 * 1024);
+	assert_int_equal(gm.region[1].gpa, 1ULL << 32);
+	assert_int_equal(gm_total(&gm), sizeof(backing));
+	assert_ptr_equal(gm_ptr(&gm, 1ULL << 32, 8), backing + 512 * 1024);
+	/* The gap itself is not memory, and no access straddles it. */
+	assert_null(gm_ptr(&gm, 512 * 1024, 1));
+	assert_null(gm_ptr(&gm, 512 * 1024 - 4, 8));
+	uint32_t v = 0xdeadbeef, r = 0;
+	assert_int_equal(gm_write(&gm, (1ULL << 32) + 100, &v, 4), 0);
+	assert_int_equal(gm_read(&gm, (1ULL << 32) + 100, &r, 4), 0);
+	assert_int_equal(r, v);
+	assert_int_equal(gm_write(&gm, (1ULL << 32) + 512 * 1024 - 2, &v, 4), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(ptr_checks_bounds),
+		cmocka_unit_test(splits_around_gap),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

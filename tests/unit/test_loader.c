@@ -1,0 +1,274 @@
+/* ELF and bzImage parsing, with well-formed and malformed images built here. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <cmocka.h>
+
+#include <elf.h>
+#include <string.h>
+
+#include "arch/x86/layout.h"
+#include "vmm/loader.h"
+
+#define MEM (32u << 20)
+static uint8_t *mem;
+static struct guest_mem gm;
+
+static int setup(void **state)
+{
+	(void)state;
+	mem = calloc(1, MEM);
+	gm_init_from(&gm, mem, MEM, X86_MMIO_GAP_START);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	free(mem);
+	return 0;
+}
+
+/* A minimal vmlinux: one PT_LOAD of 64 bytes (+64 bss) at 16 MiB. */
+struct elf_img {
+	Elf64_Ehdr eh;
+	Elf64_Phdr ph;
+	uint8_t code[64];
+};
+
+static void make_elf(struct elf_img *img)
+{
+	memset(img, 0, sizeof(*img));
+	memcpy(img->eh.e_ident, ELFMAG, SELFMAG);
+	img->eh.e_ident[EI_CLASS] = ELFCLASS64;
+	img->eh.e_ident[EI_DATA] = ELFDATA2LSB;
+	img->eh.e_machine = EM_X86_64;
+	img->eh.e_entry = 0x1000000;
+	img->eh.e_phoff = offsetof(struct elf_img, ph);
+	img->eh.e_phentsize = sizeof(Elf64_Phdr);
+	img->eh.e_phnum = 1;
+	img->ph.p_type = PT_LOAD;
+	img->ph.p_offset = offsetof(struct elf_img, code);
+	img->ph.p_paddr = 0x1000000;
+	img->ph.p_filesz = 64;
+	img->ph.p_memsz = 128;
+	memset(img->code, 0xcc, sizeof(img->code));
+}
+
+static int load(const void *img, size_t len, struct kernel_image *k, ember_err *e)
+{
+	return loader_load_kernel(&gm, img, len, k, e);
+}
+
+static void elf_loads(void **state)
+{
+	(void)state;
+	struct elf_img img;
+	struct kernel_image k;
+	ember_err e = {{0}};
+	make_elf(&img);
+	memset(mem + 0x1000000 + 64, 0x55, 64); /* bss must be zeroed */
+	assert_int_equal(load(&img, sizeof(img), &k, &e), 0);
+	assert_false(k.is_bzimage);
+	assert_int_equal(k.entry, 0x1000000);
+	assert_int_equal(k.load_end, 0x1000000 + 128);
+	assert_int_equal(mem[0x1000000], 0xcc);
+	assert_int_equal(mem[0x1000000 + 64], 0);
+	assert_int_equal(k.cmdline_max, X86_CMDLINE_MAX);
+}
+
+static void elf_malformed(void **state)
+{
+	(void)state;
+	struct elf_img img;
+	struct kernel_image k;
+	ember_err e = {{0}};
+
+	make_elf(&img);
+	assert_int_equal(load(&img, 40, &k, &e), -1); /* header cut short */
+	assert_non_null(strstr(e.msg, "kernel"));
+
+	make_elf(&img);
+	img.eh.e_ident[EI_CLASS] = ELFCLASS32;
+	assert_int_equal(load(&img, sizeof(img), &k, &e), -1);
+
+	make_elf(&img);
+	img.eh.e_machine = EM_AARCH64;
+	assert_int_equal(load(&img, sizeof(img), &k, &e), -1);
+
+	make_elf(&img);
+	img.eh.e_phoff = 0xffffffffffffff00ULL; /* headers past the end, offset wraps */
+	assert_int_equal(load(&img, sizeof(img), &k, &e), -1);
+
+	make_elf(&img);
+	img.eh.e_phnum = 0xffff;
+	assert_int_equal(load(&img, sizeof(img), &k, &e), -1);
+
+	make_elf(&img);
+	assert_int_equal(load(&img, sizeof(img) - 1, &k, &e), -1); /* truncated segment */
+	assert_non_null(strstr(e.msg, "truncated"));
+
+	make_elf(&img);
+	img.ph.p_offset = UINT64_MAX - 8; /* offset + size wraps */
+	assert_int_equal(load(&img, sizeof(img), &k, &e), -1);
+
+	make_elf(&img);
+	img.ph.p_filesz = 256; /* larger in file than in memory */
+	img.ph.p_memsz = 128;
+	assert_int_equal(load(&img, sizeof(img), &k, &e), -1);
+
+	make_elf(&img);
+	img.ph.p_paddr = MEM - 16; /* runs off the end of guest memory */
+	img.eh.e_entry = MEM - 16;
+	assert_int_equal(load(&img, sizeof(img), &k, &e), -1);
+	assert_non_null(strstr(e.msg, "guest memory"));
+
+	make_elf(&img);
+	img.ph.p_paddr = UINT64_MAX - 16; /* wraps */
+	assert_int_equal(load(&img, sizeof(img), &k, &e), -1);
+
+	make_elf(&img);
+	img.ph.p_paddr = 0x1000; /* below 1 MiB would overwrite boot tables */
+	img.eh.e_entry = 0x1000;
+	assert_int_equal(load(&img, sizeof(img), &k, &e), -1);
+
+	make_elf(&img);
+	img.eh.e_entry = 0x2000000; /* entry outside any segment */
+	assert_int_equal(load(&img, sizeof(img), &k, &e), -1);
+
+	make_elf(&img);
+	img.ph.p_type = PT_NOTE; /* nothing to load */
+	assert_int_equal(load(&img, sizeof(img), &k, &e), -1);
+}
+
+/* A bzImage: 4 setup sectors + boot sector, then a 4 KiB payload. */
+#define BZ_SETUP_SECTS 4
+#define BZ_PAYLOAD 4096
+#define BZ_SIZE ((BZ_SETUP_SECTS + 1) * 512 + BZ_PAYLOAD)
+
+static void make_bz(uint8_t *img)
+{
+	memset(img, 0, BZ_SIZE);
+	struct setup_header h = {0};
+	h.setup_sects = BZ_SETUP_SECTS;
+	h.syssize = BZ_PAYLOAD / 16;
+	h.boot_flag = 0xaa55;
+	h.jump = 0x66eb; /* header ends at 0x202 + 0x66 = 0x268 */
+	h.header = 0x53726448;
+	h.version = 0x20f;
+	h.loadflags = LOADED_HIGH;
+	h.xloadflags = XLF_KERNEL_64;
+	h.cmdline_size = 2047;
+	h.initrd_addr_max = 0x7fffffff;
+	h.init_size = 0x10000;
+	memcpy(img + 0x1f1, &h, sizeof(h));
+	memset(img + (BZ_SETUP_SECTS + 1) * 512, 0xab, BZ_PAYLOAD);
+}
+
+static void bzimage_loads(void **state)
+{
+	(void)state;
+	static uint8_t img[BZ_SIZE];
+	struct kernel_image k;
+	ember_err e = {{0}};
+	make_bz(img);
+	assert_int_equal(load(img, sizeof(img), &k, &e), 0);
+	assert_true(k.is_bzimage);
+	assert_int_equal(k.entry, X86_HIMEM_START + 0x200);
+	assert_int_equal(k.load_end, X86_HIMEM_START + 0x10000); /* init_size wins */
+	assert_int_equal(mem[X86_HIMEM_START], 0xab);
+	assert_int_equal(k.hdr_len, 0x268 - 0x1f1);
+	assert_int_equal(k.cmdline_max, 2048);
+}
+
+static void bzimage_malformed(void **state)
+{
+	(void)state;
+	static uint8_t img[BZ_SIZE];
+	struct kernel_image k;
+	ember_err e = {{0}};
+	struct setup_header *h = (void *)(img + 0x1f1);
+
+	make_bz(img);
+	assert_int_equal(load(img, 0x200, &k, &e), -1); /* too short for a header */
+
+	make_bz(img);
+	h->header = 0;
+	assert_int_equal(load(img, sizeof(img), &k, &e), -1);
+	assert_non_null(strstr(e.msg, "neither"));
+
+	make_bz(img);
+	h->version = 0x205;
+	assert_int_equal(load(img, sizeof(img), &k, &e), -1);
+
+	make_bz(img);
+	h->xloadflags = 0; /* no 64-bit entry */
+	assert_int_equal(load(img, sizeof(img), &k, &e), -1);
+	assert_non_null(strstr(e.msg, "64-bit"));
+
+	make_bz(img);
+	h->loadflags = 0;
+	assert_int_equal(load(img, sizeof(img), &k, &e), -1);
+
+	make_bz(img);
+	assert_int_equal(load(img, sizeof(img) - 100, &k, &e), -1); /* payload cut */
+	assert_non_null(strstr(e.msg, "truncated"));
+
+	make_bz(img);
+	assert_int_equal(load(img, 4 * 512, &k, &e), -1); /* cut inside setup */
+	assert_non_null(strstr(e.msg, "truncated"));
+
+	make_bz(img);
+	h->setup_sects = 0xff; /* setup larger than the file */
+	assert_int_equal(load(img, sizeof(img), &k, &e), -1);
+
+	make_bz(img);
+	h->init_size = 0xffffffff; /* needs more than guest memory */
+	assert_int_equal(load(img, sizeof(img), &k, &e), -1);
+	assert_non_null(strstr(e.msg, "memory"));
+
+	make_bz(img);
+	img[0x201] = 0xff; /* header claims to run past the struct: clamped */
+	assert_int_equal(load(img, sizeof(img), &k, &e), 0);
+	assert_int_equal(k.hdr_len, sizeof(struct setup_header));
+}
+
+static void initrd_placement(void **state)
+{
+	(void)state;
+	struct kernel_image k = {.load_end = 0x1000000, .initrd_addr_max = 0x7fffffff};
+	ember_err e = {{0}};
+	uint64_t addr = 0;
+	static uint8_t rd[10000];
+	memset(rd, 0x42, sizeof(rd));
+	assert_int_equal(loader_load_initrd(&gm, &k, rd, sizeof(rd), &addr, &e), 0);
+	assert_int_equal(addr % 4096, 0);
+	assert_true(addr + sizeof(rd) <= MEM);
+	assert_true(addr >= k.load_end);
+	assert_int_equal(mem[addr], 0x42);
+
+	/* Below initrd_addr_max even when memory extends above it. */
+	k.initrd_addr_max = 0x17fffff;
+	k.load_end = 0x100000;
+	assert_int_equal(loader_load_initrd(&gm, &k, rd, sizeof(rd), &addr, &e), 0);
+	assert_true(addr + sizeof(rd) <= 0x1800000);
+	assert_true(addr + sizeof(rd) > 0x1800000 - 8192);
+
+	/* Does not fit above the kernel. */
+	k.initrd_addr_max = 0x7fffffff;
+	k.load_end = MEM - 4096;
+	assert_int_equal(loader_load_initrd(&gm, &k, rd, sizeof(rd), &addr, &e), -1);
+	assert_non_null(strstr(e.msg, "initrd"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(elf_loads),	     cmocka_unit_test(elf_malformed),
+		cmocka_unit_test(bzimage_loads),     cmocka_unit_test(bzimage_malformed),
+		cmocka_unit_test(initrd_placement),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every Ember test: cmocka unit tests, then the pytest integration suite.
+# The integration suite boots real guests, so it runs on this host's KVM when
+# that can boot a standard Linux guest, and inside the nested test host
+# (tools/testhost) otherwise. EMBER_TESTHOST=always|never|auto (default auto).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+
+echo "== unit tests"
+meson test -C "$BUILD" --print-errorlogs
+
+echo "== guest images"
+eval "$(tools/guest/artifacts.sh)"
+export EMBER_KERNEL_VMLINUX EMBER_KERNEL_BZIMAGE EMBER_DEBIAN_VMLINUZ EMBER_INITRAMFS
+export EMBER_BIN="$PWD/$BUILD/ember"
+
+mode=${EMBER_TESTHOST:-auto}
+if [ "$mode" = auto ]; then
+	if tools/testhost/needed; then mode=always; else mode=never; fi
+fi
+
+echo "== integration tests ($([ "$mode" = always ] && echo 'nested test host' || echo 'host KVM'))"
+pytest=(/usr/bin/python3 -m pytest -ra tests/integration "$@")
+if [ "$mode" = always ]; then
+	tools/testhost/run -- env EMBER_BIN="$EMBER_BIN" \
+		EMBER_KERNEL_VMLINUX="$EMBER_KERNEL_VMLINUX" EMBER_KERNEL_BZIMAGE="$EMBER_KERNEL_BZIMAGE" \
+		EMBER_DEBIAN_VMLINUZ="$EMBER_DEBIAN_VMLINUZ" EMBER_INITRAMFS="$EMBER_INITRAMFS" \
+		"${pytest[@]}"
+else
+	"${pytest[@]}"
+fi
