@@ -25,10 +25,58 @@ void config_free(struct vmm_config *c)
 	config_init(c);
 }
 
-/* Strict unpacking: jansson reports unknown fields ("... left unpacked: x"),
- * missing ones and wrong types; we prefix the resource name. */
-static int unpack_error(const char *what, const json_error_t *je, ember_err *e)
+/* What a resource's fields must be, to explain a failed strict unpack. */
+struct field_spec {
+	const char *name;
+	json_type type; /* JSON_INTEGER, JSON_STRING, JSON_TRUE for booleans */
+	bool required;
+};
+
+static const char *type_name(const json_t *v)
 {
+	switch (json_typeof(v)) {
+	case JSON_OBJECT: return "object";
+	case JSON_ARRAY: return "array";
+	case JSON_STRING: return "string";
+	case JSON_INTEGER: return "integer";
+	case JSON_REAL: return "number";
+	case JSON_TRUE:
+	case JSON_FALSE: return "boolean";
+	default: return "null";
+	}
+}
+
+static bool type_ok(const json_t *v, json_type want)
+{
+	if (want == JSON_TRUE)
+		return json_is_boolean(v);
+	return json_typeof(v) == want;
+}
+
+/* Strict unpacking (json_unpack_ex with JSON_STRICT) does the work; when it
+ * fails, this names the offending field, which jansson's text does not. */
+static int unpack_error(const char *what, json_t *j, const struct field_spec *spec, size_t n,
+			const json_error_t *je, ember_err *e)
+{
+	if (!json_is_object(j))
+		return err_set(e, "%s: expected an object, got %s", what, type_name(j));
+	const char *key;
+	json_t *v;
+	json_object_foreach(j, key, v) {
+		size_t i;
+		for (i = 0; i < n && strcmp(key, spec[i].name); i++)
+			;
+		if (i == n)
+			return err_set(e, "%s: unknown field \"%s\"", what, key);
+		if (!type_ok(v, spec[i].type))
+			return err_set(e, "%s: %s: expected %s, got %s", what, key,
+				       spec[i].type == JSON_INTEGER ? "integer"
+				       : spec[i].type == JSON_STRING ? "string" : "boolean",
+				       type_name(v));
+	}
+	for (size_t i = 0; i < n; i++)
+		if (spec[i].required && !json_object_get(j, spec[i].name))
+			return err_set(e, "%s: missing field \"%s\"", what, spec[i].name);
 	return err_set(e, "%s: %s", what, je->text);
 }
 
@@ -43,7 +91,14 @@ int config_parse_boot_source(json_t *j, struct boot_source_config *out, ember_er
 	json_error_t je;
 	if (json_unpack_ex(j, &je, JSON_STRICT, "{s:s, s?s, s?s}", "kernel_image_path", &kernel,
 			   "initrd_path", &initrd, "boot_args", &args))
-		return unpack_error("boot-source", &je, e);
+	{
+		static const struct field_spec spec[] = {
+			{"kernel_image_path", JSON_STRING, true},
+			{"initrd_path", JSON_STRING, false},
+			{"boot_args", JSON_STRING, false},
+		};
+		return unpack_error("boot-source", j, spec, 3, &je, e);
+	}
 	if (!*kernel)
 		return err_set(e, "boot-source: kernel_image_path is empty");
 	struct boot_source_config b = {
@@ -65,7 +120,14 @@ int config_parse_machine(json_t *j, struct machine_config *out, ember_err *e)
 	if (json_unpack_ex(j, &je, JSON_STRICT, "{s:I, s:I, s?b, s?b, s?s, s?s}", "vcpu_count",
 			   &vcpus, "mem_size_mib", &mem, "smt", &smt, "track_dirty_pages", &dirty,
 			   "cpu_template", &tmpl, "huge_pages", &huge))
-		return unpack_error("machine-config", &je, e);
+	{
+		static const struct field_spec spec[] = {
+			{"vcpu_count", JSON_INTEGER, true},	{"mem_size_mib", JSON_INTEGER, true},
+			{"smt", JSON_TRUE, false},		{"track_dirty_pages", JSON_TRUE, false},
+			{"cpu_template", JSON_STRING, false},	{"huge_pages", JSON_STRING, false},
+		};
+		return unpack_error("machine-config", j, spec, 6, &je, e);
+	}
 	if (vcpus < 1 || vcpus > MAX_VCPUS)
 		return err_set(e, "machine-config: vcpu_count must be between 1 and %d (got %lld)",
 			       MAX_VCPUS, (long long)vcpus);

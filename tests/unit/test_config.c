@@ -82,6 +82,14 @@ static void rejects_bad_input(void **state)
 	expect_error(buf, "mem_size_mib");
 	snprintf(buf, sizeof(buf), "{%s, \"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 128, \"x\": 1}}", k);
 	expect_error(buf, "x");
+	snprintf(buf, sizeof(buf), "{%s, \"machine-config\": {\"vcpu_count\": \"2\", \"mem_size_mib\": 128}}", k);
+	expect_error(buf, "vcpu_count: expected integer, got string");
+	snprintf(buf, sizeof(buf), "{%s, \"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 1.5}}", k);
+	expect_error(buf, "mem_size_mib: expected integer");
+	snprintf(buf, sizeof(buf), "{%s, \"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 8, \"smt\": 1}}", k);
+	expect_error(buf, "smt: expected boolean");
+	snprintf(buf, sizeof(buf), "{%s, \"machine-config\": []}", k);
+	expect_error(buf, "expected an object");
 	snprintf(buf, sizeof(buf), "{%s, \"drives\": [{}]}", k);
 	expect_error(buf, "drives");
 	snprintf(buf, sizeof(buf), "{%s, %s}", k, k);
