@@ -1,4 +1,5 @@
 /* ember: command-line entry point, in Firecracker's form. */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -6,7 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api/server.h"
 #include "vmm/config.h"
+#include "vmm/controller.h"
 #include "vmm/log.h"
 #include "vmm/vcpu.h"
 #include "vmm/vmm.h"
@@ -15,25 +18,33 @@
 enum { EXIT_GENERIC = 1, EXIT_BAD_CONFIGURATION = 152, EXIT_ARG_PARSING = 153 };
 
 #define MAX_ID_LEN 64
+#define DEFAULT_API_SOCK "/run/firecracker.socket"
 
 struct cli {
 	const char *config_file;
 	const char *log_path;
 	const char *level;
 	const char *id;
+	const char *api_sock;
+	size_t max_payload;
 	bool no_api;
 	bool boot_timer;
 	bool show_level, show_origin;
 };
 
 static const char usage[] =
-	"Usage: ember --no-api --config-file FILE [options]\n"
+	"Usage: ember [--api-sock PATH] [--config-file FILE] [options]\n"
+	"       ember --no-api --config-file FILE [options]\n"
 	"\n"
 	"Ember is a microVM monitor with Firecracker's interface.\n"
 	"\n"
 	"Options:\n"
+	"  --api-sock PATH      serve Firecracker's API on this Unix socket\n"
+	"                       (default " DEFAULT_API_SOCK ")\n"
 	"  --config-file FILE   start a microVM from a Firecracker JSON config file\n"
 	"  --no-api             do not serve the API (requires --config-file)\n"
+	"  --http-api-max-payload-size BYTES\n"
+	"                       largest API request body accepted (default 51200)\n"
 	"  --boot-timer         log the guest boot time when the guest signals it\n"
 	"  --level LEVEL        log level: Off, Error, Warning, Info, Debug, Trace\n"
 	"  --log-path PATH      write the log to PATH (a file or FIFO) instead of stderr\n"
@@ -65,7 +76,7 @@ static bool valid_id(const char *id)
 
 enum {
 	OPT_CONFIG = 256, OPT_NO_API, OPT_BOOT_TIMER, OPT_LEVEL, OPT_LOG_PATH, OPT_ID,
-	OPT_VERSION, OPT_HELP, OPT_SHOW_LEVEL, OPT_SHOW_ORIGIN, OPT_API_SOCK,
+	OPT_VERSION, OPT_HELP, OPT_SHOW_LEVEL, OPT_SHOW_ORIGIN, OPT_API_SOCK, OPT_MAX_PAYLOAD,
 	/* Passed by Firecracker's jailer; Ember accepts and ignores them for now. */
 	OPT_START_TIME_US, OPT_START_TIME_CPU_US, OPT_PARENT_CPU_TIME_US,
 };
@@ -82,6 +93,7 @@ static const struct option options[] = {
 	{"show-level", no_argument, NULL, OPT_SHOW_LEVEL},
 	{"show-log-origin", no_argument, NULL, OPT_SHOW_ORIGIN},
 	{"api-sock", required_argument, NULL, OPT_API_SOCK},
+	{"http-api-max-payload-size", required_argument, NULL, OPT_MAX_PAYLOAD},
 	{"start-time-us", required_argument, NULL, OPT_START_TIME_US},
 	{"start-time-cpu-us", required_argument, NULL, OPT_START_TIME_CPU_US},
 	{"parent-cpu-time-us", required_argument, NULL, OPT_PARENT_CPU_TIME_US},
@@ -107,9 +119,18 @@ static int parse_cli(int argc, char **argv, struct cli *c)
 		case OPT_START_TIME_CPU_US:
 		case OPT_PARENT_CPU_TIME_US:
 			break;
-		case OPT_API_SOCK:
-			return fail(EXIT_ARG_PARSING, "--api-sock %s: the API server is not in "
-				    "Ember yet; use --no-api --config-file FILE", optarg);
+		case OPT_API_SOCK: c->api_sock = optarg; break;
+		case OPT_MAX_PAYLOAD: {
+			char *end;
+			errno = 0;
+			unsigned long long v = strtoull(optarg, &end, 10);
+			if (errno || *end || end == optarg || optarg[0] == '-' || v == 0 ||
+			    v > (1ULL << 30))
+				return fail(EXIT_ARG_PARSING, "--http-api-max-payload-size %s: not a "
+					    "size in bytes between 1 and 1073741824", optarg);
+			c->max_payload = (size_t)v;
+			break;
+		}
 		case OPT_VERSION:
 			printf("Ember v%s\n", EMBER_VERSION);
 			return 0;
@@ -125,11 +146,14 @@ static int parse_cli(int argc, char **argv, struct cli *c)
 	}
 	if (optind < argc)
 		return fail(EXIT_ARG_PARSING, "unexpected argument %s (see --help)", argv[optind]);
-	if (!c->no_api)
-		return fail(EXIT_ARG_PARSING, "%s", "the API server is not in Ember yet; run with "
-			    "--no-api --config-file FILE");
-	if (!c->config_file)
+	if (c->no_api && !c->config_file)
 		return fail(EXIT_ARG_PARSING, "%s", "--no-api requires --config-file");
+	if (c->no_api && c->api_sock)
+		return fail(EXIT_ARG_PARSING, "%s", "--no-api and --api-sock exclude each other");
+	if (!c->no_api && !c->api_sock)
+		c->api_sock = DEFAULT_API_SOCK;
+	if (!c->max_payload)
+		c->max_payload = API_DEFAULT_MAX_PAYLOAD;
 	return -1;
 }
 
@@ -175,26 +199,44 @@ int main(int argc, char **argv)
 	if ((rc = setup_logger(&cli)) >= 0)
 		return rc;
 
-	struct vmm_config cfg;
 	ember_err e = {{0}};
+	struct vmm_config cfg;
 	config_init(&cfg);
-	if (config_load_file(cli.config_file, &cfg, &e)) {
+	if (cli.config_file && config_load_file(cli.config_file, &cfg, &e)) {
 		config_free(&cfg);
 		return fail(EXIT_BAD_CONFIGURATION, "%s", e.msg);
 	}
 
-	static struct vmm vmm; /* large; lives for the whole process */
+	/* Large (it holds the VM's vCPUs and devices) and process-long. */
+	static struct controller ctl;
+	static struct vmm_channel chan;
+	static struct api_server api;
 	struct vmm_options opt = {
 		.boot_timer = cli.boot_timer,
 		.console_in = STDIN_FILENO,
 		.console_out = STDOUT_FILENO,
 	};
-	rc = vmm_build(&vmm, &cfg, &opt, &e);
-	config_free(&cfg);
-	if (rc)
+	bool with_api = !cli.no_api;
+	if ((with_api && vmm_channel_init(&chan, &e)) ||
+	    controller_init(&ctl, &opt, cli.id, with_api ? &chan : NULL, &e)) {
+		config_free(&cfg);
+		return fail(EXIT_GENERIC, "%s", e.msg);
+	}
+	controller_set_config(&ctl, &cfg);
+	if (cli.config_file && controller_start_vm(&ctl, &e)) {
+		controller_destroy(&ctl);
 		return fail(EXIT_BAD_CONFIGURATION, "%s", e.msg);
-	rc = vmm_run(&vmm, &e);
-	vmm_destroy(&vmm);
+	}
+	if (with_api && api_server_start(&api, cli.api_sock, cli.max_payload, &chan, &e)) {
+		controller_destroy(&ctl);
+		return fail(EXIT_GENERIC, "%s", e.msg);
+	}
+	rc = controller_run(&ctl, &e);
+	if (with_api) {
+		api_server_stop(&api);
+		vmm_channel_destroy(&chan);
+	}
+	controller_destroy(&ctl);
 	if (rc)
 		return fail(rc < 0 ? EXIT_GENERIC : rc, "%s", e.msg);
 	return 0;

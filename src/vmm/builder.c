@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "arch/x86/boot_params.h"
@@ -105,11 +106,13 @@ int vmm_build(struct vmm *m, const struct vmm_config *cfg, const struct vmm_opti
 	      ember_err *e)
 {
 	memset(m, 0, sizeof(*m));
-	m->serial_irq_fd = m->kbd_irq_fd = m->signal_fd = -1;
+	m->serial_irq_fd = m->kbd_irq_fd = -1;
 	m->console_in = opt->console_in;
 	for (unsigned i = 0; i < MAX_VCPUS; i++)
 		m->vcpus[i].fd = -1;
 	atomic_flag_clear(&m->exit_claimed);
+	pthread_mutex_init(&m->pause.lock, NULL);
+	pthread_cond_init(&m->pause.cond, NULL);
 	m->nr_vcpus = cfg->machine.vcpu_count;
 	m->exit_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	m->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -123,8 +126,12 @@ int vmm_build(struct vmm *m, const struct vmm_config *cfg, const struct vmm_opti
 	}
 
 	struct kernel_image k;
-	if (vm_create(&m->vm, (uint64_t)cfg->machine.mem_size_mib << 20, e) ||
-	    load_guest(m, &cfg->boot_source, &k, e) || add_devices(m, opt, e) ||
+	if (vm_create(&m->vm, (uint64_t)cfg->machine.mem_size_mib << 20, e))
+		goto fail;
+	if (cfg->machine.huge_pages == HUGE_PAGES_TRANSPARENT &&
+	    madvise(m->vm.mem.mapping, m->vm.mem.mapping_size, MADV_HUGEPAGE) < 0)
+		LOG_W("huge_pages Transparent: madvise: %s", strerror(errno));
+	if (load_guest(m, &cfg->boot_source, &k, e) || add_devices(m, opt, e) ||
 	    add_vcpus(m, k.entry, e))
 		goto fail;
 	LOG_I("VM built: %u vCPUs, %u MiB, kernel entry 0x%llx", m->nr_vcpus,

@@ -7,8 +7,7 @@
 void config_init(struct vmm_config *c)
 {
 	memset(c, 0, sizeof(*c));
-	c->machine.vcpu_count = DEFAULT_VCPUS;
-	c->machine.mem_size_mib = DEFAULT_MEM_MIB;
+	config_machine_defaults(&c->machine);
 }
 
 void boot_source_free(struct boot_source_config *b)
@@ -24,13 +23,6 @@ void config_free(struct vmm_config *c)
 	boot_source_free(&c->boot_source);
 	config_init(c);
 }
-
-/* What a resource's fields must be, to explain a failed strict unpack. */
-struct field_spec {
-	const char *name;
-	json_type type; /* JSON_INTEGER, JSON_STRING, JSON_TRUE for booleans */
-	bool required;
-};
 
 static const char *type_name(const json_t *v)
 {
@@ -53,9 +45,7 @@ static bool type_ok(const json_t *v, json_type want)
 	return json_typeof(v) == want;
 }
 
-/* Strict unpacking (json_unpack_ex with JSON_STRICT) does the work; when it
- * fails, this names the offending field, which jansson's text does not. */
-static int unpack_error(const char *what, json_t *j, const struct field_spec *spec, size_t n,
+int config_unpack_error(const char *what, json_t *j, const struct field_spec *spec, size_t n,
 			const json_error_t *je, ember_err *e)
 {
 	if (!json_is_object(j))
@@ -97,7 +87,7 @@ int config_parse_boot_source(json_t *j, struct boot_source_config *out, ember_er
 			{"initrd_path", JSON_STRING, false},
 			{"boot_args", JSON_STRING, false},
 		};
-		return unpack_error("boot-source", j, spec, 3, &je, e);
+		return config_unpack_error("boot-source", j, spec, 3, &je, e);
 	}
 	if (!*kernel)
 		return err_set(e, "boot-source: kernel_image_path is empty");
@@ -111,44 +101,116 @@ int config_parse_boot_source(json_t *j, struct boot_source_config *out, ember_er
 	return 0;
 }
 
-int config_parse_machine(json_t *j, struct machine_config *out, ember_err *e)
+void config_machine_defaults(struct machine_config *m)
 {
-	json_int_t vcpus, mem;
-	int smt = 0, dirty = 0;
+	*m = (struct machine_config){.vcpu_count = DEFAULT_VCPUS, .mem_size_mib = DEFAULT_MEM_MIB};
+}
+
+const char *huge_pages_name(enum huge_pages h)
+{
+	return h == HUGE_PAGES_TRANSPARENT ? "Transparent" : "None";
+}
+
+int config_parse_machine_patch(json_t *j, struct machine_patch *out, ember_err *e)
+{
+	json_int_t vcpus = -1, mem = -1;
+	int smt = -1, dirty = -1;
 	const char *tmpl = NULL, *huge = NULL;
 	json_error_t je;
-	if (json_unpack_ex(j, &je, JSON_STRICT, "{s:I, s:I, s?b, s?b, s?s, s?s}", "vcpu_count",
+	if (json_unpack_ex(j, &je, JSON_STRICT, "{s?I, s?I, s?b, s?b, s?s, s?s}", "vcpu_count",
 			   &vcpus, "mem_size_mib", &mem, "smt", &smt, "track_dirty_pages", &dirty,
-			   "cpu_template", &tmpl, "huge_pages", &huge))
-	{
+			   "cpu_template", &tmpl, "huge_pages", &huge)) {
 		static const struct field_spec spec[] = {
-			{"vcpu_count", JSON_INTEGER, true},	{"mem_size_mib", JSON_INTEGER, true},
+			{"vcpu_count", JSON_INTEGER, false},	{"mem_size_mib", JSON_INTEGER, false},
 			{"smt", JSON_TRUE, false},		{"track_dirty_pages", JSON_TRUE, false},
 			{"cpu_template", JSON_STRING, false},	{"huge_pages", JSON_STRING, false},
 		};
-		return unpack_error("machine-config", j, spec, 6, &je, e);
+		return config_unpack_error("machine-config", j, spec, 6, &je, e);
 	}
-	if (vcpus < 1 || vcpus > MAX_VCPUS)
-		return err_set(e, "machine-config: vcpu_count must be between 1 and %d (got %lld)",
-			       MAX_VCPUS, (long long)vcpus);
-	if (mem < 1 || mem > MAX_MEM_MIB)
-		return err_set(e, "machine-config: mem_size_mib must be between 1 and %d (got %lld)",
-			       MAX_MEM_MIB, (long long)mem);
-	if (smt)
+	memset(out, 0, sizeof(*out));
+	if (json_object_get(j, "vcpu_count")) {
+		if (vcpus < 1 || vcpus > MAX_VCPUS)
+			return err_set(e, "machine-config: vcpu_count must be between 1 and %d "
+					  "(got %lld)", MAX_VCPUS, (long long)vcpus);
+		out->has_vcpu_count = true;
+		out->v.vcpu_count = (unsigned)vcpus;
+	}
+	if (json_object_get(j, "mem_size_mib")) {
+		if (mem < 1 || mem > MAX_MEM_MIB)
+			return err_set(e, "machine-config: mem_size_mib must be between 1 and %d "
+					  "(got %lld)", MAX_MEM_MIB, (long long)mem);
+		out->has_mem_size_mib = true;
+		out->v.mem_size_mib = (unsigned)mem;
+	}
+	if (smt == 1)
 		return err_set(e, "machine-config: smt is not supported by Ember yet");
+	out->has_smt = smt == 0;
+	if (dirty >= 0) {
+		out->has_track_dirty_pages = true;
+		out->v.track_dirty_pages = dirty;
+	}
 	if (tmpl && strcmp(tmpl, "None"))
 		return err_set(e, "machine-config: cpu_template \"%s\" is not supported by Ember yet",
 			       tmpl);
-	if (huge && strcmp(huge, "None"))
-		return err_set(e, "machine-config: huge_pages \"%s\" is not supported by Ember yet",
-			       huge);
-	*out = (struct machine_config){
-		.vcpu_count = (unsigned)vcpus,
-		.mem_size_mib = (unsigned)mem,
-		.smt = smt,
-		.track_dirty_pages = dirty,
-	};
+	if (huge) {
+		if (!strcmp(huge, "None"))
+			out->v.huge_pages = HUGE_PAGES_NONE;
+		else if (!strcmp(huge, "Transparent"))
+			out->v.huge_pages = HUGE_PAGES_TRANSPARENT;
+		else if (!strcmp(huge, "2M"))
+			return err_set(e, "machine-config: huge_pages \"2M\" is not supported by Ember "
+					  "yet");
+		else
+			return err_set(e, "machine-config: huge_pages must be None, Transparent or 2M "
+					  "(got \"%s\")", huge);
+		out->has_huge_pages = true;
+	}
 	return 0;
+}
+
+void config_apply_machine_patch(struct machine_config *m, const struct machine_patch *p)
+{
+	if (p->has_vcpu_count)
+		m->vcpu_count = p->v.vcpu_count;
+	if (p->has_mem_size_mib)
+		m->mem_size_mib = p->v.mem_size_mib;
+	if (p->has_smt)
+		m->smt = p->v.smt;
+	if (p->has_track_dirty_pages)
+		m->track_dirty_pages = p->v.track_dirty_pages;
+	if (p->has_huge_pages)
+		m->huge_pages = p->v.huge_pages;
+}
+
+int config_parse_machine(json_t *j, struct machine_config *out, ember_err *e)
+{
+	struct machine_patch p;
+	if (config_parse_machine_patch(j, &p, e))
+		return -1;
+	if (!p.has_vcpu_count)
+		return err_set(e, "machine-config: missing field \"vcpu_count\"");
+	if (!p.has_mem_size_mib)
+		return err_set(e, "machine-config: missing field \"mem_size_mib\"");
+	config_machine_defaults(out);
+	config_apply_machine_patch(out, &p);
+	return 0;
+}
+
+json_t *config_machine_json(const struct machine_config *m)
+{
+	return json_pack("{s:i, s:i, s:b, s:b, s:s}", "vcpu_count", (int)m->vcpu_count,
+			 "mem_size_mib", (int)m->mem_size_mib, "smt", m->smt, "track_dirty_pages",
+			 m->track_dirty_pages, "huge_pages", huge_pages_name(m->huge_pages));
+}
+
+json_t *config_boot_source_json(const struct boot_source_config *b)
+{
+	json_t *j = json_pack("{s:s}", "kernel_image_path", b->kernel_image_path);
+	if (b->initrd_path)
+		json_object_set_new(j, "initrd_path", json_string(b->initrd_path));
+	json_object_set_new(j, "boot_args", json_string(b->boot_args ? b->boot_args
+								: DEFAULT_BOOT_ARGS));
+	return j;
 }
 
 /* Sections of Firecracker's config file that Ember does not implement yet:

@@ -24,11 +24,21 @@ struct boot_source_config {
 	char *boot_args;   /* NULL means DEFAULT_BOOT_ARGS */
 };
 
+enum huge_pages { HUGE_PAGES_NONE, HUGE_PAGES_TRANSPARENT };
+
 struct machine_config {
 	unsigned vcpu_count;
 	unsigned mem_size_mib;
 	bool smt;
 	bool track_dirty_pages;
+	enum huge_pages huge_pages;
+};
+
+/* A MachineConfiguration body with every field optional (PATCH), each
+ * present value already checked. */
+struct machine_patch {
+	bool has_vcpu_count, has_mem_size_mib, has_smt, has_track_dirty_pages, has_huge_pages;
+	struct machine_config v;
 };
 
 struct vmm_config {
@@ -37,14 +47,35 @@ struct vmm_config {
 	struct machine_config machine;
 };
 
+/* What a resource's fields must be, to explain a failed strict unpack. */
+struct field_spec {
+	const char *name;
+	json_type type; /* JSON_INTEGER, JSON_STRING, or JSON_TRUE for booleans */
+	bool required;
+};
+
+/* Strict unpacking (json_unpack_ex with JSON_STRICT) does the work; when it
+ * fails, this names the offending field (unknown, missing, wrong type), which
+ * jansson's text does not. Returns -1. */
+int config_unpack_error(const char *what, json_t *j, const struct field_spec *spec, size_t n,
+			const json_error_t *je, ember_err *e);
+
 void config_init(struct vmm_config *c);
 void config_free(struct vmm_config *c);
 void boot_source_free(struct boot_source_config *b);
 
 /* Firecracker's BootSource object. */
 int config_parse_boot_source(json_t *j, struct boot_source_config *out, ember_err *e);
-/* Firecracker's MachineConfiguration object. */
+/* Firecracker's MachineConfiguration object (PUT: vcpu_count and
+ * mem_size_mib required, other fields back to their defaults). */
 int config_parse_machine(json_t *j, struct machine_config *out, ember_err *e);
+int config_parse_machine_patch(json_t *j, struct machine_patch *out, ember_err *e);
+void config_apply_machine_patch(struct machine_config *m, const struct machine_patch *p);
+void config_machine_defaults(struct machine_config *m);
+const char *huge_pages_name(enum huge_pages h);
+/* JSON views, for GET /machine-config and GET /vm/config. */
+json_t *config_machine_json(const struct machine_config *m);
+json_t *config_boot_source_json(const struct boot_source_config *b);
 /* A whole Firecracker config file, from text. */
 int config_parse_text(const char *text, size_t len, struct vmm_config *out, ember_err *e);
 int config_load_file(const char *path, struct vmm_config *out, ember_err *e);

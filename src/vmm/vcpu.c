@@ -127,6 +127,18 @@ static void *vcpu_thread(void *arg)
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
 	while (!atomic_load(v->env->stop)) {
+		struct vcpu_pause *p = v->env->pause;
+		pthread_mutex_lock(&p->lock);
+		if (p->requested) {
+			p->parked++;
+			pthread_cond_broadcast(&p->cond);
+			while (p->requested && !atomic_load(v->env->stop))
+				pthread_cond_wait(&p->cond, &p->lock);
+			p->parked--;
+			pthread_mutex_unlock(&p->lock);
+			continue;
+		}
+		pthread_mutex_unlock(&p->lock);
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				v->run->immediate_exit = 0;

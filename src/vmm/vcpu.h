@@ -17,12 +17,22 @@
 /* code: the process exit status the event asks for (0 for a guest reset). */
 typedef void (*vcpu_exit_fn)(void *ctx, int code, const char *why);
 
+/* Pausing: the VMM sets `requested`, kicks every vCPU and waits until all
+ * are parked; a parked vCPU waits on `cond` until resumed or stopped. */
+struct vcpu_pause {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool requested;
+	unsigned parked;
+};
+
 struct vcpu_env {
 	const struct io_bus *pio;
 	const struct io_bus *mmio;
 	vcpu_exit_fn on_exit;
 	void *ctx;
 	atomic_bool *stop;
+	struct vcpu_pause *pause;
 };
 
 struct vcpu {

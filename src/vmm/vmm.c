@@ -1,5 +1,6 @@
-/* Running a built VM: the VMM thread's event loop, the console, and an
- * orderly end on guest reset, vCPU failure, SIGTERM or SIGINT. */
+/* Running a built VM: its vCPUs, its own event loop (nested in the
+ * controller's), the console, and an orderly end on guest reset or vCPU
+ * failure. */
 #include "vmm/vmm.h"
 
 #include <errno.h>
@@ -7,7 +8,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "vmm/log.h"
@@ -41,18 +41,6 @@ static void on_exit_event(void *ctx, uint32_t events)
 	struct vmm *m = ctx;
 	(void)events;
 	drain(m->exit_fd);
-}
-
-static void on_signal(void *ctx, uint32_t events)
-{
-	struct vmm *m = ctx;
-	struct signalfd_siginfo si;
-	(void)events;
-	if (read(m->signal_fd, &si, sizeof(si)) != sizeof(si))
-		return;
-	char why[64];
-	snprintf(why, sizeof(why), "received %s", strsignal((int)si.ssi_signo));
-	vmm_request_exit(m, 0, why);
 }
 
 static void arm_console(struct vmm *m, bool on)
@@ -107,17 +95,9 @@ static void console_raw(struct vmm *m)
 
 static int setup_loop(struct vmm *m, ember_err *e)
 {
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	m->signal_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-	if (m->signal_fd < 0)
-		return err_set(e, "signalfd: %s", strerror(errno));
 	if (event_loop_init(&m->loop, e))
 		return -1;
 	if (event_loop_add(&m->loop, m->exit_fd, EPOLLIN, on_exit_event, m) ||
-	    event_loop_add(&m->loop, m->signal_fd, EPOLLIN, on_signal, m) ||
 	    event_loop_add(&m->loop, m->wake_fd, EPOLLIN, on_wake, m))
 		return err_set(e, "epoll: %s", strerror(errno));
 	if (m->console_in >= 0) {
@@ -131,29 +111,76 @@ static int setup_loop(struct vmm *m, ember_err *e)
 	return 0;
 }
 
-int vmm_run(struct vmm *m, ember_err *e)
+int vmm_start(struct vmm *m, ember_err *e)
 {
 	if (setup_loop(m, e))
 		return -1;
 	console_raw(m);
 	m->env = (struct vcpu_env){
 		.pio = &m->pio, .mmio = &m->mmio, .on_exit = on_vcpu_exit, .ctx = m, .stop = &m->stop,
+		.pause = &m->pause,
 	};
 	boot_timer_start(&m->boot_timer);
 	for (unsigned i = 0; i < m->nr_vcpus; i++) {
 		if (vcpu_start(&m->vcpus[i], &m->env, e)) {
 			vmm_request_exit(m, 1, e->msg);
-			break;
+			return -1;
 		}
 	}
-	while (!atomic_load(&m->stop)) {
-		if (event_loop_run_once(&m->loop, -1) < 0) {
-			vmm_request_exit(m, 1, "epoll_wait failed");
-			break;
-		}
-	}
+	return 0;
+}
+
+int vmm_event_fd(const struct vmm *m)
+{
+	return m->loop.epfd;
+}
+
+void vmm_dispatch(struct vmm *m)
+{
+	if (event_loop_run_once(&m->loop, 0) < 0)
+		vmm_request_exit(m, 1, "epoll_wait failed");
+}
+
+bool vmm_ended(struct vmm *m)
+{
+	return atomic_load(&m->stop);
+}
+
+void vmm_pause(struct vmm *m)
+{
+	pthread_mutex_lock(&m->pause.lock);
+	m->pause.requested = true;
+	pthread_mutex_unlock(&m->pause.lock);
 	for (unsigned i = 0; i < m->nr_vcpus; i++)
 		vcpu_kick(&m->vcpus[i]);
+	pthread_mutex_lock(&m->pause.lock);
+	while (m->pause.parked < m->nr_vcpus && !atomic_load(&m->stop))
+		pthread_cond_wait(&m->pause.cond, &m->pause.lock);
+	pthread_mutex_unlock(&m->pause.lock);
+}
+
+void vmm_resume(struct vmm *m)
+{
+	pthread_mutex_lock(&m->pause.lock);
+	m->pause.requested = false;
+	pthread_cond_broadcast(&m->pause.cond);
+	pthread_mutex_unlock(&m->pause.lock);
+}
+
+/* Kicks every vCPU out of KVM_RUN and out of a pause; they see `stop`. */
+static void stop_vcpus(struct vmm *m)
+{
+	atomic_store(&m->stop, true);
+	pthread_mutex_lock(&m->pause.lock);
+	pthread_cond_broadcast(&m->pause.cond);
+	pthread_mutex_unlock(&m->pause.lock);
+	for (unsigned i = 0; i < m->nr_vcpus; i++)
+		vcpu_kick(&m->vcpus[i]);
+}
+
+int vmm_finish(struct vmm *m, ember_err *e)
+{
+	stop_vcpus(m);
 	for (unsigned i = 0; i < m->nr_vcpus; i++)
 		vcpu_join(&m->vcpus[i]);
 	if (m->exit_code)
@@ -165,8 +192,8 @@ int vmm_run(struct vmm *m, ember_err *e)
 
 void vmm_destroy(struct vmm *m)
 {
+	stop_vcpus(m);
 	for (unsigned i = 0; i < m->nr_vcpus; i++) {
-		vcpu_kick(&m->vcpus[i]);
 		vcpu_join(&m->vcpus[i]);
 		vcpu_destroy(&m->vcpus[i]);
 	}
@@ -175,12 +202,14 @@ void vmm_destroy(struct vmm *m)
 	m->tty_raw = false;
 	if (m->loop.epfd > 0)
 		event_loop_destroy(&m->loop);
-	int fds[] = {m->serial_irq_fd, m->kbd_irq_fd, m->exit_fd, m->wake_fd, m->signal_fd};
+	int fds[] = {m->serial_irq_fd, m->kbd_irq_fd, m->exit_fd, m->wake_fd};
 	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
-	m->serial_irq_fd = m->kbd_irq_fd = m->exit_fd = m->wake_fd = m->signal_fd = -1;
+	m->serial_irq_fd = m->kbd_irq_fd = m->exit_fd = m->wake_fd = -1;
 	serial_destroy(&m->serial);
 	i8042_destroy(&m->i8042);
+	pthread_cond_destroy(&m->pause.cond);
+	pthread_mutex_destroy(&m->pause.lock);
 	vm_destroy(&m->vm);
 }

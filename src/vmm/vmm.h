@@ -34,13 +34,13 @@ struct vmm {
 
 	struct event_loop loop;
 	struct vcpu_env env;
+	struct vcpu_pause pause;
 	atomic_bool stop;
 	atomic_flag exit_claimed; /* the first exit request wins */
 	int exit_code;
 	char exit_why[160];
 	int exit_fd;  /* eventfd: someone asked the VM to end */
 	int wake_fd;  /* eventfd: the serial FIFO has room for input again */
-	int signal_fd;
 
 	int console_in;
 	bool console_in_armed;
@@ -53,9 +53,18 @@ struct vmm {
  * configured vCPUs. On failure the partial VM is torn down. */
 int vmm_build(struct vmm *m, const struct vmm_config *cfg, const struct vmm_options *opt,
 	      ember_err *e);
-/* Starts the vCPUs (InstanceStart) and serves events until the VM ends;
- * returns the process exit status. */
-int vmm_run(struct vmm *m, ember_err *e);
+/* Starts the vCPUs (InstanceStart). The VM's own events are then served by
+ * vmm_dispatch() whenever vmm_event_fd() (an epoll fd) is readable. */
+int vmm_start(struct vmm *m, ember_err *e);
+int vmm_event_fd(const struct vmm *m);
+void vmm_dispatch(struct vmm *m);
+/* Stops every vCPU (returns once all are parked) and lets them run again. */
+void vmm_pause(struct vmm *m);
+void vmm_resume(struct vmm *m);
+/* True once the VM asked to end (guest reset, vCPU failure, request). */
+bool vmm_ended(struct vmm *m);
+/* Stops and joins the vCPUs; returns the exit status the VM ended with. */
+int vmm_finish(struct vmm *m, ember_err *e);
 /* Asks the VM to end with `code`; safe from any thread. */
 void vmm_request_exit(struct vmm *m, int code, const char *why);
 void vmm_destroy(struct vmm *m);

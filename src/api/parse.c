@@ -1,0 +1,189 @@
+#include "api/parse.h"
+
+#include <string.h>
+
+/* Firecracker resources that Ember does not serve yet: answered with a 400
+ * naming the feature, never a 2xx for something that will not happen. */
+static const struct {
+	const char *prefix;
+	const char *feature;
+} not_yet[] = {
+	{"/balloon", "the balloon device"},
+	{"/cpu-config", "CPU templates"},
+	{"/drives", "block devices"},
+	{"/pmem", "pmem devices"},
+	{"/logger", "logger configuration over the API"},
+	{"/metrics", "metrics"},
+	{"/mmds", "the metadata service (MMDS)"},
+	{"/entropy", "the entropy device"},
+	{"/serial", "serial configuration over the API"},
+	{"/hotplug", "memory hotplug"},
+	{"/network-interfaces", "network interfaces"},
+	{"/snapshot", "snapshots"},
+	{"/vsock", "the vsock device"},
+};
+
+static bool path_is(const char *path, const char *prefix)
+{
+	size_t n = strlen(prefix);
+	return !strncmp(path, prefix, n) && (path[n] == 0 || path[n] == '/');
+}
+
+static int bad_route(const char *method, const char *path, struct vmm_response *resp)
+{
+	for (size_t i = 0; i < sizeof(not_yet) / sizeof(not_yet[0]); i++)
+		if (path_is(path, not_yet[i].prefix)) {
+			vmm_response_fault(resp, 400, "%s %s: %s are not supported by Ember yet",
+					   method, path, not_yet[i].feature);
+			return -1;
+		}
+	vmm_response_fault(resp, 400, "Invalid request method and/or path: %s %s", method, path);
+	return -1;
+}
+
+/* Parses a required JSON body. */
+static json_t *body_json(const char *body, size_t len, struct vmm_response *resp)
+{
+	if (!len) {
+		vmm_response_fault(resp, 400, "The request body is empty");
+		return NULL;
+	}
+	json_error_t je;
+	json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+	if (!j)
+		vmm_response_fault(resp, 400, "An error occurred when deserializing the json body of "
+				   "a request: %s at line %d column %d", je.text, je.line, je.column);
+	return j;
+}
+
+static int bad_body(struct vmm_response *resp, const ember_err *e)
+{
+	vmm_response_fault(resp, 400, "An error occurred when deserializing the json body of a "
+			   "request: %s", e->msg);
+	return -1;
+}
+
+/* A body that is one string field naming what to do: {"action_type": ...}
+ * for /actions, {"state": ...} for /vm. A NULL feature means the choice is
+ * served; otherwise it names what Ember lacks for it. */
+struct choice {
+	const char *value;
+	enum vmm_req_kind kind;
+	const char *missing_feature;
+};
+
+static int parse_choice(json_t *j, const char *what, const char *key, const struct choice *c,
+			size_t n, struct vmm_request *req, struct vmm_response *resp)
+{
+	const char *value;
+	json_error_t je;
+	ember_err e;
+	if (json_unpack_ex(j, &je, JSON_STRICT, "{s:s}", key, &value)) {
+		const struct field_spec spec = {key, JSON_STRING, true};
+		config_unpack_error(what, j, &spec, 1, &je, &e);
+		return bad_body(resp, &e);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(value, c[i].value))
+			continue;
+		if (c[i].missing_feature) {
+			vmm_response_fault(resp, 400, "%s: %s are not supported by Ember yet", value,
+					   c[i].missing_feature);
+			return -1;
+		}
+		req->kind = c[i].kind;
+		return 0;
+	}
+	err_set(&e, "%s: unknown %s \"%s\"", what, key, value);
+	return bad_body(resp, &e);
+}
+
+static const struct choice actions[] = {
+	{"InstanceStart", REQ_INSTANCE_START, NULL},
+	{"SendCtrlAltDel", REQ_SEND_CTRL_ALT_DEL, NULL},
+	{"FlushMetrics", 0, "metrics"},
+};
+
+static const struct choice vm_states[] = {
+	{"Paused", REQ_PAUSE, NULL},
+	{"Resumed", REQ_RESUME, NULL},
+};
+
+int api_parse(const char *method, const char *path, const char *body, size_t len,
+	      struct vmm_request *req, struct vmm_response *resp)
+{
+	memset(req, 0, sizeof(*req));
+	bool get = !strcmp(method, "GET"), put = !strcmp(method, "PUT"),
+	     patch = !strcmp(method, "PATCH");
+
+	if (get && (!strcmp(path, "/") || !strcmp(path, ""))) {
+		req->kind = REQ_GET_INFO;
+		return 0;
+	}
+	if (get && !strcmp(path, "/version")) {
+		req->kind = REQ_GET_VERSION;
+		return 0;
+	}
+	if (get && !strcmp(path, "/vm/config")) {
+		req->kind = REQ_GET_VM_CONFIG;
+		return 0;
+	}
+	if (get && !strcmp(path, "/machine-config")) {
+		req->kind = REQ_GET_MACHINE_CONFIG;
+		return 0;
+	}
+
+	enum { NONE, MACHINE_PUT, MACHINE_PATCH, BOOT, ACTIONS, VM } what = NONE;
+	if (put && !strcmp(path, "/machine-config"))
+		what = MACHINE_PUT;
+	else if (patch && !strcmp(path, "/machine-config"))
+		what = MACHINE_PATCH;
+	else if (put && !strcmp(path, "/boot-source"))
+		what = BOOT;
+	else if (put && !strcmp(path, "/actions"))
+		what = ACTIONS;
+	else if (patch && !strcmp(path, "/vm"))
+		what = VM;
+	if (what == NONE)
+		return bad_route(method, path, resp);
+
+	json_t *j = body_json(body, len, resp);
+	if (!j)
+		return -1;
+	ember_err e;
+	int rc = 0;
+	switch (what) {
+	case MACHINE_PUT:
+		req->kind = REQ_PUT_MACHINE_CONFIG;
+		if (config_parse_machine(j, &req->machine, &e))
+			rc = bad_body(resp, &e);
+		break;
+	case MACHINE_PATCH:
+		req->kind = REQ_PATCH_MACHINE_CONFIG;
+		if (json_is_object(j) && json_object_size(j) == 0) {
+			/* As Firecracker: a PATCH must change something. */
+			err_set(&e, "machine-config: the PATCH body sets no field");
+			rc = bad_body(resp, &e);
+		} else if (config_parse_machine_patch(j, &req->patch, &e)) {
+			rc = bad_body(resp, &e);
+		}
+		break;
+	case BOOT:
+		req->kind = REQ_PUT_BOOT_SOURCE;
+		if (config_parse_boot_source(j, &req->boot_source, &e))
+			rc = bad_body(resp, &e);
+		break;
+	case ACTIONS:
+		rc = parse_choice(j, "actions", "action_type", actions, 3, req, resp);
+		break;
+	case VM:
+		rc = parse_choice(j, "vm", "state", vm_states, 2, req, resp);
+		break;
+	default:
+		break;
+	}
+	json_decref(j);
+	if (rc)
+		vmm_request_free(req);
+	return rc;
+}

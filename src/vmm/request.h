@@ -1,0 +1,68 @@
+/* What the API thread asks of the VMM thread, and the answer. The API thread
+ * parses and validates a request into a vmm_request (plain data, no KVM),
+ * hands it over a vmm_channel and waits; the VMM thread executes it. */
+#ifndef EMBER_REQUEST_H
+#define EMBER_REQUEST_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "vmm/config.h"
+#include "vmm/err.h"
+
+enum vmm_req_kind {
+	REQ_GET_INFO,
+	REQ_GET_VERSION,
+	REQ_GET_VM_CONFIG,
+	REQ_GET_MACHINE_CONFIG,
+	REQ_PUT_MACHINE_CONFIG,
+	REQ_PATCH_MACHINE_CONFIG,
+	REQ_PUT_BOOT_SOURCE,
+	REQ_INSTANCE_START,
+	REQ_SEND_CTRL_ALT_DEL,
+	REQ_PAUSE,
+	REQ_RESUME,
+};
+
+struct vmm_request {
+	enum vmm_req_kind kind;
+	struct machine_config machine; /* PUT, or PATCH fields marked in patch */
+	struct machine_patch patch;
+	struct boot_source_config boot_source; /* owned; freed with the request */
+};
+
+struct vmm_response {
+	int status;  /* HTTP status */
+	char *body;  /* JSON text (malloc'd) or NULL for 204 */
+};
+
+void vmm_request_free(struct vmm_request *r);
+/* Fills r with status and {"fault_message": msg}. */
+void vmm_response_fault(struct vmm_response *r, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Takes ownership of j (decref'd). */
+void vmm_response_json(struct vmm_response *r, int status, json_t *j);
+
+/* One request at a time from the API thread to the VMM thread. */
+struct vmm_channel {
+	pthread_mutex_t lock;
+	pthread_cond_t done_cond;
+	int event_fd; /* readable when a request waits */
+	struct vmm_request *req;
+	struct vmm_response *resp;
+	bool done;
+	bool closed; /* the VMM is going away: answer at once */
+};
+
+int vmm_channel_init(struct vmm_channel *c, ember_err *e);
+void vmm_channel_destroy(struct vmm_channel *c);
+/* API thread: hands req over and blocks until the VMM thread answers. */
+void vmm_channel_call(struct vmm_channel *c, struct vmm_request *req, struct vmm_response *resp);
+/* VMM thread: the waiting request, or NULL. */
+struct vmm_request *vmm_channel_take(struct vmm_channel *c);
+/* VMM thread: answers the request taken. */
+void vmm_channel_answer(struct vmm_channel *c, const struct vmm_response *resp);
+/* VMM thread, at exit: fails the waiting request and all later ones. */
+void vmm_channel_close(struct vmm_channel *c);
+
+#endif

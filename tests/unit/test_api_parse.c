@@ -1,0 +1,118 @@
+/* The API thread's request parsing: routes, bodies and Firecracker's errors. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "api/parse.h"
+
+static int parse(const char *method, const char *path, const char *body,
+		 struct vmm_request *req, struct vmm_response *resp)
+{
+	memset(resp, 0, sizeof(*resp));
+	return api_parse(method, path, body, body ? strlen(body) : 0, req, resp);
+}
+
+static void expect_fault(const char *method, const char *path, const char *body,
+			 const char *needle)
+{
+	struct vmm_request req;
+	struct vmm_response resp;
+	assert_int_equal(parse(method, path, body, &req, &resp), -1);
+	assert_int_equal(resp.status, 400);
+	assert_non_null(resp.body);
+	json_t *j = json_loads(resp.body, 0, NULL);
+	assert_non_null(j);
+	const char *msg = json_string_value(json_object_get(j, "fault_message"));
+	assert_non_null(msg);
+	if (!strstr(msg, needle))
+		fail_msg("fault_message \"%s\" does not mention \"%s\"", msg, needle);
+	json_decref(j);
+	free(resp.body);
+}
+
+static void routes(void **state)
+{
+	(void)state;
+	struct vmm_request req;
+	struct vmm_response resp;
+	assert_int_equal(parse("GET", "/", NULL, &req, &resp), 0);
+	assert_int_equal(req.kind, REQ_GET_INFO);
+	assert_int_equal(parse("GET", "/version", NULL, &req, &resp), 0);
+	assert_int_equal(req.kind, REQ_GET_VERSION);
+	assert_int_equal(parse("GET", "/vm/config", NULL, &req, &resp), 0);
+	assert_int_equal(req.kind, REQ_GET_VM_CONFIG);
+	assert_int_equal(parse("PUT", "/actions", "{\"action_type\": \"InstanceStart\"}", &req,
+			       &resp), 0);
+	assert_int_equal(req.kind, REQ_INSTANCE_START);
+	assert_int_equal(parse("PATCH", "/vm", "{\"state\": \"Paused\"}", &req, &resp), 0);
+	assert_int_equal(req.kind, REQ_PAUSE);
+	assert_int_equal(parse("PATCH", "/vm", "{\"state\": \"Resumed\"}", &req, &resp), 0);
+	assert_int_equal(req.kind, REQ_RESUME);
+}
+
+static void bodies(void **state)
+{
+	(void)state;
+	struct vmm_request req;
+	struct vmm_response resp;
+	assert_int_equal(parse("PUT", "/machine-config", "{\"vcpu_count\": 2, \"mem_size_mib\": 256}",
+			       &req, &resp), 0);
+	assert_int_equal(req.kind, REQ_PUT_MACHINE_CONFIG);
+	assert_int_equal(req.machine.vcpu_count, 2);
+	assert_int_equal(req.machine.mem_size_mib, 256);
+
+	assert_int_equal(parse("PATCH", "/machine-config", "{\"mem_size_mib\": 64}", &req, &resp),
+			 0);
+	assert_true(req.patch.has_mem_size_mib);
+	assert_false(req.patch.has_vcpu_count);
+
+	assert_int_equal(parse("PUT", "/boot-source", "{\"kernel_image_path\": \"/k\"}", &req,
+			       &resp), 0);
+	assert_string_equal(req.boot_source.kernel_image_path, "/k");
+	vmm_request_free(&req);
+}
+
+static void faults(void **state)
+{
+	(void)state;
+	expect_fault("GET", "/nope", NULL, "Invalid request method and/or path: GET /nope");
+	expect_fault("DELETE", "/machine-config", NULL, "Invalid request method and/or path");
+	expect_fault("POST", "/actions", "{}", "Invalid request method and/or path");
+	expect_fault("PUT", "/drives/root", "{}", "block devices");
+	expect_fault("PUT", "/network-interfaces/eth0", "{}", "network interfaces");
+	expect_fault("PUT", "/mmds", "{}", "metadata");
+	expect_fault("PUT", "/machine-config", NULL, "empty");
+	expect_fault("PUT", "/machine-config", "{", "deserializing");
+	expect_fault("PUT", "/machine-config", "{\"vcpu_count\": 2}", "mem_size_mib");
+	expect_fault("PUT", "/machine-config", "{\"vcpu_count\": \"2\", \"mem_size_mib\": 1}",
+		     "vcpu_count");
+	expect_fault("PUT", "/machine-config", "{\"vcpu_count\": 2, \"mem_size_mib\": 1, \"x\": 0}",
+		     "\"x\"");
+	expect_fault("PATCH", "/machine-config", "{\"vcpu_count\": 0}", "vcpu_count");
+	expect_fault("PUT", "/boot-source", "{\"boot_args\": \"a\"}", "kernel_image_path");
+	expect_fault("PUT", "/actions", "{\"action_type\": \"Explode\"}", "Explode");
+	expect_fault("PUT", "/actions", "{\"action_type\": \"FlushMetrics\"}", "metrics");
+	expect_fault("PUT", "/actions", "{\"action\": \"InstanceStart\"}", "actions");
+	expect_fault("PATCH", "/vm", "{\"state\": \"Sleeping\"}", "unknown state \"Sleeping\"");
+	expect_fault("PUT", "/machine-config", "[1, 2]", "object");
+	expect_fault("PATCH", "/machine-config", "{}", "no field");
+	expect_fault("PUT", "/actions", "{\"action_type\": 1}", "action_type: expected string");
+	expect_fault("PATCH", "/vm", "{\"state\": true}", "state: expected string");
+	expect_fault("PUT", "/machine-config",
+		     "{\"vcpu_count\": 1, \"vcpu_count\": 2, \"mem_size_mib\": 1}", "duplicate");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(routes),
+		cmocka_unit_test(bodies),
+		cmocka_unit_test(faults),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
