@@ -6,21 +6,21 @@
  * naming the feature, never a 2xx for something that will not happen. */
 static const struct {
 	const char *prefix;
-	const char *feature;
+	const char *feature; /* with its verb, "is" or "are" */
 } not_yet[] = {
-	{"/balloon", "the balloon device"},
-	{"/cpu-config", "CPU templates"},
-	{"/drives", "block devices"},
-	{"/pmem", "pmem devices"},
-	{"/logger", "logger configuration over the API"},
-	{"/metrics", "metrics"},
-	{"/mmds", "the metadata service (MMDS)"},
-	{"/entropy", "the entropy device"},
-	{"/serial", "serial configuration over the API"},
-	{"/hotplug", "memory hotplug"},
-	{"/network-interfaces", "network interfaces"},
-	{"/snapshot", "snapshots"},
-	{"/vsock", "the vsock device"},
+	{"/balloon", "the balloon device is"},
+	{"/cpu-config", "CPU templates are"},
+	{"/drives", "block devices are"},
+	{"/pmem", "pmem devices are"},
+	{"/logger", "logger configuration over the API is"},
+	{"/metrics", "metrics are"},
+	{"/mmds", "the metadata service (MMDS) is"},
+	{"/entropy", "the entropy device is"},
+	{"/serial", "serial configuration over the API is"},
+	{"/hotplug", "memory hotplug is"},
+	{"/network-interfaces", "network interfaces are"},
+	{"/snapshot", "snapshots are"},
+	{"/vsock", "the vsock device is"},
 };
 
 static bool path_is(const char *path, const char *prefix)
@@ -33,7 +33,7 @@ static int bad_route(const char *method, const char *path, struct vmm_response *
 {
 	for (size_t i = 0; i < sizeof(not_yet) / sizeof(not_yet[0]); i++)
 		if (path_is(path, not_yet[i].prefix)) {
-			vmm_response_fault(resp, 400, "%s %s: %s are not supported by Ember yet",
+			vmm_response_fault(resp, 400, "%s %s: %s not supported by Ember yet",
 					   method, path, not_yet[i].feature);
 			return -1;
 		}
@@ -65,7 +65,7 @@ static int bad_body(struct vmm_response *resp, const ember_err *e)
 
 /* A body that is one string field naming what to do: {"action_type": ...}
  * for /actions, {"state": ...} for /vm. A NULL feature means the choice is
- * served; otherwise it names what Ember lacks for it. */
+ * served; otherwise it names what Ember lacks for it, with its verb. */
 struct choice {
 	const char *value;
 	enum vmm_req_kind kind;
@@ -87,7 +87,7 @@ static int parse_choice(json_t *j, const char *what, const char *key, const stru
 		if (strcmp(value, c[i].value))
 			continue;
 		if (c[i].missing_feature) {
-			vmm_response_fault(resp, 400, "%s: %s are not supported by Ember yet", value,
+			vmm_response_fault(resp, 400, "%s: %s not supported by Ember yet", value,
 					   c[i].missing_feature);
 			return -1;
 		}
@@ -101,7 +101,7 @@ static int parse_choice(json_t *j, const char *what, const char *key, const stru
 static const struct choice actions[] = {
 	{"InstanceStart", REQ_INSTANCE_START, NULL},
 	{"SendCtrlAltDel", REQ_SEND_CTRL_ALT_DEL, NULL},
-	{"FlushMetrics", 0, "metrics"},
+	{"FlushMetrics", 0, "metrics are"},
 };
 
 static const struct choice vm_states[] = {

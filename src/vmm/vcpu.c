@@ -83,10 +83,16 @@ static bool handle_exit(struct vcpu *v)
 		else
 			io_bus_read(env->mmio, r->mmio.phys_addr, r->mmio.data, r->mmio.len);
 		return true;
-	case KVM_EXIT_SHUTDOWN:
-		/* A triple fault: Linux's last resort for reboot. */
+	case KVM_EXIT_SHUTDOWN: {
+		/* A triple fault: Linux's last resort for reboot, as Firecracker
+		 * treats it; but also how a guest crashing early looks, so say so. */
+		struct kvm_regs regs;
+		if (ioctl(v->fd, KVM_GET_REGS, &regs) == 0)
+			LOG_W("vCPU %u: triple fault at rip 0x%llx; ending the VM as a guest reset",
+			      v->index, (unsigned long long)regs.rip);
 		env->on_exit(env->ctx, 0, "guest reset (triple fault)");
 		return false;
+	}
 	case KVM_EXIT_SYSTEM_EVENT:
 		env->on_exit(env->ctx, 0, r->system_event.type == KVM_SYSTEM_EVENT_RESET
 						  ? "guest reset" : "guest shutdown");

@@ -282,7 +282,7 @@ class Swagger:
         """Messages for every way instance breaks definition name (empty: valid)."""
         validator = self._validator(name, strict)
         out = []
-        for err in sorted(validator.iter_errors(instance), key=lambda e: list(e.path)):
+        for err in sorted(validator.iter_errors(instance), key=lambda e: [str(p) for p in e.path]):
             where = "/".join(str(p) for p in err.path) or "(top level)"
             out.append(f"{where}: {err.message}")
         return out

@@ -259,13 +259,17 @@ def test_instance_start_without_boot_source(api_vm):
     assert_unchanged(c, before, "InstanceStart without a boot source")
 
 
-def test_actions_not_supported_yet_before_start(api_vm, workdir):
+def test_runtime_actions_before_start(api_vm, workdir):
+    """FlushMetrics: not supported yet. SendCtrlAltDel, pause, resume: not
+    before InstanceStart (Firecracker's message)."""
     c = api_vm.client()
     before = configure(c, workdir)
     check_error(c.put("/actions", {"action_type": "FlushMetrics"}), "metrics", NOT_YET)
-    check_error(c.put("/actions", {"action_type": "SendCtrlAltDel"}))
+    check_error(c.put("/actions", {"action_type": "SendCtrlAltDel"}), "before starting",
+                context="SendCtrlAltDel before start")
     for state in ("Paused", "Resumed"):
-        check_error(c.patch("/vm", {"state": state}), context=f"PATCH /vm {state}")
+        check_error(c.patch("/vm", {"state": state}), "before starting",
+                    context=f"PATCH /vm {state} before start")
     assert instance_info(c)["state"] == "Not started"
     assert_unchanged(c, before, "actions before start")
 
@@ -282,13 +286,6 @@ def test_boot_source_files_must_exist(api_vm, workdir):
     assert_unchanged(c, before, "PUT /boot-source with a missing file")
 
 
-def _xfail(reason):
-    return pytest.mark.xfail(strict=True, reason=reason)
-
-
-_ACTION_TYPE_UNNAMED = _xfail("Ember bug: a wrong-typed field of /actions and /vm is not named "
-                              "(jansson's 'Expected string, got integer')")
-_EMPTY_PATCH = _xfail("Firecracker refuses an empty PATCH /machine-config (400); Ember answers 204")
 
 # (method, path, body, words the fault_message must contain)
 BAD_BODIES = [
@@ -328,7 +325,7 @@ BAD_BODIES = [
     ("PATCH", "/machine-config", {"smt": True}, ["smt", NOT_YET]),
     ("PATCH", "/machine-config", {"huge_pages": "2M"}, ["huge_pages", NOT_YET]),
     ("PATCH", "/machine-config", {"cpu_template": "C3"}, ["cpu_template", NOT_YET]),
-    pytest.param("PATCH", "/machine-config", {}, [], marks=_EMPTY_PATCH),
+    ("PATCH", "/machine-config", {}, ["PATCH"]),              # as Firecracker: must set something
     # PUT /boot-source
     ("PUT", "/boot-source", {"kernel_image_path": 5}, ["kernel_image_path"]),
     ("PUT", "/boot-source", {"kernel_image_path": "@KERNEL@", "boot_args": ["a"]}, ["boot_args"]),
@@ -341,14 +338,13 @@ BAD_BODIES = [
     ("PUT", "/boot-source", "[]", []),
     # PUT /actions
     ("PUT", "/actions", {}, ["action_type"]),
-    pytest.param("PUT", "/actions", {"action_type": 1}, ["action_type"],
-                 marks=_ACTION_TYPE_UNNAMED),
+    ("PUT", "/actions", {"action_type": 1}, ["action_type"]),
     ("PUT", "/actions", {"action_type": "Reboot"}, ["action_type", "Reboot"]),
     ("PUT", "/actions", {"action_type": "InstanceStart", "delay": 1}, ["delay"]),
-    ("PUT", "/actions", {"type": "InstanceStart"}, ["action_type"]),
+    ("PUT", "/actions", {"type": "InstanceStart"}, ["type"]),
     # PATCH /vm
     ("PATCH", "/vm", {}, ["state"]),
-    pytest.param("PATCH", "/vm", {"state": 1}, ["state"], marks=_ACTION_TYPE_UNNAMED),
+    ("PATCH", "/vm", {"state": 1}, ["state"]),
     ("PATCH", "/vm", {"state": "Stopped"}, ["state", "Stopped"]),
     ("PATCH", "/vm", {"state": "Paused", "force": True}, ["force"]),
 ]
@@ -496,12 +492,13 @@ MALFORMED_HTTP = [
     pytest.param(b"GET /" + b"a" * 40000 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n", id="40k-path"),
     pytest.param(b"PUT /machine-config HTTP/1.1\r\nHost: localhost\r\nContent-Length: abc\r\n\r\n{}",
                  id="bad-content-length"),
+    pytest.param(b"GARBAGE\r\n\r\n", id="garbage-request-line"),
 ]
 
 
 @pytest.mark.xfail(strict=True, reason="Ember bug: requests libmicrohttpd refuses by itself "
-                   "(header too big, bad Content-Length) get MHD's HTML page (431/414/400), "
-                   "not a 400 with an Error body")
+                   "get MHD's HTML page (431/414/400) or no answer at all (a garbage request "
+                   "line), not a 400 with an Error body")
 @pytest.mark.parametrize("data", MALFORMED_HTTP)
 def test_malformed_http_gets_a_json_error(api_vm, data):
     with api_vm.raw_socket() as s, s.makefile("rb") as f:
@@ -755,10 +752,9 @@ def test_configuration_is_refused_after_start(api_vm, kernel_vmlinux, initramfs,
         assert msg == ERR_AFTER_START, f"{method} {path} after start: {msg!r}"
         assert_unchanged(c, before, f"{method} {path} after start")
     # Not supported yet, even once started: refused, and the VM keeps running.
-    check_error(c.put("/actions", {"action_type": "FlushMetrics"}), "metrics")
-    check_error(c.put("/actions", {"action_type": "SendCtrlAltDel"}), context="SendCtrlAltDel")
-    check_error(c.patch("/vm", {"state": "Paused"}), context="PATCH /vm Paused")
-    assert_unchanged(c, before, "actions after start")
+    # (SendCtrlAltDel and PATCH /vm are left out: they are being implemented.)
+    check_error(c.put("/actions", {"action_type": "FlushMetrics"}), "metrics", NOT_YET)
+    assert_unchanged(c, before, "FlushMetrics after start")
     assert instance_info(c)["state"] == "Running"
     api_vm.proc.proc.send_signal(signal.SIGTERM)
     expect_exit(api_vm, "SIGTERM after refused requests")
