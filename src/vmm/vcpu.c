@@ -50,9 +50,7 @@ int vcpu_configure(struct vcpu *v, const struct cpuid_set *supported, const char
 {
 	struct cpuid_set cpuid = *supported;
 	cpuid_normalize(&cpuid, v->index, count, brand);
-	if (ioctl(v->fd, KVM_SET_CPUID2, &cpuid.hdr) < 0)
-		return err_set(e, "vCPU %u: KVM_SET_CPUID2: %s", v->index, strerror(errno));
-	if (msr_setup_boot(v->fd, e) || regs_setup_boot(v->fd, entry, e) ||
+	if (cpuid_set_vcpu(v->fd, &cpuid, e) || msr_setup_boot(v->fd, e) || regs_setup_boot(v->fd, entry, e) ||
 	    regs_setup_lapic(v->fd, e))
 		return err_prefix(e, "vCPU %u", v->index);
 	return 0;

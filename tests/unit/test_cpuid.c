@@ -12,7 +12,7 @@
 static void add(struct cpuid_set *s, uint32_t fn, uint32_t idx, uint32_t flags, uint32_t eax,
 		uint32_t ebx, uint32_t ecx, uint32_t edx)
 {
-	s->entries[s->hdr.nent++] = (struct kvm_cpuid_entry2){
+	s->entries[s->nent++] = (struct kvm_cpuid_entry2){
 		.function = fn, .index = idx, .flags = flags,
 		.eax = eax, .ebx = ebx, .ecx = ecx, .edx = edx,
 	};

@@ -2,6 +2,7 @@
 
 #include <cpuid.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <errno.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -13,12 +14,43 @@
 #define TOPO_LEVEL_SMT 1
 #define TOPO_LEVEL_CORE 2
 
+/* A kvm_cpuid2 with room for CPUID_MAX_ENTRIES, for the ioctls. */
+static struct kvm_cpuid2 *cpuid2_alloc(void)
+{
+	return calloc(1, sizeof(struct kvm_cpuid2) +
+				 CPUID_MAX_ENTRIES * sizeof(struct kvm_cpuid_entry2));
+}
+
 int cpuid_supported(int kvm_fd, struct cpuid_set *out, ember_err *e)
 {
-	memset(out, 0, sizeof(*out));
-	out->hdr.nent = CPUID_MAX_ENTRIES;
-	if (ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, &out->hdr) < 0)
-		return err_set(e, "KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
+	struct kvm_cpuid2 *c = cpuid2_alloc();
+	if (!c)
+		return err_set(e, "out of memory");
+	c->nent = CPUID_MAX_ENTRIES;
+	int rc = ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, c);
+	if (rc == 0) {
+		out->nent = c->nent;
+		memcpy(out->entries, c->entries, c->nent * sizeof(c->entries[0]));
+	}
+	int saved = errno;
+	free(c);
+	if (rc < 0)
+		return err_set(e, "KVM_GET_SUPPORTED_CPUID: %s", strerror(saved));
+	return 0;
+}
+
+int cpuid_set_vcpu(int vcpu_fd, const struct cpuid_set *set, ember_err *e)
+{
+	struct kvm_cpuid2 *c = cpuid2_alloc();
+	if (!c)
+		return err_set(e, "out of memory");
+	c->nent = set->nent;
+	memcpy(c->entries, set->entries, set->nent * sizeof(set->entries[0]));
+	int rc = ioctl(vcpu_fd, KVM_SET_CPUID2, c);
+	int saved = errno;
+	free(c);
+	if (rc < 0)
+		return err_set(e, "KVM_SET_CPUID2: %s", strerror(saved));
 	return 0;
 }
 
@@ -32,7 +64,7 @@ void cpuid_host_brand(char brand[48])
 
 struct kvm_cpuid_entry2 *cpuid_find(struct cpuid_set *set, uint32_t function, uint32_t index)
 {
-	for (uint32_t i = 0; i < set->hdr.nent; i++) {
+	for (uint32_t i = 0; i < set->nent; i++) {
 		struct kvm_cpuid_entry2 *ent = &set->entries[i];
 		if (ent->function == function &&
 		    (!(ent->flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) || ent->index == index))
@@ -92,7 +124,7 @@ void cpuid_normalize(struct cpuid_set *set, unsigned index, unsigned count, cons
 	bool intel = v && v->ebx == 0x756e6547; /* "Genu" */
 	unsigned apic_id = index;
 
-	for (uint32_t i = 0; i < set->hdr.nent; i++) {
+	for (uint32_t i = 0; i < set->nent; i++) {
 		struct kvm_cpuid_entry2 *ent = &set->entries[i];
 		switch (ent->function) {
 		case 0x1:

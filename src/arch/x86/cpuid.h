@@ -11,13 +11,17 @@
 
 #define CPUID_MAX_ENTRIES 256
 
+/* The entries of a struct kvm_cpuid2, kept in a fixed array (kvm_cpuid2
+ * ends in a flexible array and cannot be embedded). */
 struct cpuid_set {
-	struct kvm_cpuid2 hdr;
+	uint32_t nent;
 	struct kvm_cpuid_entry2 entries[CPUID_MAX_ENTRIES];
 };
 
 /* KVM_GET_SUPPORTED_CPUID on the /dev/kvm fd. */
 int cpuid_supported(int kvm_fd, struct cpuid_set *out, ember_err *e);
+/* KVM_SET_CPUID2 on a vCPU fd. */
+int cpuid_set_vcpu(int vcpu_fd, const struct cpuid_set *set, ember_err *e);
 
 /* The host's 48-byte brand string (leaves 0x80000002-4). */
 void cpuid_host_brand(char brand[48]);

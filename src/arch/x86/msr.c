@@ -37,20 +37,22 @@ int msr_setup_boot(int vcpu_fd, ember_err *e)
 		{MSR_MTRR_DEF_TYPE, MTRR_ENABLE | MTRR_TYPE_WRBACK},
 	};
 	enum { N = sizeof(boot_msrs) / sizeof(boot_msrs[0]) };
-	struct {
+	/* kvm_msrs ends in a flexible array: lay it out in a byte buffer. */
+	union {
 		struct kvm_msrs hdr;
-		struct kvm_msr_entry entries[N];
-	} msrs;
-	memset(&msrs, 0, sizeof(msrs));
-	msrs.hdr.nmsrs = N;
+		uint8_t bytes[sizeof(struct kvm_msrs) + N * sizeof(struct kvm_msr_entry)];
+	} buf;
+	memset(&buf, 0, sizeof(buf));
+	struct kvm_msrs *msrs = &buf.hdr;
+	msrs->nmsrs = N;
 	for (int i = 0; i < N; i++) {
-		msrs.entries[i].index = boot_msrs[i].index;
-		msrs.entries[i].data = boot_msrs[i].data;
+		msrs->entries[i].index = boot_msrs[i].index;
+		msrs->entries[i].data = boot_msrs[i].data;
 	}
-	int r = ioctl(vcpu_fd, KVM_SET_MSRS, &msrs);
+	int r = ioctl(vcpu_fd, KVM_SET_MSRS, msrs);
 	if (r < 0)
 		return err_set(e, "KVM_SET_MSRS: %s", strerror(errno));
 	if (r != N)
-		return err_set(e, "KVM_SET_MSRS: KVM refused MSR 0x%x", msrs.entries[r].index);
+		return err_set(e, "KVM_SET_MSRS: KVM refused MSR 0x%x", msrs->entries[r].index);
 	return 0;
 }
