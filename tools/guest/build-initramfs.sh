@@ -39,12 +39,4 @@ trap 'rm -rf "$tmp"' EXIT
 	newc_node 'TRAILER!!!' 0 0 0
 } | gzip -9n >"$tmp/initramfs.cpio.gz"
 
-# Publish with one rename, so a concurrent build never sees half a result.
-mkdir -p "$tmp/out" "${out%/*}"
-mv "$tmp/initramfs.cpio.gz" "$tmp/out/"
-touch "$tmp/out/.done"
-if [ ! -e "$out/.done" ]; then
-	rm -rf "$out"
-	mv -T "$tmp/out" "$out" 2>/dev/null || [ -e "$out/.done" ] || die "cannot create $out"
-fi
-echo "$out/initramfs.cpio.gz"
+publish "$tmp/initramfs.cpio.gz" "$out"

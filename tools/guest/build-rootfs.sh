@@ -26,12 +26,4 @@ trap 'rm -rf "$tmp"' EXIT
 truncate -s "$size" "$tmp/rootfs.ext4"
 mkfs.ext4 -q -F -b 4096 -L ember-root -E root_owner=0:0 -d "$tmp/root" "$tmp/rootfs.ext4" >&2
 
-# Publish with one rename, so a concurrent build never sees half a result.
-mkdir -p "$tmp/out" "${out%/*}"
-mv "$tmp/rootfs.ext4" "$tmp/out/"
-touch "$tmp/out/.done"
-if [ ! -e "$out/.done" ]; then
-	rm -rf "$out"
-	mv -T "$tmp/out" "$out" 2>/dev/null || [ -e "$out/.done" ] || die "cannot create $out"
-fi
-echo "$out/rootfs.ext4"
+publish "$tmp/rootfs.ext4" "$out"
