@@ -16,7 +16,7 @@ cat > "$cfg_dir/vm.json" <<JSON
   "boot-source": {
     "kernel_image_path": "$EMBER_KERNEL_VMLINUX",
     "initrd_path": "$EMBER_INITRAMFS",
-    "boot_args": "console=ttyS0 reboot=k panic=1 pci=off quiet ember.hook=${EMBER_DEMO_HOOK:-demo}"
+    "boot_args": "console=ttyS0 reboot=k panic=1 pci=off quiet loglevel=1 ember.hook=${EMBER_DEMO_HOOK:-demo}"
   },
   "machine-config": { "vcpu_count": 2, "mem_size_mib": 256 }
 }

@@ -50,10 +50,7 @@ def test_minimal_kernel_boots_to_init_and_exits_on_reboot(request, ember, initra
     kernel = request.getfixturevalue(kernel_fixture)
     release = kernel_release(kernel)
 
-    # Quiet like every boot here. Open bug (issue 2's note): under the nested
-    # test host, a verbose console stalls or triple-faults this harness's
-    # guests at the same point of early boot ("Dentry cache hash table ...");
-    # shell loops of the same command have not reproduced it.
+    # Quiet like every boot here (see guest_boot_args for the open bug).
     proc = boot_info(ember, kernel, initramfs)
 
     # The guest ran the kernel we configured.
