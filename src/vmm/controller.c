@@ -220,7 +220,7 @@ int controller_run(struct controller *c, ember_err *e)
 		if (c->state != VM_NOT_STARTED && vmm_ended(&c->vm) && !c->exiting) {
 			ember_err vm_err = {{0}};
 			int code = vmm_finish(&c->vm, &vm_err);
-			end_process(c, code, vm_err.msg);
+			end_process(c, code, code ? vm_err.msg : c->vm.exit_why);
 		}
 	}
 	if (c->chan)

@@ -10,7 +10,6 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#include "vmm/log.h"
 
 void vmm_request_exit(struct vmm *m, int code, const char *why)
 {
@@ -185,8 +184,6 @@ int vmm_finish(struct vmm *m, ember_err *e)
 		vcpu_join(&m->vcpus[i]);
 	if (m->exit_code)
 		err_set(e, "%s", m->exit_why);
-	else
-		LOG_I("VM ended: %s", m->exit_why);
 	return m->exit_code;
 }
 

@@ -63,7 +63,8 @@ void vmm_pause(struct vmm *m);
 void vmm_resume(struct vmm *m);
 /* True once the VM asked to end (guest reset, vCPU failure, request). */
 bool vmm_ended(struct vmm *m);
-/* Stops and joins the vCPUs; returns the exit status the VM ended with. */
+/* Stops and joins the vCPUs; returns the exit status the VM ended with
+ * (exit_why says why; e gets it too when the status is an error). */
 int vmm_finish(struct vmm *m, ember_err *e);
 /* Asks the VM to end with `code`; safe from any thread. */
 void vmm_request_exit(struct vmm *m, int code, const char *why);
