@@ -1,7 +1,6 @@
 #include "vmm/controller.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,6 +8,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "vmm/loader.h"
 #include "vmm/log.h"
 
 static const char *const state_names[] = {"Not started", "Running", "Paused"};
@@ -60,17 +60,21 @@ static json_t *vm_config_json(const struct controller *c)
 	return j;
 }
 
-/* Firecracker checks at PUT time that the boot files can be opened. */
-static int check_readable(const char *what, const char *path, struct vmm_response *r)
+/* Firecracker checks at PUT time that the boot files can be opened; this
+ * runs the loader's own checks (a regular, non-empty file it can map), so a
+ * file PUT accepts is one InstanceStart can load. */
+static int check_boot_file(const char *what, const char *path, struct vmm_response *r)
 {
+	const uint8_t *data;
+	size_t len;
+	ember_err e;
 	if (!path)
 		return 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		vmm_response_fault(r, 400, "%s %s: %s", what, path, strerror(errno));
+	if (loader_map_file(path, what, &data, &len, &e)) {
+		vmm_response_fault(r, 400, "%s", e.msg);
 		return -1;
 	}
-	close(fd);
+	loader_unmap_file(data, len);
 	return 0;
 }
 
@@ -111,8 +115,8 @@ static void handle(struct controller *c, struct vmm_request *q, struct vmm_respo
 			vmm_response_fault(r, 400, ERR_AFTER_START);
 			break;
 		}
-		if (check_readable("kernel_image_path", q->boot_source.kernel_image_path, r) ||
-		    check_readable("initrd_path", q->boot_source.initrd_path, r))
+		if (check_boot_file("kernel_image_path", q->boot_source.kernel_image_path, r) ||
+		    check_boot_file("initrd_path", q->boot_source.initrd_path, r))
 			break;
 		boot_source_free(&c->cfg.boot_source);
 		c->cfg.boot_source = q->boot_source;

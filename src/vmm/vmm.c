@@ -10,7 +10,6 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-
 void vmm_request_exit(struct vmm *m, int code, const char *why)
 {
 	if (atomic_flag_test_and_set(&m->exit_claimed))
