@@ -125,10 +125,11 @@ int api_server_start(struct api_server *s, const char *path, size_t max_payload,
 	s->listen_fd = -1;
 	s->max_payload = max_payload;
 	s->chan = chan;
-	if (strlen(path) >= sizeof(s->path))
+	size_t len = strlen(path);
+	if (len >= sizeof(s->path))
 		return err_set(e, "--api-sock %s: path longer than %zu bytes", path,
 			       sizeof(s->path) - 1);
-	snprintf(s->path, sizeof(s->path), "%s", path);
+	memcpy(s->path, path, len + 1);
 	if (claim_path(path, e))
 		return -1;
 
