@@ -8,10 +8,11 @@
  * write) and queue_notify (QueueNotify written through the register path;
  * with an ioeventfd on QueueNotify, KVM swallows those writes instead).
  *
- * Not locked: the owner serialises virtio_mmio_read/write (vCPU threads)
- * against the device's own calls (one mutex per device). Only the interrupt
- * status is atomic, so virtio_mmio_signal_used() may run on the device's
- * I/O thread while a vCPU acknowledges interrupts. */
+ * Not locked: the owner serialises every call on one device, register
+ * accesses from vCPU threads and the device's own queue work alike (one
+ * mutex per device). The ops and hooks are called with that lock held. The
+ * interrupt status alone is also atomic, so a later lock-free
+ * InterruptStatus/InterruptACK path stays possible. */
 #ifndef EMBER_VIRTIO_MMIO_H
 #define EMBER_VIRTIO_MMIO_H
 
@@ -104,7 +105,11 @@ struct virtio_dev_ops {
 };
 
 struct virtio_mmio_hooks {
+	/* Pulse the device's interrupt line (write its irqfd). */
 	void (*raise_irq)(void *ctx);
+	/* The driver wrote QueueNotify for an existing queue of an activated
+	 * device (typically: write the queue's ioeventfd, so both paths end
+	 * in the same place). */
 	void (*queue_notify)(void *ctx, uint32_t queue);
 	void *ctx;
 };

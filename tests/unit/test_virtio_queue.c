@@ -273,7 +273,7 @@ static void indirect_chains(void **state)
 	assert_int_equal(d.c.write_len, 4097);
 	assert_int_equal(d.segs[1].gpa, DATA + 0x1000);
 
-	/* Direct descriptors followed by an indirect one (spec 2.6.5.3.2). */
+	/* Direct descriptors followed by an indirect one (virtio 1.1 2.6.5.3.2). */
 	desc(&d, 0, DATA + 0x5000, 32, VIRTQ_DESC_F_NEXT, 6);
 	desc(&d, 6, TABLE + 0x100, 2 * 16, VIRTQ_DESC_F_INDIRECT, 0);
 	desc_at(&d, TABLE + 0x100, 0, DATA + 0x6000, 8, VIRTQ_DESC_F_NEXT, 1);
