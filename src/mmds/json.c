@@ -6,13 +6,41 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Whether v nests arrays and objects deeper than max. */
+static bool too_deep(const json_t *v, int max)
+{
+	if (!json_is_object(v) && !json_is_array(v))
+		return false;
+	if (max == 0)
+		return true;
+	if (json_is_array(v)) {
+		for (size_t i = 0; i < json_array_size(v); i++)
+			if (too_deep(json_array_get(v, i), max - 1))
+				return true;
+		return false;
+	}
+	const char *k;
+	json_t *m;
+	json_object_foreach((json_t *)v, k, m)
+		if (too_deep(m, max - 1))
+			return true;
+	return false;
+}
+
 json_t *mmds_json_parse(const char *text, size_t len, ember_err *e)
 {
 	json_error_t je;
 	/* JSON_ALLOW_NUL: serde_json takes "\u0000" in strings too. */
 	json_t *j = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
-	if (!j)
+	if (!j) {
 		err_set(e, "%s at line %d column %d", je.text, je.line, je.column);
+		return NULL;
+	}
+	if (too_deep(j, MMDS_JSON_MAX_DEPTH)) {
+		json_decref(j);
+		err_set(e, "recursion limit exceeded");
+		return NULL;
+	}
 	return j;
 }
 

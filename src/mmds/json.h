@@ -11,6 +11,11 @@
 #include "mmds/buf.h"
 #include "vmm/err.h"
 
+/* serde_json's recursion limit (128, counted so that 127 levels of arrays
+ * and objects pass): deeper input is refused, as Firecracker refuses it.
+ * It also bounds the recursion of everything below. */
+#define MMDS_JSON_MAX_DEPTH 127
+
 /* Any JSON value (not only objects and arrays), as Firecracker's PUT and
  * PATCH /mmds accept; a duplicate key keeps its last value, as serde_json
  * does. NULL with a message on bad input. */

@@ -19,9 +19,9 @@
 #define MMDS_TOKEN_RAW 36
 #define MMDS_TOKEN_LEN 48 /* base64 of MMDS_TOKEN_RAW bytes */
 /* Live tokens kept. A new token past this replaces the one closest to
- * expiring, whose holder gets 401 and asks again (the AWS SDKs do). 1024
- * covers a guest with a token per process or per request-minute over the 6
- * hours a token can live; the table takes 56 KiB. */
+ * expiring, whose holder gets 401 and must ask again. 1024 covers a guest
+ * taking a token per process, or one every 21 s for the 6 hours a token can
+ * live; the table takes 56 KiB. */
 #define MMDS_TOKEN_MAX_LIVE 1024
 
 struct mmds_token {

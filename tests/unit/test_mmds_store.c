@@ -56,6 +56,15 @@ static void serializes_like_serde_json(void **state)
 	ember_err e = {{0}};
 	assert_null(mmds_json_parse("[1,]", 4, &e));
 	assert_non_null(strstr(e.msg, "line 1"));
+	/* serde_json's recursion limit: 127 levels pass, 128 do not. */
+	char deep[300];
+	memset(deep, '[', 128);
+	memset(deep + 128, ']', 128);
+	assert_null(mmds_json_parse(deep, 256, &e));
+	assert_string_equal(e.msg, "recursion limit exceeded");
+	json_t *ok = mmds_json_parse(deep + 1, 254, NULL);
+	assert_non_null(ok);
+	json_decref(ok);
 }
 
 /* RFC 7396 appendix A, every example. */
