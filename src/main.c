@@ -11,6 +11,7 @@
 #include "vmm/config.h"
 #include "vmm/controller.h"
 #include "vmm/log.h"
+#include "vmm/metrics.h"
 #include "vmm/vcpu.h"
 #include "vmm/vmm.h"
 
@@ -27,6 +28,7 @@ struct cli {
 	const char *id;
 	const char *api_sock;
 	size_t max_payload;
+	size_t mmds_limit;
 	bool no_api;
 	bool boot_timer;
 	bool show_level, show_origin;
@@ -45,6 +47,8 @@ static const char usage[] =
 	"  --no-api             do not serve the API (requires --config-file)\n"
 	"  --http-api-max-payload-size BYTES\n"
 	"                       largest API request body accepted (default 51200)\n"
+	"  --mmds-size-limit BYTES\n"
+	"                       largest MMDS data store (default: the max payload size)\n"
 	"  --boot-timer         log the guest boot time when the guest signals it\n"
 	"  --level LEVEL        log level: Off, Error, Warning, Info, Debug, Trace\n"
 	"  --log-path PATH      write the log to PATH (a file or FIFO) instead of stderr\n"
@@ -77,6 +81,7 @@ static bool valid_id(const char *id)
 enum {
 	OPT_CONFIG = 256, OPT_NO_API, OPT_BOOT_TIMER, OPT_LEVEL, OPT_LOG_PATH, OPT_ID,
 	OPT_VERSION, OPT_HELP, OPT_SHOW_LEVEL, OPT_SHOW_ORIGIN, OPT_API_SOCK, OPT_MAX_PAYLOAD,
+	OPT_MMDS_LIMIT,
 	/* Passed by Firecracker's jailer; Ember accepts and ignores them for now. */
 	OPT_START_TIME_US, OPT_START_TIME_CPU_US, OPT_PARENT_CPU_TIME_US,
 };
@@ -94,6 +99,7 @@ static const struct option options[] = {
 	{"show-log-origin", no_argument, NULL, OPT_SHOW_ORIGIN},
 	{"api-sock", required_argument, NULL, OPT_API_SOCK},
 	{"http-api-max-payload-size", required_argument, NULL, OPT_MAX_PAYLOAD},
+	{"mmds-size-limit", required_argument, NULL, OPT_MMDS_LIMIT},
 	{"start-time-us", required_argument, NULL, OPT_START_TIME_US},
 	{"start-time-cpu-us", required_argument, NULL, OPT_START_TIME_CPU_US},
 	{"parent-cpu-time-us", required_argument, NULL, OPT_PARENT_CPU_TIME_US},
@@ -120,15 +126,20 @@ static int parse_cli(int argc, char **argv, struct cli *c)
 		case OPT_PARENT_CPU_TIME_US:
 			break;
 		case OPT_API_SOCK: c->api_sock = optarg; break;
-		case OPT_MAX_PAYLOAD: {
+		case OPT_MAX_PAYLOAD:
+		case OPT_MMDS_LIMIT: {
 			char *end;
 			errno = 0;
 			unsigned long long v = strtoull(optarg, &end, 10);
 			if (errno || *end || end == optarg || optarg[0] == '-' || v == 0 ||
-			    v > (1ULL << 30))
-				return fail(EXIT_ARG_PARSING, "--http-api-max-payload-size %s: not a "
-					    "size in bytes between 1 and 1073741824", optarg);
-			c->max_payload = (size_t)v;
+			    v > (1ULL << 30)) {
+				char what[128];
+				snprintf(what, sizeof(what), "%s %.80s", opt == OPT_MAX_PAYLOAD
+					 ? "--http-api-max-payload-size" : "--mmds-size-limit", optarg);
+				return fail(EXIT_ARG_PARSING, "%s: not a size in bytes between 1 "
+					    "and 1073741824", what);
+			}
+			*(opt == OPT_MAX_PAYLOAD ? &c->max_payload : &c->mmds_limit) = (size_t)v;
 			break;
 		}
 		case OPT_VERSION:
@@ -154,6 +165,8 @@ static int parse_cli(int argc, char **argv, struct cli *c)
 		c->api_sock = DEFAULT_API_SOCK;
 	if (!c->max_payload)
 		c->max_payload = API_DEFAULT_MAX_PAYLOAD;
+	if (!c->mmds_limit) /* as Firecracker */
+		c->mmds_limit = c->max_payload;
 	return -1;
 }
 
@@ -211,6 +224,8 @@ int main(int argc, char **argv)
 	static struct controller ctl;
 	static struct vmm_channel chan;
 	static struct api_server api;
+	static struct metrics metrics;
+	metrics_init(&metrics);
 	struct vmm_options opt = {
 		.boot_timer = cli.boot_timer,
 		.console_in = STDIN_FILENO,
@@ -218,12 +233,13 @@ int main(int argc, char **argv)
 	};
 	bool with_api = !cli.no_api;
 	if ((with_api && vmm_channel_init(&chan, &e)) ||
-	    controller_init(&ctl, &opt, cli.id, with_api ? &chan : NULL, &e)) {
+	    controller_init(&ctl, &opt, cli.id, with_api ? &chan : NULL, &metrics, cli.mmds_limit,
+			    &e)) {
 		config_free(&cfg);
 		return fail(EXIT_GENERIC, "%s", e.msg);
 	}
-	controller_set_config(&ctl, &cfg);
-	if (cli.config_file && controller_start_vm(&ctl, &e)) {
+	if (controller_set_config(&ctl, &cfg, &e) ||
+	    (cli.config_file && controller_start_vm(&ctl, &e))) {
 		controller_destroy(&ctl);
 		return fail(EXIT_BAD_CONFIGURATION, "%s", e.msg);
 	}

@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include "mmds/json.h"
+
 /* Firecracker resources that Ember does not serve yet: answered with a 400
  * naming the feature, never a 2xx for something that will not happen. */
 static const struct {
@@ -12,13 +14,9 @@ static const struct {
 	{"/cpu-config", "CPU templates are"},
 	{"/drives", "block devices are"},
 	{"/pmem", "pmem devices are"},
-	{"/logger", "logger configuration over the API is"},
-	{"/metrics", "metrics are"},
-	{"/mmds", "the metadata service (MMDS) is"},
 	{"/entropy", "the entropy device is"},
 	{"/serial", "serial configuration over the API is"},
 	{"/hotplug", "memory hotplug is"},
-	{"/network-interfaces", "network interfaces are"},
 	{"/snapshot", "snapshots are"},
 	{"/vsock", "the vsock device is"},
 };
@@ -101,7 +99,7 @@ static int parse_choice(json_t *j, const char *what, const char *key, const stru
 static const struct choice actions[] = {
 	{"InstanceStart", REQ_INSTANCE_START, NULL},
 	{"SendCtrlAltDel", REQ_SEND_CTRL_ALT_DEL, NULL},
-	{"FlushMetrics", 0, "metrics are"},
+	{"FlushMetrics", REQ_FLUSH_METRICS, NULL},
 };
 
 static const struct choice vm_states[] = {
@@ -133,8 +131,28 @@ int api_parse(const char *method, const char *path, const char *body, size_t len
 		return 0;
 	}
 
-	enum { NONE, MACHINE_PUT, MACHINE_PATCH, BOOT, ACTIONS, VM } what = NONE;
-	if (put && !strcmp(path, "/machine-config"))
+	if (get && !strcmp(path, "/mmds")) {
+		req->kind = REQ_GET_MMDS;
+		return 0;
+	}
+
+	enum {
+		NONE, MACHINE_PUT, MACHINE_PATCH, BOOT, ACTIONS, VM, LOGGER, METRICS, MMDS_PUT,
+		MMDS_PATCH, MMDS_CONFIG, NET_PUT, NET_PATCH,
+	} what = NONE;
+	const char *id = NULL; /* the {id} of /network-interfaces/{id} */
+	if (path_is(path, "/network-interfaces") && (put || patch)) {
+		id = path + strlen("/network-interfaces");
+		id += *id == '/';
+		if (!*id || strchr(id, '/'))
+			return bad_route(method, path, resp);
+		if (!config_id_valid(id)) {
+			vmm_response_fault(resp, 400, "Invalid ID: \"%s\": use 1 to 64 letters, "
+					   "digits or '_'", id);
+			return -1;
+		}
+		what = put ? NET_PUT : NET_PATCH;
+	} else if (put && !strcmp(path, "/machine-config"))
 		what = MACHINE_PUT;
 	else if (patch && !strcmp(path, "/machine-config"))
 		what = MACHINE_PATCH;
@@ -144,13 +162,34 @@ int api_parse(const char *method, const char *path, const char *body, size_t len
 		what = ACTIONS;
 	else if (patch && !strcmp(path, "/vm"))
 		what = VM;
+	else if (put && !strcmp(path, "/logger"))
+		what = LOGGER;
+	else if (put && !strcmp(path, "/metrics"))
+		what = METRICS;
+	else if (put && !strcmp(path, "/mmds"))
+		what = MMDS_PUT;
+	else if (patch && !strcmp(path, "/mmds"))
+		what = MMDS_PATCH;
+	else if (put && !strcmp(path, "/mmds/config"))
+		what = MMDS_CONFIG;
 	if (what == NONE)
 		return bad_route(method, path, resp);
 
+	ember_err e;
+	if (what == MMDS_PUT || what == MMDS_PATCH) {
+		/* MMDS contents are any JSON value, kept the way Firecracker
+		 * keeps them (see src/mmds/json.h), not jansson's way. */
+		if (!len) {
+			vmm_response_fault(resp, 400, "The request body is empty");
+			return -1;
+		}
+		req->kind = what == MMDS_PUT ? REQ_PUT_MMDS : REQ_PATCH_MMDS;
+		req->mmds_data = mmds_json_parse(body, len, &e);
+		return req->mmds_data ? 0 : bad_body(resp, &e);
+	}
 	json_t *j = body_json(body, len, resp);
 	if (!j)
 		return -1;
-	ember_err e;
 	int rc = 0;
 	switch (what) {
 	case MACHINE_PUT:
@@ -179,6 +218,38 @@ int api_parse(const char *method, const char *path, const char *body, size_t len
 	case VM:
 		rc = parse_choice(j, "vm", "state", vm_states, 2, req, resp);
 		break;
+	case LOGGER:
+		req->kind = REQ_PUT_LOGGER;
+		if (config_parse_logger(j, &req->logger, &e))
+			rc = bad_body(resp, &e);
+		break;
+	case METRICS:
+		req->kind = REQ_PUT_METRICS;
+		if (metrics_config_parse(j, &req->metrics, &e))
+			rc = bad_body(resp, &e);
+		break;
+	case MMDS_CONFIG:
+		req->kind = REQ_PUT_MMDS_CONFIG;
+		if (mmds_config_parse(j, &req->mmds_config, &e))
+			rc = bad_body(resp, &e);
+		break;
+	case NET_PUT:
+	case NET_PATCH: {
+		req->kind = what == NET_PUT ? REQ_PUT_NET : REQ_PATCH_NET;
+		const char *body_id;
+		if (what == NET_PUT ? net_config_parse(j, &req->net, &e)
+				    : net_patch_parse(j, &req->net_patch, &e)) {
+			rc = bad_body(resp, &e);
+			break;
+		}
+		body_id = what == NET_PUT ? req->net.iface_id : req->net_patch.iface_id;
+		if (strcmp(body_id, id)) {
+			vmm_response_fault(resp, 400, "The id from the path does not match the id "
+					   "from the body!");
+			rc = -1;
+		}
+		break;
+	}
 	default:
 		break;
 	}

@@ -1,5 +1,6 @@
 #include "devices/i8042.h"
 
+#include <stdbool.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -208,6 +209,30 @@ static void i8042_write(void *ctx, uint64_t offset, const uint8_t *data, uint32_
 		controller_cmd(k, data[0]);
 	}
 	pthread_mutex_unlock(&k->lock);
+}
+
+/* Ctrl, Alt and Delete pressed, then released. With translation on (the
+ * CTR bit Linux leaves set), the host side of a real controller sees
+ * scancode set 1, and Linux's atkbd expects exactly that; without it, the
+ * keyboard's own set 2 passes through. */
+static const uint8_t cad_set1[] = {0x1d, 0x38, 0xe0, 0x53, 0xe0, 0xd3, 0xb8, 0x9d};
+static const uint8_t cad_set2[] = {0x14, 0x11, 0xe0, 0x71,
+				   0xe0, 0xf0, 0x71, 0xf0, 0x11, 0xf0, 0x14};
+
+int i8042_ctrl_alt_del(struct i8042 *k)
+{
+	pthread_mutex_lock(&k->lock);
+	bool xlate = k->ctr & CTR_XLATE;
+	const uint8_t *seq = xlate ? cad_set1 : cad_set2;
+	size_t n = xlate ? sizeof(cad_set1) : sizeof(cad_set2);
+	int rc = -1;
+	if (!(k->ctr & CTR_KBD_DISABLE) && I8042_BUF_SIZE - k->len >= n) {
+		for (size_t i = 0; i < n; i++)
+			push(k, seq[i]);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&k->lock);
+	return rc;
 }
 
 const struct io_device_ops i8042_ops = {.read = i8042_read, .write = i8042_write};

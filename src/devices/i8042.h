@@ -30,5 +30,9 @@ extern const struct io_device_ops i8042_ops;
 
 void i8042_init(struct i8042 *k, int irq_fd, void (*reset)(void *), void *reset_ctx);
 void i8042_destroy(struct i8042 *k);
+/* Queues the scancodes of Ctrl+Alt+Del (press and release) for the guest and
+ * raises IRQ 1. -1 if the guest has the keyboard disabled or the output
+ * buffer has no room for the whole sequence. */
+int i8042_ctrl_alt_del(struct i8042 *k);
 
 #endif

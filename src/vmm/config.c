@@ -4,6 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+static char *dup_opt(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
 void config_init(struct vmm_config *c)
 {
 	memset(c, 0, sizeof(*c));
@@ -21,7 +26,139 @@ void boot_source_free(struct boot_source_config *b)
 void config_free(struct vmm_config *c)
 {
 	boot_source_free(&c->boot_source);
+	logger_config_free(&c->logger);
+	metrics_config_free(&c->metrics);
+	mmds_config_free(&c->mmds);
+	for (size_t i = 0; i < c->nr_net; i++)
+		net_config_free(&c->net[i]);
 	config_init(c);
+}
+
+void logger_config_free(struct logger_config *l)
+{
+	free(l->log_path);
+	free(l->module);
+	memset(l, 0, sizeof(*l));
+}
+
+int config_parse_logger(json_t *j, struct logger_config *out, ember_err *e)
+{
+	const char *path = NULL, *level = NULL, *module = NULL;
+	int show_level = -1, show_origin = -1;
+	json_error_t je;
+	if (json_unpack_ex(j, &je, JSON_STRICT, "{s?s, s?s, s?b, s?b, s?s}", "log_path", &path,
+			   "level", &level, "show_level", &show_level, "show_log_origin",
+			   &show_origin, "module", &module)) {
+		static const struct field_spec spec[] = {
+			{"log_path", JSON_STRING, false},   {"level", JSON_STRING, false},
+			{"show_level", JSON_TRUE, false},   {"show_log_origin", JSON_TRUE, false},
+			{"module", JSON_STRING, false},
+		};
+		return config_unpack_error("logger", j, spec, 5, &je, e);
+	}
+	struct logger_config l = {0};
+	if (level) {
+		if (log_level_parse(level, &l.level))
+			return err_set(e, "logger: level \"%s\" is not one of Error, Warning, Info, "
+					  "Debug, Trace, Off", level);
+		l.has_level = true;
+	}
+	if (path && !*path)
+		return err_set(e, "logger: log_path is empty");
+	l.has_show_level = show_level >= 0;
+	l.show_level = show_level == 1;
+	l.has_show_log_origin = show_origin >= 0;
+	l.show_log_origin = show_origin == 1;
+	l.log_path = dup_opt(path);
+	l.module = dup_opt(module);
+	logger_config_free(out);
+	*out = l;
+	return 0;
+}
+
+json_t *config_logger_json(const struct logger_config *l)
+{
+	static const char *const names[] = {"Off", "Error", "Warning", "Info", "Debug", "Trace"};
+	json_t *j = json_object();
+	if (l->log_path)
+		json_object_set_new(j, "log_path", json_string(l->log_path));
+	if (l->has_level)
+		json_object_set_new(j, "level", json_string(names[l->level]));
+	if (l->has_show_level)
+		json_object_set_new(j, "show_level", json_boolean(l->show_level));
+	if (l->has_show_log_origin)
+		json_object_set_new(j, "show_log_origin", json_boolean(l->show_log_origin));
+	if (l->module)
+		json_object_set_new(j, "module", json_string(l->module));
+	return j;
+}
+
+json_t *metrics_config_json(const struct metrics_config *m)
+{
+	json_t *j = json_pack("{s:s}", "metrics_path", m->metrics_path);
+	if (m->emit_id)
+		json_object_set_new(j, "emit_id", json_true());
+	if (m->properties)
+		json_object_set(j, "properties", m->properties);
+	return j;
+}
+
+int config_apply_logger(const struct logger_config *l, ember_err *e)
+{
+	if (l->log_path && log_set_path(l->log_path))
+		return err_set(e, "logger: cannot open log_path %s: %s", l->log_path,
+			       strerror(errno));
+	if (l->has_level)
+		log_set_level(l->level);
+	if (l->has_show_level || l->has_show_log_origin)
+		log_set_options(l->has_show_level ? l->show_level : log_show_level(),
+				l->has_show_log_origin ? l->show_log_origin : log_show_origin());
+	if (l->module)
+		log_set_module(l->module);
+	return 0;
+}
+
+int config_find_net(const struct vmm_config *c, const char *iface_id)
+{
+	for (size_t i = 0; i < c->nr_net; i++)
+		if (!strcmp(c->net[i].iface_id, iface_id))
+			return (int)i;
+	return -1;
+}
+
+int config_put_net(struct vmm_config *c, struct net_config *n, ember_err *e)
+{
+	int at = config_find_net(c, n->iface_id);
+	for (size_t i = 0; i < c->nr_net; i++) {
+		if ((int)i == at)
+			continue;
+		if (!strcmp(c->net[i].host_dev_name, n->host_dev_name))
+			return err_set(e, "network-interfaces: host_dev_name %s is already used by "
+					  "interface %s", n->host_dev_name, c->net[i].iface_id);
+		if (n->has_guest_mac && c->net[i].has_guest_mac &&
+		    !memcmp(c->net[i].guest_mac, n->guest_mac, 6))
+			return err_set(e, "network-interfaces: guest_mac is already used by "
+					  "interface %s", c->net[i].iface_id);
+	}
+	if (at < 0) {
+		if (c->nr_net == MAX_NET_IFACES)
+			return err_set(e, "network-interfaces: at most %d interfaces",
+				       MAX_NET_IFACES);
+		at = (int)c->nr_net++;
+	} else {
+		net_config_free(&c->net[at]);
+	}
+	c->net[at] = *n;
+	memset(n, 0, sizeof(*n));
+	return 0;
+}
+
+static int mmds_check_ifaces(const struct vmm_config *c, ember_err *e)
+{
+	const char *ids[MAX_NET_IFACES];
+	for (size_t i = 0; i < c->nr_net; i++)
+		ids[i] = c->net[i].iface_id;
+	return mmds_config_check_ifaces(&c->mmds, ids, c->nr_net, e);
 }
 
 static const char *type_name(const json_t *v)
@@ -42,6 +179,8 @@ static bool type_ok(const json_t *v, json_type want)
 {
 	if (want == JSON_TRUE)
 		return json_is_boolean(v);
+	if (want == JSON_OBJECT) /* optional sub-objects may be null */
+		return json_is_object(v) || json_is_null(v);
 	return json_typeof(v) == want;
 }
 
@@ -61,18 +200,15 @@ int config_unpack_error(const char *what, json_t *j, const struct field_spec *sp
 		if (!type_ok(v, spec[i].type))
 			return err_set(e, "%s: %s: expected %s, got %s", what, key,
 				       spec[i].type == JSON_INTEGER ? "integer"
-				       : spec[i].type == JSON_STRING ? "string" : "boolean",
+				       : spec[i].type == JSON_STRING ? "string"
+				       : spec[i].type == JSON_OBJECT ? "object"
+				       : spec[i].type == JSON_ARRAY ? "array" : "boolean",
 				       type_name(v));
 	}
 	for (size_t i = 0; i < n; i++)
 		if (spec[i].required && !json_object_get(j, spec[i].name))
 			return err_set(e, "%s: missing field \"%s\"", what, spec[i].name);
 	return err_set(e, "%s: %s", what, je->text);
-}
-
-static char *dup_opt(const char *s)
-{
-	return s ? strdup(s) : NULL;
 }
 
 int config_parse_boot_source(json_t *j, struct boot_source_config *out, ember_err *e)
@@ -217,9 +353,31 @@ json_t *config_boot_source_json(const struct boot_source_config *b)
  * they are refused by name rather than silently ignored. Empty device lists
  * are accepted, since many configs carry them. */
 static const char *const not_yet[] = {
-	"drives", "network-interfaces", "logger", "metrics", "mmds-config", "balloon",
-	"vsock",  "entropy",		"cpu-config", "memory-hotplug", "serial",
+	"drives", "balloon", "vsock", "entropy", "cpu-config", "memory-hotplug", "serial",
 };
+
+static int parse_net_list(json_t *list, struct vmm_config *out, ember_err *e)
+{
+	if (!json_is_array(list))
+		return err_set(e, "network-interfaces: expected an array");
+	size_t i;
+	json_t *v;
+	json_array_foreach(list, i, v) {
+		struct net_config n = {0};
+		if (net_config_parse(v, &n, e))
+			return -1;
+		if (config_find_net(out, n.iface_id) >= 0) {
+			err_set(e, "network-interfaces: iface_id %s appears twice", n.iface_id);
+			net_config_free(&n);
+			return -1;
+		}
+		if (config_put_net(out, &n, e)) {
+			net_config_free(&n);
+			return -1;
+		}
+	}
+	return 0;
+}
 
 static bool is_not_yet(const char *key)
 {
@@ -251,6 +409,21 @@ int config_parse_text(const char *text, size_t len, struct vmm_config *out, embe
 		} else if (!strcmp(key, "machine-config")) {
 			if (config_parse_machine(val, &out->machine, e))
 				goto out;
+		} else if (!strcmp(key, "logger")) {
+			if (config_parse_logger(val, &out->logger, e))
+				goto out;
+			out->has_logger = true;
+		} else if (!strcmp(key, "metrics")) {
+			if (metrics_config_parse(val, &out->metrics, e))
+				goto out;
+			out->has_metrics = true;
+		} else if (!strcmp(key, "mmds-config")) {
+			if (mmds_config_parse(val, &out->mmds, e))
+				goto out;
+			out->has_mmds = true;
+		} else if (!strcmp(key, "network-interfaces")) {
+			if (parse_net_list(val, out, e))
+				goto out;
 		} else if (is_not_yet(key)) {
 			if (json_is_array(val) && json_array_size(val) == 0)
 				continue;
@@ -265,6 +438,8 @@ int config_parse_text(const char *text, size_t len, struct vmm_config *out, embe
 		err_set(e, "config: \"boot-source\" is missing");
 		goto out;
 	}
+	if (out->has_mmds && mmds_check_ifaces(out, e))
+		goto out;
 	rc = 0;
 out:
 	json_decref(root);

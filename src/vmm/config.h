@@ -9,7 +9,11 @@
 
 #include <jansson.h>
 
+#include "devices/net_config.h"
+#include "mmds/config.h"
 #include "vmm/err.h"
+#include "vmm/log.h"
+#include "vmm/metrics.h"
 
 #define DEFAULT_BOOT_ARGS "console=ttyS0 reboot=k panic=1 pci=off"
 #define MAX_VCPUS 32
@@ -41,10 +45,30 @@ struct machine_patch {
 	struct machine_config v;
 };
 
+/* Firecracker's Logger object: every field optional; an absent one leaves
+ * that setting as it is. */
+struct logger_config {
+	char *log_path;
+	bool has_level, has_show_level, has_show_log_origin;
+	enum log_level level;
+	bool show_level, show_log_origin;
+	char *module;
+};
+
+#define MAX_NET_IFACES 16
+
 struct vmm_config {
 	bool has_boot_source;
 	struct boot_source_config boot_source;
 	struct machine_config machine;
+	bool has_logger;
+	struct logger_config logger;
+	bool has_metrics;
+	struct metrics_config metrics;
+	bool has_mmds;
+	struct mmds_config mmds;
+	struct net_config net[MAX_NET_IFACES];
+	size_t nr_net;
 };
 
 /* What a resource's fields must be, to explain a failed strict unpack. */
@@ -76,6 +100,18 @@ const char *huge_pages_name(enum huge_pages h);
 /* JSON views, for GET /machine-config and GET /vm/config. */
 json_t *config_machine_json(const struct machine_config *m);
 json_t *config_boot_source_json(const struct boot_source_config *b);
+int config_parse_logger(json_t *j, struct logger_config *out, ember_err *e);
+void logger_config_free(struct logger_config *l);
+json_t *config_logger_json(const struct logger_config *l);
+json_t *metrics_config_json(const struct metrics_config *m);
+/* Applies a logger config to the process's logger; -1 if log_path cannot be
+ * opened (nothing changed then). */
+int config_apply_logger(const struct logger_config *l, ember_err *e);
+/* Index of the interface with this id in c->net, or -1. */
+int config_find_net(const struct vmm_config *c, const char *iface_id);
+/* Adds or replaces (same iface_id) an interface, moving *n in; Firecracker's
+ * uniqueness rules for host_dev_name and guest_mac. */
+int config_put_net(struct vmm_config *c, struct net_config *n, ember_err *e);
 /* A whole Firecracker config file, from text. */
 int config_parse_text(const char *text, size_t len, struct vmm_config *out, ember_err *e);
 int config_load_file(const char *path, struct vmm_config *out, ember_err *e);

@@ -6,12 +6,10 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
-#include "vmm/loader.h"
 #include "vmm/log.h"
-
-static const char *const state_names[] = {"Not started", "Running", "Paused"};
 
 static void end_process(struct controller *c, int code, const char *why)
 {
@@ -44,116 +42,6 @@ static void on_vm_event(void *ctx, uint32_t events)
 	vmm_dispatch(&c->vm);
 }
 
-/* ---- requests ---------------------------------------------------------- */
-
-#define ERR_AFTER_START "The requested operation is not supported after starting the microVM."
-#define ERR_BEFORE_START "The requested operation is not supported before starting the microVM."
-
-static json_t *vm_config_json(const struct controller *c)
-{
-	json_t *j = json_object();
-	if (c->cfg.has_boot_source)
-		json_object_set_new(j, "boot-source", config_boot_source_json(&c->cfg.boot_source));
-	json_object_set_new(j, "machine-config", config_machine_json(&c->cfg.machine));
-	json_object_set_new(j, "drives", json_array());
-	json_object_set_new(j, "network-interfaces", json_array());
-	return j;
-}
-
-/* Firecracker checks at PUT time that the boot files can be opened; this
- * runs the loader's own checks (a regular, non-empty file it can map), so a
- * file PUT accepts is one InstanceStart can load. */
-static int check_boot_file(const char *what, const char *path, struct vmm_response *r)
-{
-	const uint8_t *data;
-	size_t len;
-	ember_err e;
-	if (!path)
-		return 0;
-	if (loader_map_file(path, what, &data, &len, &e)) {
-		vmm_response_fault(r, 400, "%s", e.msg);
-		return -1;
-	}
-	loader_unmap_file(data, len);
-	return 0;
-}
-
-static void handle(struct controller *c, struct vmm_request *q, struct vmm_response *r)
-{
-	ember_err e = {{0}};
-	bool started = c->state != VM_NOT_STARTED;
-	*r = (struct vmm_response){.status = 204};
-
-	switch (q->kind) {
-	case REQ_GET_INFO:
-		vmm_response_json(r, 200, json_pack("{s:s, s:s, s:s, s:s}", "id", c->id, "state",
-						    state_names[c->state], "vmm_version",
-						    EMBER_VERSION, "app_name", "Ember"));
-		break;
-	case REQ_GET_VERSION:
-		vmm_response_json(r, 200, json_pack("{s:s}", "firecracker_version", EMBER_VERSION));
-		break;
-	case REQ_GET_VM_CONFIG:
-		vmm_response_json(r, 200, vm_config_json(c));
-		break;
-	case REQ_GET_MACHINE_CONFIG:
-		vmm_response_json(r, 200, config_machine_json(&c->cfg.machine));
-		break;
-	case REQ_PUT_MACHINE_CONFIG:
-	case REQ_PATCH_MACHINE_CONFIG:
-		if (started) {
-			vmm_response_fault(r, 400, ERR_AFTER_START);
-			break;
-		}
-		if (q->kind == REQ_PUT_MACHINE_CONFIG)
-			c->cfg.machine = q->machine;
-		else
-			config_apply_machine_patch(&c->cfg.machine, &q->patch);
-		break;
-	case REQ_PUT_BOOT_SOURCE:
-		if (started) {
-			vmm_response_fault(r, 400, ERR_AFTER_START);
-			break;
-		}
-		if (check_boot_file("kernel_image_path", q->boot_source.kernel_image_path, r) ||
-		    check_boot_file("initrd_path", q->boot_source.initrd_path, r))
-			break;
-		boot_source_free(&c->cfg.boot_source);
-		c->cfg.boot_source = q->boot_source;
-		memset(&q->boot_source, 0, sizeof(q->boot_source)); /* moved */
-		c->cfg.has_boot_source = true;
-		break;
-	case REQ_INSTANCE_START:
-		if (started)
-			vmm_response_fault(r, 400, ERR_AFTER_START);
-		else if (!c->cfg.has_boot_source)
-			vmm_response_fault(r, 400, "Cannot start microvm without kernel configuration.");
-		else if (controller_start_vm(c, &e))
-			vmm_response_fault(r, 400, "Start microvm error: %s", e.msg);
-		break;
-	case REQ_SEND_CTRL_ALT_DEL:
-		vmm_response_fault(r, 400, started ? "SendCtrlAltDel is not supported by Ember yet"
-						   : ERR_BEFORE_START);
-		break;
-	case REQ_PAUSE:
-		if (!started) {
-			vmm_response_fault(r, 400, ERR_BEFORE_START);
-		} else if (c->state == VM_RUNNING) {
-			vmm_pause(&c->vm);
-			c->state = VM_PAUSED;
-		}
-		break;
-	case REQ_RESUME:
-		if (!started) {
-			vmm_response_fault(r, 400, ERR_BEFORE_START);
-		} else if (c->state == VM_PAUSED) {
-			vmm_resume(&c->vm);
-			c->state = VM_RUNNING;
-		}
-		break;
-	}
-}
-
 static void on_request(void *ctx, uint32_t events)
 {
 	struct controller *c = ctx;
@@ -162,19 +50,41 @@ static void on_request(void *ctx, uint32_t events)
 	if (!q)
 		return;
 	struct vmm_response r;
-	handle(c, q, &r);
+	controller_handle(c, q, &r);
 	vmm_channel_answer(c->chan, &r);
 }
 
 /* ---- lifecycle --------------------------------------------------------- */
 
+static void on_metrics_timer(void *ctx, uint32_t events)
+{
+	struct controller *c = ctx;
+	uint64_t ticks;
+	ember_err e;
+	(void)events;
+	if (read(c->metrics_timer_fd, &ticks, sizeof(ticks)) != sizeof(ticks))
+		return;
+	if (controller_flush_metrics(c, &e))
+		LOG_W("metrics: %s", e.msg);
+}
+
+int controller_flush_metrics(struct controller *c, ember_err *e)
+{
+	metric_inc_set_total(&c->metrics->logger.missed_log_count, log_lost_lines());
+	return metrics_write(c->metrics, &c->sink, metrics_utc_ms(), e);
+}
+
 int controller_init(struct controller *c, const struct vmm_options *opt, const char *id,
-		    struct vmm_channel *chan, ember_err *e)
+		    struct vmm_channel *chan, struct metrics *metrics, size_t mmds_limit,
+		    ember_err *e)
 {
 	memset(c, 0, sizeof(*c));
-	c->signal_fd = -1;
+	c->signal_fd = c->metrics_timer_fd = -1;
 	c->opt = *opt;
 	c->chan = chan;
+	c->metrics = metrics;
+	metrics_sink_init(&c->sink);
+	mmds_init(&c->mmds, mmds_limit);
 	config_init(&c->cfg);
 	snprintf(c->id, sizeof(c->id), "%s", id ? id : "anonymous-instance");
 
@@ -185,19 +95,33 @@ int controller_init(struct controller *c, const struct vmm_options *opt, const c
 	c->signal_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (c->signal_fd < 0)
 		return err_set(e, "signalfd: %s", strerror(errno));
+	c->metrics_timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (c->metrics_timer_fd < 0)
+		return err_set(e, "timerfd: %s", strerror(errno));
 	if (event_loop_init(&c->loop, e))
 		return -1;
 	if (event_loop_add(&c->loop, c->signal_fd, EPOLLIN, on_signal, c) ||
+	    event_loop_add(&c->loop, c->metrics_timer_fd, EPOLLIN, on_metrics_timer, c) ||
 	    (chan && event_loop_add(&c->loop, chan->event_fd, EPOLLIN, on_request, c)))
 		return err_set(e, "epoll: %s", strerror(errno));
 	return 0;
 }
 
-void controller_set_config(struct controller *c, struct vmm_config *cfg)
+int controller_set_config(struct controller *c, struct vmm_config *cfg, ember_err *e)
 {
 	config_free(&c->cfg);
 	c->cfg = *cfg;
 	config_init(cfg);
+	if (c->cfg.has_logger && config_apply_logger(&c->cfg.logger, e))
+		return -1;
+	if (c->cfg.has_metrics) {
+		if (metrics_sink_open(&c->sink, c->cfg.metrics.metrics_path, e))
+			return err_prefix(e, "metrics");
+		metrics_apply_config(c->metrics, &c->cfg.metrics, c->id);
+	}
+	if (c->cfg.has_mmds)
+		mmds_configure(&c->mmds, &c->cfg.mmds);
+	return 0;
 }
 
 int controller_start_vm(struct controller *c, ember_err *e)
@@ -213,6 +137,13 @@ int controller_start_vm(struct controller *c, ember_err *e)
 		return -1;
 	}
 	c->state = VM_RUNNING;
+	/* Firecracker writes metrics when the microVM starts, then
+	 * periodically. */
+	ember_err me;
+	if (controller_flush_metrics(c, &me))
+		LOG_W("metrics: %s", me.msg);
+	struct itimerspec period = {{METRICS_PERIOD_S, 0}, {METRICS_PERIOD_S, 0}};
+	timerfd_settime(c->metrics_timer_fd, 0, &period, NULL);
 	return 0;
 }
 
@@ -229,6 +160,9 @@ int controller_run(struct controller *c, ember_err *e)
 	}
 	if (c->chan)
 		vmm_channel_close(c->chan);
+	ember_err me;
+	if (controller_flush_metrics(c, &me))
+		LOG_W("metrics: %s", me.msg);
 	if (c->exit_code)
 		*e = c->exit_err;
 	return c->exit_code;
@@ -243,6 +177,10 @@ void controller_destroy(struct controller *c)
 	event_loop_destroy(&c->loop);
 	if (c->signal_fd >= 0)
 		close(c->signal_fd);
-	c->signal_fd = -1;
+	if (c->metrics_timer_fd >= 0)
+		close(c->metrics_timer_fd);
+	c->signal_fd = c->metrics_timer_fd = -1;
+	metrics_sink_close(&c->sink);
+	mmds_free(&c->mmds);
 	config_free(&c->cfg);
 }

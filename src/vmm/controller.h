@@ -1,22 +1,33 @@
-/* The VMM thread: owns the microVM's configuration and, after
- * InstanceStart, the VM; executes API requests handed over by the API
- * thread; ends the process on guest reset, vCPU failure, SIGTERM or SIGINT. */
+/* The VMM thread: owns the microVM's configuration, the MMDS data store, the
+ * metrics sink and, after InstanceStart, the VM; executes API requests handed
+ * over by the API thread; ends the process on guest reset, vCPU failure,
+ * SIGTERM or SIGINT. */
 #ifndef EMBER_CONTROLLER_H
 #define EMBER_CONTROLLER_H
 
+#include "mmds/http.h"
 #include "vmm/config.h"
 #include "vmm/event_loop.h"
+#include "vmm/metrics.h"
 #include "vmm/request.h"
 #include "vmm/vmm.h"
 
 enum vm_state { VM_NOT_STARTED, VM_RUNNING, VM_PAUSED };
 
+/* Firecracker writes metrics every 60 s once the microVM runs. */
+#define METRICS_PERIOD_S 60
+
 struct controller {
 	struct event_loop loop;
 	int signal_fd;
+	int metrics_timer_fd;
 	struct vmm_channel *chan; /* NULL with --no-api */
 	struct vmm_config cfg;
 	struct vmm_options opt;
+	struct metrics *metrics; /* the process's; shared with API and vCPUs */
+	struct metrics_sink sink;
+	struct mmds mmds;
+	bool mmds_put; /* a PUT /mmds happened (PATCH needs one first) */
 	enum vm_state state;
 	struct vmm vm; /* valid once state != VM_NOT_STARTED */
 	bool exiting;
@@ -26,11 +37,17 @@ struct controller {
 };
 
 int controller_init(struct controller *c, const struct vmm_options *opt, const char *id,
-		    struct vmm_channel *chan, ember_err *e);
-/* Adopts cfg (moved in: cfg is left empty). */
-void controller_set_config(struct controller *c, struct vmm_config *cfg);
+		    struct vmm_channel *chan, struct metrics *metrics, size_t mmds_limit,
+		    ember_err *e);
+/* Adopts cfg (moved in: cfg is left empty) and applies its logger and
+ * metrics sections. */
+int controller_set_config(struct controller *c, struct vmm_config *cfg, ember_err *e);
 /* InstanceStart: builds the VM from the configuration and starts it. */
 int controller_start_vm(struct controller *c, ember_err *e);
+/* Writes one metrics line (if a sink is configured). */
+int controller_flush_metrics(struct controller *c, ember_err *e);
+/* Executes one API request (controller_api.c). */
+void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_response *r);
 /* Serves events until the process should end; returns its exit status and
  * sets e when that status is an error. */
 int controller_run(struct controller *c, ember_err *e);

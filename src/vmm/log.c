@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@ static struct {
 	bool show_level, show_origin;
 	int fd;
 	char id[64];
+	char module[64];
 	uint64_t lost;
 } logger = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
@@ -73,9 +75,59 @@ void log_set_options(bool show_level, bool show_origin)
 	pthread_mutex_unlock(&logger.lock);
 }
 
+bool log_show_level(void)
+{
+	pthread_mutex_lock(&logger.lock);
+	bool v = logger.show_level;
+	pthread_mutex_unlock(&logger.lock);
+	return v;
+}
+
+bool log_show_origin(void)
+{
+	pthread_mutex_lock(&logger.lock);
+	bool v = logger.show_origin;
+	pthread_mutex_unlock(&logger.lock);
+	return v;
+}
+
+void log_set_module(const char *module)
+{
+	char m[sizeof(logger.module)] = "";
+	size_t n = 0;
+	for (const char *p = module ? module : ""; *p && n + 1 < sizeof(m); p++) {
+		if (p[0] == ':' && p[1] == ':') {
+			m[n++] = '/';
+			p++;
+		} else {
+			m[n++] = *p;
+		}
+	}
+	m[n] = 0;
+	pthread_mutex_lock(&logger.lock);
+	memcpy(logger.module, m, sizeof(m));
+	pthread_mutex_unlock(&logger.lock);
+}
+
+/* The module of a source file: its path after "src/", e.g. "api/server.c". */
+static bool module_passes(const char *file)
+{
+	if (!logger.module[0])
+		return true;
+	const char *p = strstr(file, "src/");
+	p = p ? p + 4 : file;
+	return !strncmp(p, logger.module, strlen(logger.module));
+}
+
 int log_set_path(const char *path)
 {
-	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0600);
+	/* A FIFO is opened read-write, as Firecracker does: opening it
+	 * write-only without a reader would fail (ENXIO), and holding a read
+	 * end means a reader that goes away costs lines, never EPIPE. */
+	struct stat st;
+	int flags = O_APPEND | O_CREAT | O_NONBLOCK | O_CLOEXEC;
+	flags |= !stat(path, &st) && S_ISFIFO(st.st_mode) ? O_RDWR : O_WRONLY;
+	int fd = open(path, flags, 0600);
 	if (fd < 0)
 		return -1;
 	pthread_mutex_lock(&logger.lock);
@@ -107,7 +159,7 @@ void log_msg(enum log_level level, const char *file, int line, const char *fmt, 
 	int n;
 
 	pthread_mutex_lock(&logger.lock);
-	if (level == LOG_OFF || level > logger.level) {
+	if (level == LOG_OFF || level > logger.level || !module_passes(file)) {
 		pthread_mutex_unlock(&logger.lock);
 		return;
 	}

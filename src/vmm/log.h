@@ -19,6 +19,12 @@ int log_level_parse(const char *s, enum log_level *out);
 void log_set_level(enum log_level level);
 void log_set_instance_id(const char *id);
 void log_set_options(bool show_level, bool show_origin);
+bool log_show_level(void);
+bool log_show_origin(void);
+/* Only log lines from this module pass: a source path under src/ without
+ * its extension, matched as a prefix ("api", "vmm/vcpu", "devices/serial");
+ * Firecracker's "a::b" spelling is read as "a/b". NULL or "" lets all pass. */
+void log_set_module(const char *module);
 /* Sends log lines to path (a file, appended, or a FIFO, opened non-blocking so
  * a slow reader never stalls the VMM; lines that don't fit are counted as
  * lost). Returns -1 with errno set on failure. */

@@ -11,6 +11,13 @@
 void vmm_request_free(struct vmm_request *r)
 {
 	boot_source_free(&r->boot_source);
+	logger_config_free(&r->logger);
+	metrics_config_free(&r->metrics);
+	json_decref(r->mmds_data);
+	r->mmds_data = NULL;
+	mmds_config_free(&r->mmds_config);
+	net_config_free(&r->net);
+	net_patch_free(&r->net_patch);
 }
 
 void vmm_response_json(struct vmm_response *r, int status, json_t *j)

@@ -20,15 +20,32 @@ enum vmm_req_kind {
 	REQ_PUT_BOOT_SOURCE,
 	REQ_INSTANCE_START,
 	REQ_SEND_CTRL_ALT_DEL,
+	REQ_FLUSH_METRICS,
 	REQ_PAUSE,
 	REQ_RESUME,
+	REQ_PUT_LOGGER,
+	REQ_PUT_METRICS,
+	REQ_GET_MMDS,
+	REQ_PUT_MMDS,
+	REQ_PATCH_MMDS,
+	REQ_PUT_MMDS_CONFIG,
+	REQ_PUT_NET,
+	REQ_PATCH_NET,
 };
 
+/* The parsed body of each kind; everything owned is freed with the request
+ * unless the VMM thread moved it out (and zeroed it). */
 struct vmm_request {
 	enum vmm_req_kind kind;
 	struct machine_config machine; /* PUT, or PATCH fields marked in patch */
 	struct machine_patch patch;
-	struct boot_source_config boot_source; /* owned; freed with the request */
+	struct boot_source_config boot_source;
+	struct logger_config logger;
+	struct metrics_config metrics;
+	json_t *mmds_data; /* PUT/PATCH /mmds */
+	struct mmds_config mmds_config;
+	struct net_config net;
+	struct net_patch net_patch;
 };
 
 struct vmm_response {

@@ -53,6 +53,11 @@ static void routes(void **state)
 	assert_int_equal(req.kind, REQ_PAUSE);
 	assert_int_equal(parse("PATCH", "/vm", "{\"state\": \"Resumed\"}", &req, &resp), 0);
 	assert_int_equal(req.kind, REQ_RESUME);
+	assert_int_equal(parse("PUT", "/actions", "{\"action_type\": \"FlushMetrics\"}", &req,
+			       &resp), 0);
+	assert_int_equal(req.kind, REQ_FLUSH_METRICS);
+	assert_int_equal(parse("GET", "/mmds", NULL, &req, &resp), 0);
+	assert_int_equal(req.kind, REQ_GET_MMDS);
 }
 
 static void bodies(void **state)
@@ -75,6 +80,28 @@ static void bodies(void **state)
 			       &resp), 0);
 	assert_string_equal(req.boot_source.kernel_image_path, "/k");
 	vmm_request_free(&req);
+
+	assert_int_equal(parse("PUT", "/mmds", "[1, \"two\"]", &req, &resp), 0);
+	assert_int_equal(req.kind, REQ_PUT_MMDS);
+	assert_true(json_is_array(req.mmds_data));
+	vmm_request_free(&req);
+
+	assert_int_equal(parse("PUT", "/network-interfaces/eth0",
+			       "{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\", "
+			       "\"guest_mac\": \"06:00:AC:10:00:02\", \"rx_rate_limiter\": null}",
+			       &req, &resp), 0);
+	assert_int_equal(req.kind, REQ_PUT_NET);
+	assert_true(req.net.has_guest_mac);
+	assert_int_equal(req.net.guest_mac[2], 0xac);
+	vmm_request_free(&req);
+
+	assert_int_equal(parse("PUT", "/logger", "{\"level\": \"debug\", \"show_level\": true}",
+			       &req, &resp), 0);
+	assert_int_equal(req.kind, REQ_PUT_LOGGER);
+	assert_true(req.logger.has_level);
+	assert_int_equal(req.logger.level, LOG_DEBUG);
+	assert_false(req.logger.has_show_log_origin);
+	vmm_request_free(&req);
 }
 
 static void faults(void **state)
@@ -84,8 +111,24 @@ static void faults(void **state)
 	expect_fault("DELETE", "/machine-config", NULL, "Invalid request method and/or path");
 	expect_fault("POST", "/actions", "{}", "Invalid request method and/or path");
 	expect_fault("PUT", "/drives/root", "{}", "block devices");
-	expect_fault("PUT", "/network-interfaces/eth0", "{}", "network interfaces");
-	expect_fault("PUT", "/mmds", "{}", "metadata");
+	expect_fault("PUT", "/network-interfaces/eth0", "{}", "missing field \"iface_id\"");
+	expect_fault("PUT", "/network-interfaces/eth0",
+		     "{\"iface_id\": \"eth1\", \"host_dev_name\": \"tap0\"}",
+		     "does not match the id from the body");
+	expect_fault("PUT", "/network-interfaces/eth-0", "{}", "Invalid ID");
+	expect_fault("PUT", "/network-interfaces/", "{}", "Invalid request method");
+	expect_fault("PUT", "/network-interfaces/eth0",
+		     "{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\", \"guest_mac\": \"zz\"}",
+		     "guest_mac");
+	expect_fault("PUT", "/network-interfaces/eth0",
+		     "{\"iface_id\": \"eth0\", \"host_dev_name\": \"a-name-too-long-for-linux\"}",
+		     "host_dev_name");
+	expect_fault("PUT", "/mmds", NULL, "empty");
+	expect_fault("PUT", "/mmds", "{\"a\": ", "deserializing");
+	expect_fault("PUT", "/mmds/config", "{}", "network_interfaces");
+	expect_fault("PUT", "/logger", "{\"level\": \"Loud\"}", "level");
+	expect_fault("PUT", "/logger", "{\"colour\": true}", "\"colour\"");
+	expect_fault("PUT", "/metrics", "{}", "metrics_path");
 	expect_fault("PUT", "/machine-config", NULL, "empty");
 	expect_fault("PUT", "/machine-config", "{", "deserializing");
 	expect_fault("PUT", "/machine-config", "{\"vcpu_count\": 2}", "mem_size_mib");
@@ -96,7 +139,6 @@ static void faults(void **state)
 	expect_fault("PATCH", "/machine-config", "{\"vcpu_count\": 0}", "vcpu_count");
 	expect_fault("PUT", "/boot-source", "{\"boot_args\": \"a\"}", "kernel_image_path");
 	expect_fault("PUT", "/actions", "{\"action_type\": \"Explode\"}", "Explode");
-	expect_fault("PUT", "/actions", "{\"action_type\": \"FlushMetrics\"}", "metrics");
 	expect_fault("PUT", "/actions", "{\"action\": \"InstanceStart\"}", "actions");
 	expect_fault("PATCH", "/vm", "{\"state\": \"Sleeping\"}", "unknown state \"Sleeping\"");
 	expect_fault("PUT", "/machine-config", "[1, 2]", "object");

@@ -158,6 +158,49 @@ static void i8042_probe_and_reset(void **state)
 	i8042_destroy(&k);
 }
 
+static void i8042_ctrl_alt_del_scancodes(void **state)
+{
+	(void)state;
+	struct i8042 k;
+	int fds[2];
+	assert_int_equal(pipe(fds), 0); /* stands in for the IRQ 1 eventfd */
+	i8042_init(&k, fds[1], count_reset, NULL);
+	resets = 0;
+
+	/* Translation on (Linux's setting): scancode set 1, one IRQ a byte. */
+	assert_int_equal(i8042_ctrl_alt_del(&k), 0);
+	const uint8_t set1[] = {0x1d, 0x38, 0xe0, 0x53, 0xe0, 0xd3, 0xb8, 0x9d};
+	for (size_t i = 0; i < sizeof(set1); i++) {
+		assert_int_equal(rd(&i8042_ops, &k, 4) & 1, 1);
+		assert_int_equal(rd(&i8042_ops, &k, 0), set1[i]);
+	}
+	assert_int_equal(rd(&i8042_ops, &k, 4) & 1, 0);
+	uint64_t irqs[16];
+	assert_int_equal(read(fds[0], irqs, sizeof(irqs)), sizeof(set1) * sizeof(uint64_t));
+
+	/* Translation off: the keyboard's set 2, with F0 break prefixes. */
+	wr(&i8042_ops, &k, 4, 0x60);
+	wr(&i8042_ops, &k, 0, 0x05);
+	assert_int_equal(i8042_ctrl_alt_del(&k), 0);
+	const uint8_t set2[] = {0x14, 0x11, 0xe0, 0x71, 0xe0, 0xf0, 0x71, 0xf0, 0x11, 0xf0, 0x14};
+	for (size_t i = 0; i < sizeof(set2); i++)
+		assert_int_equal(rd(&i8042_ops, &k, 0), set2[i]);
+
+	/* No room for the whole sequence, or keyboard disabled: refused. */
+	for (int i = 0; i < 8; i++)
+		wr(&i8042_ops, &k, 4, 0x20);
+	assert_int_equal(i8042_ctrl_alt_del(&k), -1);
+	for (int i = 0; i < 8; i++)
+		rd(&i8042_ops, &k, 0);
+	wr(&i8042_ops, &k, 4, 0xad); /* disable keyboard */
+	assert_int_equal(i8042_ctrl_alt_del(&k), -1);
+	assert_int_equal(rd(&i8042_ops, &k, 4) & 1, 0);
+	assert_int_equal(resets, 0);
+	i8042_destroy(&k);
+	close(fds[0]);
+	close(fds[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -165,6 +208,7 @@ int main(void)
 		cmocka_unit_test(serial_rx_fifo),
 		cmocka_unit_test(serial_loopback_and_dlab),
 		cmocka_unit_test(i8042_probe_and_reset),
+		cmocka_unit_test(i8042_ctrl_alt_del_scancodes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

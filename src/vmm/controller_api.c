@@ -1,0 +1,248 @@
+/* API requests, executed on the VMM thread with Firecracker's rules: which
+ * are valid before InstanceStart, which after, and their error messages. */
+#include "vmm/controller.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "mmds/json.h"
+#include "vmm/loader.h"
+#include "vmm/log.h"
+
+static const char *const state_names[] = {"Not started", "Running", "Paused"};
+
+#define ERR_AFTER_START "The requested operation is not supported after starting the microVM."
+#define ERR_BEFORE_START "The requested operation is not supported before starting the microVM."
+
+static json_t *vm_config_json(const struct controller *c)
+{
+	json_t *j = json_object();
+	if (c->cfg.has_boot_source)
+		json_object_set_new(j, "boot-source", config_boot_source_json(&c->cfg.boot_source));
+	json_object_set_new(j, "machine-config", config_machine_json(&c->cfg.machine));
+	json_object_set_new(j, "drives", json_array());
+	json_t *net = json_array();
+	for (size_t i = 0; i < c->cfg.nr_net; i++)
+		json_array_append_new(net, net_config_json(&c->cfg.net[i]));
+	json_object_set_new(j, "network-interfaces", net);
+	if (c->cfg.has_logger)
+		json_object_set_new(j, "logger", config_logger_json(&c->cfg.logger));
+	if (c->cfg.has_metrics)
+		json_object_set_new(j, "metrics", metrics_config_json(&c->cfg.metrics));
+	if (c->cfg.has_mmds)
+		json_object_set_new(j, "mmds-config", mmds_config_json(&c->cfg.mmds));
+	return j;
+}
+
+/* Firecracker checks at PUT time that the boot files can be opened; this
+ * runs the loader's own checks (a regular, non-empty file it can map), so a
+ * file PUT accepts is one InstanceStart can load. */
+static int check_boot_file(const char *what, const char *path, struct vmm_response *r)
+{
+	const uint8_t *data;
+	size_t len;
+	ember_err e;
+	if (!path)
+		return 0;
+	if (loader_map_file(path, what, &data, &len, &e)) {
+		vmm_response_fault(r, 400, "%s", e.msg);
+		return -1;
+	}
+	loader_unmap_file(data, len);
+	return 0;
+}
+
+/* PUT /logger changes only the fields it names; GET /vm/config shows the
+ * sum of all of them. */
+static void merge_logger(struct vmm_config *cfg, struct logger_config *l)
+{
+	struct logger_config *m = &cfg->logger;
+	if (l->log_path) {
+		free(m->log_path);
+		m->log_path = l->log_path;
+		l->log_path = NULL;
+	}
+	if (l->module) {
+		free(m->module);
+		m->module = l->module;
+		l->module = NULL;
+	}
+	if (l->has_level) {
+		m->has_level = true;
+		m->level = l->level;
+	}
+	if (l->has_show_level) {
+		m->has_show_level = true;
+		m->show_level = l->show_level;
+	}
+	if (l->has_show_log_origin) {
+		m->has_show_log_origin = true;
+		m->show_log_origin = l->show_log_origin;
+	}
+	cfg->has_logger = true;
+}
+
+static int check_mmds_ifaces(const struct controller *c, const struct mmds_config *m, ember_err *e)
+{
+	const char *ids[MAX_NET_IFACES];
+	for (size_t i = 0; i < c->cfg.nr_net; i++)
+		ids[i] = c->cfg.net[i].iface_id;
+	return mmds_config_check_ifaces(m, ids, c->cfg.nr_net, e);
+}
+
+void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_response *r)
+{
+	ember_err e = {{0}};
+	bool started = c->state != VM_NOT_STARTED;
+	*r = (struct vmm_response){.status = 204};
+
+	switch (q->kind) {
+	case REQ_GET_INFO:
+		vmm_response_json(r, 200, json_pack("{s:s, s:s, s:s, s:s}", "id", c->id, "state",
+						    state_names[c->state], "vmm_version",
+						    EMBER_VERSION, "app_name", "Ember"));
+		break;
+	case REQ_GET_VERSION:
+		vmm_response_json(r, 200, json_pack("{s:s}", "firecracker_version", EMBER_VERSION));
+		break;
+	case REQ_GET_VM_CONFIG:
+		vmm_response_json(r, 200, vm_config_json(c));
+		break;
+	case REQ_GET_MACHINE_CONFIG:
+		vmm_response_json(r, 200, config_machine_json(&c->cfg.machine));
+		break;
+	case REQ_PUT_MACHINE_CONFIG:
+	case REQ_PATCH_MACHINE_CONFIG:
+		if (started) {
+			vmm_response_fault(r, 400, ERR_AFTER_START);
+			break;
+		}
+		if (q->kind == REQ_PUT_MACHINE_CONFIG)
+			c->cfg.machine = q->machine;
+		else
+			config_apply_machine_patch(&c->cfg.machine, &q->patch);
+		break;
+	case REQ_PUT_BOOT_SOURCE:
+		if (started) {
+			vmm_response_fault(r, 400, ERR_AFTER_START);
+			break;
+		}
+		if (check_boot_file("kernel_image_path", q->boot_source.kernel_image_path, r) ||
+		    check_boot_file("initrd_path", q->boot_source.initrd_path, r))
+			break;
+		boot_source_free(&c->cfg.boot_source);
+		c->cfg.boot_source = q->boot_source;
+		memset(&q->boot_source, 0, sizeof(q->boot_source)); /* moved */
+		c->cfg.has_boot_source = true;
+		break;
+	case REQ_INSTANCE_START:
+		if (started)
+			vmm_response_fault(r, 400, ERR_AFTER_START);
+		else if (!c->cfg.has_boot_source)
+			vmm_response_fault(r, 400, "Cannot start microvm without kernel configuration.");
+		else if (controller_start_vm(c, &e))
+			vmm_response_fault(r, 400, "Start microvm error: %s", e.msg);
+		break;
+	case REQ_SEND_CTRL_ALT_DEL:
+		if (!started)
+			vmm_response_fault(r, 400, ERR_BEFORE_START);
+		else if (i8042_ctrl_alt_del(&c->vm.i8042))
+			vmm_response_fault(r, 400, "Cannot send Ctrl+Alt+Del: the guest's keyboard "
+					   "is disabled or its input buffer is full");
+		break;
+	case REQ_FLUSH_METRICS:
+		if (controller_flush_metrics(c, &e))
+			vmm_response_fault(r, 400, "Failed to flush metrics: %s", e.msg);
+		break;
+	case REQ_PUT_LOGGER:
+		if (started)
+			vmm_response_fault(r, 400, ERR_AFTER_START);
+		else if (config_apply_logger(&q->logger, &e))
+			vmm_response_fault(r, 400, "%s", e.msg);
+		else
+			merge_logger(&c->cfg, &q->logger);
+		break;
+	case REQ_PUT_METRICS:
+		if (started) {
+			vmm_response_fault(r, 400, ERR_AFTER_START);
+		} else if (c->cfg.has_metrics) {
+			vmm_response_fault(r, 400, "Reinitialization of metrics not allowed.");
+		} else if (metrics_sink_open(&c->sink, q->metrics.metrics_path, &e)) {
+			vmm_response_fault(r, 400, "Cannot initialize metrics: %s", e.msg);
+		} else {
+			metrics_apply_config(c->metrics, &q->metrics, c->id);
+			c->cfg.metrics = q->metrics;
+			memset(&q->metrics, 0, sizeof(q->metrics));
+			c->cfg.has_metrics = true;
+		}
+		break;
+	case REQ_GET_MMDS: {
+		char *dump = mmds_store_dump(&c->mmds.store);
+		if (!dump) {
+			vmm_response_fault(r, 500, "out of memory");
+			break;
+		}
+		r->status = 200;
+		r->body = dump;
+		break;
+	}
+	case REQ_PUT_MMDS:
+	case REQ_PATCH_MMDS: {
+		int rc = q->kind == REQ_PUT_MMDS ? mmds_store_put(&c->mmds.store, q->mmds_data, &e)
+						 : mmds_store_patch(&c->mmds.store, q->mmds_data, &e);
+		if (rc)
+			vmm_response_fault(r, mmds_store_http_status(rc), "%s", e.msg);
+		break;
+	}
+	case REQ_PUT_MMDS_CONFIG:
+		if (started) {
+			vmm_response_fault(r, 400, ERR_AFTER_START);
+			break;
+		}
+		if (check_mmds_ifaces(c, &q->mmds_config, &e)) {
+			vmm_response_fault(r, 400, "%s", e.msg);
+			break;
+		}
+		mmds_config_free(&c->cfg.mmds);
+		c->cfg.mmds = q->mmds_config;
+		memset(&q->mmds_config, 0, sizeof(q->mmds_config));
+		c->cfg.has_mmds = true;
+		mmds_configure(&c->mmds, &c->cfg.mmds);
+		break;
+	case REQ_PUT_NET:
+		if (started)
+			vmm_response_fault(r, 400, ERR_AFTER_START);
+		else if (config_put_net(&c->cfg, &q->net, &e))
+			vmm_response_fault(r, 400, "%s", e.msg);
+		break;
+	case REQ_PATCH_NET:
+		if (!started)
+			vmm_response_fault(r, 400, ERR_BEFORE_START);
+		else if (config_find_net(&c->cfg, q->net_patch.iface_id) < 0)
+			vmm_response_fault(r, 400, "Invalid ID: no network interface with id %s",
+					   q->net_patch.iface_id);
+		else
+			/* Unreachable until the net device exists: an interface
+			 * cannot be configured without one (issue 5). */
+			vmm_response_fault(r, 400, "network interfaces are not supported by Ember "
+					   "yet");
+		break;
+	case REQ_PAUSE:
+		if (!started) {
+			vmm_response_fault(r, 400, ERR_BEFORE_START);
+		} else if (c->state == VM_RUNNING) {
+			vmm_pause(&c->vm);
+			c->state = VM_PAUSED;
+		}
+		break;
+	case REQ_RESUME:
+		if (!started) {
+			vmm_response_fault(r, 400, ERR_BEFORE_START);
+		} else if (c->state == VM_PAUSED) {
+			vmm_resume(&c->vm);
+			c->state = VM_RUNNING;
+		}
+		break;
+	}
+}
+
