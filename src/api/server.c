@@ -11,6 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "api/api_metrics.h"
 #include "api/parse.h"
 #include "vmm/log.h"
 
@@ -80,6 +81,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			vmm_request_free(&req);
 		}
 	}
+	api_metrics_count(s->metrics, method, url, resp.status);
 	LOG_D("API %s %s -> %d", method, url, resp.status);
 	return reply(conn, &resp);
 }
@@ -119,9 +121,10 @@ static int claim_path(const char *path, ember_err *e)
 }
 
 int api_server_start(struct api_server *s, const char *path, size_t max_payload,
-		     struct vmm_channel *chan, ember_err *e)
+		     struct vmm_channel *chan, struct metrics *metrics, ember_err *e)
 {
 	memset(s, 0, sizeof(*s));
+	s->metrics = metrics;
 	s->listen_fd = -1;
 	s->max_payload = max_payload;
 	s->chan = chan;

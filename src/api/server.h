@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "vmm/err.h"
+#include "vmm/metrics.h"
 #include "vmm/request.h"
 
 #define API_DEFAULT_MAX_PAYLOAD 51200
@@ -19,12 +20,13 @@ struct api_server {
 	char path[108]; /* sun_path */
 	size_t max_payload;
 	struct vmm_channel *chan;
+	struct metrics *metrics;
 };
 
 /* Binds path (removing a stale socket file, refusing one in use) and starts
  * serving. */
 int api_server_start(struct api_server *s, const char *path, size_t max_payload,
-		     struct vmm_channel *chan, ember_err *e);
+		     struct vmm_channel *chan, struct metrics *metrics, ember_err *e);
 void api_server_stop(struct api_server *s);
 
 #endif

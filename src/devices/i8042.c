@@ -43,10 +43,18 @@ enum {
 #define KBD_SCANCODE_SET 0xf0
 #define KBD_SELF_TEST_OK 0xaa
 
+#define COUNT(k, field)                                    \
+	do {                                               \
+		if ((k)->metrics)                          \
+			metric_inc(&(k)->metrics->field);  \
+	} while (0)
+
 static void push(struct i8042 *k, uint8_t b)
 {
-	if (k->len == I8042_BUF_SIZE)
+	if (k->len == I8042_BUF_SIZE) {
+		COUNT(k, missed_write_count);
 		return;
+	}
 	k->buf[(k->head + k->len) % I8042_BUF_SIZE] = b;
 	k->len++;
 	if ((k->ctr & CTR_KBD_INT) && k->irq_fd >= 0) {
@@ -114,6 +122,7 @@ static void controller_cmd(struct i8042 *k, uint8_t cmd)
 		push(k, 0x03); /* reset line high, A20 enabled */
 		break;
 	case CMD_RESET_CPU:
+		COUNT(k, reset_count);
 		if (k->reset)
 			k->reset(k->reset_ctx);
 		break;
@@ -181,7 +190,10 @@ static void i8042_read(void *ctx, uint64_t offset, uint8_t *data, uint32_t len)
 	struct i8042 *k = ctx;
 	uint8_t v = 0;
 	pthread_mutex_lock(&k->lock);
+	COUNT(k, read_count);
 	if (offset == PORT_DATA) {
+		if (!k->len)
+			COUNT(k, missed_read_count);
 		if (k->len) {
 			v = k->buf[k->head];
 			k->head = (k->head + 1) % I8042_BUF_SIZE;
@@ -201,6 +213,7 @@ static void i8042_write(void *ctx, uint64_t offset, const uint8_t *data, uint32_
 	(void)len;
 	/* The reset callback only records the request (it runs under our lock). */
 	pthread_mutex_lock(&k->lock);
+	COUNT(k, write_count);
 	if (offset == PORT_DATA) {
 		k->status_cmd = 0;
 		data_write(k, data[0]);

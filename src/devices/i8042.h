@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "vmm/io_bus.h"
+#include "vmm/metrics.h"
 
 #define I8042_BASE 0x60
 #define I8042_PORTS 5 /* 0x60 data .. 0x64 status/command */
@@ -24,6 +25,7 @@ struct i8042 {
 	int irq_fd;
 	void (*reset)(void *ctx); /* the guest asked for a CPU reset */
 	void *reset_ctx;
+	struct i8042_metrics *metrics; /* NULL: not counted */
 };
 
 extern const struct io_device_ops i8042_ops;

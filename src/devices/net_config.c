@@ -142,7 +142,15 @@ json_t *net_config_json(const struct net_config *c)
 			 m[4], m[5]);
 		json_object_set_new(j, "guest_mac", json_string(mac));
 	}
-	json_object_set_new(j, "rx_rate_limiter", rate_limiter_config_json(&c->rx));
-	json_object_set_new(j, "tx_rate_limiter", rate_limiter_config_json(&c->tx));
+	/* No limiter: the field is left out (the spec has no null for it). */
+	json_t *rx = rate_limiter_config_json(&c->rx), *tx = rate_limiter_config_json(&c->tx);
+	if (json_is_null(rx))
+		json_decref(rx);
+	else
+		json_object_set_new(j, "rx_rate_limiter", rx);
+	if (json_is_null(tx))
+		json_decref(tx);
+	else
+		json_object_set_new(j, "tx_rate_limiter", tx);
 	return j;
 }

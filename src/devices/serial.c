@@ -112,7 +112,14 @@ static void serial_read(void *ctx, uint64_t offset, uint8_t *data, uint32_t len)
 	bool dlab = s->lcr & LCR_DLAB;
 	switch (offset) {
 	case REG_DATA:
-		v = dlab ? s->dll : pop_rx(s);
+		if (dlab) {
+			v = s->dll;
+		} else {
+			if (s->metrics)
+				metric_inc(s->rx_len ? &s->metrics->read_count
+						     : &s->metrics->missed_read_count);
+			v = pop_rx(s);
+		}
 		break;
 	case REG_IER:
 		v = dlab ? s->dlm : s->ier;
@@ -157,7 +164,9 @@ static void transmit(struct serial *s, uint8_t b)
 	} else if (s->out_fd >= 0) {
 		/* A closed or full stdout drops console output, never the VM. */
 		ssize_t r = write(s->out_fd, &b, 1);
-		(void)r;
+		if (s->metrics)
+			metric_inc(r == 1 ? &s->metrics->write_count
+					  : &s->metrics->missed_write_count);
 	}
 	s->thre_pending = 1;
 }

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "vmm/io_bus.h"
+#include "vmm/metrics.h"
 
 #define SERIAL_COM1_BASE 0x3f8
 #define SERIAL_COM1_IRQ 4
@@ -26,6 +27,7 @@ struct serial {
 	 * so the owner can resume reading its input. */
 	void (*rx_drained)(void *ctx);
 	void *rx_drained_ctx;
+	struct uart_metrics *metrics; /* NULL: not counted */
 };
 
 extern const struct io_device_ops serial_ops;

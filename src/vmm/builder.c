@@ -77,6 +77,11 @@ static int add_devices(struct vmm *m, const struct vmm_options *opt, ember_err *
 	m->serial.rx_drained = serial_drained;
 	m->serial.rx_drained_ctx = m;
 	i8042_init(&m->i8042, m->kbd_irq_fd, i8042_reset, m);
+	m->metrics = opt->metrics;
+	if (m->metrics) {
+		m->serial.metrics = &m->metrics->uart;
+		m->i8042.metrics = &m->metrics->i8042;
+	}
 	if (io_bus_add(&m->pio, SERIAL_COM1_BASE, SERIAL_PORTS, &serial_ops, &m->serial) ||
 	    io_bus_add(&m->pio, I8042_BASE, I8042_PORTS, &i8042_ops, &m->i8042))
 		return err_set(e, "cannot register legacy devices");

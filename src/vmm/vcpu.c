@@ -68,6 +68,10 @@ static bool handle_exit(struct vcpu *v)
 		uint8_t *data = (uint8_t *)r + r->io.data_offset;
 		/* String I/O repeats the access `count` times over the buffer. */
 		for (uint32_t i = 0; i < r->io.count; i++, data += r->io.size) {
+			if (env->metrics)
+				metric_inc(r->io.direction == KVM_EXIT_IO_OUT
+						   ? &env->metrics->exit_io_out
+						   : &env->metrics->exit_io_in);
 			if (r->io.direction == KVM_EXIT_IO_OUT)
 				io_bus_write(env->pio, r->io.port, data, r->io.size);
 			else
@@ -76,6 +80,9 @@ static bool handle_exit(struct vcpu *v)
 		return true;
 	}
 	case KVM_EXIT_MMIO:
+		if (env->metrics)
+			metric_inc(r->mmio.is_write ? &env->metrics->exit_mmio_write
+						    : &env->metrics->exit_mmio_read);
 		if (r->mmio.is_write)
 			io_bus_write(env->mmio, r->mmio.phys_addr, r->mmio.data, r->mmio.len);
 		else
@@ -101,16 +108,22 @@ static bool handle_exit(struct vcpu *v)
 	case KVM_EXIT_FAIL_ENTRY:
 		snprintf(why, sizeof(why), "vCPU %u: KVM entry failed (hardware reason 0x%llx)",
 			 v->index, (unsigned long long)r->fail_entry.hardware_entry_failure_reason);
+		if (env->metrics)
+			metric_inc(&env->metrics->failures);
 		env->on_exit(env->ctx, 1, why);
 		return false;
 	case KVM_EXIT_INTERNAL_ERROR:
 		snprintf(why, sizeof(why), "vCPU %u: KVM internal error (suberror %u)", v->index,
 			 r->internal.suberror);
+		if (env->metrics)
+			metric_inc(&env->metrics->failures);
 		env->on_exit(env->ctx, 1, why);
 		return false;
 	default:
 		snprintf(why, sizeof(why), "vCPU %u: unexpected KVM exit reason %u", v->index,
 			 r->exit_reason);
+		if (env->metrics)
+			metric_inc(&env->metrics->failures);
 		env->on_exit(env->ctx, 1, why);
 		return false;
 	}

@@ -12,6 +12,7 @@
 #include "arch/x86/cpuid.h"
 #include "vmm/err.h"
 #include "vmm/io_bus.h"
+#include "vmm/metrics.h"
 #include "vmm/vm.h"
 
 /* code: the process exit status the event asks for (0 for a guest reset). */
@@ -33,6 +34,7 @@ struct vcpu_env {
 	void *ctx;
 	atomic_bool *stop;
 	struct vcpu_pause *pause;
+	struct vcpu_metrics *metrics; /* NULL: not counted */
 };
 
 struct vcpu {

@@ -116,7 +116,7 @@ int vmm_start(struct vmm *m, ember_err *e)
 	console_raw(m);
 	m->env = (struct vcpu_env){
 		.pio = &m->pio, .mmio = &m->mmio, .on_exit = on_vcpu_exit, .ctx = m, .stop = &m->stop,
-		.pause = &m->pause,
+		.pause = &m->pause, .metrics = m->metrics ? &m->metrics->vcpu : NULL,
 	};
 	boot_timer_start(&m->boot_timer);
 	for (unsigned i = 0; i < m->nr_vcpus; i++) {

@@ -20,6 +20,7 @@ struct vmm_options {
 	bool boot_timer;
 	int console_in;	 /* host fd feeding the guest's serial input, or -1 */
 	int console_out; /* host fd receiving the guest's serial output */
+	struct metrics *metrics; /* the process's, or NULL */
 };
 
 struct vmm {
@@ -31,6 +32,7 @@ struct vmm {
 	struct i8042 i8042;
 	struct boot_timer boot_timer;
 	int serial_irq_fd, kbd_irq_fd;
+	struct metrics *metrics; /* the process's, or NULL */
 
 	struct event_loop loop;
 	struct vcpu_env env;

@@ -43,13 +43,14 @@ DEFAULT_MACHINE = {"vcpu_count": 1, "mem_size_mib": 128, "smt": False,
 IMPLEMENTED = {
     ("GET", "/"), ("PUT", "/actions"), ("PUT", "/boot-source"), ("GET", "/machine-config"),
     ("PUT", "/machine-config"), ("PATCH", "/machine-config"), ("GET", "/version"),
-    ("PATCH", "/vm"), ("GET", "/vm/config"),
+    ("PATCH", "/vm"), ("GET", "/vm/config"), ("PUT", "/logger"), ("PUT", "/metrics"),
+    ("GET", "/mmds"), ("PUT", "/mmds"), ("PATCH", "/mmds"), ("PUT", "/mmds/config"),
+    ("PUT", "/network-interfaces/{iface_id}"), ("PATCH", "/network-interfaces/{iface_id}"),
 }
 # First path segment -> a word the fault_message must contain.
 FEATURE_WORDS = {
     "balloon": "balloon", "cpu-config": "CPU", "drives": "block", "pmem": "pmem",
-    "logger": "logger", "metrics": "metrics", "mmds": "MMDS", "entropy": "entropy",
-    "serial": "serial", "hotplug": "hotplug", "network-interfaces": "network",
+    "entropy": "entropy", "serial": "serial", "hotplug": "hotplug",
     "snapshot": "snapshot", "vsock": "vsock",
 }
 
@@ -84,6 +85,8 @@ def configure(client, workdir) -> dict:
              "PUT /boot-source")
     check_ok(client.put("/machine-config", {"vcpu_count": 2, "mem_size_mib": 256}), 204, None,
              "PUT /machine-config")
+    check_ok(client.put("/network-interfaces/eth0", {"iface_id": "eth0", "host_dev_name": "tap0"}),
+             204, None, "PUT /network-interfaces/eth0")
     return vm_config(client)
 
 
@@ -260,11 +263,12 @@ def test_instance_start_without_boot_source(api_vm):
 
 
 def test_runtime_actions_before_start(api_vm, workdir):
-    """FlushMetrics: not supported yet. SendCtrlAltDel, pause, resume: not
-    before InstanceStart (Firecracker's message)."""
+    """FlushMetrics works before start (without a metrics sink it writes
+    nothing). SendCtrlAltDel, pause, resume: not before InstanceStart
+    (Firecracker's message)."""
     c = api_vm.client()
     before = configure(c, workdir)
-    check_error(c.put("/actions", {"action_type": "FlushMetrics"}), "metrics", NOT_YET)
+    check_ok(c.put("/actions", {"action_type": "FlushMetrics"}), 204, None, "FlushMetrics")
     check_error(c.put("/actions", {"action_type": "SendCtrlAltDel"}), "before starting",
                 context="SendCtrlAltDel before start")
     for state in ("Paused", "Resumed"):
@@ -342,6 +346,40 @@ BAD_BODIES = [
     ("PUT", "/actions", {"action_type": "Reboot"}, ["action_type", "Reboot"]),
     ("PUT", "/actions", {"action_type": "InstanceStart", "delay": 1}, ["delay"]),
     ("PUT", "/actions", {"type": "InstanceStart"}, ["type"]),
+    # PUT /logger
+    ("PUT", "/logger", {"level": "Loud"}, ["level", "Loud"]),
+    ("PUT", "/logger", {"level": 3}, ["level"]),
+    ("PUT", "/logger", {"show_level": "yes"}, ["show_level"]),
+    ("PUT", "/logger", {"log_path": "/nonexistent-dir/ember.log"}, ["log_path"]),
+    ("PUT", "/logger", {"log_path": ""}, ["log_path"]),
+    ("PUT", "/logger", {"colour": True}, ["colour"]),
+    # PUT /metrics
+    ("PUT", "/metrics", {}, ["metrics_path"]),
+    ("PUT", "/metrics", {"metrics_path": 7}, ["metrics_path"]),
+    ("PUT", "/metrics", {"metrics_path": "/nonexistent-dir/m.json"}, ["metrics"]),
+    ("PUT", "/metrics", {"metrics_path": "@WORKDIR@/m.json", "every": 5}, ["every"]),
+    # PUT /mmds/config
+    ("PUT", "/mmds/config", {}, ["network_interfaces"]),
+    ("PUT", "/mmds/config", {"network_interfaces": []}, ["network_interfaces"]),
+    ("PUT", "/mmds/config", {"network_interfaces": ["eth9"]}, ["eth9"]),
+    ("PUT", "/mmds/config", {"network_interfaces": ["eth0"], "version": "V3"}, ["version"]),
+    ("PUT", "/mmds/config", {"network_interfaces": ["eth0"], "ipv4_address": "10.0.0.1"},
+     ["ipv4_address"]),
+    # PUT /network-interfaces/{id}
+    ("PUT", "/network-interfaces/eth0", {"iface_id": "eth0"}, ["host_dev_name"]),
+    ("PUT", "/network-interfaces/eth0", {"iface_id": "eth1", "host_dev_name": "tap1"},
+     ["path", "body"]),
+    ("PUT", "/network-interfaces/eth0", {"iface_id": "eth0", "host_dev_name": "tap1",
+                                          "guest_mac": "06:00:AC:10:00"}, ["guest_mac"]),
+    ("PUT", "/network-interfaces/eth0", {"iface_id": "eth0", "host_dev_name": "tap1",
+                                          "mtu": 9000}, ["mtu"]),
+    ("PUT", "/network-interfaces/eth0", {"iface_id": "eth0", "host_dev_name": "tap1",
+                                          "rx_rate_limiter": {"bandwidth": {"size": -1}}},
+     ["rx_rate_limiter", "size"]),
+    ("PUT", "/network-interfaces/eth1", {"iface_id": "eth1", "host_dev_name": "tap0"},
+     ["tap0", "already"]),
+    # PATCH /mmds (before any PUT)
+    ("PATCH", "/mmds", {"a": 1}, ["not initialized"]),
     # PATCH /vm
     ("PATCH", "/vm", {}, ["state"]),
     ("PATCH", "/vm", {"state": 1}, ["state"]),
@@ -350,7 +388,9 @@ BAD_BODIES = [
 ]
 # The same generic breakages on every endpoint that takes a body.
 for _method, _path in (("PUT", "/machine-config"), ("PATCH", "/machine-config"),
-                       ("PUT", "/boot-source"), ("PUT", "/actions"), ("PATCH", "/vm")):
+                       ("PUT", "/boot-source"), ("PUT", "/actions"), ("PATCH", "/vm"),
+                       ("PUT", "/logger"), ("PUT", "/metrics"), ("PUT", "/mmds/config"),
+                       ("PUT", "/network-interfaces/eth1")):
     for _name, _body, _words in (
             ("empty-body", b"", ["body"]),
             ("truncated-json", b'{"vcpu_count": 2,', ["json"]),
@@ -381,7 +421,9 @@ def test_bad_body_is_refused_and_changes_nothing(api_vm, workdir, method, path, 
     before = configure(c, workdir)
     if isinstance(body, dict):
         kernel, _ = fake_boot_files(workdir)
-        body = {k: (kernel if v == "@KERNEL@" else v) for k, v in body.items()}
+        body = {k: (kernel if v == "@KERNEL@" else
+                    v.replace("@WORKDIR@", str(workdir)) if isinstance(v, str) else v)
+                for k, v in body.items()}
     resp = c.request(method, path, body)
     check_error(resp, *words, context=f"{method} {path} {body!r}")
     assert_unchanged(c, before, f"{method} {path} {body!r}")
@@ -751,10 +793,14 @@ def test_configuration_is_refused_after_start(api_vm, kernel_vmlinux, initramfs,
         msg = check_error(c.request(method, path, body), context=f"{method} {path} after start")
         assert msg == ERR_AFTER_START, f"{method} {path} after start: {msg!r}"
         assert_unchanged(c, before, f"{method} {path} after start")
-    # Not supported yet, even once started: refused, and the VM keeps running.
-    # (SendCtrlAltDel and PATCH /vm are left out: they are being implemented.)
-    check_error(c.put("/actions", {"action_type": "FlushMetrics"}), "metrics", NOT_YET)
-    assert_unchanged(c, before, "FlushMetrics after start")
+    for method, path, body in (
+            ("PUT", "/logger", {"level": "Debug"}),
+            ("PUT", "/metrics", {"metrics_path": str(workdir / "m.json")}),
+            ("PUT", "/mmds/config", {"network_interfaces": ["eth0"]}),
+            ("PUT", "/network-interfaces/eth1", {"iface_id": "eth1", "host_dev_name": "tap1"})):
+        msg = check_error(c.request(method, path, body), context=f"{method} {path} after start")
+        assert msg == ERR_AFTER_START, f"{method} {path} after start: {msg!r}"
+        assert_unchanged(c, before, f"{method} {path} after start")
     assert instance_info(c)["state"] == "Running"
     api_vm.proc.proc.send_signal(signal.SIGTERM)
     expect_exit(api_vm, "SIGTERM after refused requests")
