@@ -66,10 +66,11 @@ def guest_boot_args(hook: str | None = None, end: str = "reboot", extra: str = "
     Silent kernel unless verbose: each console byte is a VM exit, which the
     nested test host makes slow, and kernel messages printed while a hook
     writes would land inside the hook's marker lines. loglevel=1, not just
-    `quiet`: open bug (issue 2's note) -- under the nested test host, guests
-    have stalled or triple-faulted while the kernel replays its log to the
-    serial console at console_init; with nothing to replay it has not been
-    seen. Userspace output (the markers) goes through the tty driver.
+    `quiet`: nested guests in the test host sometimes stall on a corrupted
+    page-table walk, QEMU's as much as Ember's (tools/testhost/README.md,
+    "Known problem"); the more console exits, the likelier, and with
+    loglevel=1 it has not been seen. Userspace output (the markers) goes
+    through the tty driver.
     """
     parts = [BASE_BOOT_ARGS]
     if not verbose:
