@@ -308,6 +308,8 @@ static struct tables build(unsigned vcpus, const struct acpi_mmio_dev *devs, siz
 	assert_int_equal(t.fadt[131], 5);		  /* minor version */
 	assert_int_equal(rd32(t.fadt + 112) & (1u << 20), 1u << 20); /* HW_REDUCED_ACPI */
 	assert_int_equal(rd32(t.fadt + 40), 0);		  /* 32-bit DSDT unused */
+	/* IA-PC flags: no VGA, MSI, ASPM or CMOS RTC; no "8042" (in DSDT). */
+	assert_int_equal(t.fadt[109] | (t.fadt[110] << 8), 0x3c);
 	t.dsdt = table_at(rd64(t.fadt + 140), "DSDT");
 	return t;
 }

@@ -113,10 +113,13 @@ _Static_assert(sizeof(struct madt) == 44, "MADT header is 44 bytes");
 #define FADT_F_SLP_BUTTON (1u << 5)
 #define FADT_F_HW_REDUCED_ACPI (1u << 20)
 /* IA-PC boot architecture flags (table 5.11). "8042" stays clear: the PS/2
- * controller is described in the DSDT instead, as Firecracker does. */
+ * controller is described in the DSDT instead, as Firecracker does. Unlike
+ * Firecracker we say there is no CMOS RTC (there is none), which spares
+ * Linux probing ports 0x70/0x71 and warning "rtc_cmos: not accessible". */
 #define IAPC_VGA_NOT_PRESENT (1u << 2)
 #define IAPC_MSI_NOT_SUPPORTED (1u << 3)
 #define IAPC_PCIE_ASPM_CONTROLS (1u << 4)
+#define IAPC_CMOS_RTC_NOT_PRESENT (1u << 5)
 
 enum { MADT_LAPIC = 0, MADT_IOAPIC = 1 };
 #define MADT_LAPIC_ENABLED 1
@@ -282,7 +285,8 @@ int acpi_build(struct guest_mem *gm, unsigned vcpus, const struct acpi_mmio_dev 
 
 	struct fadt fadt = {
 		.flags = FADT_F_HW_REDUCED_ACPI | FADT_F_PWR_BUTTON | FADT_F_SLP_BUTTON,
-		.iapc_boot_arch = IAPC_VGA_NOT_PRESENT | IAPC_MSI_NOT_SUPPORTED | IAPC_PCIE_ASPM_CONTROLS,
+		.iapc_boot_arch = IAPC_VGA_NOT_PRESENT | IAPC_MSI_NOT_SUPPORTED | IAPC_PCIE_ASPM_CONTROLS |
+				  IAPC_CMOS_RTC_NOT_PRESENT,
 		.minor_version = FADT_MINOR_VERSION,
 		/* Only the 64-bit pointer: the spec wants DSDT zero when X_DSDT
 		 * is set. No FACS: hardware-reduced platforms need none. */
