@@ -1,5 +1,6 @@
 #include "arch/x86/acpi.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -150,12 +151,11 @@ static void header(struct sdt_header *h, const char *sig, uint32_t len, uint8_t 
 	h->creator_revision = CREATOR_REVISION;
 }
 
-/* Sets a table's checksum once all its bytes are in place. */
-static void seal(uint8_t *table)
+/* Sets the checksum of the len-byte table at t once all its bytes are in. */
+static void seal(uint8_t *t, size_t len)
 {
-	struct sdt_header *h = (void *)table;
-	h->checksum = 0;
-	h->checksum = mptable_checksum(table, h->length);
+	t[offsetof(struct sdt_header, checksum)] = 0;
+	t[offsetof(struct sdt_header, checksum)] = mptable_checksum(t, len);
 }
 
 static void crs_interrupt(struct aml *a, uint32_t gsi)
@@ -234,6 +234,94 @@ static int check_devs(const struct acpi_mmio_dev *devs, size_t ndev, ember_err *
 	return 0;
 }
 
+/* The DSDT at t, at most cap bytes; returns its length, 0 on error. */
+static size_t write_dsdt(uint8_t *t, size_t cap, const struct acpi_mmio_dev *devs, size_t ndev,
+			 ember_err *e)
+{
+	struct aml a;
+	struct sdt_header h;
+	if (cap < sizeof(h)) {
+		err_set(e, "acpi: no room for the DSDT");
+		return 0;
+	}
+	aml_init(&a, t + sizeof(h), cap - sizeof(h));
+	size_t sb = aml_scope_open(&a, "\\_SB_");
+	dsdt_legacy(&a);
+	for (size_t i = 0; i < ndev; i++)
+		dsdt_virtio(&a, (unsigned)i, &devs[i]);
+	aml_close(&a, sb);
+	if (a.error) {
+		err_set(e, "acpi: DSDT: %s", a.error);
+		return 0;
+	}
+
+	size_t len = sizeof(h) + a.len;
+	memset(&h, 0, sizeof(h));
+	header(&h, "DSDT", (uint32_t)len, DSDT_REVISION);
+	memcpy(t, &h, sizeof(h));
+	seal(t, len);
+	return len;
+}
+
+static void write_madt(uint8_t *t, size_t len, unsigned vcpus)
+{
+	struct madt madt = {.lapic_addr = (uint32_t)X86_LAPIC_ADDR};
+	header(&madt.h, "APIC", (uint32_t)len, MADT_REVISION);
+	memcpy(t, &madt, sizeof(madt));
+	t += sizeof(madt);
+	struct madt_ioapic io = {.type = MADT_IOAPIC, .length = sizeof(io),
+				 .ioapic_id = MADT_IOAPIC_ID, .addr = (uint32_t)X86_IOAPIC_ADDR};
+	memcpy(t, &io, sizeof(io));
+	t += sizeof(io);
+	for (unsigned i = 0; i < vcpus; i++) {
+		struct madt_lapic l = {.type = MADT_LAPIC, .length = sizeof(l),
+				       .processor_uid = (uint8_t)i, .apic_id = (uint8_t)i,
+				       .flags = MADT_LAPIC_ENABLED};
+		memcpy(t, &l, sizeof(l));
+		t += sizeof(l);
+	}
+	seal(t - len, len);
+}
+
+static void write_fadt(uint8_t *t, uint64_t dsdt_addr)
+{
+	struct fadt fadt = {
+		.flags = FADT_F_HW_REDUCED_ACPI | FADT_F_PWR_BUTTON | FADT_F_SLP_BUTTON,
+		.iapc_boot_arch = IAPC_VGA_NOT_PRESENT | IAPC_MSI_NOT_SUPPORTED |
+				  IAPC_PCIE_ASPM_CONTROLS | IAPC_CMOS_RTC_NOT_PRESENT,
+		.minor_version = FADT_MINOR_VERSION,
+		/* Only the 64-bit pointer: the spec wants DSDT zero when X_DSDT
+		 * is set. No FACS: hardware-reduced platforms need none. */
+		.x_dsdt = dsdt_addr,
+	};
+	header(&fadt.h, "FACP", sizeof(fadt), FADT_REVISION);
+	memcpy(fadt.hypervisor_vendor_id, HYPERVISOR_VENDOR_ID, 8);
+	memcpy(t, &fadt, sizeof(fadt));
+	seal(t, sizeof(fadt));
+}
+
+static void write_xsdt(uint8_t *t, const uint64_t entries[XSDT_ENTRIES])
+{
+	struct sdt_header h;
+	size_t len = sizeof(h) + XSDT_ENTRIES * sizeof(uint64_t);
+	memset(&h, 0, sizeof(h));
+	header(&h, "XSDT", (uint32_t)len, XSDT_REVISION);
+	memcpy(t, &h, sizeof(h));
+	memcpy(t + sizeof(h), entries, XSDT_ENTRIES * sizeof(uint64_t));
+	seal(t, len);
+}
+
+static void write_rsdp(uint8_t *t, uint64_t xsdt_addr)
+{
+	struct rsdp rsdp = {.revision = RSDP_REVISION, .length = sizeof(rsdp),
+			    .xsdt_addr = xsdt_addr};
+	memcpy(rsdp.signature, "RSD PTR ", 8);
+	memcpy(rsdp.oem_id, OEM_ID, 6);
+	rsdp.checksum = mptable_checksum(&rsdp, 20);
+	rsdp.ext_checksum = mptable_checksum(&rsdp, sizeof(rsdp));
+	memcpy(t, &rsdp, sizeof(rsdp));
+}
+
 int acpi_build(struct guest_mem *gm, unsigned vcpus, const struct acpi_mmio_dev *devs,
 	       size_t ndev, ember_err *e)
 {
@@ -247,72 +335,23 @@ int acpi_build(struct guest_mem *gm, unsigned vcpus, const struct acpi_mmio_dev 
 	uint8_t buf[ACPI_TABLES_MAX];
 	memset(buf, 0, sizeof(buf));
 	size_t xsdt_off = align_up(sizeof(struct rsdp));
-	size_t xsdt_len = sizeof(struct sdt_header) + XSDT_ENTRIES * sizeof(uint64_t);
-	size_t fadt_off = align_up(xsdt_off + xsdt_len);
+	size_t fadt_off = align_up(xsdt_off + sizeof(struct sdt_header) +
+				   XSDT_ENTRIES * sizeof(uint64_t));
 	size_t madt_off = align_up(fadt_off + sizeof(struct fadt));
 	size_t madt_len = sizeof(struct madt) + sizeof(struct madt_ioapic) +
 			  vcpus * sizeof(struct madt_lapic);
 	size_t dsdt_off = align_up(madt_off + madt_len);
-	size_t aml_off = dsdt_off + sizeof(struct sdt_header);
 
-	struct aml a;
-	aml_init(&a, buf + aml_off, sizeof(buf) - aml_off);
-	size_t sb = aml_scope_open(&a, "\\_SB_");
-	dsdt_legacy(&a);
-	for (size_t i = 0; i < ndev; i++)
-		dsdt_virtio(&a, (unsigned)i, &devs[i]);
-	aml_close(&a, sb);
-	if (a.error)
-		return err_set(e, "acpi: DSDT: %s", a.error);
-	size_t end = aml_off + a.len;
+	size_t dsdt_len = write_dsdt(buf + dsdt_off, sizeof(buf) - dsdt_off, devs, ndev, e);
+	if (dsdt_len == 0)
+		return -1;
+	write_madt(buf + madt_off, madt_len, vcpus);
+	write_fadt(buf + fadt_off, ACPI_RSDP_ADDR + dsdt_off);
+	const uint64_t entries[XSDT_ENTRIES] = {ACPI_RSDP_ADDR + fadt_off, ACPI_RSDP_ADDR + madt_off};
+	write_xsdt(buf + xsdt_off, entries);
+	write_rsdp(buf, ACPI_RSDP_ADDR + xsdt_off);
 
-	header((void *)(buf + dsdt_off), "DSDT", (uint32_t)(end - dsdt_off), DSDT_REVISION);
-	seal(buf + dsdt_off);
-
-	uint8_t *m = buf + madt_off;
-	struct madt madt = {.lapic_addr = (uint32_t)X86_LAPIC_ADDR};
-	header(&madt.h, "APIC", (uint32_t)madt_len, MADT_REVISION);
-	memcpy(m, &madt, sizeof(madt));
-	struct madt_ioapic io = {.type = MADT_IOAPIC, .length = sizeof(io), .ioapic_id = MADT_IOAPIC_ID,
-				 .addr = (uint32_t)X86_IOAPIC_ADDR, .gsi_base = 0};
-	memcpy(m + sizeof(madt), &io, sizeof(io));
-	for (unsigned i = 0; i < vcpus; i++) {
-		struct madt_lapic l = {.type = MADT_LAPIC, .length = sizeof(l), .processor_uid = (uint8_t)i,
-				       .apic_id = (uint8_t)i, .flags = MADT_LAPIC_ENABLED};
-		memcpy(m + sizeof(madt) + sizeof(io) + i * sizeof(l), &l, sizeof(l));
-	}
-	seal(m);
-
-	struct fadt fadt = {
-		.flags = FADT_F_HW_REDUCED_ACPI | FADT_F_PWR_BUTTON | FADT_F_SLP_BUTTON,
-		.iapc_boot_arch = IAPC_VGA_NOT_PRESENT | IAPC_MSI_NOT_SUPPORTED | IAPC_PCIE_ASPM_CONTROLS |
-				  IAPC_CMOS_RTC_NOT_PRESENT,
-		.minor_version = FADT_MINOR_VERSION,
-		/* Only the 64-bit pointer: the spec wants DSDT zero when X_DSDT
-		 * is set. No FACS: hardware-reduced platforms need none. */
-		.x_dsdt = ACPI_RSDP_ADDR + dsdt_off,
-	};
-	header(&fadt.h, "FACP", sizeof(fadt), FADT_REVISION);
-	memcpy(fadt.hypervisor_vendor_id, HYPERVISOR_VENDOR_ID, 8);
-	memcpy(buf + fadt_off, &fadt, sizeof(fadt));
-	seal(buf + fadt_off);
-
-	struct sdt_header xsdt;
-	memset(&xsdt, 0, sizeof(xsdt));
-	header(&xsdt, "XSDT", (uint32_t)xsdt_len, XSDT_REVISION);
-	uint64_t entries[XSDT_ENTRIES] = {ACPI_RSDP_ADDR + fadt_off, ACPI_RSDP_ADDR + madt_off};
-	memcpy(buf + xsdt_off, &xsdt, sizeof(xsdt));
-	memcpy(buf + xsdt_off + sizeof(xsdt), entries, sizeof(entries));
-	seal(buf + xsdt_off);
-
-	struct rsdp rsdp = {.revision = RSDP_REVISION, .length = sizeof(rsdp),
-			    .xsdt_addr = ACPI_RSDP_ADDR + xsdt_off};
-	memcpy(rsdp.signature, "RSD PTR ", 8);
-	memcpy(rsdp.oem_id, OEM_ID, 6);
-	rsdp.checksum = mptable_checksum(&rsdp, 20);
-	rsdp.ext_checksum = mptable_checksum(&rsdp, sizeof(rsdp));
-	memcpy(buf, &rsdp, sizeof(rsdp));
-
+	size_t end = dsdt_off + dsdt_len;
 	if (gm_write(gm, ACPI_RSDP_ADDR, buf, end))
 		return err_set(e, "acpi: guest memory does not cover 0x%llx..0x%llx",
 			       (unsigned long long)ACPI_RSDP_ADDR,
