@@ -322,7 +322,7 @@ static void write_rsdp(uint8_t *t, uint64_t xsdt_addr)
 	memcpy(t, &rsdp, sizeof(rsdp));
 }
 
-int acpi_build(struct guest_mem *gm, unsigned vcpus, const struct acpi_mmio_dev *devs,
+int acpi_build(const struct guest_mem *gm, unsigned vcpus, const struct acpi_mmio_dev *devs,
 	       size_t ndev, ember_err *e)
 {
 	if (vcpus == 0 || vcpus > X86_MAX_VCPUS)

@@ -27,7 +27,7 @@ struct acpi_mmio_dev {
 
 /* Writes all tables for vcpus CPUs (APIC ids 0..vcpus-1) and the ndev
  * virtio-mmio devices into guest memory from ACPI_RSDP_ADDR on. */
-int acpi_build(struct guest_mem *gm, unsigned vcpus, const struct acpi_mmio_dev *devs,
+int acpi_build(const struct guest_mem *gm, unsigned vcpus, const struct acpi_mmio_dev *devs,
 	       size_t ndev, ember_err *e);
 
 #endif
