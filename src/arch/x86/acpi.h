@@ -1,0 +1,33 @@
+/* ACPI tables for x86_64 guests (see docs/acpi.md): RSDP, XSDT, a
+ * hardware-reduced FADT, MADT (local APICs and the IOAPIC) and a DSDT that
+ * lists the legacy UART and PS/2 controller and every virtio-mmio device. */
+#ifndef EMBER_X86_ACPI_H
+#define EMBER_X86_ACPI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmm/err.h"
+#include "vmm/guest_mem.h"
+
+/* The RSDP sits where Linux searches the BIOS area for it; the other tables
+ * follow it, all below ACPI_TABLES_END. */
+#define ACPI_RSDP_ADDR 0xe0000ULL
+#define ACPI_TABLES_MAX 0x4000ULL
+#define ACPI_TABLES_END (ACPI_RSDP_ADDR + ACPI_TABLES_MAX)
+
+/* The KVM IOAPIC has 24 pins; each device needs one. */
+#define ACPI_IOAPIC_PINS 24
+#define ACPI_MAX_MMIO_DEVS ACPI_IOAPIC_PINS
+
+struct acpi_mmio_dev {
+	uint64_t addr, size;
+	uint32_t gsi;
+};
+
+/* Writes all tables for vcpus CPUs (APIC ids 0..vcpus-1) and the ndev
+ * virtio-mmio devices into guest memory from ACPI_RSDP_ADDR on. */
+int acpi_build(const struct guest_mem *gm, unsigned vcpus, const struct acpi_mmio_dev *devs,
+	       size_t ndev, ember_err *e);
+
+#endif
