@@ -493,6 +493,15 @@ int metrics_write(struct metrics *m, struct metrics_sink *s, uint64_t utc_ms, em
 {
 	if (s->fd < 0)
 		return 0;
+	/* A line that will not fit is dropped before it is built, so the
+	 * baselines stay put and its increments (and this loss) show up in
+	 * the next line that does get through. Lines grow by a few bytes at
+	 * most from one flush to the next; 1 KiB covers that. */
+	size_t expect = (s->last_len ? s->last_len : 8192) + 1024;
+	if (s->fifo && !pipe_has_room(s->fd, expect)) {
+		metric_inc(&m->logger.missed_metrics_count);
+		return err_set(e, "metrics: the pipe is full, metrics dropped");
+	}
 	json_t *j = metrics_flush_json(m, utc_ms);
 	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
@@ -500,7 +509,8 @@ int metrics_write(struct metrics *m, struct metrics_sink *s, uint64_t utc_ms, em
 		metric_inc(&m->logger.metrics_fails);
 		return err_set(e, "metrics: cannot serialize the metrics");
 	}
-	int rc = metrics_sink_write_line(s, text, strlen(text), e);
+	s->last_len = strlen(text);
+	int rc = metrics_sink_write_line(s, text, s->last_len, e);
 	free(text);
 	if (rc)
 		metric_inc(&m->logger.missed_metrics_count);

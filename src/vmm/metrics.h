@@ -374,6 +374,7 @@ struct metrics_sink {
 	int fd;     /* -1 when not configured */
 	bool fifo;
 	bool torn;  /* the last line was cut short; the next one starts with \n */
+	size_t last_len; /* length of the last line built, to foresee the next */
 };
 
 void metrics_sink_init(struct metrics_sink *s);
