@@ -52,6 +52,8 @@ struct virtio_block {
 	struct block_io *io;
 	struct blk_slot *slots;
 	unsigned nr_slots;
+	unsigned *free; /* a stack of the indices of idle slots */
+	unsigned nr_free;
 
 	struct rate_limiter rl;
 	struct rate_limiter_timer timer;
@@ -179,6 +181,29 @@ static const char *type_name(uint8_t type)
 	}
 }
 
+/* Slots are taken from the top of the free stack (free_slot() peeked at it)
+ * and put back on it when their request finishes. */
+static void slot_take(struct virtio_block *b, struct blk_slot *s)
+{
+	s->busy = true;
+	b->nr_free--;
+}
+
+static void slot_put(struct virtio_block *b, struct blk_slot *s)
+{
+	s->busy = false;
+	b->free[b->nr_free++] = (unsigned)(s - b->slots);
+}
+
+static void reset_slots(struct virtio_block *b)
+{
+	for (unsigned i = 0; i < b->nr_slots; i++) {
+		b->slots[i].busy = false;
+		b->free[i] = b->nr_slots - 1 - i;
+	}
+	b->nr_free = b->nr_slots;
+}
+
 /* An engine request finished with res bytes (or -errno). */
 static void finish(struct virtio_block *b, struct blk_slot *s, int64_t res)
 {
@@ -218,7 +243,7 @@ static void finish(struct virtio_block *b, struct blk_slot *s, int64_t res)
 				 type_name(s->type), s->data_len, (long long)res);
 	}
 	complete(b, s->head, s->status_gpa, ok ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR, used);
-	s->busy = false;
+	slot_put(b, s);
 }
 
 static void on_done(void *ctx, uint64_t cookie, int64_t res)
@@ -233,8 +258,8 @@ static void on_done_discard(void *ctx, uint64_t cookie, int64_t res)
 {
 	struct virtio_block *b = ctx;
 	(void)res;
-	if (cookie < b->nr_slots)
-		b->slots[cookie].busy = false;
+	if (cookie < b->nr_slots && b->slots[cookie].busy)
+		slot_put(b, &b->slots[cookie]);
 }
 
 /* ---- Parsing and running requests ---- */
@@ -304,14 +329,12 @@ static uint8_t parse(struct virtio_block *b, struct blk_request *r)
 	}
 }
 
+/* The idle slot the next request would take (the top of the stack). */
 static struct blk_slot *free_slot(struct virtio_block *b)
 {
-	if (b->io->inflight >= b->io->max_inflight)
+	if (!b->nr_free || b->io->inflight >= b->io->max_inflight)
 		return NULL;
-	for (unsigned i = 0; i < b->nr_slots; i++)
-		if (!b->slots[i].busy)
-			return &b->slots[i];
-	return NULL;
+	return &b->slots[b->free[b->nr_free - 1]];
 }
 
 /* Starts an IN, OUT or Writeback FLUSH on the engine. */
@@ -343,11 +366,11 @@ static enum handled submit(struct virtio_block *b, struct blk_slot *s, const str
 	int64_t res;
 	switch (block_io_submit(b->io, &req, &res)) {
 	case BLOCK_IO_DONE:
-		s->busy = true;
+		slot_take(b, s);
 		finish(b, s, res);
 		return HANDLED;
 	case BLOCK_IO_QUEUED:
-		s->busy = true;
+		slot_take(b, s);
 		return HANDLED;
 	default:
 		return ENGINE_FULL;
@@ -586,8 +609,7 @@ static void blk_reset(void *dev)
 	/* The transport clears the queues after this returns: no I/O may
 	 * still be writing into the driver's buffers. */
 	block_io_drain(b->io, on_done_discard, b);
-	for (unsigned i = 0; i < b->nr_slots; i++)
-		b->slots[i].busy = false;
+	reset_slots(b);
 	b->active = b->held = b->io_full = b->pushed = false;
 }
 
@@ -627,10 +649,12 @@ int virtio_block_create(struct virtio_block **out, const struct virtio_block_par
 		goto fail;
 	b->nr_slots = b->io->max_inflight;
 	b->slots = calloc(b->nr_slots, sizeof(*b->slots));
-	if (!b->slots) {
+	b->free = calloc(b->nr_slots, sizeof(*b->free));
+	if (!b->slots || !b->free) {
 		err_set(e, "out of memory");
 		goto fail;
 	}
+	reset_slots(b);
 	rate_limiter_init(&b->rl, &b->cfg.rate_limiter, now_ns(b));
 	if (rate_limiter_timer_open(&b->timer, e))
 		goto fail;
@@ -659,6 +683,7 @@ void virtio_block_destroy(struct virtio_block *b)
 		close(b->fd);
 	rate_limiter_timer_close(&b->timer);
 	free(b->slots);
+	free(b->free);
 	drive_config_free(&b->cfg);
 	free(b);
 }
