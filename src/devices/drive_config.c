@@ -262,6 +262,68 @@ int drive_config_apply_patch(struct drive_config *c, const struct drive_patch *p
 	return 0;
 }
 
+struct drive_config *drive_list_find(const struct drive_list *l, const char *drive_id)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (!strcmp(l->v[i].drive_id, drive_id))
+			return &l->v[i];
+	return NULL;
+}
+
+int drive_list_put(struct drive_list *l, struct drive_config *d, ember_err *e)
+{
+	struct drive_config *old = drive_list_find(l, d->drive_id);
+	size_t pos = old ? (size_t)(old - l->v) : l->n;
+	bool has_root = l->n && l->v[0].is_root_device;
+	if (d->is_root_device && has_root && pos != 0)
+		return err_set(e, "drive %s: a root block device already exists (drive %s)",
+			       d->drive_id, l->v[0].drive_id);
+	if (old) {
+		drive_config_free(old);
+		*old = *d;
+		if (pos != 0 && d->is_root_device) {
+			struct drive_config first = l->v[0];
+			l->v[0] = l->v[pos];
+			l->v[pos] = first;
+		}
+	} else {
+		struct drive_config *v = realloc(l->v, (l->n + 1) * sizeof(*v));
+		if (!v)
+			return err_set(e, "drive %s: out of memory", d->drive_id);
+		l->v = v;
+		if (d->is_root_device) {
+			memmove(v + 1, v, l->n * sizeof(*v));
+			v[0] = *d;
+		} else {
+			v[l->n] = *d;
+		}
+		l->n++;
+	}
+	memset(d, 0, sizeof(*d));
+	return 0;
+}
+
+void drive_list_free(struct drive_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		drive_config_free(&l->v[i]);
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}
+
+json_t *drive_list_json(const struct drive_list *l)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; a && i < l->n; i++) {
+		if (json_array_append_new(a, drive_config_json(&l->v[i]))) {
+			json_decref(a);
+			return NULL;
+		}
+	}
+	return a;
+}
+
 int drive_root_cmdline(const struct drive_config *drives, size_t n, char *buf, size_t size,
 		       ember_err *e)
 {

@@ -63,6 +63,25 @@ void drive_patch_free(struct drive_patch *p);
  * out of memory. */
 int drive_config_apply_patch(struct drive_config *c, const struct drive_patch *p, ember_err *e);
 
+/* The drives configured before boot, in attach order: drive i becomes
+ * /dev/vd<a+i>. */
+struct drive_list {
+	struct drive_config *v;
+	size_t n;
+};
+
+/* PUT /drives/{id} (and each entry of the config file's "drives"), with
+ * Firecracker's BlockBuilder rules: a drive whose id exists replaces it in
+ * place; there is at most one root device, and it is kept first so that it
+ * is /dev/vda (a new root goes to the front; a drive that becomes the root
+ * swaps places with the first). On success the list owns *d's contents and
+ * *d is zeroed; on failure *d is untouched. */
+int drive_list_put(struct drive_list *l, struct drive_config *d, ember_err *e);
+struct drive_config *drive_list_find(const struct drive_list *l, const char *drive_id);
+void drive_list_free(struct drive_list *l);
+/* GET /vm/config's "drives" array. New reference, NULL when out of memory. */
+json_t *drive_list_json(const struct drive_list *l);
+
 /* The kernel command-line fragment Firecracker appends for the root drive,
  * "root=/dev/vda rw", "root=/dev/vda ro" or "root=PARTUUID=<partuuid> rw|ro",
  * written to buf (an empty string when no drive is the root). The VMM must

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <string.h>
 
 #include "devices/drive_config.h"
@@ -211,12 +212,75 @@ static void root_cmdline(void **state)
 	assert_non_null(strstr(e.msg, "both the root device"));
 }
 
+static struct drive_config drive(const char *id, bool root)
+{
+	struct drive_config d = {0};
+	char text[160];
+	snprintf(text, sizeof(text), "{\"drive_id\": \"%s\", \"path_on_host\": \"/%s\","
+		 " \"is_root_device\": %s}", id, id, root ? "true" : "false");
+	assert_int_equal(parse(text, &d, NULL), 0);
+	return d;
+}
+
+static void order(struct drive_list *l, const char *want)
+{
+	char got[64] = "";
+	for (size_t i = 0; i < l->n; i++)
+		strcat(got, l->v[i].drive_id);
+	assert_string_equal(got, want);
+}
+
+/* Firecracker's BlockBuilder: replace by id, one root, root first. */
+static void drive_list_rules(void **state)
+{
+	(void)state;
+	struct drive_list l = {0};
+	ember_err e = {{0}};
+	struct drive_config d = drive("a", false);
+	assert_int_equal(drive_list_put(&l, &d, &e), 0);
+	assert_null(d.drive_id);
+	d = drive("b", false);
+	drive_list_put(&l, &d, &e);
+	d = drive("r", true);
+	drive_list_put(&l, &d, &e);
+	order(&l, "rab");
+	/* A second root is refused, and the refused drive stays the caller's. */
+	d = drive("s", true);
+	assert_int_equal(drive_list_put(&l, &d, &e), -1);
+	assert_non_null(strstr(e.msg, "a root block device already exists (drive r)"));
+	drive_config_free(&d);
+	/* Replacing the root by id is fine; replacing it with a non-root
+	 * leaves it in place. */
+	d = drive("r", true);
+	assert_int_equal(drive_list_put(&l, &d, &e), 0);
+	d = drive("r", false);
+	drive_list_put(&l, &d, &e);
+	order(&l, "rab");
+	/* A drive that becomes the root swaps with the first. */
+	d = drive("b", true);
+	assert_int_equal(drive_list_put(&l, &d, &e), 0);
+	order(&l, "bar");
+	assert_string_equal(drive_list_find(&l, "a")->path_on_host, "/a");
+	assert_null(drive_list_find(&l, "zz"));
+	char buf[64];
+	drive_root_cmdline(l.v, l.n, buf, sizeof(buf), &e);
+	assert_string_equal(buf, "root=/dev/vda rw");
+	json_t *j = drive_list_json(&l);
+	assert_int_equal(json_array_size(j), 3);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(j, 0), "drive_id")),
+			    "b");
+	json_decref(j);
+	drive_list_free(&l);
+	assert_int_equal(l.n, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(full_drive),	     cmocka_unit_test(defaults_and_nulls),
 		cmocka_unit_test(rejects_bad_drives), cmocka_unit_test(json_view),
 		cmocka_unit_test(patches),	     cmocka_unit_test(root_cmdline),
+		cmocka_unit_test(drive_list_rules),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
