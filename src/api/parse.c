@@ -12,7 +12,6 @@ static const struct {
 } not_yet[] = {
 	{"/balloon", "the balloon device is"},
 	{"/cpu-config", "CPU templates are"},
-	{"/drives", "block devices are"},
 	{"/pmem", "pmem devices are"},
 	{"/entropy", "the entropy device is"},
 	{"/serial", "serial configuration over the API is"},
@@ -138,11 +137,12 @@ int api_parse(const char *method, const char *path, const char *body, size_t len
 
 	enum {
 		NONE, MACHINE_PUT, MACHINE_PATCH, BOOT, ACTIONS, VM, LOGGER, METRICS, MMDS_PUT,
-		MMDS_PATCH, MMDS_CONFIG, NET_PUT, NET_PATCH,
+		MMDS_PATCH, MMDS_CONFIG, NET_PUT, NET_PATCH, DRIVE_PUT, DRIVE_PATCH,
 	} what = NONE;
-	const char *id = NULL; /* the {id} of /network-interfaces/{id} */
-	if (path_is(path, "/network-interfaces") && (put || patch)) {
-		id = path + strlen("/network-interfaces");
+	const char *id = NULL; /* the {id} of /network-interfaces/{id} or /drives/{id} */
+	bool drives = path_is(path, "/drives");
+	if ((path_is(path, "/network-interfaces") || drives) && (put || patch)) {
+		id = path + strlen(drives ? "/drives" : "/network-interfaces");
 		id += *id == '/';
 		if (!*id || strchr(id, '/'))
 			return bad_route(method, path, resp);
@@ -151,7 +151,7 @@ int api_parse(const char *method, const char *path, const char *body, size_t len
 					   "digits or '_'", id);
 			return -1;
 		}
-		what = put ? NET_PUT : NET_PATCH;
+		what = drives ? (put ? DRIVE_PUT : DRIVE_PATCH) : (put ? NET_PUT : NET_PATCH);
 	} else if (put && !strcmp(path, "/machine-config"))
 		what = MACHINE_PUT;
 	else if (patch && !strcmp(path, "/machine-config"))
@@ -233,6 +233,23 @@ int api_parse(const char *method, const char *path, const char *body, size_t len
 		if (mmds_config_parse(j, &req->mmds_config, &e))
 			rc = bad_body(resp, &e);
 		break;
+	case DRIVE_PUT:
+	case DRIVE_PATCH: {
+		req->kind = what == DRIVE_PUT ? REQ_PUT_DRIVE : REQ_PATCH_DRIVE;
+		if (what == DRIVE_PUT ? drive_config_parse(j, &req->drive, &e)
+				      : drive_patch_parse(j, &req->drive_patch, &e)) {
+			rc = bad_body(resp, &e);
+			break;
+		}
+		const char *body_id = what == DRIVE_PUT ? req->drive.drive_id
+							: req->drive_patch.drive_id;
+		if (strcmp(body_id, id)) {
+			vmm_response_fault(resp, 400, "The id from the path does not match the id "
+					   "from the body!");
+			rc = -1;
+		}
+		break;
+	}
 	case NET_PUT:
 	case NET_PATCH: {
 		req->kind = what == NET_PUT ? REQ_PUT_NET : REQ_PATCH_NET;

@@ -49,6 +49,17 @@ enum {
 			metric_inc(&(k)->metrics->field);  \
 	} while (0)
 
+/* One edge on IRQ 1. A real controller raises its interrupt each time a
+ * byte lands in the output buffer; Linux reads one byte per interrupt. */
+static void raise_irq(struct i8042 *k)
+{
+	if ((k->ctr & CTR_KBD_INT) && k->irq_fd >= 0) {
+		uint64_t one = 1;
+		ssize_t r = write(k->irq_fd, &one, sizeof(one));
+		(void)r;
+	}
+}
+
 static void push(struct i8042 *k, uint8_t b)
 {
 	if (k->len == I8042_BUF_SIZE) {
@@ -57,11 +68,11 @@ static void push(struct i8042 *k, uint8_t b)
 	}
 	k->buf[(k->head + k->len) % I8042_BUF_SIZE] = b;
 	k->len++;
-	if ((k->ctr & CTR_KBD_INT) && k->irq_fd >= 0) {
-		uint64_t one = 1;
-		ssize_t r = write(k->irq_fd, &one, sizeof(one));
-		(void)r;
-	}
+	/* Only the byte that fills an empty buffer interrupts; the rest follow
+	 * as the guest reads (edges sent while it still handles the first
+	 * would merge into one and leave bytes stranded). */
+	if (k->len == 1)
+		raise_irq(k);
 }
 
 void i8042_init(struct i8042 *k, int irq_fd, void (*reset)(void *), void *reset_ctx)
@@ -164,9 +175,13 @@ static void data_write(struct i8042 *k, uint8_t v)
 	uint8_t cmd = k->pending;
 	k->pending = 0;
 	switch (cmd) {
-	case CMD_WRITE_CTR:
+	case CMD_WRITE_CTR: {
+		bool was_on = k->ctr & CTR_KBD_INT;
 		k->ctr = v;
+		if (!was_on && k->len)
+			raise_irq(k); /* interrupts on with a byte waiting */
 		break;
+	}
 	case CMD_WRITE_OUTP:
 		if (!(v & 0x01) && k->reset) /* bit 0 low holds the CPU in reset */
 			k->reset(k->reset_ctx);
@@ -198,6 +213,8 @@ static void i8042_read(void *ctx, uint64_t offset, uint8_t *data, uint32_t len)
 			v = k->buf[k->head];
 			k->head = (k->head + 1) % I8042_BUF_SIZE;
 			k->len--;
+			if (k->len)
+				raise_irq(k); /* the next byte is in the buffer now */
 		}
 	} else if (offset == PORT_CMD) {
 		v = (k->len ? STS_OBF : 0) | STS_SYS | k->status_cmd;

@@ -2,11 +2,13 @@
 #include "vmm/vmm.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "arch/x86/acpi.h"
 #include "arch/x86/boot_params.h"
 #include "arch/x86/cpuid.h"
 #include "arch/x86/layout.h"
@@ -15,9 +17,28 @@
 #include "vmm/loader.h"
 #include "vmm/log.h"
 
-static int load_guest(struct vmm *m, const struct boot_source_config *bs,
-		      struct kernel_image *k, ember_err *e)
+/* The kernel command line: the configured boot_args, then what Firecracker
+ * appends: the root drive (root=...) and the virtio-mmio devices. */
+static int build_cmdline(const struct vmm *m, const struct vmm_config *cfg, char *buf,
+			 size_t size, ember_err *e)
 {
+	const struct boot_source_config *bs = &cfg->boot_source;
+	snprintf(buf, size, "%s", bs->boot_args ? bs->boot_args : DEFAULT_BOOT_ARGS);
+	char root[256] = "";
+	if (drive_root_cmdline(cfg->drives.v, cfg->drives.n, root, sizeof(root), e))
+		return -1;
+	size_t used = strlen(buf);
+	if (root[0] && used + 1 + strlen(root) + 1 > size)
+		return err_set(e, "boot_args: no room on the kernel command line for %s", root);
+	if (root[0])
+		snprintf(buf + used, size - used, " %s", root);
+	return virtio_devs_cmdline(&m->virtio, buf, size, e);
+}
+
+static int load_guest(struct vmm *m, const struct vmm_config *cfg, struct kernel_image *k,
+		      ember_err *e)
+{
+	const struct boot_source_config *bs = &cfg->boot_source;
 	const struct guest_mem *gm = &m->vm.mem;
 	const uint8_t *img;
 	size_t len;
@@ -38,8 +59,9 @@ static int load_guest(struct vmm *m, const struct boot_source_config *bs,
 			return -1;
 		bi.initrd_size = len;
 	}
-	const char *args = bs->boot_args ? bs->boot_args : DEFAULT_BOOT_ARGS;
-	if (boot_cmdline_write(gm, k, args, &bi, e))
+	char args[X86_CMDLINE_MAX];
+	if (build_cmdline(m, cfg, args, sizeof(args), e) ||
+	    boot_cmdline_write(gm, k, args, &bi, e))
 		return -1;
 
 	struct boot_params bp;
@@ -49,7 +71,11 @@ static int load_guest(struct vmm *m, const struct boot_source_config *bs,
 		return err_set(e, "guest memory too small for boot_params");
 	if (regs_write_boot_tables(gm, e) || mptable_write(gm, m->nr_vcpus, e))
 		return -1;
-	return 0;
+	/* Both MP table and ACPI, as Firecracker: Linux prefers the MADT;
+	 * ACPI is how an unmodified kernel finds the virtio devices. */
+	struct acpi_mmio_dev devs[VIRTIO_DEVS_MAX];
+	size_t ndev = virtio_devs_acpi(&m->virtio, devs, VIRTIO_DEVS_MAX);
+	return acpi_build(gm, m->nr_vcpus, devs, ndev, e);
 }
 
 static void i8042_reset(void *ctx)
@@ -65,7 +91,8 @@ static void serial_drained(void *ctx)
 	(void)r;
 }
 
-static int add_devices(struct vmm *m, const struct vmm_options *opt, ember_err *e)
+static int add_devices(struct vmm *m, const struct vmm_config *cfg,
+		       const struct vmm_options *opt, ember_err *e)
 {
 	m->serial_irq_fd = vm_irqfd(&m->vm, SERIAL_COM1_IRQ, e);
 	if (m->serial_irq_fd < 0)
@@ -89,6 +116,10 @@ static int add_devices(struct vmm *m, const struct vmm_options *opt, ember_err *
 	    io_bus_add(&m->mmio, X86_BOOT_TIMER_ADDR, X86_BOOT_TIMER_SIZE, &boot_timer_ops,
 		       &m->boot_timer))
 		return err_set(e, "cannot register the boot timer");
+	for (size_t i = 0; i < cfg->drives.n; i++)
+		if (virtio_devs_add_block(&m->virtio, &m->vm, &m->mmio, &cfg->drives.v[i],
+					  m->metrics, e))
+			return -1;
 	return 0;
 }
 
@@ -112,6 +143,7 @@ int vmm_build(struct vmm *m, const struct vmm_config *cfg, const struct vmm_opti
 {
 	memset(m, 0, sizeof(*m));
 	m->serial_irq_fd = m->kbd_irq_fd = -1;
+	virtio_devs_init(&m->virtio);
 	m->console_in = opt->console_in;
 	for (unsigned i = 0; i < MAX_VCPUS; i++)
 		m->vcpus[i].fd = -1;
@@ -136,8 +168,7 @@ int vmm_build(struct vmm *m, const struct vmm_config *cfg, const struct vmm_opti
 	if (cfg->machine.huge_pages == HUGE_PAGES_TRANSPARENT &&
 	    madvise(m->vm.mem.mapping, m->vm.mem.mapping_size, MADV_HUGEPAGE) < 0)
 		LOG_W("huge_pages Transparent: madvise: %s", strerror(errno));
-	if (load_guest(m, &cfg->boot_source, &k, e) || add_devices(m, opt, e) ||
-	    add_vcpus(m, k.entry, e))
+	if (add_devices(m, cfg, opt, e) || load_guest(m, cfg, &k, e) || add_vcpus(m, k.entry, e))
 		goto fail;
 	LOG_I("VM built: %u vCPUs, %u MiB, kernel entry 0x%llx", m->nr_vcpus,
 	      cfg->machine.mem_size_mib, (unsigned long long)k.entry);

@@ -31,6 +31,7 @@ void config_free(struct vmm_config *c)
 	mmds_config_free(&c->mmds);
 	for (size_t i = 0; i < c->nr_net; i++)
 		net_config_free(&c->net[i]);
+	drive_list_free(&c->drives);
 	config_init(c);
 }
 
@@ -353,8 +354,31 @@ json_t *config_boot_source_json(const struct boot_source_config *b)
  * they are refused by name rather than silently ignored. Empty device lists
  * are accepted, since many configs carry them. */
 static const char *const not_yet[] = {
-	"drives", "balloon", "vsock", "entropy", "cpu-config", "memory-hotplug", "serial",
+	"balloon", "vsock", "entropy", "cpu-config", "memory-hotplug", "serial",
 };
+
+static int parse_drive_list(json_t *list, struct vmm_config *out, ember_err *e)
+{
+	if (!json_is_array(list))
+		return err_set(e, "drives: expected an array");
+	size_t i;
+	json_t *v;
+	json_array_foreach(list, i, v) {
+		struct drive_config d = {0};
+		if (drive_config_parse(v, &d, e))
+			return -1;
+		if (drive_list_find(&out->drives, d.drive_id)) {
+			err_set(e, "drives: drive_id %s appears twice", d.drive_id);
+			drive_config_free(&d);
+			return -1;
+		}
+		if (drive_list_put(&out->drives, &d, e)) {
+			drive_config_free(&d);
+			return -1;
+		}
+	}
+	return 0;
+}
 
 static int parse_net_list(json_t *list, struct vmm_config *out, ember_err *e)
 {
@@ -421,6 +445,9 @@ int config_parse_text(const char *text, size_t len, struct vmm_config *out, embe
 			if (mmds_config_parse(val, &out->mmds, e))
 				goto out;
 			out->has_mmds = true;
+		} else if (!strcmp(key, "drives")) {
+			if (parse_drive_list(val, out, e))
+				goto out;
 		} else if (!strcmp(key, "network-interfaces")) {
 			if (parse_net_list(val, out, e))
 				goto out;

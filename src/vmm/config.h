@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 
+#include "devices/drive_config.h"
 #include "devices/net_config.h"
 #include "mmds/config.h"
 #include "vmm/err.h"
@@ -69,6 +70,7 @@ struct vmm_config {
 	struct mmds_config mmds;
 	struct net_config net[MAX_NET_IFACES];
 	size_t nr_net;
+	struct drive_list drives;
 };
 
 /* What a resource's fields must be, to explain a failed strict unpack. */

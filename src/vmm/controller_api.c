@@ -2,7 +2,10 @@
  * are valid before InstanceStart, which after, and their error messages. */
 #include "vmm/controller.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "mmds/json.h"
@@ -14,13 +17,32 @@ static const char *const state_names[] = {"Not started", "Running", "Paused"};
 #define ERR_AFTER_START "The requested operation is not supported after starting the microVM."
 #define ERR_BEFORE_START "The requested operation is not supported before starting the microVM."
 
-static json_t *vm_config_json(const struct controller *c)
+/* GET /vm/config leaves out what is not set rather than showing null, which
+ * the spec's types do not allow. */
+static json_t *without_nulls(json_t *list)
+{
+	size_t i;
+	json_t *obj;
+	json_array_foreach(list, i, obj) {
+		const char *key;
+		json_t *v;
+		void *tmp;
+		json_object_foreach_safe(obj, tmp, key, v)
+			if (json_is_null(v))
+				json_object_del(obj, key);
+	}
+	return list;
+}
+
+static json_t *vm_config_json(struct controller *c)
 {
 	json_t *j = json_object();
 	if (c->cfg.has_boot_source)
 		json_object_set_new(j, "boot-source", config_boot_source_json(&c->cfg.boot_source));
 	json_object_set_new(j, "machine-config", config_machine_json(&c->cfg.machine));
-	json_object_set_new(j, "drives", json_array());
+	json_t *drives = c->state != VM_NOT_STARTED ? virtio_devs_drives_json(&c->vm.virtio)
+						    : drive_list_json(&c->cfg.drives);
+	json_object_set_new(j, "drives", without_nulls(drives));
 	json_t *net = json_array();
 	for (size_t i = 0; i < c->cfg.nr_net; i++)
 		json_array_append_new(net, net_config_json(&c->cfg.net[i]));
@@ -49,6 +71,18 @@ static int check_boot_file(const char *what, const char *path, struct vmm_respon
 		return -1;
 	}
 	loader_unmap_file(data, len);
+	return 0;
+}
+
+/* Firecracker opens a drive's file at PUT time, so a path that cannot be
+ * used is refused then, not at InstanceStart. */
+static int check_drive_file(const struct drive_config *d, ember_err *e)
+{
+	int fd = open(d->path_on_host, (d->is_read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (fd < 0)
+		return err_set(e, "Unable to open the drive's backing file %s: %s", d->path_on_host,
+			       strerror(errno));
+	close(fd);
 	return 0;
 }
 
@@ -226,6 +260,27 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 			 * cannot be configured without one (issue 5). */
 			vmm_response_fault(r, 400, "network interfaces are not supported by Ember "
 					   "yet");
+		break;
+	case REQ_PUT_DRIVE:
+		if (started) {
+			vmm_response_fault(r, 400, ERR_AFTER_START);
+			break;
+		}
+		if (check_drive_file(&q->drive, &e) || drive_list_put(&c->cfg.drives, &q->drive, &e))
+			vmm_response_fault(r, 400, "%s", e.msg);
+		break;
+	case REQ_PATCH_DRIVE:
+		if (!started) {
+			vmm_response_fault(r, 400, ERR_BEFORE_START);
+			break;
+		}
+		if (virtio_devs_patch_block(&c->vm.virtio, &q->drive_patch, &e)) {
+			vmm_response_fault(r, 400, "%s", e.msg);
+			break;
+		}
+		struct drive_config *d = drive_list_find(&c->cfg.drives, q->drive_patch.drive_id);
+		if (d)
+			drive_config_apply_patch(d, &q->drive_patch, &e);
 		break;
 	case REQ_PAUSE:
 		if (!started) {

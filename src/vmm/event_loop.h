@@ -6,7 +6,7 @@
 
 #include "vmm/err.h"
 
-#define EVENT_LOOP_MAX 32
+#define EVENT_LOOP_MAX 64
 
 typedef void (*event_fn)(void *ctx, uint32_t events);
 

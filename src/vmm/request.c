@@ -18,6 +18,8 @@ void vmm_request_free(struct vmm_request *r)
 	mmds_config_free(&r->mmds_config);
 	net_config_free(&r->net);
 	net_patch_free(&r->net_patch);
+	drive_config_free(&r->drive);
+	drive_patch_free(&r->drive_patch);
 }
 
 void vmm_response_json(struct vmm_response *r, int status, json_t *j)

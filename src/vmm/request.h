@@ -31,6 +31,8 @@ enum vmm_req_kind {
 	REQ_PUT_MMDS_CONFIG,
 	REQ_PUT_NET,
 	REQ_PATCH_NET,
+	REQ_PUT_DRIVE,
+	REQ_PATCH_DRIVE,
 };
 
 /* The parsed body of each kind; everything owned is freed with the request
@@ -46,6 +48,8 @@ struct vmm_request {
 	struct mmds_config mmds_config;
 	struct net_config net;
 	struct net_patch net_patch;
+	struct drive_config drive;
+	struct drive_patch drive_patch;
 };
 
 struct vmm_response {

@@ -84,6 +84,23 @@ void vm_destroy(struct vm *vm)
 	vm->vm_fd = vm->kvm_fd = -1;
 }
 
+int vm_ioeventfd(struct vm *vm, uint64_t addr, uint32_t len, uint64_t datamatch, ember_err *e)
+{
+	int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (fd < 0)
+		return err_set(e, "eventfd: %s", strerror(errno));
+	struct kvm_ioeventfd io = {
+		.datamatch = datamatch, .addr = addr, .len = len, .fd = fd,
+		.flags = KVM_IOEVENTFD_FLAG_DATAMATCH,
+	};
+	if (ioctl(vm->vm_fd, KVM_IOEVENTFD, &io) < 0) {
+		close(fd);
+		return err_set(e, "KVM_IOEVENTFD at 0x%llx: %s", (unsigned long long)addr,
+			       strerror(errno));
+	}
+	return fd;
+}
+
 int vm_irqfd(struct vm *vm, unsigned gsi, ember_err *e)
 {
 	int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

@@ -19,5 +19,8 @@ int vm_create(struct vm *vm, uint64_t mem_bytes, ember_err *e);
 void vm_destroy(struct vm *vm);
 /* Creates an eventfd whose writes inject an edge on `gsi`. */
 int vm_irqfd(struct vm *vm, unsigned gsi, ember_err *e);
+/* Creates an eventfd that a guest write of `datamatch` (len bytes) at MMIO
+ * address addr signals, without leaving the kernel. */
+int vm_ioeventfd(struct vm *vm, uint64_t addr, uint32_t len, uint64_t datamatch, ember_err *e);
 
 #endif

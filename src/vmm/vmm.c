@@ -98,6 +98,8 @@ static int setup_loop(struct vmm *m, ember_err *e)
 	if (event_loop_add(&m->loop, m->exit_fd, EPOLLIN, on_exit_event, m) ||
 	    event_loop_add(&m->loop, m->wake_fd, EPOLLIN, on_wake, m))
 		return err_set(e, "epoll: %s", strerror(errno));
+	if (virtio_devs_listen(&m->virtio, &m->loop, e))
+		return -1;
 	if (m->console_in >= 0) {
 		if (event_loop_add(&m->loop, m->console_in, EPOLLIN, on_console_in, m) == 0) {
 			m->console_in_armed = true;
@@ -203,6 +205,7 @@ void vmm_destroy(struct vmm *m)
 		if (fds[i] >= 0)
 			close(fds[i]);
 	m->serial_irq_fd = m->kbd_irq_fd = m->exit_fd = m->wake_fd = -1;
+	virtio_devs_destroy(&m->virtio);
 	serial_destroy(&m->serial);
 	i8042_destroy(&m->i8042);
 	pthread_cond_destroy(&m->pause.cond);

@@ -9,6 +9,7 @@
 
 #include "devices/boot_timer.h"
 #include "devices/i8042.h"
+#include "vmm/virtio_devs.h"
 #include "devices/serial.h"
 #include "vmm/config.h"
 #include "vmm/event_loop.h"
@@ -33,6 +34,7 @@ struct vmm {
 	struct boot_timer boot_timer;
 	int serial_irq_fd, kbd_irq_fd;
 	struct metrics *metrics; /* the process's, or NULL */
+	struct virtio_devs virtio;
 
 	struct event_loop loop;
 	struct vcpu_env env;

@@ -110,7 +110,9 @@ static void faults(void **state)
 	expect_fault("GET", "/nope", NULL, "Invalid request method and/or path: GET /nope");
 	expect_fault("DELETE", "/machine-config", NULL, "Invalid request method and/or path");
 	expect_fault("POST", "/actions", "{}", "Invalid request method and/or path");
-	expect_fault("PUT", "/drives/root", "{}", "block devices");
+	expect_fault("PUT", "/drives/root", "{}", "drive_id");
+	expect_fault("PUT", "/drives/root", "{\"drive_id\": \"vda\", \"path_on_host\": \"/x\", \"is_root_device\": true}", "does not match");
+	expect_fault("PUT", "/balloon", "{}", "balloon");
 	expect_fault("PUT", "/network-interfaces/eth0", "{}", "missing field \"iface_id\"");
 	expect_fault("PUT", "/network-interfaces/eth0",
 		     "{\"iface_id\": \"eth1\", \"host_dev_name\": \"tap0\"}",

@@ -91,7 +91,7 @@ static void rejects_bad_input(void **state)
 	snprintf(buf, sizeof(buf), "{%s, \"machine-config\": []}", k);
 	expect_error(buf, "expected an object");
 	snprintf(buf, sizeof(buf), "{%s, \"drives\": [{}]}", k);
-	expect_error(buf, "drives");
+	expect_error(buf, "drive_id");
 	snprintf(buf, sizeof(buf), "{%s, %s}", k, k);
 	expect_error(buf, "duplicate");
 }

@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "arch/x86/acpi.h"
 #include "arch/x86/layout.h"
 
 #define KERNEL_BOOT_FLAG 0xaa55
@@ -32,6 +33,8 @@ int boot_params_build(struct boot_params *bp, const struct kernel_image *k,
 		bp->hdr.kernel_alignment = KERNEL_MIN_ALIGNMENT;
 	}
 	bp->hdr.type_of_loader = KERNEL_LOADER_OTHER;
+	/* Saves the kernel its scan for the RSDP (Linux >= 5.0 reads it). */
+	bp->acpi_rsdp_addr = ACPI_RSDP_ADDR;
 	bp->hdr.loadflags |= CAN_USE_HEAP;
 	bp->hdr.cmd_line_ptr = (uint32_t)bi->cmdline_addr;
 	bp->ext_cmd_line_ptr = (uint32_t)(bi->cmdline_addr >> 32);

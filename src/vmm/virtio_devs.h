@@ -1,0 +1,59 @@
+/* The VM's virtio-mmio devices: one 4 KiB window each from
+ * X86_VIRTIO_MMIO_START, GSIs from 5 up. Each device has one lock, taken
+ * around its register accesses (vCPU threads) and its queue, completion and
+ * timer work (the VMM thread). Guest notifications arrive on an ioeventfd
+ * per queue, interrupts leave through an irqfd. */
+#ifndef EMBER_VIRTIO_DEVS_H
+#define EMBER_VIRTIO_DEVS_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "arch/x86/acpi.h"
+#include "devices/drive_config.h"
+#include "devices/virtio_block.h"
+#include "vmm/event_loop.h"
+#include "vmm/io_bus.h"
+#include "vmm/metrics.h"
+#include "vmm/vm.h"
+
+/* GSIs 5..20; the IOAPIC has 24 pins and the legacy ones stay free. */
+#define VIRTIO_DEVS_MAX 16
+#define VIRTIO_FIRST_GSI 5
+
+struct virtio_slot {
+	pthread_mutex_t lock;
+	struct virtio_block *blk;
+	struct metrics *metrics;
+	char id[65];
+	uint64_t base;
+	uint32_t gsi;
+	int irq_fd, notify_fd;
+	bool registered; /* holds a reference on its metrics set */
+};
+
+struct virtio_devs {
+	struct virtio_slot slot[VIRTIO_DEVS_MAX];
+	size_t n;
+};
+
+void virtio_devs_init(struct virtio_devs *d);
+/* Creates the block device for a drive, with its irqfd, ioeventfd and MMIO
+ * window. */
+int virtio_devs_add_block(struct virtio_devs *d, struct vm *vm, struct io_bus *mmio,
+			  const struct drive_config *drive, struct metrics *metrics, ember_err *e);
+/* Puts every device's fds into the VMM thread's event loop. */
+int virtio_devs_listen(struct virtio_devs *d, struct event_loop *loop, ember_err *e);
+/* " virtio_mmio.device=4K@0x...:5 ..." for every device, appended to buf. */
+int virtio_devs_cmdline(const struct virtio_devs *d, char *buf, size_t size, ember_err *e);
+/* The devices for the ACPI DSDT; returns how many. */
+size_t virtio_devs_acpi(const struct virtio_devs *d, struct acpi_mmio_dev *out, size_t max);
+struct virtio_slot *virtio_devs_find_block(struct virtio_devs *d, const char *drive_id);
+/* PATCH /drives/{id} on a running drive. */
+int virtio_devs_patch_block(struct virtio_devs *d, const struct drive_patch *p, ember_err *e);
+/* GET /vm/config's "drives", from the live devices. */
+json_t *virtio_devs_drives_json(struct virtio_devs *d);
+void virtio_devs_destroy(struct virtio_devs *d);
+
+#endif
