@@ -55,6 +55,13 @@ def debian_vmlinuz() -> Path:
 
 
 @pytest.fixture(scope="session")
+def rootfs_image() -> Path:
+    """The ext4 root filesystem image (EMBER_ROOTFS); shared: attach a copy
+    read-write, or the image itself read-only."""
+    return _required_file("EMBER_ROOTFS")
+
+
+@pytest.fixture(scope="session")
 def initramfs() -> Path:
     """The busybox test initramfs (EMBER_INITRAMFS)."""
     return _required_file("EMBER_INITRAMFS")
