@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vmm/config.h"
+
 const char *drive_cache_type_name(enum drive_cache_type t)
 {
 	return t == DRIVE_CACHE_WRITEBACK ? "Writeback" : "Unsafe";
@@ -17,27 +19,13 @@ const char *drive_io_engine_name(enum drive_io_engine t)
 	return t == DRIVE_IO_ASYNC ? "Async" : "Sync";
 }
 
-static const char *type_name(const json_t *v)
-{
-	switch (json_typeof(v)) {
-	case JSON_OBJECT: return "object";
-	case JSON_ARRAY: return "array";
-	case JSON_STRING: return "string";
-	case JSON_INTEGER: return "integer";
-	case JSON_REAL: return "number";
-	case JSON_TRUE:
-	case JSON_FALSE: return "boolean";
-	default: return "null";
-	}
-}
-
 /* A string field: non-empty and without NUL bytes (it becomes a C string,
  * a path or part of the kernel command line). */
 static int get_string(const char *what, const char *key, json_t *v, const char **out,
 		      ember_err *e)
 {
 	if (!json_is_string(v))
-		return err_set(e, "%s: %s: expected string, got %s", what, key, type_name(v));
+		return err_set(e, "%s: %s: expected string, got %s", what, key, json_type_name(v));
 	const char *s = json_string_value(v);
 	if (strlen(s) != json_string_length(v))
 		return err_set(e, "%s: %s: contains a NUL byte", what, key);
@@ -50,7 +38,7 @@ static int get_string(const char *what, const char *key, json_t *v, const char *
 static int get_bool(const char *what, const char *key, json_t *v, bool *out, ember_err *e)
 {
 	if (!json_is_boolean(v))
-		return err_set(e, "%s: %s: expected boolean, got %s", what, key, type_name(v));
+		return err_set(e, "%s: %s: expected boolean, got %s", what, key, json_type_name(v));
 	*out = json_is_true(v);
 	return 0;
 }
@@ -89,7 +77,7 @@ static char *dup_or_null(const char *s)
 int drive_config_parse(json_t *j, struct drive_config *out, ember_err *e)
 {
 	if (!json_is_object(j))
-		return err_set(e, "drive: expected an object, got %s", type_name(j));
+		return err_set(e, "drive: expected an object, got %s", json_type_name(j));
 	const char *id = NULL, *path = NULL, *partuuid = NULL;
 	bool root = false, has_root = false, ro = false;
 	int cache = DRIVE_CACHE_UNSAFE, engine = DRIVE_IO_SYNC;
@@ -209,7 +197,7 @@ json_t *drive_config_json(const struct drive_config *c)
 int drive_patch_parse(json_t *j, struct drive_patch *out, ember_err *e)
 {
 	if (!json_is_object(j))
-		return err_set(e, "drive update: expected an object, got %s", type_name(j));
+		return err_set(e, "drive update: expected an object, got %s", json_type_name(j));
 	const char *id = NULL, *path = NULL;
 	struct rate_limiter_config rl = {0};
 	const char *key;

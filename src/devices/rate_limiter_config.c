@@ -5,19 +5,7 @@
 
 #include <string.h>
 
-static const char *json_type_name(const json_t *v)
-{
-	switch (json_typeof(v)) {
-	case JSON_OBJECT: return "object";
-	case JSON_ARRAY: return "array";
-	case JSON_STRING: return "string";
-	case JSON_INTEGER: return "integer";
-	case JSON_REAL: return "number";
-	case JSON_TRUE:
-	case JSON_FALSE: return "boolean";
-	default: return "null";
-	}
-}
+#include "vmm/config.h"
 
 static int parse_count(json_t *v, const char *name, const char *bucket, const char *field,
 		       uint64_t max, uint64_t *out, ember_err *e)

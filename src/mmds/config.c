@@ -19,20 +19,6 @@ void mmds_config_free(struct mmds_config *c)
 	memset(c, 0, sizeof(*c));
 }
 
-static const char *type_name(const json_t *v)
-{
-	switch (json_typeof(v)) {
-	case JSON_OBJECT: return "object";
-	case JSON_ARRAY: return "array";
-	case JSON_STRING: return "string";
-	case JSON_INTEGER: return "integer";
-	case JSON_REAL: return "number";
-	case JSON_TRUE:
-	case JSON_FALSE: return "boolean";
-	default: return "null";
-	}
-}
-
 /* Dotted quad as Rust's Ipv4Addr parses it: four decimal octets, no sign,
  * no leading zero, nothing else. */
 static bool parse_ipv4(const char *s, uint32_t *out)
@@ -72,15 +58,15 @@ static int check_loose_fields(json_t *j, ember_err *e)
 	json_t *ni = json_object_get(j, "network_interfaces");
 	if (ni && !json_is_array(ni))
 		return err_set(e, "mmds-config: network_interfaces: expected array, got %s",
-			       type_name(ni));
+			       json_type_name(ni));
 	for (size_t i = 0; ni && i < json_array_size(ni); i++)
 		if (!json_is_string(json_array_get(ni, i)))
 			return err_set(e, "mmds-config: network_interfaces[%zu]: expected string, "
-					  "got %s", i, type_name(json_array_get(ni, i)));
+					  "got %s", i, json_type_name(json_array_get(ni, i)));
 	json_t *ip = json_object_get(j, "ipv4_address");
 	if (ip && !json_is_string(ip) && !json_is_null(ip))
 		return err_set(e, "mmds-config: ipv4_address: expected string, got %s",
-			       type_name(ip));
+			       json_type_name(ip));
 	return 0;
 }
 

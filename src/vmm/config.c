@@ -162,7 +162,7 @@ static int mmds_check_ifaces(const struct vmm_config *c, ember_err *e)
 	return mmds_config_check_ifaces(&c->mmds, ids, c->nr_net, e);
 }
 
-static const char *type_name(const json_t *v)
+const char *json_type_name(const json_t *v)
 {
 	switch (json_typeof(v)) {
 	case JSON_OBJECT: return "object";
@@ -189,7 +189,7 @@ int config_unpack_error(const char *what, json_t *j, const struct field_spec *sp
 			const json_error_t *je, ember_err *e)
 {
 	if (!json_is_object(j))
-		return err_set(e, "%s: expected an object, got %s", what, type_name(j));
+		return err_set(e, "%s: expected an object, got %s", what, json_type_name(j));
 	const char *key;
 	json_t *v;
 	json_object_foreach(j, key, v) {
@@ -204,7 +204,7 @@ int config_unpack_error(const char *what, json_t *j, const struct field_spec *sp
 				       : spec[i].type == JSON_STRING ? "string"
 				       : spec[i].type == JSON_OBJECT ? "object"
 				       : spec[i].type == JSON_ARRAY ? "array" : "boolean",
-				       type_name(v));
+				       json_type_name(v));
 	}
 	for (size_t i = 0; i < n; i++)
 		if (spec[i].required && !json_object_get(j, spec[i].name))

@@ -80,6 +80,10 @@ struct field_spec {
 	bool required;
 };
 
+/* "object", "array", "string", "integer", "number", "boolean" or "null",
+ * for messages about a value of the wrong type. */
+const char *json_type_name(const json_t *v);
+
 /* Strict unpacking (json_unpack_ex with JSON_STRICT) does the work; when it
  * fails, this names the offending field (unknown, missing, wrong type), which
  * jansson's text does not. Returns -1. */
