@@ -286,7 +286,9 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 		if (!started) {
 			vmm_response_fault(r, 400, ERR_BEFORE_START);
 		} else if (c->state == VM_RUNNING) {
+			uint64_t t0 = metrics_mono_us();
 			vmm_pause(&c->vm);
+			metric_set(&c->metrics->latencies_us.vmm_pause_vm, metrics_mono_us() - t0);
 			c->state = VM_PAUSED;
 		}
 		break;
@@ -294,7 +296,9 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 		if (!started) {
 			vmm_response_fault(r, 400, ERR_BEFORE_START);
 		} else if (c->state == VM_PAUSED) {
+			uint64_t t0 = metrics_mono_us();
 			vmm_resume(&c->vm);
+			metric_set(&c->metrics->latencies_us.vmm_resume_vm, metrics_mono_us() - t0);
 			c->state = VM_RUNNING;
 		}
 		break;

@@ -270,3 +270,5 @@ def test_pause_and_resume_while_the_guest_prints(api_vm, kernel_vmlinux, initram
     m = metric_lines(metrics)[-1]
     assert m["uart"]["write_count"] > 0 and m["vcpu"]["exit_io_out"] > 0, \
         f"guest console output not counted: uart={m['uart']} vcpu={m['vcpu']}"
+    assert m["latencies_us"]["vmm_pause_vm"] > 0 and m["latencies_us"]["vmm_resume_vm"] > 0, \
+        f"pause/resume latencies not recorded: {m['latencies_us']}"
