@@ -34,6 +34,36 @@ static void full_config(void **state)
 	config_free(&c);
 }
 
+static void device_and_service_sections(void **state)
+{
+	(void)state;
+	struct vmm_config c;
+	ember_err e = {{0}};
+	assert_int_equal(parse("{\"boot-source\": {\"kernel_image_path\": \"/k\"},"
+			       " \"drives\": [{\"drive_id\": \"data\", \"path_on_host\": \"/d\","
+			       "   \"is_root_device\": false},"
+			       "  {\"drive_id\": \"root\", \"path_on_host\": \"/r\","
+			       "   \"is_root_device\": true, \"io_engine\": \"Async\"}],"
+			       " \"network-interfaces\": [{\"iface_id\": \"eth0\","
+			       "   \"host_dev_name\": \"tap0\", \"guest_mac\": \"02:00:00:00:00:01\"}],"
+			       " \"mmds-config\": {\"network_interfaces\": [\"eth0\"], \"version\": \"V2\"},"
+			       " \"logger\": {\"level\": \"debug\", \"show_level\": true},"
+			       " \"metrics\": {\"metrics_path\": \"/m\"}}", &c, &e), 0);
+	assert_int_equal(c.drives.n, 2);
+	/* The root drive goes first, so that it is /dev/vda. */
+	assert_string_equal(c.drives.v[0].drive_id, "root");
+	assert_int_equal(c.drives.v[0].io_engine, DRIVE_IO_ASYNC);
+	assert_int_equal(c.nr_net, 1);
+	assert_int_equal(c.net[0].guest_mac[5], 1);
+	assert_true(c.has_mmds);
+	assert_int_equal(c.mmds.version, MMDS_V2);
+	assert_true(c.has_logger && c.logger.has_level);
+	assert_int_equal(c.logger.level, LOG_DEBUG);
+	assert_true(c.has_metrics);
+	assert_string_equal(c.metrics.metrics_path, "/m");
+	config_free(&c);
+}
+
 static void defaults(void **state)
 {
 	(void)state;
@@ -90,6 +120,13 @@ static void rejects_bad_input(void **state)
 	expect_error(buf, "smt: expected boolean");
 	snprintf(buf, sizeof(buf), "{%s, \"machine-config\": []}", k);
 	expect_error(buf, "expected an object");
+	snprintf(buf, sizeof(buf), "{%s, \"mmds-config\": {\"network_interfaces\": [\"eth9\"]}}", k);
+	expect_error(buf, "eth9");
+	snprintf(buf, sizeof(buf), "{%s, \"network-interfaces\": [{\"iface_id\": \"a\", "
+		 "\"host_dev_name\": \"t\"}, {\"iface_id\": \"a\", \"host_dev_name\": \"u\"}]}", k);
+	expect_error(buf, "twice");
+	snprintf(buf, sizeof(buf), "{%s, \"logger\": {\"level\": \"loud\"}}", k);
+	expect_error(buf, "level");
 	snprintf(buf, sizeof(buf), "{%s, \"drives\": [{}]}", k);
 	expect_error(buf, "drive_id");
 	snprintf(buf, sizeof(buf), "{%s, %s}", k, k);
@@ -101,6 +138,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(full_config),
 		cmocka_unit_test(defaults),
+		cmocka_unit_test(device_and_service_sections),
 		cmocka_unit_test(rejects_bad_input),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
