@@ -102,18 +102,18 @@ static uint64_t now_ns(struct virtio_block *b)
 /* What Firecracker (after kvmtool) reports for GET_ID: the decimal st_dev,
  * st_rdev and st_ino of the image, concatenated, cut to 20 bytes and NUL
  * padded. */
-static void build_id(const struct stat *st, uint8_t id[VIRTIO_BLK_ID_BYTES])
+/* GET_ID answers the drive_id (NUL-padded, cut to 20 bytes), so a guest
+ * can tell its disks apart by the names the host gave them (the project's
+ * choice; Firecracker answers an id made of the file's device and inode). */
+static void build_id(const char *drive_id, uint8_t id[VIRTIO_BLK_ID_BYTES])
 {
-	char s[3 * 21 + 1];
-	snprintf(s, sizeof(s), "%" PRIu64 "%" PRIu64 "%" PRIu64, (uint64_t)st->st_dev,
-		 (uint64_t)st->st_rdev, (uint64_t)st->st_ino);
 	memset(id, 0, VIRTIO_BLK_ID_BYTES);
-	size_t n = strlen(s);
-	memcpy(id, s, n < VIRTIO_BLK_ID_BYTES ? n : VIRTIO_BLK_ID_BYTES);
+	size_t n = strlen(drive_id);
+	memcpy(id, drive_id, n < VIRTIO_BLK_ID_BYTES ? n : VIRTIO_BLK_ID_BYTES);
 }
 
 static int open_disk(const char *path, bool read_only, int *fd_out, uint64_t *nsectors,
-		     uint8_t id[VIRTIO_BLK_ID_BYTES], ember_err *e)
+		     ember_err *e)
 {
 	int fd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
 	if (fd < 0)
@@ -139,7 +139,6 @@ static int open_disk(const char *path, bool read_only, int *fd_out, uint64_t *ns
 		      "visible to the guest", path, (long long)size, VIRTIO_BLK_SECTOR_SIZE,
 		      (long long)(size % VIRTIO_BLK_SECTOR_SIZE));
 	*nsectors = (uint64_t)size >> VIRTIO_BLK_SECTOR_SHIFT;
-	build_id(&st, id);
 	*fd_out = fd;
 	return 0;
 fail:
@@ -642,7 +641,8 @@ int virtio_block_create(struct virtio_block **out, const struct virtio_block_par
 	virtq_chain_init(&b->chain, b->segs, VIRTIO_BLK_QUEUE_SIZE);
 	if (drive_config_copy(&b->cfg, p->drive, e))
 		goto fail;
-	if (open_disk(b->cfg.path_on_host, b->cfg.is_read_only, &b->fd, &b->nsectors, b->id, e))
+	build_id(b->cfg.drive_id, b->id);
+	if (open_disk(b->cfg.path_on_host, b->cfg.is_read_only, &b->fd, &b->nsectors, e))
 		goto fail;
 	if ((b->cfg.io_engine == DRIVE_IO_ASYNC ? block_io_uring_create(&b->io, b->fd, e)
 						 : block_io_sync_create(&b->io, b->fd, e)))
@@ -692,13 +692,12 @@ int virtio_block_update_path(struct virtio_block *b, const char *path, ember_err
 {
 	int fd;
 	uint64_t nsectors;
-	uint8_t id[VIRTIO_BLK_ID_BYTES];
 	char *copy = strdup(path);
 	if (!copy) {
 		metric_inc(&b->m->update_fails);
 		return err_set(e, "drive %s: out of memory", b->cfg.drive_id);
 	}
-	if (open_disk(path, b->cfg.is_read_only, &fd, &nsectors, id, e)) {
+	if (open_disk(path, b->cfg.is_read_only, &fd, &nsectors, e)) {
 		free(copy);
 		metric_inc(&b->m->update_fails);
 		return err_prefix(e, "drive %s", b->cfg.drive_id);
@@ -715,7 +714,6 @@ int virtio_block_update_path(struct virtio_block *b, const char *path, ember_err
 	close(b->fd);
 	b->fd = fd;
 	b->nsectors = nsectors;
-	memcpy(b->id, id, sizeof(id));
 	free(b->cfg.path_on_host);
 	b->cfg.path_on_host = copy;
 	signal_used(b);

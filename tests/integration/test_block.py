@@ -184,3 +184,35 @@ def test_bandwidth_limit_throttles_without_losing_data(ember, workdir, kernel_vm
     written = sum(line["block_limited"]["write_bytes"] for line in lines)
     assert throttled > 0, f"no throttling counted: {[l['block_limited'] for l in lines]}"
     assert written >= 8 * MIB, f"block_limited.write_bytes sums to {written}"
+
+
+def test_eight_drives_in_order_with_their_ids(ember, workdir, kernel_vmlinux, initramfs):
+    """At least 8 drives; each is the file it was given, in the configured
+    order (vda, vdb, ...), and GET_ID (sysfs `serial`) answers its drive_id."""
+    drives = []
+    for i in range(8):
+        path = workdir / f"d{i}.img"
+        with open(path, "wb") as f:
+            f.write(f"EMBER-DISK-{i}".encode().ljust(16, b"."))
+            f.truncate(MIB)
+        drives.append(drive(f"disk_{i}", path, ro=(i % 2 == 1)))
+    script = ("for d in a b c d e f g h; do "
+              "echo EMBER-vd$d=$(cat /sys/block/vd$d/serial),"
+              "$(dd if=/dev/vd$d bs=16 count=1 2>/dev/null),$(cat /sys/block/vd$d/ro); done")
+    config = vm_config(kernel_vmlinux, initramfs, boot_args=script_args(script))
+    config["drives"] = drives
+    proc = run_script(ember, config)
+    for i, letter in enumerate("abcdefgh"):
+        serial, head, ro = _triple(proc, f"EMBER-vd{letter}")
+        assert serial == f"disk_{i}", proc.report(f"vd{letter}: serial {serial!r}")
+        assert head == f"EMBER-DISK-{i}".ljust(16, "."), proc.report(f"vd{letter}: {head!r}")
+        assert ro == str(i % 2), proc.report(f"vd{letter}: ro={ro}")
+
+
+def _triple(proc, name: str) -> tuple[str, str, str]:
+    for line in proc.console_lines():
+        if line.startswith(name + "="):
+            parts = line[len(name) + 1:].split(",")
+            if len(parts) == 3:
+                return parts[0], parts[1], parts[2]
+    proc.fail(f"the guest console has no {name}=serial,head,ro line")
