@@ -25,7 +25,7 @@ static int build_cmdline(const struct vmm *m, const struct vmm_config *cfg, char
 	const struct boot_source_config *bs = &cfg->boot_source;
 	snprintf(buf, size, "%s", bs->boot_args ? bs->boot_args : DEFAULT_BOOT_ARGS);
 	char root[256] = "";
-	if (drive_root_cmdline(cfg->drives.v, cfg->drives.n, root, sizeof(root), e))
+	if (drive_root_cmdline(cfg->drives.v, cfg->drives.n, root, sizeof(root), e) < 0)
 		return -1;
 	size_t used = strlen(buf);
 	if (root[0] && used + 1 + strlen(root) + 1 > size)

@@ -85,7 +85,7 @@ int virtio_devs_add_block(struct virtio_devs *d, struct vm *vm, struct io_bus *m
 		.metrics = bm,
 	};
 	if (virtio_block_create(&s->blk, &p, e))
-		return err_prefix(e, "drive %s", drive->drive_id);
+		return -1; /* its messages name the drive */
 	if (io_bus_add(mmio, s->base, VIRTIO_MMIO_SIZE, &locked_ops, s))
 		return err_set(e, "drive %s: cannot map its MMIO window", drive->drive_id);
 	return 0;
