@@ -18,6 +18,7 @@ SERVED = {
     "/": ["get"],
     "/actions": ["put"],
     "/boot-source": ["put"],
+    "/drives/{drive_id}": ["put", "patch"],
     "/logger": ["put"],
     "/machine-config": ["get", "put", "patch"],
     "/metrics": ["put"],

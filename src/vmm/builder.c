@@ -23,7 +23,11 @@ static int build_cmdline(const struct vmm *m, const struct vmm_config *cfg, char
 			 size_t size, ember_err *e)
 {
 	const struct boot_source_config *bs = &cfg->boot_source;
-	snprintf(buf, size, "%s", bs->boot_args ? bs->boot_args : DEFAULT_BOOT_ARGS);
+	const char *args = bs->boot_args ? bs->boot_args : DEFAULT_BOOT_ARGS;
+	if (strlen(args) + 1 > size)
+		return err_set(e, "boot_args: kernel command line is %zu bytes, the limit is %zu",
+			       strlen(args), size - 1);
+	snprintf(buf, size, "%s", args);
 	char root[256] = "";
 	if (drive_root_cmdline(cfg->drives.v, cfg->drives.n, root, sizeof(root), e) < 0)
 		return -1;
