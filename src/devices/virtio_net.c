@@ -322,6 +322,12 @@ static int net_activate(void *dev, struct virtio_mmio *m)
 	}
 	n->mrg_rxbuf = (f >> VIRTIO_NET_F_MRG_RXBUF) & 1;
 	n->active = true;
+	/* Frames the backend queued before now signalled their edge while
+	 * the device could not take them; a driver that posted its buffers
+	 * before DRIVER_OK will not kick again. Wake the rx queue, as
+	 * Firecracker's registering the TAP on activation does. */
+	if (m->hooks.queue_notify)
+		m->hooks.queue_notify(m->hooks.ctx, VIRTIO_NET_RX_QUEUE);
 	return 0;
 }
 

@@ -56,6 +56,7 @@ struct tb {
 	struct vq rx, tx;
 	int host; /* the "TAP"'s other end */
 	int irqs;
+	int rx_pokes; /* queue_notify(rx) from the device */
 	uint64_t clock_ns;
 	uint64_t rx_next; /* next free receive buffer address */
 };
@@ -63,6 +64,12 @@ struct tb {
 static void hook_irq(void *ctx)
 {
 	((struct tb *)ctx)->irqs++;
+}
+
+static void hook_notify(void *ctx, uint32_t queue)
+{
+	if (queue == VIRTIO_NET_RX_QUEUE)
+		((struct tb *)ctx)->rx_pokes++;
 }
 
 static uint64_t fake_clock(void *ctx)
@@ -155,7 +162,8 @@ static struct tb *tb_new_cfg(bool mac, const struct rate_limiter_config *rx,
 	t->clock_ns = 1000000000;
 	struct virtio_net_params p = {
 		.cfg = &t->cfg, .fd_given = true, .fd = sv[0], .mtu = mtu, .gm = &t->gm,
-		.hooks = {.raise_irq = hook_irq, .ctx = t}, .mmds_metrics = &t->mmds,
+		.hooks = {.raise_irq = hook_irq, .queue_notify = hook_notify, .ctx = t},
+		.mmds_metrics = &t->mmds,
 		.now_ns = fake_clock, .clock_ctx = t,
 	};
 	ember_err e = {{0}};
@@ -837,6 +845,7 @@ static void activation_and_reset(void **state)
 	add_status(t, VIRTIO_STATUS_DRIVER_OK);
 	assert_true(r32(t, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_NEEDS_RESET);
 	assert_int_equal(metric_count(&t->nm->activate_fails), 1);
+	assert_int_equal(t->rx_pokes, 0);
 	/* Not active: events do nothing. */
 	struct virtio_net_hdr_v1 h = {0};
 	uint8_t frame[60];
@@ -844,6 +853,14 @@ static void activation_and_reset(void **state)
 	host_send(t, &h, frame, sizeof(frame));
 	virtio_net_process_backend(t->n);
 	virtio_net_process_tx_queue(t->n);
+	/* A good activation wakes the rx queue, because the backend's edge
+	 * went to an inactive device; the wake-up delivers the frame. */
+	bring_up(t, 16, 0);
+	assert_int_equal(t->rx_pokes, 1);
+	uint64_t b0 = post_rx(t, 1600);
+	virtio_net_process_rx_queue(t->n);
+	assert_int_equal(used_idx(t, &t->rx), 1);
+	check_rx(t, b0, frame, sizeof(frame), 1, NULL);
 	/* A reset with a frame held and a chain taken: both forgotten. The
 	 * 72-byte frame waits for more mergeable buffers than the 64 bytes
 	 * given. */
@@ -851,10 +868,12 @@ static void activation_and_reset(void **state)
 	post_rx(t, 64);
 	uint8_t big[200];
 	make_frame(big, sizeof(big), 0);
+	host_send(t, &h, frame, sizeof(frame));
 	host_send(t, &h, big, sizeof(big));
+	uint64_t no_buf = metric_count(&t->nm->no_rx_avail_buffer);
 	virtio_net_process_rx_queue(t->n);
 	assert_int_equal(used_idx(t, &t->rx), 0);
-	assert_int_equal(metric_count(&t->nm->no_rx_avail_buffer), 1);
+	assert_int_equal(metric_count(&t->nm->no_rx_avail_buffer), no_buf + 1);
 	w32(t, VIRTIO_MMIO_STATUS, 0);
 	bring_up(t, 16, NO_MRG);
 	uint64_t b = post_rx(t, 1600);
