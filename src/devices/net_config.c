@@ -57,18 +57,20 @@ int net_config_parse(json_t *j, struct net_config *out, ember_err *e)
 {
 	const char *id, *dev, *mac = NULL;
 	json_t *rx = NULL, *tx = NULL;
+	json_int_t mtu = 0;
 	json_error_t je;
-	if (json_unpack_ex(j, &je, JSON_STRICT, "{s:s, s:s, s?s, s?o, s?o}", "iface_id", &id,
-			   "host_dev_name", &dev, "guest_mac", &mac, "rx_rate_limiter", &rx,
-			   "tx_rate_limiter", &tx)) {
+	if (json_unpack_ex(j, &je, JSON_STRICT, "{s:s, s:s, s?s, s?I, s?o, s?o}", "iface_id", &id,
+			   "host_dev_name", &dev, "guest_mac", &mac, "mtu", &mtu,
+			   "rx_rate_limiter", &rx, "tx_rate_limiter", &tx)) {
 		static const struct field_spec spec[] = {
 			{"iface_id", JSON_STRING, true},
 			{"host_dev_name", JSON_STRING, true},
 			{"guest_mac", JSON_STRING, false},
+			{"mtu", JSON_INTEGER, false},
 			{"rx_rate_limiter", JSON_OBJECT, false},
 			{"tx_rate_limiter", JSON_OBJECT, false},
 		};
-		return config_unpack_error("network-interfaces", j, spec, 5, &je, e);
+		return config_unpack_error("network-interfaces", j, spec, 6, &je, e);
 	}
 	struct net_config c = {0};
 	if (check_id(id, e))
@@ -76,6 +78,12 @@ int net_config_parse(json_t *j, struct net_config *out, ember_err *e)
 	if (!*dev || strlen(dev) > NET_IFNAME_MAX)
 		return err_set(e, "network-interfaces: host_dev_name \"%s\" must be 1 to %d "
 				  "characters", dev, NET_IFNAME_MAX);
+	if (json_object_get(j, "mtu")) {
+		if (mtu < 68 || mtu > 65535)
+			return err_set(e, "network-interfaces: mtu must be between 68 and 65535 "
+					  "(got %lld)", (long long)mtu);
+		c.mtu = (uint16_t)mtu;
+	}
 	if (mac) {
 		if (parse_mac(mac, c.guest_mac))
 			return err_set(e, "network-interfaces: guest_mac \"%s\" is not a MAC address "
@@ -135,6 +143,8 @@ json_t *net_config_json(const struct net_config *c)
 {
 	json_t *j = json_pack("{s:s, s:s}", "iface_id", c->iface_id, "host_dev_name",
 			      c->host_dev_name);
+	if (c->mtu)
+		json_object_set_new(j, "mtu", json_integer(c->mtu));
 	if (c->has_guest_mac) {
 		char mac[18];
 		const uint8_t *m = c->guest_mac;

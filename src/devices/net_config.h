@@ -21,6 +21,7 @@ struct net_config {
 	char *host_dev_name;
 	bool has_guest_mac;
 	uint8_t guest_mac[6];
+	uint16_t mtu; /* 0: not set (VIRTIO_NET_F_MTU not offered) */
 	struct rate_limiter_config rx, tx;
 };
 

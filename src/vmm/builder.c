@@ -124,6 +124,9 @@ static int add_devices(struct vmm *m, const struct vmm_config *cfg,
 		if (virtio_devs_add_block(&m->virtio, &m->vm, &m->mmio, &cfg->drives.v[i],
 					  m->metrics, e))
 			return -1;
+	for (size_t i = 0; i < cfg->nr_net; i++)
+		if (virtio_devs_add_net(&m->virtio, &m->vm, &m->mmio, &cfg->net[i], m->metrics, e))
+			return -1;
 	return 0;
 }
 

@@ -43,10 +43,15 @@ static json_t *vm_config_json(struct controller *c)
 	json_t *drives = c->state != VM_NOT_STARTED ? virtio_devs_drives_json(&c->vm.virtio)
 						    : drive_list_json(&c->cfg.drives);
 	json_object_set_new(j, "drives", without_nulls(drives));
-	json_t *net = json_array();
-	for (size_t i = 0; i < c->cfg.nr_net; i++)
-		json_array_append_new(net, net_config_json(&c->cfg.net[i]));
-	json_object_set_new(j, "network-interfaces", net);
+	json_t *net;
+	if (c->state != VM_NOT_STARTED) {
+		net = virtio_devs_net_json(&c->vm.virtio);
+	} else {
+		net = json_array();
+		for (size_t i = 0; i < c->cfg.nr_net; i++)
+			json_array_append_new(net, net_config_json(&c->cfg.net[i]));
+	}
+	json_object_set_new(j, "network-interfaces", without_nulls(net));
 	if (c->cfg.has_logger)
 		json_object_set_new(j, "logger", config_logger_json(&c->cfg.logger));
 	if (c->cfg.has_metrics)
@@ -243,23 +248,27 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 		c->cfg.has_mmds = true;
 		mmds_configure(&c->mmds, &c->cfg.mmds);
 		break;
-	case REQ_PUT_NET:
-		if (started)
+	case REQ_PUT_NET: {
+		if (started) {
 			vmm_response_fault(r, 400, ERR_AFTER_START);
-		else if (config_put_net(&c->cfg, &q->net, &e))
+			break;
+		}
+		/* As Firecracker: the TAP must open now, not at InstanceStart. */
+		int tap = virtio_net_tap_open(q->net.host_dev_name, &e);
+		if (tap < 0) {
+			vmm_response_fault(r, 400, "%s", e.msg);
+			break;
+		}
+		close(tap);
+		if (config_put_net(&c->cfg, &q->net, &e))
 			vmm_response_fault(r, 400, "%s", e.msg);
 		break;
+	}
 	case REQ_PATCH_NET:
 		if (!started)
 			vmm_response_fault(r, 400, ERR_BEFORE_START);
-		else if (config_find_net(&c->cfg, q->net_patch.iface_id) < 0)
-			vmm_response_fault(r, 400, "Invalid ID: no network interface with id %s",
-					   q->net_patch.iface_id);
-		else
-			/* Unreachable until the net device exists: an interface
-			 * cannot be configured without one (issue 5). */
-			vmm_response_fault(r, 400, "network interfaces are not supported by Ember "
-					   "yet");
+		else if (virtio_devs_patch_net(&c->vm.virtio, &q->net_patch, &e))
+			vmm_response_fault(r, 400, "%s", e.msg);
 		break;
 	case REQ_PUT_DRIVE:
 		if (started) {

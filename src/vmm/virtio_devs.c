@@ -24,22 +24,24 @@ static void raise_irq(void *ctx)
 		metric_inc(&s->metrics->interrupts.triggers);
 }
 
-/* QueueNotify that reached userspace (the ioeventfd normally takes it):
- * the same path as the ioeventfd, through its counter. */
+/* A queue notification that reached userspace (the ioeventfd normally
+ * takes it), or the device's own wake-up: the same path as the ioeventfd,
+ * through its counter. */
 static void queue_notify(void *ctx, uint32_t queue)
 {
 	struct virtio_slot *s = ctx;
 	uint64_t one = 1;
-	(void)queue;
-	ssize_t r = write(s->notify_fd, &one, sizeof(one));
-	(void)r;
+	if (queue < 2 && s->notify_fd[queue] >= 0) {
+		ssize_t r = write(s->notify_fd[queue], &one, sizeof(one));
+		(void)r;
+	}
 }
 
 static void locked_read(void *ctx, uint64_t offset, uint8_t *data, uint32_t len)
 {
 	struct virtio_slot *s = ctx;
 	pthread_mutex_lock(&s->lock);
-	virtio_mmio_read(virtio_block_mmio(s->blk), offset, data, len);
+	virtio_mmio_read(s->mmio, offset, data, len);
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -47,22 +49,27 @@ static void locked_write(void *ctx, uint64_t offset, const uint8_t *data, uint32
 {
 	struct virtio_slot *s = ctx;
 	pthread_mutex_lock(&s->lock);
-	virtio_mmio_write(virtio_block_mmio(s->blk), offset, data, len);
+	virtio_mmio_write(s->mmio, offset, data, len);
 	pthread_mutex_unlock(&s->lock);
 }
 
 static const struct io_device_ops locked_ops = {.read = locked_read, .write = locked_write};
 
-int virtio_devs_add_block(struct virtio_devs *d, struct vm *vm, struct io_bus *mmio,
-			  const struct drive_config *drive, struct metrics *metrics, ember_err *e)
+/* The next slot with its window, GSI, irqfd and n queue ioeventfds. */
+static struct virtio_slot *new_slot(struct virtio_devs *d, struct vm *vm, enum virtio_kind kind,
+				    const char *id, unsigned nqueues, struct metrics *metrics,
+				    ember_err *e)
 {
-	if (d->n == VIRTIO_DEVS_MAX)
-		return err_set(e, "drives: at most %d virtio devices", VIRTIO_DEVS_MAX);
+	if (d->n == VIRTIO_DEVS_MAX) {
+		err_set(e, "%s: at most %d virtio devices", id, VIRTIO_DEVS_MAX);
+		return NULL;
+	}
 	struct virtio_slot *s = &d->slot[d->n];
 	memset(s, 0, sizeof(*s));
-	s->irq_fd = s->notify_fd = -1;
+	s->kind = kind;
+	s->irq_fd = s->notify_fd[0] = s->notify_fd[1] = -1;
 	pthread_mutex_init(&s->lock, NULL);
-	snprintf(s->id, sizeof(s->id), "%s", drive->drive_id);
+	snprintf(s->id, sizeof(s->id), "%s", id);
 	s->metrics = metrics;
 	s->base = X86_VIRTIO_MMIO_START + d->n * VIRTIO_MMIO_SIZE;
 	s->gsi = VIRTIO_FIRST_GSI + (uint32_t)d->n;
@@ -70,10 +77,24 @@ int virtio_devs_add_block(struct virtio_devs *d, struct vm *vm, struct io_bus *m
 
 	s->irq_fd = vm_irqfd(vm, s->gsi, e);
 	if (s->irq_fd < 0)
-		return err_prefix(e, "drive %s", drive->drive_id);
-	s->notify_fd = vm_ioeventfd(vm, s->base + VIRTIO_MMIO_QUEUE_NOTIFY, 4, 0, e);
-	if (s->notify_fd < 0)
-		return err_prefix(e, "drive %s", drive->drive_id);
+		goto fail;
+	for (unsigned q = 0; q < nqueues; q++) {
+		s->notify_fd[q] = vm_ioeventfd(vm, s->base + VIRTIO_MMIO_QUEUE_NOTIFY, 4, q, e);
+		if (s->notify_fd[q] < 0)
+			goto fail;
+	}
+	return s;
+fail:
+	err_prefix(e, "%s", id);
+	return NULL;
+}
+
+int virtio_devs_add_block(struct virtio_devs *d, struct vm *vm, struct io_bus *mmio,
+			  const struct drive_config *drive, struct metrics *metrics, ember_err *e)
+{
+	struct virtio_slot *s = new_slot(d, vm, VIRTIO_KIND_BLOCK, drive->drive_id, 1, metrics, e);
+	if (!s)
+		return -1;
 	struct block_metrics *bm = NULL;
 	if (metrics && !(bm = metrics_block_register(metrics, drive->drive_id, e)))
 		return err_prefix(e, "drive %s", drive->drive_id);
@@ -86,51 +107,128 @@ int virtio_devs_add_block(struct virtio_devs *d, struct vm *vm, struct io_bus *m
 	};
 	if (virtio_block_create(&s->blk, &p, e))
 		return -1; /* its messages name the drive */
+	s->mmio = virtio_block_mmio(s->blk);
 	if (io_bus_add(mmio, s->base, VIRTIO_MMIO_SIZE, &locked_ops, s))
 		return err_set(e, "drive %s: cannot map its MMIO window", drive->drive_id);
 	return 0;
 }
 
-static void on_notify(void *ctx, uint32_t events)
+int virtio_devs_add_net(struct virtio_devs *d, struct vm *vm, struct io_bus *mmio,
+			const struct net_config *net, struct metrics *metrics, ember_err *e)
+{
+	struct virtio_slot *s = new_slot(d, vm, VIRTIO_KIND_NET, net->iface_id, 2, metrics, e);
+	if (!s)
+		return -1;
+	struct net_metrics *nm = NULL;
+	if (metrics && !(nm = metrics_net_register(metrics, net->iface_id, e)))
+		return err_prefix(e, "network interface %s", net->iface_id);
+	s->registered = nm != NULL;
+	struct virtio_net_params p = {
+		.cfg = net,
+		.mtu = net->mtu,
+		.gm = &vm->mem,
+		.hooks = {.raise_irq = raise_irq, .queue_notify = queue_notify, .ctx = s},
+		.metrics = nm,
+		.mmds_metrics = metrics ? &metrics->mmds : NULL,
+	};
+	if (virtio_net_create(&s->net, &p, e))
+		return -1; /* its messages name the interface */
+	s->mmio = virtio_net_mmio(s->net);
+	if (io_bus_add(mmio, s->base, VIRTIO_MMIO_SIZE, &locked_ops, s))
+		return err_set(e, "network interface %s: cannot map its MMIO window",
+			       net->iface_id);
+	return 0;
+}
+
+/* ---- the VMM thread's events: each under the device's lock ---- */
+
+static bool drain(int fd)
+{
+	uint64_t n;
+	return read(fd, &n, sizeof(n)) == sizeof(n);
+}
+
+static void on_block_notify(void *ctx, uint32_t events)
 {
 	struct virtio_slot *s = ctx;
-	uint64_t n;
 	(void)events;
-	if (read(s->notify_fd, &n, sizeof(n)) != sizeof(n))
+	if (!drain(s->notify_fd[0]))
 		return;
 	pthread_mutex_lock(&s->lock);
 	virtio_block_process_queue(s->blk);
 	pthread_mutex_unlock(&s->lock);
 }
 
-static void on_completion(void *ctx, uint32_t events)
+#define LOCKED_HANDLER(name, call)                    \
+	static void name(void *ctx, uint32_t events)  \
+	{                                             \
+		struct virtio_slot *s = ctx;          \
+		(void)events;                         \
+		pthread_mutex_lock(&s->lock);         \
+		call;                                 \
+		pthread_mutex_unlock(&s->lock);       \
+	}
+
+LOCKED_HANDLER(on_block_completion, virtio_block_process_completions(s->blk))
+LOCKED_HANDLER(on_block_limiter, virtio_block_rate_limiter_event(s->blk))
+LOCKED_HANDLER(on_net_backend, virtio_net_process_backend(s->net))
+LOCKED_HANDLER(on_net_rx_limiter, virtio_net_rx_rate_limiter_event(s->net))
+LOCKED_HANDLER(on_net_tx_limiter, virtio_net_tx_rate_limiter_event(s->net))
+
+static void on_net_rx_notify(void *ctx, uint32_t events)
 {
 	struct virtio_slot *s = ctx;
 	(void)events;
+	if (!drain(s->notify_fd[0]))
+		return;
 	pthread_mutex_lock(&s->lock);
-	virtio_block_process_completions(s->blk);
+	virtio_net_process_rx_queue(s->net);
 	pthread_mutex_unlock(&s->lock);
 }
 
-static void on_rate_limiter(void *ctx, uint32_t events)
+static void on_net_tx_notify(void *ctx, uint32_t events)
 {
 	struct virtio_slot *s = ctx;
 	(void)events;
+	if (!drain(s->notify_fd[1]))
+		return;
 	pthread_mutex_lock(&s->lock);
-	virtio_block_rate_limiter_event(s->blk);
+	virtio_net_process_tx_queue(s->net);
 	pthread_mutex_unlock(&s->lock);
+}
+
+static int add_fd(struct event_loop *loop, int fd, uint32_t events, event_fn fn, void *ctx)
+{
+	return fd < 0 ? 0 : event_loop_add(loop, fd, events, fn, ctx);
 }
 
 int virtio_devs_listen(struct virtio_devs *d, struct event_loop *loop, ember_err *e)
 {
 	for (size_t i = 0; i < d->n; i++) {
 		struct virtio_slot *s = &d->slot[i];
-		int cfd = virtio_block_completion_fd(s->blk);
-		int rfd = virtio_block_rate_limiter_fd(s->blk);
-		if (event_loop_add(loop, s->notify_fd, EPOLLIN, on_notify, s) ||
-		    (cfd >= 0 && event_loop_add(loop, cfd, EPOLLIN, on_completion, s)) ||
-		    (rfd >= 0 && event_loop_add(loop, rfd, EPOLLIN, on_rate_limiter, s)))
-			return err_set(e, "drive %s: epoll: %s", s->id, strerror(errno));
+		int rc;
+		if (s->kind == VIRTIO_KIND_BLOCK) {
+			rc = add_fd(loop, s->notify_fd[0], EPOLLIN, on_block_notify, s) ||
+			     add_fd(loop, virtio_block_completion_fd(s->blk), EPOLLIN,
+				    on_block_completion, s) ||
+			     add_fd(loop, virtio_block_rate_limiter_fd(s->blk), EPOLLIN,
+				    on_block_limiter, s);
+		} else {
+			/* Edge-triggered backend: while the guest has no rx
+			 * buffers, frames wait in the TAP, and a level-triggered
+			 * fd would spin. The device reads on its own when buffers
+			 * come back. */
+			rc = add_fd(loop, s->notify_fd[0], EPOLLIN, on_net_rx_notify, s) ||
+			     add_fd(loop, s->notify_fd[1], EPOLLIN, on_net_tx_notify, s) ||
+			     add_fd(loop, virtio_net_backend_fd(s->net), EPOLLIN | EPOLLET,
+				    on_net_backend, s) ||
+			     add_fd(loop, virtio_net_rx_rate_limiter_fd(s->net), EPOLLIN,
+				    on_net_rx_limiter, s) ||
+			     add_fd(loop, virtio_net_tx_rate_limiter_fd(s->net), EPOLLIN,
+				    on_net_tx_limiter, s);
+		}
+		if (rc)
+			return err_set(e, "%s: epoll: %s", s->id, strerror(errno));
 	}
 	return 0;
 }
@@ -159,12 +257,24 @@ size_t virtio_devs_acpi(const struct virtio_devs *d, struct acpi_mmio_dev *out, 
 	return n;
 }
 
+static struct virtio_slot *find(struct virtio_devs *d, enum virtio_kind kind, const char *id)
+{
+	for (size_t i = 0; i < d->n; i++) {
+		struct virtio_slot *s = &d->slot[i];
+		if (s->kind == kind && (s->blk || s->net) && !strcmp(s->id, id))
+			return s;
+	}
+	return NULL;
+}
+
 struct virtio_slot *virtio_devs_find_block(struct virtio_devs *d, const char *drive_id)
 {
-	for (size_t i = 0; i < d->n; i++)
-		if (d->slot[i].blk && !strcmp(d->slot[i].id, drive_id))
-			return &d->slot[i];
-	return NULL;
+	return find(d, VIRTIO_KIND_BLOCK, drive_id);
+}
+
+struct virtio_slot *virtio_devs_find_net(struct virtio_devs *d, const char *iface_id)
+{
+	return find(d, VIRTIO_KIND_NET, iface_id);
 }
 
 int virtio_devs_patch_block(struct virtio_devs *d, const struct drive_patch *p, ember_err *e)
@@ -178,18 +288,40 @@ int virtio_devs_patch_block(struct virtio_devs *d, const struct drive_patch *p, 
 	return rc;
 }
 
-json_t *virtio_devs_drives_json(struct virtio_devs *d)
+int virtio_devs_patch_net(struct virtio_devs *d, const struct net_patch *p, ember_err *e)
+{
+	struct virtio_slot *s = virtio_devs_find_net(d, p->iface_id);
+	if (!s)
+		return err_set(e, "Invalid ID: no network interface with id %s", p->iface_id);
+	pthread_mutex_lock(&s->lock);
+	int rc = virtio_net_patch(s->net, p, e);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+static json_t *list_json(struct virtio_devs *d, enum virtio_kind kind)
 {
 	json_t *a = json_array();
 	for (size_t i = 0; i < d->n; i++) {
 		struct virtio_slot *s = &d->slot[i];
-		if (!s->blk)
+		if (s->kind != kind || !(s->blk || s->net))
 			continue;
 		pthread_mutex_lock(&s->lock);
-		json_array_append_new(a, virtio_block_config_json(s->blk));
+		json_array_append_new(a, kind == VIRTIO_KIND_BLOCK ? virtio_block_config_json(s->blk)
+								   : virtio_net_config_json(s->net));
 		pthread_mutex_unlock(&s->lock);
 	}
 	return a;
+}
+
+json_t *virtio_devs_drives_json(struct virtio_devs *d)
+{
+	return list_json(d, VIRTIO_KIND_BLOCK);
+}
+
+json_t *virtio_devs_net_json(struct virtio_devs *d)
+{
+	return list_json(d, VIRTIO_KIND_NET);
 }
 
 void virtio_devs_destroy(struct virtio_devs *d)
@@ -197,12 +329,16 @@ void virtio_devs_destroy(struct virtio_devs *d)
 	for (size_t i = 0; i < d->n; i++) {
 		struct virtio_slot *s = &d->slot[i];
 		virtio_block_destroy(s->blk);
-		if (s->registered)
+		virtio_net_destroy(s->net);
+		if (s->registered && s->kind == VIRTIO_KIND_BLOCK)
 			metrics_block_unregister(s->metrics, s->id);
+		if (s->registered && s->kind == VIRTIO_KIND_NET)
+			metrics_net_unregister(s->metrics, s->id);
 		if (s->irq_fd >= 0)
 			close(s->irq_fd);
-		if (s->notify_fd >= 0)
-			close(s->notify_fd);
+		for (int q = 0; q < 2; q++)
+			if (s->notify_fd[q] >= 0)
+				close(s->notify_fd[q]);
 		pthread_mutex_destroy(&s->lock);
 	}
 	d->n = 0;

@@ -12,7 +12,9 @@
 
 #include "arch/x86/acpi.h"
 #include "devices/drive_config.h"
+#include "devices/net_config.h"
 #include "devices/virtio_block.h"
+#include "devices/virtio_net.h"
 #include "vmm/event_loop.h"
 #include "vmm/io_bus.h"
 #include "vmm/metrics.h"
@@ -22,14 +24,20 @@
 #define VIRTIO_DEVS_MAX 16
 #define VIRTIO_FIRST_GSI 5
 
+enum virtio_kind { VIRTIO_KIND_BLOCK, VIRTIO_KIND_NET };
+
 struct virtio_slot {
 	pthread_mutex_t lock;
+	enum virtio_kind kind;
+	struct virtio_mmio *mmio; /* the device's register file */
 	struct virtio_block *blk;
+	struct virtio_net *net;
 	struct metrics *metrics;
 	char id[65];
 	uint64_t base;
 	uint32_t gsi;
-	int irq_fd, notify_fd;
+	int irq_fd;
+	int notify_fd[2]; /* one ioeventfd per queue (block: one queue) */
 	bool registered; /* holds a reference on its metrics set */
 };
 
@@ -43,6 +51,14 @@ void virtio_devs_init(struct virtio_devs *d);
  * window. */
 int virtio_devs_add_block(struct virtio_devs *d, struct vm *vm, struct io_bus *mmio,
 			  const struct drive_config *drive, struct metrics *metrics, ember_err *e);
+/* Creates the network device for an interface (opening its TAP). */
+int virtio_devs_add_net(struct virtio_devs *d, struct vm *vm, struct io_bus *mmio,
+			const struct net_config *net, struct metrics *metrics, ember_err *e);
+struct virtio_slot *virtio_devs_find_net(struct virtio_devs *d, const char *iface_id);
+/* PATCH /network-interfaces/{id} on a running interface. */
+int virtio_devs_patch_net(struct virtio_devs *d, const struct net_patch *p, ember_err *e);
+/* GET /vm/config's "network-interfaces", from the live devices. */
+json_t *virtio_devs_net_json(struct virtio_devs *d);
 /* Puts every device's fds into the VMM thread's event loop. */
 int virtio_devs_listen(struct virtio_devs *d, struct event_loop *loop, ember_err *e);
 /* " virtio_mmio.device=4K@0x...:5 ..." for every device, appended to buf. */

@@ -8,6 +8,7 @@ naming the variable: the suite never skips for want of an input.
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -77,10 +78,53 @@ def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("vm")
 
 
+class TestNetns:
+    """A network namespace of the test session's own, with TAP devices
+    tap0..tap{TAPS-1} in it (up, no addresses). Ember runs inside it, as the
+    jailer's --netns would put it, so the TAPs it opens and any traffic stay
+    in a namespace the tests made."""
+
+    TAPS = 8
+
+    def __init__(self):
+        self.name = f"ember-test-{os.getpid()}"
+        self._ip("netns", "add", self.name)
+        for i in range(self.TAPS):
+            self.ip("tuntap", "add", f"tap{i}", "mode", "tap")
+            self.ip("link", "set", f"tap{i}", "up")
+        self.ip("link", "set", "lo", "up")
+
+    @staticmethod
+    def _ip(*args: str) -> str:
+        run = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=60)
+        if run.returncode != 0:
+            pytest.fail(f"ip {' '.join(args)}: {run.stderr.strip()}", pytrace=False)
+        return run.stdout
+
+    def ip(self, *args: str) -> str:
+        """`ip -n <ns> args`."""
+        return self._ip("-n", self.name, *args)
+
+    def run(self, *argv: str, **kw) -> subprocess.CompletedProcess:
+        """Runs a command inside the namespace."""
+        return subprocess.run(["ip", "netns", "exec", self.name, *argv], **kw)
+
+    def close(self):
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def test_netns():
+    ns = TestNetns()
+    yield ns
+    ns.close()
+
+
 @pytest.fixture
-def ember(ember_bin, workdir):
-    """Starts ember processes (see EmberLauncher.start); kills leftovers at teardown."""
-    launcher = EmberLauncher(ember_bin, workdir)
+def ember(ember_bin, workdir, test_netns):
+    """Starts ember processes (see EmberLauncher.start) inside the session's
+    network namespace; kills leftovers at teardown."""
+    launcher = EmberLauncher(ember_bin, workdir, netns=test_netns.name)
     yield launcher
     launcher.close()
 

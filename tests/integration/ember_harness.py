@@ -335,9 +335,10 @@ class EmberProcess:
 class EmberLauncher:
     """Starts ember processes for one test and kills leftovers at teardown."""
 
-    def __init__(self, ember_bin: Path, workdir: Path):
+    def __init__(self, ember_bin: Path, workdir: Path, netns: str | None = None):
         self.ember_bin = Path(ember_bin)
         self.workdir = Path(workdir)
+        self.netns = netns  # run ember in this network namespace (ip netns exec)
         self._procs: list[EmberProcess] = []
 
     def write_config(self, config: dict | None = None, text: str | None = None) -> Path:
@@ -351,7 +352,9 @@ class EmberLauncher:
         With config (a dict) or config_text (raw file contents), the config is
         written to the work dir and `--no-api --config-file PATH` come first.
         """
-        argv = [str(self.ember_bin)]
+        # `ip netns exec` enters the namespace and execs ember itself: the
+        # process is ember's, for signals and exit statuses.
+        argv = (["ip", "netns", "exec", self.netns] if self.netns else []) + [str(self.ember_bin)]
         config_path = None
         if config is not None or config_text is not None:
             config_path = self.write_config(config, config_text)
