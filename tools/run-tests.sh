@@ -12,7 +12,8 @@ meson test -C "$BUILD" --print-errorlogs
 
 echo "== guest images"
 eval "$(tools/guest/artifacts.sh)"
-export EMBER_KERNEL_VMLINUX EMBER_KERNEL_BZIMAGE EMBER_DEBIAN_VMLINUZ EMBER_INITRAMFS EMBER_ROOTFS
+export EMBER_KERNEL_VMLINUX EMBER_KERNEL_BZIMAGE EMBER_DEBIAN_VMLINUZ EMBER_INITRAMFS EMBER_ROOTFS \
+	EMBER_DEBIAN_INITRAMFS
 export EMBER_BIN="$PWD/$BUILD/ember"
 
 mode=${EMBER_TESTHOST:-auto}
@@ -34,7 +35,7 @@ if [ "$mode" = always ]; then
 		tools/testhost/run -- env EMBER_BIN="$EMBER_BIN" \
 			EMBER_KERNEL_VMLINUX="$EMBER_KERNEL_VMLINUX" EMBER_KERNEL_BZIMAGE="$EMBER_KERNEL_BZIMAGE" \
 			EMBER_DEBIAN_VMLINUZ="$EMBER_DEBIAN_VMLINUZ" EMBER_INITRAMFS="$EMBER_INITRAMFS" \
-			EMBER_ROOTFS="$EMBER_ROOTFS" \
+			EMBER_ROOTFS="$EMBER_ROOTFS" EMBER_DEBIAN_INITRAMFS="$EMBER_DEBIAN_INITRAMFS" \
 			"${pytest[@]}" || rc=$?
 		[ "$rc" -eq 124 ] || [ "$rc" -eq 125 ] || break
 		[ "$attempt" -eq 1 ] && echo "== the nested test host hung or crashed (status $rc): running the integration suite once more"

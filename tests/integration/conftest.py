@@ -68,6 +68,13 @@ def initramfs() -> Path:
     return _required_file("EMBER_INITRAMFS")
 
 
+@pytest.fixture(scope="session")
+def debian_initramfs() -> Path:
+    """The busybox initramfs plus Debian's virtio_mmio, virtio_blk and ext4
+    modules for EMBER_DEBIAN_VMLINUZ (EMBER_DEBIAN_INITRAMFS)."""
+    return _required_file("EMBER_DEBIAN_INITRAMFS")
+
+
 @pytest.fixture
 def workdir(tmp_path_factory) -> Path:
     """A fresh per-test directory for configs and input files.

@@ -10,6 +10,7 @@ kernel=$("$here/build-kernel.sh")
 debian=$("$here/debian-kernel.sh")
 initramfs=$("$here/build-initramfs.sh")
 rootfs=$("$here/build-rootfs.sh")
+debian_initramfs=$("$here/build-initramfs-debian.sh" "$debian")
 
 vmlinuz=("$debian"/boot/vmlinuz-*)
 [ -e "${vmlinuz[0]}" ] || die "no boot/vmlinuz-* in $debian"
@@ -19,3 +20,4 @@ printf 'EMBER_KERNEL_BZIMAGE=%q\n' "$kernel/bzImage"
 printf 'EMBER_DEBIAN_VMLINUZ=%q\n' "${vmlinuz[0]}"
 printf 'EMBER_INITRAMFS=%q\n' "$initramfs"
 printf 'EMBER_ROOTFS=%q\n' "$rootfs"
+printf 'EMBER_DEBIAN_INITRAMFS=%q\n' "$debian_initramfs"
