@@ -90,11 +90,10 @@ static bool handle_exit(struct vcpu *v)
 		return true;
 	case KVM_EXIT_SHUTDOWN: {
 		/* A triple fault: Linux's last resort for reboot, as Firecracker
-		 * treats it; but also how a guest crashing early looks, so say so. */
-		struct kvm_regs regs;
-		if (ioctl(v->fd, KVM_GET_REGS, &regs) == 0)
-			LOG_W("vCPU %u: triple fault at rip 0x%llx; ending the VM as a guest reset",
-			      v->index, (unsigned long long)regs.rip);
+		 * treats it; but also how a guest crashing looks, so say so. No
+		 * rip: on AMD, KVM has reset the vCPU before it reports this, so
+		 * the registers show the reset vector, not the crash. */
+		LOG_W("vCPU %u: triple fault (shutdown); ending the VM as a guest reset", v->index);
 		env->on_exit(env->ctx, 0, "guest reset (triple fault)");
 		return false;
 	}

@@ -60,9 +60,9 @@ def test_debian_kernel_mounts_ext4_root_from_vda_found_through_acpi(
     # i8042.noaux as in test_boot.py's Debian boot: no PS/2 mouse port probe.
     args = guest_boot_args("script", extra=f"i8042.noaux ember.root=/dev/vda ember.script={code}")
     config = vm_config(debian_vmlinuz, debian_initramfs, boot_args=args, vcpus=1, mem_mib=256)
-    # The first drive is /dev/vda. Not is_root_device: the initramfs mounts it
-    # (ember.root=), the kernel's root= does not apply when there is one.
-    config["drives"] = [{"drive_id": "rootfs", "path_on_host": str(root), "is_root_device": False,
+    # The root drive is /dev/vda; Ember adds root=/dev/vda rw, which the
+    # kernel leaves to the initramfs, whose init mounts it (ember.root=).
+    config["drives"] = [{"drive_id": "rootfs", "path_on_host": str(root), "is_root_device": True,
                          "is_read_only": False}]
 
     proc = ember.start(config=config)
