@@ -100,7 +100,7 @@ static void tx_send(struct virtio_net *n, uint32_t len)
 		if (virtq_chain_read(n->gm, c, 0, n->tx_buf, len))
 			return; /* cannot happen: the chain was checked */
 		if (n->hook.tx_frame(n->hook.ctx, n->tx_buf + VIRTIO_NET_HDR_SIZE,
-				     len - VIRTIO_NET_HDR_SIZE)) {
+				     len - VIRTIO_NET_HDR_SIZE, n->tx_buf[0])) {
 			/* As Firecracker: MMDS traffic costs no tx tokens. */
 			rate_limiter_replenish(&n->tx_rl, 1, RL_OPS, net_now_ns(n));
 			rate_limiter_replenish(&n->tx_rl, len, RL_BANDWIDTH, net_now_ns(n));

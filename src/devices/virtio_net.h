@@ -52,6 +52,8 @@
 #define VIRTIO_NET_INJECT_MAX_BYTES (256 * 1024)
 
 /* Feature bits. */
+/* virtio_net_hdr.flags: the L4 checksum is partial, for the device to do. */
+#define VIRTIO_NET_HDR_F_NEEDS_CSUM 1
 #define VIRTIO_NET_F_CSUM 0
 #define VIRTIO_NET_F_GUEST_CSUM 1
 #define VIRTIO_NET_F_MTU 3
@@ -90,7 +92,9 @@ struct virtio_net_hdr_v1 {
  * the injected frames go to the guest once the tx queue has been
  * processed. */
 struct virtio_net_tx_hook {
-	bool (*tx_frame)(void *ctx, const uint8_t *frame, size_t len);
+	/* hdr_flags: the frame's virtio_net_hdr flags (NEEDS_CSUM: its L4
+	 * checksum is left for the device to fill in). */
+	bool (*tx_frame)(void *ctx, const uint8_t *frame, size_t len, uint8_t hdr_flags);
 	void *ctx;
 };
 

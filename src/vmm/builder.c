@@ -125,7 +125,8 @@ static int add_devices(struct vmm *m, const struct vmm_config *cfg,
 					  m->metrics, e))
 			return -1;
 	for (size_t i = 0; i < cfg->nr_net; i++)
-		if (virtio_devs_add_net(&m->virtio, &m->vm, &m->mmio, &cfg->net[i], m->metrics, e))
+		if (virtio_devs_add_net(&m->virtio, &m->vm, &m->mmio, &cfg->net[i], opt->mmds,
+					cfg->has_mmds ? &cfg->mmds : NULL, m->metrics, e))
 			return -1;
 	return 0;
 }

@@ -85,6 +85,7 @@ int controller_init(struct controller *c, const struct vmm_options *opt, const c
 	c->metrics = metrics;
 	metrics_sink_init(&c->sink);
 	mmds_init(&c->mmds, mmds_limit);
+	c->opt.mmds = &c->mmds; /* the guest's side, through the net devices */
 	config_init(&c->cfg);
 	snprintf(c->id, sizeof(c->id), "%s", id ? id : "anonymous-instance");
 

@@ -3,7 +3,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "arch/x86/layout.h"
@@ -67,7 +69,7 @@ static struct virtio_slot *new_slot(struct virtio_devs *d, struct vm *vm, enum v
 	struct virtio_slot *s = &d->slot[d->n];
 	memset(s, 0, sizeof(*s));
 	s->kind = kind;
-	s->irq_fd = s->notify_fd[0] = s->notify_fd[1] = -1;
+	s->irq_fd = s->notify_fd[0] = s->notify_fd[1] = s->mmds_timer_fd = -1;
 	pthread_mutex_init(&s->lock, NULL);
 	snprintf(s->id, sizeof(s->id), "%s", id);
 	s->metrics = metrics;
@@ -113,8 +115,78 @@ int virtio_devs_add_block(struct virtio_devs *d, struct vm *vm, struct io_bus *m
 	return 0;
 }
 
+/* ---- MMDS: the guest's frames for it, and its answers ---- */
+
+/* Hands the stack's pending frames to the guest while the device's
+ * injection queue has room, and arms the timer for the next
+ * retransmission. Frames left behind wait for the next guest frame or the
+ * timer. Under the slot's lock. */
+static void mmds_flush(struct virtio_slot *s, uint64_t now)
+{
+	size_t n;
+	while (virtio_net_injected_pending(s->net) < VIRTIO_NET_INJECT_MAX_FRAMES &&
+	       (n = mmds_stack_tx(s->mmds_stack, s->mmds_frame, VIRTIO_NET_MAX_FRAME, now)))
+		if (virtio_net_inject_rx(s->net, s->mmds_frame, n) < 0)
+			break; /* device not active: TCP sends it again */
+	uint64_t due = mmds_stack_pending(s->mmds_stack, now) ? now + 1
+							       : mmds_stack_deadline(s->mmds_stack);
+	struct itimerspec t = {{0, 0}, {0, 0}};
+	if (due != UINT64_MAX) {
+		t.it_value.tv_sec = (time_t)(due / 1000);
+		t.it_value.tv_nsec = (long)(due % 1000) * 1000000;
+	}
+	timerfd_settime(s->mmds_timer_fd, TFD_TIMER_ABSTIME, &t, NULL);
+}
+
+static bool mmds_tx_frame(void *ctx, const uint8_t *frame, size_t len, uint8_t hdr_flags)
+{
+	struct virtio_slot *s = ctx;
+	uint64_t now = mmds_now_ms();
+	unsigned flags = hdr_flags & VIRTIO_NET_HDR_F_NEEDS_CSUM ? MMDS_NET_RX_CSUM_PARTIAL : 0;
+	if (!mmds_stack_rx_flags(s->mmds_stack, frame, len, flags, now))
+		return false;
+	mmds_flush(s, now);
+	return true;
+}
+
+static void on_mmds_timer(void *ctx, uint32_t events)
+{
+	struct virtio_slot *s = ctx;
+	(void)events;
+	uint64_t ticks;
+	if (read(s->mmds_timer_fd, &ticks, sizeof(ticks)) != sizeof(ticks))
+		return;
+	pthread_mutex_lock(&s->lock);
+	mmds_flush(s, mmds_now_ms());
+	pthread_mutex_unlock(&s->lock);
+}
+
+static bool mmds_wants(const struct mmds_config *c, const char *iface_id)
+{
+	for (size_t i = 0; c && i < c->n_network_interfaces; i++)
+		if (!strcmp(c->network_interfaces[i], iface_id))
+			return true;
+	return false;
+}
+
+static int mmds_attach(struct virtio_slot *s, struct mmds *mmds, const struct mmds_config *c,
+		       struct metrics *metrics, ember_err *e)
+{
+	s->mmds_stack = calloc(1, sizeof(*s->mmds_stack));
+	s->mmds_frame = malloc(VIRTIO_NET_MAX_FRAME);
+	s->mmds_timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (!s->mmds_stack || !s->mmds_frame || s->mmds_timer_fd < 0)
+		return err_set(e, "network interface %s: cannot set up MMDS: %s", s->id,
+			       strerror(errno ? errno : ENOMEM));
+	mmds_stack_init(s->mmds_stack, mmds, c->ipv4_address, metrics ? &metrics->mmds : NULL, 0);
+	virtio_net_set_tx_hook(s->net, &(struct virtio_net_tx_hook){.tx_frame = mmds_tx_frame,
+								     .ctx = s});
+	return 0;
+}
+
 int virtio_devs_add_net(struct virtio_devs *d, struct vm *vm, struct io_bus *mmio,
-			const struct net_config *net, struct metrics *metrics, ember_err *e)
+			const struct net_config *net, struct mmds *mmds,
+			const struct mmds_config *mmds_cfg, struct metrics *metrics, ember_err *e)
 {
 	struct virtio_slot *s = new_slot(d, vm, VIRTIO_KIND_NET, net->iface_id, 2, metrics, e);
 	if (!s)
@@ -129,11 +201,14 @@ int virtio_devs_add_net(struct virtio_devs *d, struct vm *vm, struct io_bus *mmi
 		.gm = &vm->mem,
 		.hooks = {.raise_irq = raise_irq, .queue_notify = queue_notify, .ctx = s},
 		.metrics = nm,
-		.mmds_metrics = metrics ? &metrics->mmds : NULL,
+		.mmds_metrics = NULL, /* the MMDS stack counts its own frames */
 	};
 	if (virtio_net_create(&s->net, &p, e))
 		return -1; /* its messages name the interface */
 	s->mmio = virtio_net_mmio(s->net);
+	if (mmds && mmds_wants(mmds_cfg, net->iface_id) &&
+	    mmds_attach(s, mmds, mmds_cfg, metrics, e))
+		return -1;
 	if (io_bus_add(mmio, s->base, VIRTIO_MMIO_SIZE, &locked_ops, s))
 		return err_set(e, "network interface %s: cannot map its MMIO window",
 			       net->iface_id);
@@ -225,7 +300,8 @@ int virtio_devs_listen(struct virtio_devs *d, struct event_loop *loop, ember_err
 			     add_fd(loop, virtio_net_rx_rate_limiter_fd(s->net), EPOLLIN,
 				    on_net_rx_limiter, s) ||
 			     add_fd(loop, virtio_net_tx_rate_limiter_fd(s->net), EPOLLIN,
-				    on_net_tx_limiter, s);
+				    on_net_tx_limiter, s) ||
+			     add_fd(loop, s->mmds_timer_fd, EPOLLIN, on_mmds_timer, s);
 		}
 		if (rc)
 			return err_set(e, "%s: epoll: %s", s->id, strerror(errno));
@@ -330,6 +406,12 @@ void virtio_devs_destroy(struct virtio_devs *d)
 		struct virtio_slot *s = &d->slot[i];
 		virtio_block_destroy(s->blk);
 		virtio_net_destroy(s->net);
+		if (s->mmds_stack)
+			mmds_stack_free(s->mmds_stack);
+		free(s->mmds_stack);
+		free(s->mmds_frame);
+		if (s->mmds_timer_fd >= 0)
+			close(s->mmds_timer_fd);
 		if (s->registered && s->kind == VIRTIO_KIND_BLOCK)
 			metrics_block_unregister(s->metrics, s->id);
 		if (s->registered && s->kind == VIRTIO_KIND_NET)

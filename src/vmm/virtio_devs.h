@@ -15,6 +15,9 @@
 #include "devices/net_config.h"
 #include "devices/virtio_block.h"
 #include "devices/virtio_net.h"
+#include "mmds/config.h"
+#include "mmds/http.h"
+#include "mmds/netstack.h"
 #include "vmm/event_loop.h"
 #include "vmm/io_bus.h"
 #include "vmm/metrics.h"
@@ -39,6 +42,10 @@ struct virtio_slot {
 	int irq_fd;
 	int notify_fd[2]; /* one ioeventfd per queue (block: one queue) */
 	bool registered; /* holds a reference on its metrics set */
+	/* MMDS on this interface (listed in mmds-config), else NULL/-1. */
+	struct mmds_stack *mmds_stack;
+	uint8_t *mmds_frame; /* one frame from the stack, on its way to the guest */
+	int mmds_timer_fd;   /* the stack's next retransmission */
 };
 
 struct virtio_devs {
@@ -52,8 +59,11 @@ void virtio_devs_init(struct virtio_devs *d);
 int virtio_devs_add_block(struct virtio_devs *d, struct vm *vm, struct io_bus *mmio,
 			  const struct drive_config *drive, struct metrics *metrics, ember_err *e);
 /* Creates the network device for an interface (opening its TAP). */
+/* With mmds_cfg listing the interface, the guest reaches MMDS (the data in
+ * *mmds, owned by the VMM thread) through it. */
 int virtio_devs_add_net(struct virtio_devs *d, struct vm *vm, struct io_bus *mmio,
-			const struct net_config *net, struct metrics *metrics, ember_err *e);
+			const struct net_config *net, struct mmds *mmds,
+			const struct mmds_config *mmds_cfg, struct metrics *metrics, ember_err *e);
 struct virtio_slot *virtio_devs_find_net(struct virtio_devs *d, const char *iface_id);
 /* PATCH /network-interfaces/{id} on a running interface. */
 int virtio_devs_patch_net(struct virtio_devs *d, const struct net_patch *p, ember_err *e);

@@ -22,6 +22,7 @@ struct vmm_options {
 	int console_in;	 /* host fd feeding the guest's serial input, or -1 */
 	int console_out; /* host fd receiving the guest's serial output */
 	struct metrics *metrics; /* the process's, or NULL */
+	struct mmds *mmds;	 /* the controller's MMDS data, or NULL */
 };
 
 struct vmm {

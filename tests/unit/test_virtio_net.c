@@ -537,8 +537,9 @@ struct fake_mmds {
 	uint8_t last[64];
 };
 
-static bool mmds_tx(void *ctx, const uint8_t *frame, size_t len)
+static bool mmds_tx(void *ctx, const uint8_t *frame, size_t len, uint8_t hdr_flags)
 {
+	(void)hdr_flags;
 	struct fake_mmds *fm = ctx;
 	fm->seen++;
 	static const uint8_t mmds_mac[6] = {0x02, 0, 0, 0, 0, 0xfe};
