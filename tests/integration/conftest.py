@@ -102,19 +102,25 @@ class TestNetns:
         self.ip("link", "set", "lo", "up")
 
     @staticmethod
-    def _ip(*args: str) -> str:
-        run = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=60)
+    def _ip(*args: str, netns: str | None = None) -> str:
+        argv = (["nsenter", f"--net=/run/netns/{netns}"] if netns else []) + ["ip", *args]
+        run = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         if run.returncode != 0:
             pytest.fail(f"ip {' '.join(args)}: {run.stderr.strip()}", pytrace=False)
         return run.stdout
 
     def ip(self, *args: str) -> str:
-        """`ip -n <ns> args`."""
-        return self._ip("-n", self.name, *args)
+        """`ip args` inside the namespace."""
+        return self._ip(*args, netns=self.name)
+
+    def argv(self, *argv: str) -> list[str]:
+        """argv run inside the namespace (nsenter: the network namespace
+        only; `ip netns exec` would also make a mount namespace)."""
+        return ["nsenter", f"--net=/run/netns/{self.name}", *argv]
 
     def run(self, *argv: str, **kw) -> subprocess.CompletedProcess:
         """Runs a command inside the namespace."""
-        return subprocess.run(["ip", "netns", "exec", self.name, *argv], **kw)
+        return subprocess.run(self.argv(*argv), **kw)
 
     def close(self):
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=60)

@@ -338,7 +338,7 @@ class EmberLauncher:
     def __init__(self, ember_bin: Path, workdir: Path, netns: str | None = None):
         self.ember_bin = Path(ember_bin)
         self.workdir = Path(workdir)
-        self.netns = netns  # run ember in this network namespace (ip netns exec)
+        self.netns = netns  # run ember in this network namespace (its name under /run/netns)
         self._procs: list[EmberProcess] = []
 
     def write_config(self, config: dict | None = None, text: str | None = None) -> Path:
@@ -352,9 +352,11 @@ class EmberLauncher:
         With config (a dict) or config_text (raw file contents), the config is
         written to the work dir and `--no-api --config-file PATH` come first.
         """
-        # `ip netns exec` enters the namespace and execs ember itself: the
-        # process is ember's, for signals and exit statuses.
-        argv = (["ip", "netns", "exec", self.netns] if self.netns else []) + [str(self.ember_bin)]
+        # nsenter joins the network namespace only (no mount namespace and
+        # sysfs remount, which `ip netns exec` adds) and execs ember itself:
+        # the process is ember's, for signals and exit statuses.
+        argv = (["nsenter", f"--net=/run/netns/{self.netns}"] if self.netns else []) + \
+            [str(self.ember_bin)]
         config_path = None
         if config is not None or config_text is not None:
             config_path = self.write_config(config, config_text)

@@ -135,8 +135,8 @@ def test_100_mib_tcp_both_ways(ember, kernel_vmlinux, initramfs, host_addrs, wor
     proc = ember.start(config=config)
     proc.expect("EMBER-NET-UP", BOOT_TIMEOUT)
     timeout = 6 * STEP_TIMEOUT
-    receiver = subprocess.Popen(["ip", "netns", "exec", host_addrs.name, "/usr/bin/python3", "-c",
-                                 RECEIVER, HOST_IP, "5001", str(timeout)],
+    receiver = subprocess.Popen(host_addrs.argv("/usr/bin/python3", "-c", RECEIVER, HOST_IP,
+                                                "5001", str(timeout)),
                                 stdout=subprocess.PIPE, text=True)
     try:
         send = host_addrs.run("/usr/bin/python3", "-c", SENDER, GUEST_IP, "5000", str(blob),
@@ -182,8 +182,8 @@ def test_tx_rate_limit_throttles_without_corruption(ember, kernel_vmlinux, initr
         "bandwidth": {"size": MIB, "refill_time": 250}})]
     config["metrics"] = {"metrics_path": str(metrics)}
     timeout = 4 * STEP_TIMEOUT
-    receiver = subprocess.Popen(["ip", "netns", "exec", host_addrs.name, "/usr/bin/python3", "-c",
-                                 RECEIVER, HOST_IP, "5002", str(timeout)],
+    receiver = subprocess.Popen(host_addrs.argv("/usr/bin/python3", "-c", RECEIVER, HOST_IP,
+                                                "5002", str(timeout)),
                                 stdout=subprocess.PIPE, text=True)
     try:
         proc = ember.start(config=config)
