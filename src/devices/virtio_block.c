@@ -81,15 +81,12 @@ __attribute__((format(printf, 3, 4))) static void complain(struct virtio_block *
 							   enum blk_complaint kind,
 							   const char *fmt, ...)
 {
-	char msg[256];
+	char who[80];
+	snprintf(who, sizeof(who), "block %s", b->cfg.drive_id);
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	log_guest_errorv(&b->complaints[kind], who, fmt, ap);
 	va_end(ap);
-	if (b->complaints[kind]++ == 0)
-		LOG_W("block %s: %s (further ones are only counted)", b->cfg.drive_id, msg);
-	else
-		LOG_D("block %s: %s", b->cfg.drive_id, msg);
 }
 
 static uint64_t now_ns(struct virtio_block *b)

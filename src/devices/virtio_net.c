@@ -17,15 +17,12 @@
 
 void net_complain(struct virtio_net *n, enum net_complaint kind, const char *fmt, ...)
 {
-	char msg[256];
+	char who[80];
+	snprintf(who, sizeof(who), "net %s", n->cfg.iface_id);
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	log_guest_errorv(&n->complaints[kind], who, fmt, ap);
 	va_end(ap);
-	if (n->complaints[kind]++ == 0)
-		LOG_W("net %s: %s (further ones are only counted)", n->cfg.iface_id, msg);
-	else
-		LOG_D("net %s: %s", n->cfg.iface_id, msg);
 }
 
 uint64_t net_now_ns(struct virtio_net *n)

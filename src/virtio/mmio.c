@@ -20,16 +20,12 @@ __attribute__((format(printf, 3, 4))) static void guest_error(struct virtio_mmio
 							       uint64_t *counter,
 							       const char *fmt, ...)
 {
-	char msg[256];
+	char who[40];
+	snprintf(who, sizeof(who), "virtio-mmio device %u", m->ops->device_id);
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	log_guest_errorv(counter, who, fmt, ap);
 	va_end(ap);
-	if ((*counter)++ == 0)
-		LOG_W("virtio-mmio device %u: %s (further ones are only counted)",
-		      m->ops->device_id, msg);
-	else
-		LOG_D("virtio-mmio device %u: %s", m->ops->device_id, msg);
 }
 
 static uint64_t offered_features(const struct virtio_mmio *m)

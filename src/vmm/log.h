@@ -7,6 +7,7 @@
 #ifndef EMBER_LOG_H
 #define EMBER_LOG_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -34,6 +35,12 @@ void log_thread_name(const char *name);
 
 void log_msg(enum log_level level, const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+
+/* A guest's mistake, counted in *count: the first of its kind is a warning
+ * ("<who>: <message> (further ones are only counted)"), later ones are
+ * debug lines, so that a guest cannot flood the log. */
+void log_guest_errorv(uint64_t *count, const char *who, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
 
 #define LOG_E(...) log_msg(LOG_ERROR, __FILE__, __LINE__, __VA_ARGS__)
 #define LOG_W(...) log_msg(LOG_WARN, __FILE__, __LINE__, __VA_ARGS__)
