@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import json
 
@@ -220,6 +221,8 @@ def main():
               "runs": {k: [] for k in KINDS}, "failures": []}
     kinds = list(KINDS)
     start = time.monotonic()
+    progress = Progress(out + ".log", start)
+    result["complete"] = False
     with tempfile.TemporaryDirectory(prefix="ember-bench-guest-") as work:
         for r in range(-1, rounds):  # round -1 warms the page cache, uncounted
             if r >= 0 and time.monotonic() - start > budget_s:
@@ -229,21 +232,31 @@ def main():
             for kind in order:
                 fn = KINDS[kind]
                 t = time.monotonic()
+                progress.say(f"{kind} round {r}: starting")
                 try:
                     sample = fn(ember if kind != "qemu" else qemu, kernel, initrd, work, settle_s)
                 except Exception as e:  # noqa: BLE001 -- any failure is reported, not fatal
                     vmm = getattr(fn, "last", None)
                     result["failures"].append({"kind": kind, "round": r, "error": str(e),
                                                "tail": vmm.tail() if vmm else []})
-                    print(f"bench: {kind} round {r}: FAILED: {e}", file=sys.stderr)
+                    progress.say(f"{kind} round {r}: FAILED: {e}", echo=True)
                     continue
                 finally:
                     fn.last = None
                 if r >= 0:
                     sample["round"] = r
                     result["runs"][kind].append(sample)
-                print(f"bench: {kind} round {r}: exec->marker {sample['exec_to_marker_ms']:.0f} ms"
-                      f" ({time.monotonic() - t:.1f} s)", file=sys.stderr)
+                progress.say(f"{kind} round {r}: exec->marker {sample['exec_to_marker_ms']:.0f} ms"
+                             f" ({time.monotonic() - t:.1f} s)", echo=True)
+                save(out, result, start)
+    result["complete"] = True
+    save(out, result, start)
+    progress.say("done")
+
+
+def save(out, result, start):
+    """Written after every boot, so a test host that hangs leaves what was
+    measured up to then in the shared results directory."""
     result["stats"] = {
         kind: {key: summary([s[key] for s in runs]) for key in (runs[0] if runs else {})
                if key != "round"}
@@ -253,6 +266,30 @@ def main():
     result["elapsed_s"] = time.monotonic() - start
     write_json(out, result)
 
+
+class Progress:
+    """A timestamped log next to the results, plus a heartbeat line every
+    10 s from a thread: if the test host hangs, the log tells whether the
+    whole VM stopped (no heartbeat) or only a boot or the console did."""
+
+    def __init__(self, path, start):
+        self.path, self.start = path, start
+        self.lock = threading.Lock()
+        threading.Thread(target=self._beat, daemon=True).start()
+
+    def say(self, text, echo=False):
+        line = f"[{time.monotonic() - self.start:7.1f}] {text}"
+        with self.lock, open(self.path, "a") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        if echo:
+            print(f"bench: {text}", file=sys.stderr)
+
+    def _beat(self):
+        while True:
+            time.sleep(10)
+            self.say(f"alive, load {os.getloadavg()[0]:.2f}")
 
 if __name__ == "__main__":
     main()

@@ -159,6 +159,11 @@ def guest_section(g):
                      ("exec -> InstanceStart 204, ms (API)", as_.get("exec_to_start_204_ms")),
                      ("exec -> `EMBER-INIT: started`, ms (API)", as_.get("exec_to_marker_ms"))):
         out.append(f"| {label} | {spread(s)} |")
+    if not g.get("complete", True):
+        out += ["", f"**The guest part did not finish** ({g.get('exit_note', 'it stopped early')}): "
+                "the table has the boots completed before that. The last lines of its progress "
+                "log (seconds since the guest part started; a heartbeat every 10 s):", ""]
+        out += [f"    {line}" for line in g.get("progress_tail", [])]
     if g.get("stopped_early"):
         out += ["", f"Stopped early: {g['stopped_early']}."]
     if g["failures"]:
@@ -208,6 +213,19 @@ def plot(work, png, native, guest, title):
 def main():
     work, out_dir, elapsed = sys.argv[1], sys.argv[2], int(sys.argv[3])
     native, guest = load(work, "native.json"), load(work, "guest.json")
+    status_path = os.path.join(work, "guest-status")
+    if guest and os.path.exists(status_path):
+        with open(status_path) as fh:
+            rc = int(fh.read().strip() or 0)
+        if rc:
+            what = {124: "the nested test host hung and was killed at its time bound",
+                    125: "the nested test host crashed or failed to set up"}.get(rc, "it failed")
+            guest["exit_note"] = f"exit status {rc}: {what}"
+            guest["complete"] = False
+            log_path = os.path.join(work, "guest.json.log")
+            if os.path.exists(log_path):
+                with open(log_path) as fh:
+                    guest["progress_tail"] = fh.read().splitlines()[-6:]
     if not native and not guest:
         raise SystemExit("report: no results in " + work)
     host = platform.node().split(".")[0] or "host"
