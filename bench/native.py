@@ -219,11 +219,13 @@ def bench_create(ember, work, runs, kernel, initrd, warmup=1):
 
 
 def host_facts() -> dict:
-    model = ""
+    model, virtual = "", False
     with open("/proc/cpuinfo") as f:
         for line in f:
-            if line.startswith("model name"):
+            if line.startswith("model name") and not model:
                 model = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                virtual = "hypervisor" in line.split()
                 break
     kvm = "none"
     if os.path.exists("/dev/kvm"):
@@ -231,6 +233,7 @@ def host_facts() -> dict:
                     if os.path.exists(f"/sys/module/{m}")), "kvm")
     return {"cpu": model, "nproc": os.cpu_count(), "kernel": platform.release(),
             "hostname": platform.node(), "kvm": kvm, "loadavg": os.getloadavg(),
+            "virtual": virtual,
             "other_qemus": count_qemus()}
 
 

@@ -15,7 +15,8 @@ if (exists("startup")) {
 	set title "exec -> API socket accepts (this host)"
 	set xlabel "run"
 	set ylabel "ms"
-	set yrange [0:*]
+	stats startup using 3 nooutput
+	set yrange [0:(STATS_max > 4 ? STATS_max * 1.15 : 5)]
 	plot startup using 1:2 with points ls 1 title "Ember CPU (user+sys)", \
 	     startup using 1:3 with points ls 2 title "wall", \
 	     4 with lines ls 4 title "CPU target 4 ms"
@@ -46,12 +47,14 @@ if (exists("guest_qemu")) {
 	set xlabel "round"
 	set ylabel "ms"
 	set yrange [0:*]
+	set key bottom right
 	plot guest_ember_file using 1:2 with linespoints ls 1 title "Ember (config file)", \
 	     guest_qemu using 1:2 with linespoints ls 2 title "QEMU microvm", \
 	     guest_ember_api using 1:2 with linespoints ls 3 title "Ember (API)"
 
 	set title "VMM memory overhead after boot, 1 vCPU / 128 MiB"
 	set ylabel "MiB"
+	set key center right
 	plot guest_ember_file using 1:3 with linespoints ls 1 title "Ember: RSS - guest RAM", \
 	     guest_qemu using 1:3 with linespoints ls 2 title "QEMU: RSS - guest RAM", \
 	     guest_ember_file using 1:4 with linespoints ls 1 dt 2 title "Ember: private only", \

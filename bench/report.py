@@ -52,7 +52,9 @@ def spread(s, digits=2):
 
 def machine_lines(h, what):
     load_end = h.get("loadavg_end")
-    return [f"- {what}: {h['cpu']}, {h['nproc']} CPUs, Linux {h['kernel']}, /dev/kvm: {h['kvm']}; "
+    virtual = {True: " (itself a virtual machine: the CPU flags say hypervisor)", False: ""}.get(
+        h.get("virtual"), "")
+    return [f"- {what}: {h['cpu']}, {h['nproc']} CPUs{virtual}, Linux {h['kernel']}, /dev/kvm: {h['kvm']}; "
             f"load average {h['loadavg'][0]:.2f} at start"
             + (f", {load_end[0]:.2f} at end" if load_end else "")
             + (f"; {h['other_qemus']} other QEMU process(es) were running at the start"
