@@ -233,8 +233,19 @@ def main():
     host = platform.node().split(".")[0] or "host"
     date = datetime.date.today().isoformat()
     stem = os.path.join(out_dir, f"{date}-{host}")
+    phases = {}
+    phases_path = os.path.join(work, "phases")
+    if os.path.exists(phases_path):
+        with open(phases_path) as fh:
+            phases = dict(kv.split("=", 1) for kv in fh.read().split())
+    took = f"{elapsed} s of wall time"
+    if native and guest and phases:
+        took += (f": native parts {phases['native_s']} s, guest part {phases['guest_s']} s, of which "
+                 f"{guest['elapsed_s']:.0f} s were boots and the rest "
+                 + ("waiting for another test host, booting the test host and Python start-up"
+                    if guest["host"].get("testhost") else "Python start-up"))
     lines = [f"# Ember benchmark, {date}, {host}", "",
-             f"Made by `make bench` (bench/run) in {elapsed} s of wall time"
+             f"Made by `make bench` (bench/run) in {took}"
              + (" (quick mode: fewer repetitions)" if os.environ.get("EMBER_BENCH_QUICK") == "1" else "")
              + ". Numbers only: nothing here is asserted. See bench/README.md for how each is taken.",
              "", "## Machine", ""]
