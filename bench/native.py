@@ -10,17 +10,19 @@
    after the other (needs a real kernel: EMBER_KERNEL_VMLINUX).
 
 How CPU time is taken: right after connect() (or the awaited response)
-returns, the bench stops the child (SIGSTOP, then waitpid(WUNTRACED) until it
-is off the CPU) and reads its CPU-time clock, clock_getcpuclockid(3): user+sys
-of every thread, exited ones included, in ns. Reading the clock of a process
-that is still running would miss the time its running threads have used since
-their last scheduler tick (up to a tick, 1-4 ms); once it is stopped the
-clock is exact. What the child runs between the event and the stop (a few
-microseconds, plus taking the signal) is counted against it. The child then
-continues (SIGCONT) and the stopped interval is left out of its wall time.
-The child's rusage at its clean exit (SIGTERM, wait4) is recorded too, as an
-upper bound that includes shutdown; its user/sys split is sampled by the
-scheduler tick, so only the sum is meaningful.
+returns, the bench stops the child (SIGSTOP, then waitpid(WUNTRACED)) and
+reads its CPU-time clock, clock_getcpuclockid(3): user+sys of every thread,
+exited ones included, in ns. Reading the clock of a process that is still
+running would miss the time its running threads have used since their last
+scheduler tick or context switch (for a process that started a few ms ago,
+possibly all of it). Once it is stopped and off the CPU, the clock is exact:
+the bench reads it until two reads agree (cpu_when_stopped). What the child
+runs between the event and the stop (a few microseconds, plus taking the
+signal) is counted against it. The child then continues (SIGCONT) and the
+stopped interval is left out of its wall time. The child's rusage at its
+clean exit (SIGTERM, wait4) is recorded too, as an upper bound that includes
+shutdown; its user/sys split is sampled by the scheduler tick, so only the
+sum is meaningful.
 """
 
 from __future__ import annotations
@@ -51,12 +53,26 @@ def spawn(argv, log_path):
 
 
 def cpu_when_stopped(pid, clock) -> int:
-    """Stop the child, read its CPU clock (ns), leave it stopped."""
+    """Stop the child, read its CPU clock (ns), leave it stopped.
+
+    waitpid() reports the stop as soon as the last thread has notified us,
+    which it does just before it calls schedule(): the time it ran since its
+    last accounting point is added only when it leaves the CPU. A child that
+    never left its CPU since exec can still read ~0 at that instant. So the
+    clock is read until two reads 200 us apart agree: a stopped process's
+    clock cannot move once it is off the CPU."""
     os.kill(pid, signal.SIGSTOP)
     _, status = os.waitpid(pid, os.WUNTRACED)
     if not os.WIFSTOPPED(status):
         raise RuntimeError(f"process {pid} ended (status {status:#x}) instead of stopping")
-    return process_cpu_ns(clock)
+    last = process_cpu_ns(clock)
+    for _ in range(100):
+        time.sleep(0.0002)
+        now = process_cpu_ns(clock)
+        if now == last:
+            return now
+        last = now
+    raise RuntimeError(f"process {pid}: its CPU clock still moves while it is stopped")
 
 
 def rusage_ms(ru) -> float:
