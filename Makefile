@@ -3,9 +3,9 @@ BUILD ?= build
 DEPS = meson ninja-build pkg-config gcc clang libjansson-dev libmicrohttpd-dev \
        liburing-dev libseccomp-dev libcmocka-dev python3-pytest python3-pytest-timeout python3-jsonschema python3-yaml curl \
        qemu-system-x86 busybox-static linux-source-6.1 e2fsprogs cpio flex bison bc \
-       libelf-dev libssl-dev kmod xz-utils acpica-tools iproute2 util-linux libc6-dev
+       libelf-dev libssl-dev kmod xz-utils acpica-tools iproute2 util-linux libc6-dev gnuplot-nox
 
-.PHONY: setup build test demo clean
+.PHONY: setup build test demo bench clean
 
 setup:
 	@missing=$$(for p in $(DEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
@@ -25,6 +25,9 @@ test: build
 
 demo: build
 	tools/demo.sh
+
+bench: build
+	bench/run
 
 clean:
 	rm -rf $(BUILD)

@@ -1,0 +1,63 @@
+# Ember benchmark plot (gnuplot, pngcairo). report.py passes, with -e:
+#   out, title, and the data files it wrote: startup, api_ember, api_floor,
+#   guest_ember_file, guest_qemu, guest_ember_api (each may be missing).
+set terminal pngcairo size 1400,1000 font "sans,10"
+set output out
+set multiplot layout 2,2 title title font "sans,13"
+set grid
+set key top left box opaque
+set style line 1 lc rgb "#d95f02" pt 7 ps 0.8 lw 1.5
+set style line 2 lc rgb "#1b9e77" pt 5 ps 0.8 lw 1.5
+set style line 3 lc rgb "#7570b3" pt 9 ps 0.8 lw 1.5
+set style line 4 lc rgb "#666666" dt 2 lw 1.5
+
+if (exists("startup")) {
+	set title "exec -> API socket accepts (this host)"
+	set xlabel "run"
+	set ylabel "ms"
+	stats startup using 3 nooutput
+	set yrange [0:(STATS_max > 4 ? STATS_max * 1.15 : 5)]
+	plot startup using 1:2 with points ls 1 title "Ember CPU (user+sys)", \
+	     startup using 1:3 with points ls 2 title "wall", \
+	     4 with lines ls 4 title "CPU target 4 ms"
+} else {
+	set multiplot next
+}
+
+if (exists("api_ember")) {
+	set title "PUT /machine-config round trip, keep-alive (this host)"
+	set xlabel "round trip, us (log)"
+	set ylabel "fraction of requests"
+	set logscale x
+	set yrange [0:1]
+	set key bottom right
+	set arrow 1 from 100, graph 0 to 100, graph 1 nohead ls 4
+	plot api_ember using 1:2 with lines ls 1 title "Ember", \
+	     api_floor using 1:2 with lines ls 2 title "floor: same client, canned 204"
+	unset arrow 1
+	unset logscale x
+	set autoscale y
+	set key top left
+} else {
+	set multiplot next
+}
+
+if (exists("guest_qemu")) {
+	set title "process exec -> init marker (nested TCG host: compare ratios only)"
+	set xlabel "round"
+	set ylabel "ms"
+	set yrange [0:*]
+	set key bottom right
+	plot guest_ember_file using 1:2 with linespoints ls 1 title "Ember (config file)", \
+	     guest_qemu using 1:2 with linespoints ls 2 title "QEMU microvm", \
+	     guest_ember_api using 1:2 with linespoints ls 3 title "Ember (API)"
+
+	set title "VMM memory overhead after boot, 1 vCPU / 128 MiB"
+	set ylabel "MiB"
+	set key center right
+	plot guest_ember_file using 1:3 with linespoints ls 1 title "Ember: RSS - guest RAM", \
+	     guest_qemu using 1:3 with linespoints ls 2 title "QEMU: RSS - guest RAM", \
+	     guest_ember_file using 1:4 with linespoints ls 1 dt 2 title "Ember: private only", \
+	     guest_qemu using 1:4 with linespoints ls 2 dt 2 title "QEMU: private only"
+}
+unset multiplot

@@ -1,0 +1,289 @@
+"""Writes the benchmark's results: Markdown, JSON and a gnuplot PNG.
+
+  report.py WORKDIR OUTDIR ELAPSED_S
+
+WORKDIR holds native.json and/or guest.json (from native.py and guest.py);
+OUTDIR gets <date>-<host>.md, .json and .png. Reports numbers only.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+
+from benchlib import summary, write_json
+
+TCG_NOTE = ("The guest part ran inside the nested test host: a QEMU **TCG** VM emulating an AMD "
+            "CPU with SVM+NPT, in which kvm_amd runs under emulation. TCG inflates guest times "
+            "20-40x (every exit of a nested guest is handled by emulated code), so the absolute "
+            "boot times below say nothing about real hardware: only the Ember/QEMU ratios, taken "
+            "in one run with the two interleaved, mean anything.")
+
+
+def load(work, name):
+    path = os.path.join(work, name)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def f(x, digits=2):
+    if x is None:
+        return "-"
+    if abs(x) >= 100:
+        return f"{x:.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}"
+    return f"{x:.{digits}f}"
+
+
+def spread(s, digits=2):
+    """'median (q1-q3; min-max) n=N' of a summary."""
+    if not s or not s.get("n"):
+        return "-"
+    return (f"{f(s['median'], digits)} ({f(s['q1'], digits)}-{f(s['q3'], digits)}; "
+            f"{f(s['min'], digits)}-{f(s['max'], digits)}) n={s['n']}")
+
+
+def machine_lines(h, what):
+    load_end = h.get("loadavg_end")
+    virtual = {True: " (itself a virtual machine: the CPU flags say hypervisor)", False: ""}.get(
+        h.get("virtual"), "")
+    return [f"- {what}: {h['cpu']}, {h['nproc']} CPUs{virtual}, Linux {h['kernel']}, /dev/kvm: {h['kvm']}; "
+            f"load average {h['loadavg'][0]:.2f} at start"
+            + (f", {load_end[0]:.2f} at end" if load_end else "")
+            + (f"; {h['other_qemus']} other QEMU process(es) were running at the start"
+               if h.get("other_qemus") else "")]
+
+
+def native_section(n):
+    out = []
+    st = n["startup"]["stats"]
+    out += ["## 1. Start-up: exec -> API socket (native)", "",
+            f"{n['startup']['runs']} runs after {n['startup']['warmup']} warm-ups; `ember --api-sock SOCK`, "
+            "the bench connecting in a tight loop. CPU = user+sys of all of Ember's threads, "
+            "read from its CPU-time clock while it is stopped (SIGSTOP) right after the event.", "",
+            "| metric | median | p90 | min | max | target |", "|---|---|---|---|---|---|"]
+    rows = [("exec -> socket accepts, CPU ms", "cpu_accept_ms", "<= 4"),
+            ("exec -> socket accepts, wall ms", "wall_accept_ms", ""),
+            ("exec -> first response (GET /), CPU ms", "cpu_response_ms", ""),
+            ("exec -> first response (GET /), wall ms", "wall_response_ms", ""),
+            ("CPU to clean exit after SIGTERM (wait4 rusage), ms", "cpu_exit_ms", "")]
+    for label, key, target in rows:
+        s = st[key]
+        out.append(f"| {label} | {f(s['median'])} | {f(s['p90'])} | {f(s['min'])} | {f(s['max'])} | {target} |")
+    a = n["api"]["stats"]
+    out += ["", "## 2. API round trip: PUT /machine-config (native)", "",
+            f"{n['api']['requests']} requests after {n['api']['warmup']} warm-ups, one keep-alive "
+            "connection, request and response timed in the Python client. The floor is the same "
+            "client against a forked Python process that answers every request with a canned 204: "
+            "what the client and the kernel's Unix sockets cost on their own.", "",
+            "| server | p50 us | p90 us | p99 us | min us | max us | target |", "|---|---|---|---|---|---|---|"]
+    for label, key, target in (("Ember", "ember_us", "p50 <= 100"), ("floor (canned 204)", "floor_us", "")):
+        s = a[key]
+        out.append(f"| {label} | {f(s['median'])} | {f(s['p90'])} | {f(s['p99'])} | {f(s['min'])} | "
+                   f"{f(s['max'])} | {target} |")
+    c = n.get("create")
+    out += ["", "## 2b. Creation: exec -> InstanceStart accepted (native)", ""]
+    if c is None:
+        out.append("Not run (no guest kernel).")
+    elif "error" in c:
+        out.append(f"InstanceStart failed on this host: {c['error']}")
+    else:
+        cs = c["stats"]
+        out += [f"{c['runs']} Ember processes, one after the other: exec, PUT /boot-source (the minimal "
+                f"kernel and the initramfs), PUT /machine-config ({c['vcpus']} vCPU, {c['mem_mib']} MiB), "
+                "PUT /actions InstanceStart until its 204; then SIGKILL and reap, untimed. "
+                f"Host KVM: {n['host']['kvm']}"
+                + (" -- InstanceStart succeeds here (the VM is built: memory, kernel and initrd "
+                   "loaded, vCPU created and started), but PVM cannot run this standard guest, so "
+                   "the guest never boots; the figure covers building and starting the VM only."
+                   if n["host"]["kvm"] == "kvm_pvm" else "."), "",
+                "| metric | median | p90 | min | max |", "|---|---|---|---|---|"]
+        for label, key in (("exec -> InstanceStart 204, ms", "exec_to_start_ms"),
+                           ("InstanceStart request alone, ms", "start_req_ms"),
+                           ("Ember CPU at the 204, ms", "cpu_ms")):
+            s = cs[key]
+            out.append(f"| {label} | {f(s['median'])} | {f(s['p90'])} | {f(s['min'])} | {f(s['max'])} |")
+        out += ["", f"Creation rate, one at a time: **{c['per_s']:.1f} per second** "
+                f"(runs / sum of exec -> 204 times); {c['per_s_with_teardown']:.1f} per second "
+                "counting the kill and reap of each process."]
+    return out
+
+
+def ratio(a, b):
+    if not a or not b or not a.get("n") or not b.get("n") or not b["median"]:
+        return "-"
+    return f"{a['median'] / b['median']:.2f}"
+
+
+def mib_summary(runs, key):
+    return summary([r[key] / 1024 for r in runs])
+
+
+def guest_section(g):
+    h = g["host"]
+    runs = g["runs"]
+    e, q, api = runs["ember-file"], runs["qemu"], runs["ember-api"]
+    out = ["## 3. Guest boots: Ember against QEMU microvm", ""]
+    if h.get("testhost"):
+        out += [TCG_NOTE, ""]
+    out += [f"{g['rounds_wanted']} rounds wanted, {len(e)}/{len(q)}/{len(api)} completed "
+            "(Ember from a config file / QEMU / Ember over the API), interleaved in a rotating order "
+            "after one uncounted warm-up round. Every guest: the same minimal kernel (ELF vmlinux) "
+            f"and initramfs, {g['vcpus']} vCPU, {g['mem_mib']} MiB, the same command line "
+            f"`{g['boot_args']}` (the guest stays up after the marker; nothing reboots). "
+            f"Memory is read from /proc/PID/smaps {g['settle_s']} s after the marker: RSS minus "
+            "the RSS of the guest-RAM mapping (found by its size).",
+            "", "Cells: median (q1-q3; min-max) n=runs.", "",
+            "| metric | Ember | QEMU microvm | ratio Ember/QEMU |", "|---|---|---|---|"]
+    es = g["stats"]["ember-file"]
+    qs = g["stats"]["qemu"]
+    rows = [("process exec -> `EMBER-INIT: started`, ms", es.get("exec_to_marker_ms"), qs.get("exec_to_marker_ms"), 0)]
+    if e and q:
+        for label, key in (("VMM overhead: RSS - guest RAM RSS, MiB", "overhead_rss_kb"),
+                           ("VMM overhead, private pages only, MiB", "overhead_private_kb"),
+                           ("guest RAM touched (its mapping's RSS), MiB", "guest_rss_kb")):
+            rows.append((label, mib_summary(e, key), mib_summary(q, key), 1))
+    for label, a, b, _ in rows:
+        out.append(f"| {label} | {spread(a)} | {spread(b)} | {ratio(a, b)} |")
+    as_ = g["stats"]["ember-api"]
+    out += ["", "Ember only:", "", "| metric | median (q1-q3; min-max) n |", "|---|---|"]
+    for label, s in (("InstanceStart sent -> boot-timer log line, ms (API)", as_.get("start_to_boot_timer_line_ms")),
+                     ("boot-timer value (VM start -> guest's write), ms (API)", as_.get("boot_timer_ms")),
+                     ("boot-timer value, ms (config file)", es.get("boot_timer_ms")),
+                     ("InstanceStart request -> its 204, ms (API)", as_.get("start_req_ms")),
+                     ("exec -> InstanceStart 204, ms (API)", as_.get("exec_to_start_204_ms")),
+                     ("exec -> `EMBER-INIT: started`, ms (API)", as_.get("exec_to_marker_ms"))):
+        out.append(f"| {label} | {spread(s)} |")
+    if not g.get("complete", True):
+        out += ["", f"**The guest part did not finish** ({g.get('exit_note', 'it stopped early')}): "
+                "the table has the boots completed before that. The last lines of its progress "
+                "log (seconds since the guest part started; a heartbeat every 10 s):", ""]
+        out += [f"    {line}" for line in g.get("progress_tail", [])]
+    if g.get("stopped_early"):
+        out += ["", f"Stopped early: {g['stopped_early']}."]
+    if g["failures"]:
+        out += ["", f"**{len(g['failures'])} failed boot(s)** (round -1 is the warm-up):", ""]
+        for fl in g["failures"]:
+            out.append(f"- {fl['kind']} round {fl['round']}: {fl['error']}")
+            out += [f"    {line}" for line in fl["tail"][-8:]]
+    return out
+
+
+def write_plot_data(work, native, guest):
+    """Data files for plot.gp; returns the gnuplot variables that name them."""
+    vars_ = {}
+    if native:
+        path = os.path.join(work, "startup.dat")
+        with open(path, "w") as fh:
+            for i, s in enumerate(native["startup"]["samples"]):
+                fh.write(f"{i} {s['cpu_accept_ms']} {s['wall_accept_ms']}\n")
+        vars_["startup"] = path
+        for key in ("ember", "floor"):
+            xs = sorted(native["api"][f"{key}_raw_us"])
+            path = os.path.join(work, f"api-{key}.dat")
+            with open(path, "w") as fh:
+                for i, x in enumerate(xs):
+                    fh.write(f"{x} {(i + 1) / len(xs)}\n")
+            vars_[f"api_{key}"] = path
+    if guest:
+        for kind, runs in guest["runs"].items():
+            path = os.path.join(work, f"guest-{kind}.dat")
+            with open(path, "w") as fh:
+                for r in runs:
+                    fh.write(f"{r['round']} {r['exec_to_marker_ms']} "
+                             f"{r.get('overhead_rss_kb', 0) / 1024} {r.get('overhead_private_kb', 0) / 1024}\n")
+            vars_[f"guest_{kind.replace('-', '_')}"] = path
+    return vars_
+
+
+def plot(work, png, native, guest, title):
+    vars_ = write_plot_data(work, native, guest)
+    args = ["gnuplot", "-e", f"out='{png}'; title='{title}'"]
+    for k, v in vars_.items():
+        args[2] += f"; {k}='{v}'"
+    args += [os.path.join(os.path.dirname(os.path.abspath(__file__)), "plot.gp")]
+    subprocess.run(args, check=True)
+
+
+def main():
+    work, out_dir, elapsed = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    native, guest = load(work, "native.json"), load(work, "guest.json")
+    status_path = os.path.join(work, "guest-status")
+    if guest and os.path.exists(status_path):
+        with open(status_path) as fh:
+            rc = int(fh.read().strip() or 0)
+        if rc:
+            what = {124: "the nested test host hung and was killed at its time bound",
+                    125: "the nested test host crashed or failed to set up"}.get(rc, "it failed")
+            guest["exit_note"] = f"exit status {rc}: {what}"
+            guest["complete"] = False
+            log_path = os.path.join(work, "guest.json.log")
+            if os.path.exists(log_path):
+                with open(log_path) as fh:
+                    guest["progress_tail"] = fh.read().splitlines()[-6:]
+    if not native and not guest:
+        raise SystemExit("report: no results in " + work)
+    host = platform.node().split(".")[0] or "host"
+    date = datetime.date.today().isoformat()
+    stem = os.path.join(out_dir, f"{date}-{host}")
+    phases = {}
+    phases_path = os.path.join(work, "phases")
+    if os.path.exists(phases_path):
+        with open(phases_path) as fh:
+            phases = dict(kv.split("=", 1) for kv in fh.read().split())
+    took = f"{elapsed} s of wall time"
+    if native and guest and phases:
+        took += (f": native parts {phases['native_s']} s, guest part {phases['guest_s']} s, of which "
+                 f"{guest['elapsed_s']:.0f} s were boots and the rest "
+                 + ("waiting for another test host, booting the test host and Python start-up"
+                    if guest["host"].get("testhost") else "Python start-up"))
+    lines = [f"# Ember benchmark, {date}, {host}", "",
+             f"Made by `make bench` (bench/run) in {took}"
+             + (" (quick mode: fewer repetitions)" if os.environ.get("EMBER_BENCH_QUICK") == "1" else "")
+             + ". Numbers only: nothing here is asserted. See bench/README.md for how each is taken.",
+             "", "## Machine", ""]
+    if native:
+        lines += machine_lines(native["host"], "This host (native parts)")
+    if guest:
+        gh = guest["host"]
+        where = "the nested test host (QEMU TCG, emulated AMD SVM+NPT)" if gh.get("testhost") else "this host's KVM"
+        lines += machine_lines(gh, f"Guest part, in {where}")
+        lines.append(f"- QEMU: {gh.get('qemu')}")
+    lines.append("")
+    if native:
+        lines += native_section(native) + [""]
+    if guest:
+        lines += guest_section(guest) + [""]
+    lines += ["## Commands", "", "```"]
+    lines.append("make bench        # = bench/run; EMBER_BENCH_QUICK=1 for a quick look")
+    testhost_cmd = os.path.join(work, "testhost-command")
+    if os.path.exists(testhost_cmd):
+        with open(testhost_cmd) as fh:
+            lines.append(fh.read().strip())
+    for part in (native, guest):
+        if part:
+            for kind, cmd in part["commands"].items():
+                lines.append(f"[{kind}] {cmd}")
+    if guest:
+        lines.append(f"kernel:    {guest['kernel']}")
+        lines.append(f"initramfs: {guest['initrd']}")
+    lines += ["```", "", f"![plot]({os.path.basename(stem)}.png)", ""]
+    with open(stem + ".md", "w") as fh:
+        fh.write("\n".join(lines))
+    plot(work, stem + ".png", native, guest, f"Ember benchmark, {date}, {host}")
+    if native:  # the raw round-trip times are in the plot; keep the JSON small
+        native["api"].pop("ember_raw_us", None)
+        native["api"].pop("floor_raw_us", None)
+    write_json(stem + ".json", {"native": native, "guest": guest})
+    print(f"bench: wrote {stem}.md, {stem}.png, {stem}.json")
+
+
+if __name__ == "__main__":
+    main()
