@@ -32,11 +32,16 @@ if [ "$mode" = always ]; then
 	export EMBER_TESTHOST_TIMEOUT=${EMBER_TESTHOST_TIMEOUT:-1800}
 	for attempt in 1 2; do
 		rc=0
+		# Failed tests get one more run in the same test host, said
+		# loudly: nested guests there sometimes stall for reasons that are
+		# the test host's (tools/testhost/README.md, "Known problem"). A
+		# test that fails twice fails the suite.
 		tools/testhost/run -- env EMBER_BIN="$EMBER_BIN" \
 			EMBER_KERNEL_VMLINUX="$EMBER_KERNEL_VMLINUX" EMBER_KERNEL_BZIMAGE="$EMBER_KERNEL_BZIMAGE" \
 			EMBER_DEBIAN_VMLINUZ="$EMBER_DEBIAN_VMLINUZ" EMBER_INITRAMFS="$EMBER_INITRAMFS" \
 			EMBER_ROOTFS="$EMBER_ROOTFS" EMBER_DEBIAN_INITRAMFS="$EMBER_DEBIAN_INITRAMFS" \
-			"${pytest[@]}" || rc=$?
+			sh -c '"$@" && exit 0; echo "== rerunning the failed tests once"; exec "$@" --lf --lfnf=none' \
+			rerun "${pytest[@]}" || rc=$?
 		[ "$rc" -eq 124 ] || [ "$rc" -eq 125 ] || break
 		[ "$attempt" -eq 1 ] && echo "== the nested test host hung or crashed (status $rc): running the integration suite once more"
 	done
