@@ -202,7 +202,7 @@ def main():
     out = sys.argv[1]
     quick = os.environ.get("EMBER_BENCH_QUICK") == "1"
     rounds = env_int("EMBER_BENCH_GUEST_RUNS", 3 if quick else 15)
-    budget_s = env_int("EMBER_BENCH_GUEST_BUDGET_S", 420)
+    budget_s = env_int("EMBER_BENCH_GUEST_BUDGET_S", 300)
     settle_s = float(os.environ.get("EMBER_BENCH_SETTLE_S", "1.5"))
     ember = os.environ["EMBER_BIN"]
     kernel = os.environ["EMBER_KERNEL_VMLINUX"]

@@ -12,11 +12,14 @@ set style line 3 lc rgb "#7570b3" pt 9 ps 0.8 lw 1.5
 set style line 4 lc rgb "#666666" dt 2 lw 1.5
 
 if (exists("startup")) {
-	set title "exec -> API socket accepts (this host)"
+	set title "exec -> API socket accepts (this host; scale cut at 3x the median wall)"
 	set xlabel "run"
 	set ylabel "ms"
+	# One wall-time outlier (the machine is shared) would flatten the rest:
+	# the scale stops at 3x the median wall time; the tables have the max.
 	stats startup using 3 nooutput
-	set yrange [0:(STATS_max > 4 ? STATS_max * 1.15 : 5)]
+	ymax = STATS_max < 3 * STATS_median ? STATS_max * 1.15 : 3 * STATS_median
+	set yrange [0:(ymax > 5 ? ymax : 5)]
 	plot startup using 1:2 with points ls 1 title "Ember CPU (user+sys)", \
 	     startup using 1:3 with points ls 2 title "wall", \
 	     4 with lines ls 4 title "CPU target 4 ms"

@@ -161,11 +161,6 @@ def guest_section(g):
                      ("exec -> InstanceStart 204, ms (API)", as_.get("exec_to_start_204_ms")),
                      ("exec -> `EMBER-INIT: started`, ms (API)", as_.get("exec_to_marker_ms"))):
         out.append(f"| {label} | {spread(s)} |")
-    if not g.get("complete", True):
-        out += ["", f"**The guest part did not finish** ({g.get('exit_note', 'it stopped early')}): "
-                "the table has the boots completed before that. The last lines of its progress "
-                "log (seconds since the guest part started; a heartbeat every 10 s):", ""]
-        out += [f"    {line}" for line in g.get("progress_tail", [])]
     if g.get("stopped_early"):
         out += ["", f"Stopped early: {g['stopped_early']}."]
     if g["failures"]:
@@ -174,6 +169,31 @@ def guest_section(g):
             out.append(f"- {fl['kind']} round {fl['round']}: {fl['error']}")
             out += [f"    {line}" for line in fl["tail"][-8:]]
     return out
+
+
+def read_status(work, name) -> int:
+    path = os.path.join(work, name)
+    if not os.path.exists(path):
+        return 0
+    with open(path) as fh:
+        return int(fh.read().strip() or 0)
+
+
+def describe_status(rc) -> str:
+    what = {124: "the nested test host hung and was killed at its time bound",
+            125: "the nested test host crashed or failed to set up"}.get(rc, "it failed")
+    return f"exit status {rc}: {what}"
+
+
+def progress_tail(work, name) -> list:
+    path = os.path.join(work, name)
+    if not os.path.exists(path):
+        return ["", "It left no progress log."]
+    with open(path) as fh:
+        tail = fh.read().splitlines()[-6:]
+    return (["", "The end of its progress log (seconds since the guest part started; a heartbeat "
+             "every 10 s, so a log that stops means the whole test host froze):", ""]
+            + [f"    {line}" for line in tail])
 
 
 def write_plot_data(work, native, guest):
@@ -214,20 +234,20 @@ def plot(work, png, native, guest, title):
 
 def main():
     work, out_dir, elapsed = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    os.makedirs(out_dir, exist_ok=True)
     native, guest = load(work, "native.json"), load(work, "guest.json")
-    status_path = os.path.join(work, "guest-status")
-    if guest and os.path.exists(status_path):
-        with open(status_path) as fh:
-            rc = int(fh.read().strip() or 0)
-        if rc:
-            what = {124: "the nested test host hung and was killed at its time bound",
-                    125: "the nested test host crashed or failed to set up"}.get(rc, "it failed")
-            guest["exit_note"] = f"exit status {rc}: {what}"
-            guest["complete"] = False
-            log_path = os.path.join(work, "guest.json.log")
-            if os.path.exists(log_path):
-                with open(log_path) as fh:
-                    guest["progress_tail"] = fh.read().splitlines()[-6:]
+    rc = read_status(work, "guest-status")
+    guest_failed = None
+    if rc:
+        guest_failed = [f"**The guest part did not finish** ({describe_status(rc)})."]
+        if guest:
+            guest_failed[0] += " The tables have the boots completed before that."
+        guest_failed += progress_tail(work, "guest.json.log")
+    rc1 = read_status(work, "guest-attempt1-status")
+    if rc1:
+        note = [f"The first try of the guest part failed ({describe_status(rc1)}) and was "
+                "run again from the start; its data are not used."]
+        guest_failed = note + progress_tail(work, "guest-attempt1.log") + [""] + (guest_failed or [])
     if not native and not guest:
         raise SystemExit("report: no results in " + work)
     host = platform.node().split(".")[0] or "host"
@@ -261,6 +281,10 @@ def main():
         lines += native_section(native) + [""]
     if guest:
         lines += guest_section(guest) + [""]
+    if guest_failed:
+        if not guest:
+            lines += ["## 3. Guest boots: Ember against QEMU microvm", ""]
+        lines += guest_failed + [""]
     lines += ["## Commands", "", "```"]
     lines.append("make bench        # = bench/run; EMBER_BENCH_QUICK=1 for a quick look")
     testhost_cmd = os.path.join(work, "testhost-command")
