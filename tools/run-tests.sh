@@ -29,7 +29,7 @@ if [ "$mode" = always ]; then
 	# never a test failure, which is pytest's 1) gets one more try, said
 	# loudly: on this 2-core machine the TCG-emulated host has been seen to
 	# lock up on its own, about once in tens of runs.
-	export EMBER_TESTHOST_TIMEOUT=${EMBER_TESTHOST_TIMEOUT:-1800}
+	export EMBER_TESTHOST_TIMEOUT=${EMBER_TESTHOST_TIMEOUT:-900}
 	for attempt in 1 2; do
 		rc=0
 		# Failed tests get one more run in the same test host, said
