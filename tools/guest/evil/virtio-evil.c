@@ -8,6 +8,7 @@
  *   EMBER-EVIL <scenario> result=completed status=N len=M id=ok|bad [data=...] base=0x...
  *   EMBER-EVIL <scenario> result=needs-reset base=0x...
  *   EMBER-EVIL <scenario> result=no-completion base=0x...
+ *   EMBER-EVIL reset-in-flight result=reset data=untouched|written used=untouched|written ...
  *
  * status is the byte where the request's status belongs (255: the device
  * wrote none), len the used length, data the CRC-32 of the data buffers (or
@@ -84,6 +85,7 @@
 #define BLK_ID 2
 #define BLK_T_IN 0
 #define BLK_T_OUT 1
+#define BLK_T_GET_ID 8
 #define BLK_S_OK 0
 #define SECTOR 512
 
@@ -133,6 +135,7 @@ struct evil {
 	uint64_t capacity; /* sectors */
 	uint64_t ram_end;  /* one past the last byte of guest RAM */
 	double timeout;
+	unsigned used_off; /* where in buf the used ring is (OFF_USED) */
 	char vdev[256]; /* the virtio device we unbound, e.g. "virtio0" */
 };
 
@@ -143,6 +146,7 @@ struct probe {
 	uint8_t *data;     /* the data buffers: data_segs of SECTOR bytes */
 	unsigned data_segs;
 	uint16_t avail_idx; /* what to publish as the available index (1) */
+	bool reset_in_flight; /* reset right after the notify, and watch */
 };
 
 struct scenario;
@@ -151,6 +155,7 @@ struct scenario;
 struct qsetup {
 	uint32_t num;
 	uint64_t desc, avail, used;
+	bool no_ready; /* DRIVER_OK without ever setting QueueReady */
 };
 
 struct scenario {
@@ -265,27 +270,30 @@ static uint64_t find_ram_end(void)
 
 #define VIRTIO_BLK_DRV "/sys/bus/virtio/drivers/virtio_blk"
 
-/* The platform device that owns the MMIO window at base, from /proc/iomem
- * ("c0001000-c0001fff : LNRO0005:00" or "... : virtio-mmio.0"). */
-static bool window_owner(uint64_t base, char *name, size_t size)
+/* The names /proc/iomem gives the MMIO window at base, one per line:
+ * "c0001000-c0001fff : LNRO0005:00" (ACPI) or "... : virtio-mmio.0"
+ * (virtio_mmio.device=); a window described both ways has both, nested,
+ * and the driver binds to one of them. Returns how many were found. */
+#define MAX_OWNERS 8
+static int window_owners(uint64_t base, char names[MAX_OWNERS][128])
 {
 	FILE *f = fopen("/proc/iomem", "r");
 	if (!f)
-		return false;
+		return 0;
 	char line[256];
-	bool found = false;
-	while (!found && fgets(line, sizeof(line), f)) {
+	int n = 0;
+	while (n < MAX_OWNERS && fgets(line, sizeof(line), f)) {
 		unsigned long long a, b;
-		int n = 0;
-		if (sscanf(line, " %llx-%llx : %n", &a, &b, &n) != 2 || !n || a != base)
+		int at = 0;
+		if (sscanf(line, " %llx-%llx : %n", &a, &b, &at) != 2 || !at || a != base)
 			continue;
-		char *s = line + n;
+		char *s = line + at;
 		s[strcspn(s, "\n")] = 0;
-		snprintf(name, size, "%s", s);
-		found = *name != 0;
+		if (*s)
+			snprintf(names[n++], sizeof(names[0]), "%s", s);
 	}
 	fclose(f);
-	return found;
+	return n;
 }
 
 static void write_file(const char *path, const char *text)
@@ -301,8 +309,9 @@ static void write_file(const char *path, const char *text)
 /* Finds the virtio device behind base and, if virtio_blk has it, unbinds it. */
 static void take_device(struct evil *ev)
 {
-	char owner[128];
-	if (!window_owner(ev->base, owner, sizeof(owner)))
+	char owners[MAX_OWNERS][128];
+	int nr_owners = window_owners(ev->base, owners);
+	if (!nr_owners)
 		die("no device owns 0x%" PRIx64 " in /proc/iomem", ev->base);
 	DIR *d = opendir("/sys/bus/virtio/devices");
 	if (!d)
@@ -321,24 +330,23 @@ static void take_device(struct evil *ev)
 			continue;
 		*slash = 0;
 		char *parent = strrchr(real, '/');
-		if (parent && !strcmp(parent + 1, owner)) {
-			snprintf(ev->vdev, sizeof(ev->vdev), "%s", de->d_name);
+		for (int i = 0; parent && i < nr_owners && !ev->vdev[0]; i++)
+			if (!strcmp(parent + 1, owners[i]))
+				snprintf(ev->vdev, sizeof(ev->vdev), "%s", de->d_name);
+		if (ev->vdev[0])
 			break;
-		}
 	}
 	closedir(d);
-	if (!ev->vdev[0])
-		die("no virtio device under %s (0x%" PRIx64 ")", owner, ev->base);
+	if (!ev->vdev[0]) {
+		for (int i = 0; i < nr_owners; i++)
+			fprintf(stderr, "virtio-evil: 0x%" PRIx64 " belongs to %s\n", ev->base,
+				owners[i]);
+		die("no virtio device under the window at 0x%" PRIx64, ev->base);
+	}
 	char bound[PATH_MAX];
 	snprintf(bound, sizeof(bound), VIRTIO_BLK_DRV "/%s", ev->vdev);
 	if (access(bound, F_OK) == 0)
 		write_file(VIRTIO_BLK_DRV "/unbind", ev->vdev);
-}
-
-static void give_device_back(struct evil *ev)
-{
-	wr(ev, REG_STATUS, 0);
-	write_file(VIRTIO_BLK_DRV "/bind", ev->vdev);
 }
 
 static void map_registers(struct evil *ev)
@@ -371,6 +379,15 @@ static void reset_device(struct evil *ev)
 		pause_ms(1);
 	}
 	wr(ev, REG_INTERRUPT_ACK, rd(ev, REG_INTERRUPT_STATUS));
+}
+
+static void give_device_back(struct evil *ev)
+{
+	/* As the virtio core leaves a device without a driver: reset, then
+	 * ACKNOWLEDGE (its probe only adds DRIVER on top). */
+	reset_device(ev);
+	wr(ev, REG_STATUS, ST_ACKNOWLEDGE);
+	write_file(VIRTIO_BLK_DRV "/bind", ev->vdev);
 }
 
 static uint64_t device_features(struct evil *ev)
@@ -424,12 +441,12 @@ static volatile uint16_t *avail_ring(struct evil *ev)
 
 static volatile uint16_t *used_idx(struct evil *ev)
 {
-	return (volatile uint16_t *)(ev->buf + OFF_USED + 2);
+	return (volatile uint16_t *)(ev->buf + ev->used_off + 2);
 }
 
 static volatile uint32_t *used_elem(struct evil *ev, unsigned i)
 {
-	return (volatile uint32_t *)(ev->buf + OFF_USED + 4 + 8 * i);
+	return (volatile uint32_t *)(ev->buf + ev->used_off + 4 + 8 * i);
 }
 
 /* ---- building requests ---- */
@@ -726,6 +743,55 @@ static void s_indirect_next_range(struct evil *ev, struct probe *p)
 	((struct vring_desc *)(ev->buf + OFF_INDIRECT))[1].next = 3;
 }
 
+static void s_odd_len(struct evil *ev, struct probe *p)
+{
+	/* 100 bytes of data: not a whole sector. */
+	request3(ev, p, BLK_T_IN, READ_SECTOR);
+	desc_table(ev)[1].len = 100;
+}
+
+static void s_get_id_short(struct evil *ev, struct probe *p)
+{
+	/* GET_ID with room for 8 of the ID's 20 bytes. */
+	request3(ev, p, BLK_T_GET_ID, 0);
+	desc_table(ev)[1].len = 8;
+}
+
+static void q_big(struct evil *ev, struct qsetup *q)
+{
+	/* The device's largest queue. The 4 KiB descriptor table covers the
+	 * rings of the usual layout (only entry 0 is used), so the used ring
+	 * moves to page 3. */
+	q->num = 2 * QSIZE;
+	ev->used_off = OFF_INDIRECT2;
+	q->used = gpa_of(ev, ev->buf + OFF_INDIRECT2);
+}
+
+static void s_too_many_segs(struct evil *ev, struct probe *p)
+{
+	/* 200 data buffers, more than the device's seg_max of 128; they
+	 * reuse the 128 data sectors of the buffer. */
+	const unsigned n = 200;
+	struct vring_desc *t = indirect(ev, p, OFF_INDIRECT, n + 2);
+	set_desc(t, 0, gpa_of(ev, hdr(ev, BLK_T_IN, READ_SECTOR)), sizeof(struct blk_hdr),
+		 DESC_F_NEXT, 1);
+	for (unsigned i = 0; i < n; i++)
+		set_desc(t, 1 + i, gpa_of(ev, data_seg(ev, i % DATA_SECTORS)), SECTOR,
+			 DESC_F_WRITE | DESC_F_NEXT, (uint16_t)(2 + i));
+	set_desc(t, n + 1, gpa_of(ev, ev->buf + OFF_STATUS), 1, DESC_F_WRITE, 0);
+	p->status = ev->buf + OFF_STATUS;
+	p->data = data_seg(ev, 0);
+	p->data_segs = DATA_SECTORS;
+}
+
+static void s_reset_in_flight(struct evil *ev, struct probe *p)
+{
+	/* A valid read of 126 sectors, then a reset at once: once the reset
+	 * is done, the device must leave the buffers and rings alone. */
+	indirect_read(ev, p, QSIZE - 2);
+	p->reset_in_flight = true;
+}
+
 static void s_avail_jump(struct evil *ev, struct probe *p)
 {
 	/* A valid request in slot 0, but an index that says QSIZE + 1 were
@@ -756,6 +822,12 @@ static void q_ring_size(struct evil *ev, struct qsetup *q)
 {
 	(void)ev;
 	q->num = 3;
+}
+
+static void q_not_ready(struct evil *ev, struct qsetup *q)
+{
+	(void)ev;
+	q->no_ready = true;
 }
 
 static void q_ring_misaligned(struct evil *ev, struct qsetup *q)
@@ -800,12 +872,19 @@ static const struct scenario scenarios[] = {
 	{"indirect-far", "indirect table at 1<<46", NULL, s_indirect_far},
 	{"indirect-next-range", "NEXT past the end of an indirect table", NULL,
 	 s_indirect_next_range},
+	{"odd-len", "read of 100 bytes (not a whole sector)", NULL, s_odd_len},
+	{"get-id-short", "GET_ID with an 8-byte buffer", NULL, s_get_id_short},
+	{"too-many-segs", "read in 200 buffers (seg_max is 128), queue of 256", q_big,
+	 s_too_many_segs},
+	{"reset-in-flight", "reset right after submitting a 63 KiB read", NULL,
+	 s_reset_in_flight},
 	{"avail-jump", "available index ahead by more than the queue size", NULL, s_avail_jump},
 	{"bad-head", "available ring names a descriptor outside the table", NULL, s_bad_head},
 	{"ring-outside", "descriptor table at 1<<46", q_ring_outside, s_read},
 	{"ring-edge", "used ring running past the end of RAM", q_ring_edge, s_read},
 	{"ring-size", "queue size 3 (not a power of two)", q_ring_size, s_read},
 	{"ring-misaligned", "descriptor table 8-byte aligned", q_ring_misaligned, s_read},
+	{"queue-not-ready", "DRIVER_OK without QueueReady", q_not_ready, s_read},
 };
 
 #define NR_SCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
@@ -832,6 +911,25 @@ static bool all_fill(const uint8_t *p, size_t n)
 	return true;
 }
 
+/* reset-in-flight: resets the device, then refills the data buffers and
+ * clears the used ring, and checks that they stay that way. */
+static bool watch_after_reset(struct evil *ev, const struct scenario *s)
+{
+	reset_device(ev);
+	memset(ev->buf + OFF_DATA, FILL_DATA, DATA_SECTORS * SECTOR);
+	memset(ev->buf + ev->used_off, 0, 8 * QSIZE + 6);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	pause_ms((unsigned)(ev->timeout * 1000 / 10));
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	bool used_clean = true;
+	for (unsigned i = 0; i < 8 * QSIZE + 6; i++)
+		used_clean &= ev->buf[ev->used_off + i] == 0;
+	printf("EMBER-EVIL %s result=reset data=%s used=%s dev=0x%x base=0x%" PRIx64 "\n", s->name,
+	       all_fill(ev->buf + OFF_DATA, DATA_SECTORS * SECTOR) ? "untouched" : "written",
+	       used_clean ? "untouched" : "written", rd(ev, REG_STATUS), ev->base);
+	return true;
+}
+
 /* Returns false if the scenario could not be run. */
 static bool run(struct evil *ev, const struct scenario *s)
 {
@@ -846,6 +944,7 @@ static bool run(struct evil *ev, const struct scenario *s)
 		.avail = gpa_of(ev, ev->buf + OFF_AVAIL),
 		.used = gpa_of(ev, ev->buf + OFF_USED),
 	};
+	ev->used_off = OFF_USED;
 	if (s->queue)
 		s->queue(ev, &q);
 	wr(ev, REG_QUEUE_SEL, 0);
@@ -862,7 +961,8 @@ static bool run(struct evil *ev, const struct scenario *s)
 	wr64(ev, REG_QUEUE_DESC_LOW, q.desc);
 	wr64(ev, REG_QUEUE_DRIVER_LOW, q.avail);
 	wr64(ev, REG_QUEUE_DEVICE_LOW, q.used);
-	wr(ev, REG_QUEUE_READY, 1);
+	if (!q.no_ready)
+		wr(ev, REG_QUEUE_READY, 1);
 	wr(ev, REG_STATUS, ST_ACKNOWLEDGE | ST_DRIVER | ST_FEATURES_OK | ST_DRIVER_OK);
 
 	uint32_t st = rd(ev, REG_STATUS);
@@ -886,6 +986,8 @@ static bool run(struct evil *ev, const struct scenario *s)
 	avail[1] = p.avail_idx; /* idx */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	wr(ev, REG_QUEUE_NOTIFY, 0);
+	if (p.reset_in_flight)
+		return watch_after_reset(ev, s);
 
 	/* The virtio-mmio driver still owns the interrupt line but no longer
 	 * listens, so poll: the used index, and the status for NEEDS_RESET. */
@@ -1001,8 +1103,9 @@ int main(int argc, char **argv)
 			printf("EMBER-EVIL %s error base=0x%" PRIx64 "\n", argv[i], ev.base);
 			rc = 1;
 		}
-	reset_device(&ev);
 	if (rebind)
 		give_device_back(&ev);
+	else
+		reset_device(&ev);
 	return rc;
 }
