@@ -41,8 +41,9 @@ OK, IOERR, UNSUPP = 0, 1, 2
 NO_STATUS = 255       # the fill byte: the device wrote no status
 
 # What each scenario must get: ("completed", status, used length, data),
-# ("needs-reset",) or ("reset",) (see reset-in-flight). data: None (no data buffer), "untouched" (the device must
-# not have written it), or "sectors" (the disk's sectors, checked by CRC).
+# ("needs-reset",) or ("reset",) (see reset-in-flight). data: None (no data
+# buffer), "untouched" (the device must not have written it), or "sectors"
+# (the disk's sectors, checked by CRC).
 CHAIN = ("completed", NO_STATUS, 0, None)          # broken chain: len 0, no status
 CHAIN_DATA = ("completed", NO_STATUS, 0, "untouched")
 RESET = ("needs-reset",)
