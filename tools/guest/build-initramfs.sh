@@ -2,12 +2,13 @@
 # Builds the guest initramfs (gzip'd newc cpio, no root needed) from
 # stage.sh's userland. Prints the path of initramfs.cpio.gz.
 # Cache key: this script, stage.sh, init, hooks/* (contents and names) and
-# the busybox binary.
+# the busybox binary and virtio-evil (build-evil.sh).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib.sh"
 
-inputs=("$0" "$here/stage.sh" "$here/init" "$here"/hooks/* /bin/busybox)
+evil=$("$here/build-evil.sh") # stage.sh installs it
+inputs=("$0" "$here/stage.sh" "$here/init" "$here"/hooks/* /bin/busybox "$evil")
 key=$(HASH_EXTRA="$(cd "$here" && echo hooks/*)" hash_inputs "${inputs[@]}")
 out=$EMBER_CACHE/guest-initramfs/$key
 if [ -e "$out/.done" ]; then

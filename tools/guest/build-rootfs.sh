@@ -4,13 +4,14 @@
 # with root=/dev/vda. Prints the path of rootfs.ext4. Attach a copy of it
 # read-write, or the image itself read-only: it is shared by every user.
 # Cache key: this script, stage.sh, init, hooks/* (contents and names) and
-# the busybox binary.
+# the busybox binary and virtio-evil (build-evil.sh).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib.sh"
 
 size=64M
-inputs=("$0" "$here/stage.sh" "$here/init" "$here"/hooks/* /bin/busybox)
+evil=$("$here/build-evil.sh") # stage.sh installs it
+inputs=("$0" "$here/stage.sh" "$here/init" "$here"/hooks/* /bin/busybox "$evil")
 key=$(HASH_EXTRA="$(cd "$here" && echo hooks/*)" hash_inputs "${inputs[@]}")
 out=$EMBER_CACHE/guest-rootfs/$key
 if [ -e "$out/.done" ]; then
