@@ -39,6 +39,7 @@ enum blk_complaint {
 	BLK_UNSUPPORTED,
 	BLK_READ_ONLY,
 	BLK_IO_ERROR,
+	BLK_NOT_READY,
 	BLK_NR_COMPLAINTS,
 };
 
@@ -592,7 +593,7 @@ static int blk_activate(void *dev, struct virtio_mmio *m)
 	struct virtio_block *b = dev;
 	if (!virtio_mmio_queue(m, 0)->ready) {
 		metric_inc(&b->m->activate_fails);
-		LOG_W("block %s: DRIVER_OK without a ready queue", b->cfg.drive_id);
+		complain(b, BLK_NOT_READY, "DRIVER_OK without a ready queue");
 		return -1;
 	}
 	b->active = true;

@@ -303,7 +303,7 @@ static int net_activate(void *dev, struct virtio_mmio *m)
 	if (!virtio_mmio_queue(m, VIRTIO_NET_RX_QUEUE)->ready ||
 	    !virtio_mmio_queue(m, VIRTIO_NET_TX_QUEUE)->ready) {
 		metric_inc(&n->m->activate_fails);
-		LOG_W("net %s: DRIVER_OK without both queues ready", n->cfg.iface_id);
+		net_complain(n, NET_NOT_READY, "DRIVER_OK without both queues ready");
 		return -1;
 	}
 	uint64_t f = virtio_mmio_features(m);

@@ -25,6 +25,7 @@ enum net_complaint {
 	NET_RX_RUNT,
 	NET_BROKEN_RING,
 	NET_TIMER_FAIL,
+	NET_NOT_READY,
 	NET_NR_COMPLAINTS,
 };
 

@@ -247,14 +247,14 @@ static void activate(struct virtio_mmio *m)
 	for (unsigned i = 0; i < m->ops->nr_queues; i++)
 		virtq_set_features(&m->queues[i], m->driver_features);
 	if (m->queue_failed) {
-		LOG_W("virtio-mmio device %u: a queue was set up wrongly, device needs reset",
-		      m->ops->device_id);
+		guest_error(m, &m->stats.activate_failed,
+			    "DRIVER_OK with a queue set up wrongly; device needs reset");
 		virtio_mmio_needs_reset(m);
 		return;
 	}
 	if (m->ops->activate && m->ops->activate(m->dev, m)) {
-		LOG_W("virtio-mmio device %u: activation failed, device needs reset",
-		      m->ops->device_id);
+		guest_error(m, &m->stats.activate_failed,
+			    "DRIVER_OK refused by the device; device needs reset");
 		virtio_mmio_needs_reset(m);
 		return;
 	}

@@ -124,6 +124,7 @@ struct virtio_mmio_stats {
 	uint64_t features_rejected; /* features written at the wrong time, or FEATURES_OK refused */
 	uint64_t config_rejected; /* config access out of bounds or of a bad size */
 	uint64_t bad_notify;	/* QueueNotify for a queue that does not exist */
+	uint64_t activate_failed; /* DRIVER_OK refused: a bad queue, or the device said no */
 };
 
 struct virtio_mmio {

@@ -44,8 +44,8 @@ _SCALE = _timeout_scale()
 # takes 3-15 s in the test host), but a guest that stalls there (see
 # tools/testhost/README.md, "Known problem") should fail its test within
 # minutes, so that the rerun of failed tests still fits in the run.
-BOOT_TIMEOUT = 90 * _SCALE          # start of ember -> "EMBER-INIT: started"
-DEBIAN_BOOT_TIMEOUT = 150 * _SCALE  # same, for the (much larger) Debian kernel
+BOOT_TIMEOUT = 60 * _SCALE          # start of ember -> "EMBER-INIT: started"
+DEBIAN_BOOT_TIMEOUT = 120 * _SCALE  # same, for the (much larger) Debian kernel
 STEP_TIMEOUT = 60 * _SCALE          # one guest step after init (a hook, an echo)
 EXIT_TIMEOUT = 60 * _SCALE          # guest reboot -> ember exits
 ERROR_TIMEOUT = 30 * _SCALE         # bad input -> ember exits with an error

@@ -267,11 +267,6 @@ def test_disk_files_unchanged_and_still_served(hostile, engine):
         f"{engine}: virtio_blk, given the device back, read {got}; the file starts with {want}")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Ember bug: src/virtio/mmio.c activate() logs 'a queue was set up wrongly, device needs "
-    "reset' and 'activation failed, device needs reset', and blk_activate() 'DRIVER_OK without "
-    "a ready queue', at WARN on every DRIVER_OK, outside guest_error()'s once-per-kind "
-    "counter: a guest that loops reset, bad queue, DRIVER_OK adds a WARN line each time"))
 def test_guest_mistakes_do_not_flood_the_log(hostile):
     """Each message at most once per device (the two drives' transport
     messages read the same), although the guest repeated every mistake."""
