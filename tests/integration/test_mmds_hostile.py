@@ -447,3 +447,10 @@ def test_ember_survives_and_exits_0(hostile):
         f"the guest's script did not finish cleanly (hook rc {hostile.hook_rc})")
     assert hostile.exit_rc == 0, hostile.report(
         f"ember {describe_returncode(hostile.exit_rc)} after the guest rebooted")
+
+
+def test_hostile_frames_do_not_flood_the_log(hostile):
+    """Thousands of bad frames: the MMDS stack only counts them (it has no
+    logger), and the net device logs each kind of guest mistake once."""
+    lines = hostile.proc.log_lines()
+    assert len(lines) < 10, hostile.report(f"ember logged {len(lines)} lines")

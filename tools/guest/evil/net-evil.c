@@ -827,7 +827,8 @@ static bool s_garbage(struct evil *ev)
 		wr32(f + (kind == 3 ? ETH_HLEN_ + 24 : IP_OFF + 16), ev->mmds_ip);
 		if (kind == 1 || kind == 2) {
 			f[IP_OFF] = (uint8_t)(0x45 + (kind == 1 ? rnd(ev) % 11 : 0));
-			wr16(f + IP_OFF + 2, (uint16_t)(len - ETH_HLEN_ - (kind == 1 ? rnd(ev) % 8 : 0)));
+			size_t cut = kind == 1 ? rnd(ev) % 8 : 0;
+			wr16(f + IP_OFF + 2, (uint16_t)(len - ETH_HLEN_ - cut));
 			f[IP_OFF + 9] = IPPROTO_TCP;
 			if (kind == 2) {
 				wr16(f + IP_OFF + 6, 0);
@@ -1090,7 +1091,7 @@ static bool s_hold_partial(struct evil *ev)
 		if (!write_all(fds[0], more, sizeof(more)))
 			overflow = "write-failed";
 		else if (read(fds[0], &c, 1) < 0)
-			overflow = errno == ECONNRESET ? "reset" : errno == EAGAIN ? "timeout" : "error";
+			overflow = errno == ECONNRESET ? "reset" : "no-reset";
 		else
 			overflow = "answered";
 	}
