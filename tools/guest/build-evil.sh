@@ -1,25 +1,40 @@
 #!/usr/bin/env bash
-# Builds evil/virtio-evil.c, the hostile virtio-block driver the integration
-# tests run inside the guest, as a static binary (Debian's libc6-dev has
-# libc.a). Prints its path. stage.sh installs it as /usr/bin/virtio-evil.
-# Cache key: this script, the source, `gcc --version` and the libc6-dev
+# Builds the hostile guest programs the integration tests run inside the
+# guest, as static binaries (Debian's libc6-dev has libc.a):
+#   evil/virtio-evil.c  a hostile virtio-block driver (test_block_hostile.py)
+#   evil/net-evil.c     hostile frames for the MMDS stack (test_mmds_hostile.py)
+# Both land in one cache directory, with a MANIFEST (each binary's sha256
+# and name). Prints the MANIFEST's path: the initramfs and rootfs builders
+# hash that file, so a change to either binary changes their keys; stage.sh
+# installs the binaries beside it as /usr/bin/virtio-evil and /usr/bin/net-evil.
+# Cache key: this script, both sources, `gcc --version` and the libc6-dev
 # version.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib.sh"
 
-src=$here/evil/virtio-evil.c
+progs=(virtio-evil net-evil)
+srcs=()
+for p in "${progs[@]}"; do
+	srcs+=("$here/evil/$p.c")
+done
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || die "no static libc (apt-get install libc6-dev)"
 libc=$(dpkg-query -W -f='${Version}' libc6-dev 2>/dev/null || echo unknown)
-key=$(HASH_EXTRA="$(gcc --version | head -n1) libc6-dev $libc" hash_inputs "$0" "$src")
+key=$(HASH_EXTRA="$(gcc --version | head -n1) libc6-dev $libc ${progs[*]}" hash_inputs "$0" "${srcs[@]}")
 out=$EMBER_CACHE/guest-evil/$key
 if [ -e "$out/.done" ]; then
-	echo "$out/virtio-evil"
+	echo "$out/MANIFEST"
 	exit 0
 fi
 
 echo "build-evil: building $out" >&2
 tmp=$(mktemp -d "$EMBER_CACHE/.evil.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-gcc -std=gnu11 -O2 -Wall -Wextra -Werror -static -s -o "$tmp/virtio-evil" "$src" >&2
-publish "$tmp/virtio-evil" "$out"
+# publish() moves its one file into $tmp/out and renames that directory to
+# $out: the binaries go into $tmp/out first, so all three appear at once.
+mkdir -p "$tmp/out"
+for p in "${progs[@]}"; do
+	gcc -std=gnu11 -O2 -Wall -Wextra -Werror -static -s -o "$tmp/out/$p" "$here/evil/$p.c" >&2
+done
+(cd "$tmp/out" && sha256sum "${progs[@]}") >"$tmp/MANIFEST"
+publish "$tmp/MANIFEST" "$out"

@@ -28,8 +28,10 @@ install -m 755 "$here/init" sbin/init
 for h in "$here"/hooks/*; do
 	install -m 755 "$h" "hooks/$(basename "$h")"
 done
-# The hostile virtio driver of the integration tests (cached by build-evil.sh).
-install -m 755 "$("$here/build-evil.sh")" usr/bin/virtio-evil
+# The integration tests' hostile guest programs (cached by build-evil.sh,
+# which prints the path of their MANIFEST).
+evil=$(dirname "$("$here/build-evil.sh")")
+install -m 755 "$evil/virtio-evil" "$evil/net-evil" usr/bin/
 printf 'root:x:0:0:root:/root:/bin/sh\n' >etc/passwd
 printf 'root:x:0:\n' >etc/group
 printf 'ember\n' >etc/hostname
