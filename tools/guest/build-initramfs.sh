@@ -2,7 +2,7 @@
 # Builds the guest initramfs (gzip'd newc cpio, no root needed) from
 # stage.sh's userland. Prints the path of initramfs.cpio.gz.
 # Cache key: this script, stage.sh, init, hooks/* (contents and names) and
-# the busybox binary and virtio-evil (build-evil.sh).
+# the busybox binary and the test programs (build-evil.sh's MANIFEST).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib.sh"

@@ -4,7 +4,7 @@
 # with root=/dev/vda. Prints the path of rootfs.ext4. Attach a copy of it
 # read-write, or the image itself read-only: it is shared by every user.
 # Cache key: this script, stage.sh, init, hooks/* (contents and names) and
-# the busybox binary and virtio-evil (build-evil.sh).
+# the busybox binary and the test programs (build-evil.sh's MANIFEST).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib.sh"
