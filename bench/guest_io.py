@@ -53,6 +53,9 @@ MIB = 1 << 20
 BOOT_TIMEOUT_S = 120
 DONE = re.compile(r"EMBER-HOOK: script rc=(-?\d+)")
 MMIO_LINE = re.compile(r"EMBER-MMIO (.*)")
+QUEUE_LINE = re.compile(r"EMBER-QUEUE (.*)")
+QUEUE_LIMITS = ("max_sectors_kb", "max_hw_sectors_kb", "max_segments", "max_segment_size",
+                "read_ahead_kb", "nr_requests")
 IO_LINE = re.compile(r"EMBER-IO (\S+) (-?\d+) ([\d.]+) ([\d.]+)")
 KINDS = ("ember-sync", "ember-async", "qemu")
 WARMUP_MIB = 4
@@ -94,6 +97,10 @@ def guest_script(parts, block_mib: int, k4_count: int, net_mib: int, probe=False
         # ACPI (LNRO0005 devices in the DSDT).
         s.append("echo EMBER-MMIO $(grep -o 'virtio_mmio.device=[^ ]*' /proc/cmdline)"
                  " $(ls /sys/bus/platform/devices|grep -i -e virtio -e LNRO)")
+        if "block" in parts:
+            # The request limits the guest derived from the device.
+            s.append("cd /sys/block/vda/queue&&echo EMBER-QUEUE $(for f in " + " ".join(QUEUE_LIMITS)
+                     + ";do echo $f=$(cat $f);done);cd /")
     if "block" in parts:
         for name, args, _ in BLOCK:
             s.append(f"r {name} 'dd {args.format(n=block_mib, k=k4_count)} 2>/dev/null'")
@@ -259,7 +266,7 @@ def one_boot(kind, env, script, sizes, work):
         with open(path, "w") as f:
             json.dump(ember_config(env["kernel"], env["initrd"], args, image, engine, tap), f)
         argv = ember_argv(env["ember"], path)
-    one_boot.mmio = None
+    one_boot.mmio = one_boot.queue = None
     peer = NetPeer(sizes["net"] * MIB, env["step_timeout_s"]) if tap else None
     vmm = Vmm(argv)
     one_boot.last = vmm
@@ -278,6 +285,9 @@ def one_boot(kind, env, script, sizes, work):
         probe = vmm.find("out", MMIO_LINE)
         if probe:
             one_boot.mmio = probe[1].group(1).split()
+        probe = vmm.find("out", QUEUE_LINE)
+        if probe:
+            one_boot.queue = dict(kv.split("=", 1) for kv in probe[1].group(1).split() if "=" in kv)
         if m.group(1) != "0":
             errors.append(f"the script ended with status {m.group(1)}")
         if peer:
@@ -399,7 +409,7 @@ def run_rounds(result, env, rounds, budget_s, warm, real, work, progress, out, s
         for kind in order:
             t = time.monotonic()
             progress.say(f"{kind} round {r}: starting")
-            one_boot.last = one_boot.mmio = None
+            one_boot.last = one_boot.mmio = one_boot.queue = None
             try:
                 samples, errors = one_boot(kind, env, script, sizes, work)
             except Exception as e:  # noqa: BLE001 -- any failure is reported, not fatal
@@ -415,6 +425,8 @@ def run_rounds(result, env, rounds, budget_s, warm, real, work, progress, out, s
                                            "tail": vmm.tail() if vmm else []})
             if one_boot.mmio:
                 result.setdefault("mmio_devices", {})[kind] = one_boot.mmio
+            if one_boot.queue:
+                result.setdefault("queue_limits", {})[kind] = one_boot.queue
             if r >= 0:
                 result["runs"][kind].append({"round": r, **samples})
             rates = " ".join(f"{n} {s['mib_s']:.1f}" for n, s in samples.items() if s.get("mib_s"))

@@ -78,6 +78,14 @@ def block_section(io, tcg_note):
     for name, label in BLOCK_ROWS:
         s, a, q = (rates(io, [k], name) for k in ("ember-sync", "ember-async", "qemu"))
         out.append(f"| {label} | {cell(s)} | {cell(a)} | {cell(q)} | {ratio(s, q)} | {ratio(a, q)} |")
+    limits = io.get("queue_limits", {})
+    if limits:
+        out += ["", "The request queue limits each guest derived from its device "
+                "(/sys/block/vda/queue, read in the warm-up boot):", "",
+                "| limit | " + " | ".join(k for k in limits) + " |",
+                "|---|" + "---|" * len(limits)]
+        for key in next(iter(limits.values())):
+            out.append(f"| {key} | " + " | ".join(v.get(key, "-") for v in limits.values()) + " |")
     return out
 
 
@@ -114,12 +122,17 @@ def io_sections(io):
         tcg = tcg and "In the nested test host, as section 4: compare the ratios only."
     if "net" in io["parts"] or io.get("net_skipped"):
         out += net_section(io, tcg) + [""]
-    mmio = io.get("mmio_devices", {}).get("qemu")
+    mmio = io.get("mmio_devices", {})
     if mmio:
-        out += ["How the QEMU guest found its virtio-mmio devices (from its warm-up boot): "
-                + ", ".join(f"`{m}`" for m in mmio) + ". `virtio_mmio.device=` entries on "
-                "/proc/cmdline are microvm's own additions to `-append` "
-                "(auto-kernel-cmdline, on by default); `LNRO0005` devices would come from ACPI.", ""]
+        out += ["How each guest found its virtio-mmio devices (read in the warm-up boot): "
+                "`virtio_mmio.device=` entries on its /proc/cmdline (added by the VMM; they "
+                "register platform devices `virtio-mmio.N`) and platform devices `LNRO0005:NN` "
+                "(from the ACPI DSDT). QEMU 7.2's microvm adds the command-line entries only "
+                "when ACPI is off (`auto-kernel-cmdline` notwithstanding); with ACPI on, its "
+                "default, the guest finds the devices through the DSDT.", ""]
+        for kind, devs in sorted(mmio.items()):
+            out.append(f"- {kind}: " + ", ".join(f"`{d}`" for d in devs))
+        out.append("")
     if io.get("stopped_early"):
         out += [f"Stopped early: {io['stopped_early']}.", ""]
     if io["failures"]:
