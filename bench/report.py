@@ -2,8 +2,10 @@
 
   report.py WORKDIR OUTDIR ELAPSED_S
 
-WORKDIR holds native.json and/or guest.json (from native.py and guest.py);
-OUTDIR gets <date>-<host>.md, .json and .png. Reports numbers only.
+WORKDIR holds native.json, guest.json and/or io.json (from native.py,
+guest.py and guest_io.py; report_io.py writes the last one's sections);
+OUTDIR gets <date>-<host>.md, .json and .png (<date>-<host>-<parts>.* for a
+run of only some parts). Reports numbers only.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import platform
 import subprocess
 import sys
 
+import report_io
 from benchlib import summary, write_json
 
 TCG_NOTE = ("The guest part ran inside the nested test host: a QEMU **TCG** VM emulating an AMD "
@@ -223,8 +226,10 @@ def write_plot_data(work, native, guest):
     return vars_
 
 
-def plot(work, png, native, guest, title):
+def plot(work, png, native, guest, io, title):
     vars_ = write_plot_data(work, native, guest)
+    if io:
+        vars_.update(report_io.write_plot_data(work, io))
     args = ["gnuplot", "-e", f"out='{png}'; title='{title}'"]
     for k, v in vars_.items():
         args[2] += f"; {k}='{v}'"
@@ -232,50 +237,86 @@ def plot(work, png, native, guest, title):
     subprocess.run(args, check=True)
 
 
+def failure_lines(work, name, what, data) -> list | None:
+    """What to say about a guest part (`name`: guest or io) that did not
+    finish, or whose first try in the test host failed; None if neither."""
+    lines = None
+    rc = read_status(work, f"{name}-status")
+    if rc:
+        lines = [f"**The {what} did not finish** ({describe_status(rc)})."]
+        if data:
+            lines[0] += " The tables have the boots completed before that."
+        lines += progress_tail(work, f"{name}.json.log")
+    rc1 = read_status(work, f"{name}-attempt1-status")
+    if rc1:
+        note = [f"The first try of the {what} failed ({describe_status(rc1)}) and was "
+                "run again from the start; its data are not used."]
+        lines = note + progress_tail(work, f"{name}-attempt1.log") + [""] + (lines or [])
+    return lines
+
+
+ALL_PARTS = ("native", "guest", "block", "net")
+
+
+def stem_suffix(work) -> str:
+    """'' for a run of every part; '-block-net' (say) for a run of some, so
+    that it does not overwrite the day's full run."""
+    path = os.path.join(work, "parts")
+    if not os.path.exists(path):
+        return ""
+    with open(path) as fh:
+        wanted = fh.read().split()
+    if all(p in wanted for p in ALL_PARTS):
+        return ""
+    return "".join(f"-{p}" for p in ALL_PARTS if p in wanted)
+
+
+def took_line(elapsed, phases, native, guest, io) -> str:
+    took = f"{elapsed} s of wall time"
+    if not phases:
+        return took
+    bits = []
+    if native:
+        bits.append(f"native parts {phases['native_s']} s")
+    for data, key, what in ((guest, "guest_s", "guest boots"), (io, "io_s", "block and network")):
+        if data and key in phases:
+            in_testhost = data["host"].get("testhost")
+            bits.append(f"{what} {phases[key]} s, of which {data['elapsed_s']:.0f} s measuring and "
+                        "the rest " + ("waiting for another test host, booting the test host and "
+                                       "Python start-up" if in_testhost else "Python start-up"))
+    return took + (": " + "; ".join(bits) if bits else "")
+
+
 def main():
     work, out_dir, elapsed = sys.argv[1], sys.argv[2], int(sys.argv[3])
     os.makedirs(out_dir, exist_ok=True)
-    native, guest = load(work, "native.json"), load(work, "guest.json")
-    rc = read_status(work, "guest-status")
-    guest_failed = None
-    if rc:
-        guest_failed = [f"**The guest part did not finish** ({describe_status(rc)})."]
-        if guest:
-            guest_failed[0] += " The tables have the boots completed before that."
-        guest_failed += progress_tail(work, "guest.json.log")
-    rc1 = read_status(work, "guest-attempt1-status")
-    if rc1:
-        note = [f"The first try of the guest part failed ({describe_status(rc1)}) and was "
-                "run again from the start; its data are not used."]
-        guest_failed = note + progress_tail(work, "guest-attempt1.log") + [""] + (guest_failed or [])
-    if not native and not guest:
+    native, guest, io = load(work, "native.json"), load(work, "guest.json"), load(work, "io.json")
+    guest_failed = failure_lines(work, "guest", "guest part", guest)
+    io_failed = failure_lines(work, "io", "block and network part", io)
+    if not native and not guest and not io:
         raise SystemExit("report: no results in " + work)
     host = platform.node().split(".")[0] or "host"
     date = datetime.date.today().isoformat()
-    stem = os.path.join(out_dir, f"{date}-{host}")
+    stem = os.path.join(out_dir, f"{date}-{host}{stem_suffix(work)}")
     phases = {}
     phases_path = os.path.join(work, "phases")
     if os.path.exists(phases_path):
         with open(phases_path) as fh:
             phases = dict(kv.split("=", 1) for kv in fh.read().split())
-    took = f"{elapsed} s of wall time"
-    if native and guest and phases:
-        took += (f": native parts {phases['native_s']} s, guest part {phases['guest_s']} s, of which "
-                 f"{guest['elapsed_s']:.0f} s were boots and the rest "
-                 + ("waiting for another test host, booting the test host and Python start-up"
-                    if guest["host"].get("testhost") else "Python start-up"))
     lines = [f"# Ember benchmark, {date}, {host}", "",
-             f"Made by `make bench` (bench/run) in {took}"
+             f"Made by `make bench` (bench/run) in {took_line(elapsed, phases, native, guest, io)}"
              + (" (quick mode: fewer repetitions)" if os.environ.get("EMBER_BENCH_QUICK") == "1" else "")
              + ". Numbers only: nothing here is asserted. See bench/README.md for how each is taken.",
              "", "## Machine", ""]
     if native:
         lines += machine_lines(native["host"], "This host (native parts)")
-    if guest:
-        gh = guest["host"]
-        where = "the nested test host (QEMU TCG, emulated AMD SVM+NPT)" if gh.get("testhost") else "this host's KVM"
-        lines += machine_lines(gh, f"Guest part, in {where}")
-        lines.append(f"- QEMU: {gh.get('qemu')}")
+    for data, what in ((guest, "Guest boots"), (io, "Block and network")):
+        if data:
+            gh = data["host"]
+            where = ("the nested test host (QEMU TCG, emulated AMD SVM+NPT)" if gh.get("testhost")
+                     else "this host's KVM")
+            lines += machine_lines(gh, f"{what}, in {where}")
+            lines.append(f"- QEMU: {gh.get('qemu')}")
     lines.append("")
     if native:
         lines += native_section(native) + [""]
@@ -285,27 +326,36 @@ def main():
         if not guest:
             lines += ["## 3. Guest boots: Ember against QEMU microvm", ""]
         lines += guest_failed + [""]
+    if io:
+        lines += report_io.io_sections(io)
+    if io_failed:
+        if not io:
+            lines += ["## 4-5. Block and network: Ember against QEMU microvm", ""]
+        lines += io_failed + [""]
     lines += ["## Commands", "", "```"]
     lines.append("make bench        # = bench/run; EMBER_BENCH_QUICK=1 for a quick look")
-    testhost_cmd = os.path.join(work, "testhost-command")
-    if os.path.exists(testhost_cmd):
-        with open(testhost_cmd) as fh:
-            lines.append(fh.read().strip())
-    for part in (native, guest):
+    for name in ("guest", "io"):
+        testhost_cmd = os.path.join(work, f"{name}-testhost-command")
+        if os.path.exists(testhost_cmd):
+            with open(testhost_cmd) as fh:
+                lines.append(fh.read().strip())
+    for part in (native, guest, io):
         if part:
             for kind, cmd in part["commands"].items():
                 lines.append(f"[{kind}] {cmd}")
-    if guest:
-        lines.append(f"kernel:    {guest['kernel']}")
-        lines.append(f"initramfs: {guest['initrd']}")
+    for part in (guest, io):
+        if part:
+            lines.append(f"kernel:    {part['kernel']}")
+            lines.append(f"initramfs: {part['initrd']}")
+            break
     lines += ["```", "", f"![plot]({os.path.basename(stem)}.png)", ""]
     with open(stem + ".md", "w") as fh:
         fh.write("\n".join(lines))
-    plot(work, stem + ".png", native, guest, f"Ember benchmark, {date}, {host}")
+    plot(work, stem + ".png", native, guest, io, f"Ember benchmark, {date}, {host}")
     if native:  # the raw round-trip times are in the plot; keep the JSON small
         native["api"].pop("ember_raw_us", None)
         native["api"].pop("floor_raw_us", None)
-    write_json(stem + ".json", {"native": native, "guest": guest})
+    write_json(stem + ".json", {"native": native, "guest": guest, "io": io})
     print(f"bench: wrote {stem}.md, {stem}.png, {stem}.json")
 
 

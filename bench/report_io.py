@@ -1,0 +1,197 @@
+"""Sections 4 (block) and 5 (network) of the benchmark report, from
+guest_io.py's JSON, and their plot data. Used by report.py."""
+
+from __future__ import annotations
+
+import os
+
+from benchlib import summary
+
+BLOCK_ROWS = (
+    ("seq-write-direct", "sequential write, 1 MiB blocks, `oflag=direct`"),
+    ("seq-read", "sequential read, 1 MiB blocks, buffered, first pass (fresh guest RAM)"),
+    ("seq-read-again", "the same read again (guest RAM already touched)"),
+    ("seq-read-direct", "sequential read, 1 MiB blocks, `iflag=direct`"),
+    ("4k-read-direct", "4 KiB reads, `iflag=direct`, one at a time"),
+    ("4k-write-direct", "4 KiB writes, `oflag=direct`, one at a time"),
+)
+KINDS = ("ember-sync", "ember-async", "qemu")
+NET_ROWS = (
+    ("net-tx", "guest -> host"),
+    ("net-rx", "host -> guest"),
+)
+TCG_NOTE = ("This part ran inside the nested test host: a QEMU **TCG** VM emulating an AMD CPU "
+            "with SVM+NPT, in which kvm_amd runs under emulation. Every exit of a nested guest "
+            "(each virtio notification, interrupt and console byte) is handled by emulated code, "
+            "and the guest's own work runs nested as well, so the absolute MiB/s below say "
+            "nothing about real hardware: only the Ember/QEMU ratios, taken in one run with the "
+            "VMMs interleaved, mean anything, and even they weigh exits more heavily than real "
+            "hardware would.")
+
+
+def fmt(x):
+    if x is None:
+        return "-"
+    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.1f}" if abs(x) >= 10 else f"{x:.2f}"
+
+
+def cell(s):
+    """'median (min-max) n=N': with a handful of rounds, quartiles say little."""
+    if not s or not s.get("n"):
+        return "-"
+    return f"{fmt(s['median'])} ({fmt(s['min'])}-{fmt(s['max'])}) n={s['n']}"
+
+
+def ratio(a, b):
+    if not a or not b or not a.get("n") or not b.get("n") or not b["median"]:
+        return "-"
+    return f"{a['median'] / b['median']:.2f}"
+
+
+def rates(io, kinds, name):
+    """Summary of the MiB/s of workload `name` over every run of `kinds`."""
+    return summary([r[name].get("mib_s") for k in kinds for r in io["runs"][k] if name in r])
+
+
+def block_section(io, tcg_note):
+    out = ["## 4. Block: dd in the guest on virtio-block, Ember against QEMU microvm", ""]
+    if tcg_note:
+        out += [tcg_note, ""]
+    n = [len(io["runs"][k]) for k in ("ember-sync", "ember-async", "qemu")]
+    out += [f"{io['rounds_wanted']} rounds wanted, {n[0]}/{n[1]}/{n[2]} boots completed "
+            "(Ember with the Sync engine / Ember with the Async engine / QEMU), interleaved in a "
+            "rotating order after one uncounted warm-up round with small sizes. Every guest: the "
+            f"same minimal kernel and initramfs, {io['vcpus']} vCPU, {io['mem_mib']} MiB; the "
+            f"drive is a raw scratch file of {io['block_mib']} MiB (every block written) on tmpfs "
+            f"(`{io.get('image_dir', '?')}`) made once per run and attached to every VM as "
+            "/dev/vda. Ember: `cache_type` Writeback; QEMU: `cache=writeback,aio=threads`: both "
+            "use the host's page cache and pass a guest flush on as fdatasync. Busybox `dd` in "
+            f"the guest, {io['block_mib']} MiB per sequential workload and "
+            f"{io['block_4k_count']} requests per 4 KiB one, each after `sync` and "
+            "`echo 3 > /proc/sys/vm/drop_caches`; timed in the guest with /proc/uptime "
+            "(10 ms steps). The 4 KiB workloads are sequential: on a tmpfs-backed file a request "
+            "costs the same wherever it lands, and random offsets would cost a fork per request. "
+            "With O_DIRECT a `dd` has one request in flight (a 1 MiB read or write can be two "
+            "requests: dd's buffer is scattered pages, and a request takes at most max_segments of "
+            "them, see the limits below). The buffered read is run twice: the first pass also "
+            "brings guest RAM that nothing had touched into use (see the guest RAM table), the "
+            "second pass measures the block path alone.", "",
+            "MiB/s, median (min-max) n=boots; ratios of medians, **above 1 means Ember is "
+            "faster**. For 4 KiB, MiB/s x 256 = requests per second.", "",
+            "| workload | Ember Sync | Ember Async | QEMU microvm | Sync/QEMU | Async/QEMU |",
+            "|---|---|---|---|---|---|"]
+    for name, label in BLOCK_ROWS:
+        s, a, q = (rates(io, [k], name) for k in ("ember-sync", "ember-async", "qemu"))
+        out.append(f"| {label} | {cell(s)} | {cell(a)} | {cell(q)} | {ratio(s, q)} | {ratio(a, q)} |")
+    out += guest_ram_lines(io)
+    limits = {k: io["queue_limits"][k] for k in KINDS if k in io.get("queue_limits", {})}
+    if limits:
+        out += ["", "The request queue limits each guest derived from its device "
+                "(/sys/block/vda/queue, read in the warm-up boot):", "",
+                "| limit | " + " | ".join(k for k in limits) + " |",
+                "|---|" + "---|" * len(limits)]
+        for key in next(iter(limits.values())):
+            out.append(f"| {key} | " + " | ".join(v.get(key, "-") for v in limits.values()) + " |")
+    return out
+
+
+def guest_ram_lines(io):
+    """How each VMM's guest RAM was mapped, from its boots' smaps."""
+    rows = []
+    for kind in KINDS:
+        rams = [r["guest_ram"] for r in io["runs"][kind] if r.get("guest_ram")]
+        if not rams:
+            continue
+        aligned = sorted({"yes" if x["aligned_2m"] else "no" for x in rams})
+        huge = summary([x["anon_huge_kb"] / 1024 for x in rams if x.get("anon_huge_kb") is not None])
+        rss = summary([x["rss_kb"] / 1024 for x in rams if x.get("rss_kb") is not None])
+        rows.append(f"| {kind} | {'/'.join(aligned)} | {fmt(rss.get('median'))} | "
+                    f"{fmt(huge.get('median'))} |")
+    if not rows:
+        return []
+    return ["", "Guest RAM as the host held it at the end of each boot (/proc/PID/smaps of the "
+            f"{io['mem_mib']} MiB mapping; medians). The first buffered read puts the guest's page "
+            "cache on RAM that nothing had touched, and every first touch of a guest page is a "
+            "nested page fault. KVM can map guest RAM with 2 MiB pages only where the host "
+            "address is aligned like the guest-physical one, and only if the host backs it with "
+            "a huge page; otherwise each 4 KiB page faults on its own, which the second pass no "
+            "longer pays.", "",
+            "| VMM | mapping 2 MiB-aligned | RSS, MiB | of it transparent huge pages, MiB |",
+            "|---|---|---|---|"] + rows
+
+
+def net_section(io, tcg_note):
+    out = ["## 5. Network: TCP through virtio-net and a TAP, Ember against QEMU microvm", ""]
+    if io.get("net_skipped"):
+        return out + [f"Not run: {io['net_skipped']}."]
+    if tcg_note:
+        out += [tcg_note, ""]
+    out += [f"The same boots as the block part (when both run): every guest has one virtio-net "
+            "device on the same TAP, in a network namespace of the bench's own; the host side "
+            "(10.213.0.1 on the TAP) is the bench's Python process, the guest's address comes "
+            "from `ip=` on its command line. QEMU: `-netdev tap,vhost=off` and "
+            "`virtio-net-device`; Ember: a `network-interfaces` entry. Guest -> host: "
+            f"`dd if=/dev/zero bs=64k | nc` in the guest, {io['net_mib']} MiB; host -> guest: "
+            f"the host sends {io['net_mib']} MiB to the guest's `nc > /dev/null`. Timed on the "
+            "host, from the accept to the end of the stream (for host -> guest, until the "
+            "guest's nc has read everything and closed). Ember's figures pool its two boots of "
+            "each round (the drive's engine makes no difference to the network).", "",
+            "MiB/s, median (min-max) n=transfers; **above 1 means Ember is faster**.", "",
+            "| direction | Ember | QEMU microvm | Ember/QEMU |", "|---|---|---|---|"]
+    for name, label in NET_ROWS:
+        e = rates(io, ["ember-sync", "ember-async"], name)
+        q = rates(io, ["qemu"], name)
+        out.append(f"| {label} | {cell(e)} | {cell(q)} | {ratio(e, q)} |")
+    return out
+
+
+def io_sections(io):
+    out = []
+    tcg = TCG_NOTE if io["host"].get("testhost") else None
+    if "block" in io["parts"]:
+        out += block_section(io, tcg) + [""]
+        tcg = tcg and "In the nested test host, as section 4: compare the ratios only."
+    if "net" in io["parts"] or io.get("net_skipped"):
+        out += net_section(io, tcg) + [""]
+    mmio = io.get("mmio_devices", {})
+    if mmio:
+        out += ["How each guest found its virtio-mmio devices (read in the warm-up boot): "
+                "`virtio_mmio.device=` entries on its /proc/cmdline (added by the VMM; they "
+                "register platform devices `virtio-mmio.N`) and platform devices `LNRO0005:NN` "
+                "(from the ACPI DSDT). QEMU 7.2's microvm adds the command-line entries only "
+                "when ACPI is off (`auto-kernel-cmdline` notwithstanding); with ACPI on, its "
+                "default, the guest finds the devices through the DSDT.", ""]
+        for kind, devs in sorted(mmio.items()):
+            out.append(f"- {kind}: " + ", ".join(f"`{d}`" for d in devs))
+        out.append("")
+    if io.get("stopped_early"):
+        out += [f"Stopped early: {io['stopped_early']}.", ""]
+    if io["failures"]:
+        out += [f"**{len(io['failures'])} boot(s) with a failure** (round -1 is the warm-up); "
+                "the workloads that finished in them are counted:", ""]
+        for fl in io["failures"]:
+            out.append(f"- {fl['kind']} round {fl['round']}: {fl['error']}")
+            out += [f"    {line}" for line in fl["tail"][-8:]]
+        out.append("")
+    return out
+
+
+def write_plot_data(work, io) -> dict:
+    """Medians per workload for plot.gp's two I/O panels."""
+    vars_ = {}
+    if "block" in io["parts"]:
+        path = os.path.join(work, "io-block.dat")
+        with open(path, "w") as fh:
+            for name, _ in BLOCK_ROWS:
+                meds = [rates(io, [k], name).get("median", 0) for k in ("ember-sync", "ember-async", "qemu")]
+                fh.write(f"{name} " + " ".join(f"{m:.3f}" for m in meds) + "\n")
+        vars_["io_block"] = path
+    if "net" in io["parts"]:
+        path = os.path.join(work, "io-net.dat")
+        with open(path, "w") as fh:
+            for name, label in NET_ROWS:
+                e = rates(io, ["ember-sync", "ember-async"], name).get("median", 0)
+                q = rates(io, ["qemu"], name).get("median", 0)
+                fh.write(f"\"{label}\" {e:.3f} {q:.3f}\n")
+        vars_["io_net"] = path
+    return vars_
