@@ -1,6 +1,7 @@
 #include "vmm/guest_mem.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -18,13 +19,32 @@ void gm_init_from(struct guest_mem *gm, uint8_t *host, uint64_t size, uint64_t g
 	}
 }
 
+/* Guest RAM starts on a 2 MiB boundary of the host's address space: only
+ * then can KVM map a guest 2 MiB page with one host huge page (THP), and a
+ * guest touching fresh memory takes one nested fault per 2 MiB instead of
+ * one per 4 KiB. bench/ measured the difference: a first buffered read in
+ * the guest ran at 0.28x QEMU's speed (QEMU aligns its RAM) and at 1.03x
+ * the second time. */
+#define GM_ALIGN (2ULL << 20)
+
 int gm_create(struct guest_mem *gm, uint64_t size, uint64_t gap_start, ember_err *e)
 {
-	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p == MAP_FAILED)
+	if (size > SIZE_MAX - GM_ALIGN)
+		return err_set(e, "cannot map %llu MiB of guest memory: too large",
+			       (unsigned long long)(size >> 20));
+	size_t reserve = (size_t)size + GM_ALIGN;
+	uint8_t *r = mmap(NULL, reserve, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (r == MAP_FAILED)
 		return err_set(e, "cannot map %llu MiB of guest memory: %s",
 			       (unsigned long long)(size >> 20), strerror(errno));
+	uintptr_t start = ((uintptr_t)r + GM_ALIGN - 1) & ~(uintptr_t)(GM_ALIGN - 1);
+	uint8_t *p = (uint8_t *)start;
+	size_t head = (size_t)(p - r), tail = reserve - head - (size_t)size;
+	if (head)
+		munmap(r, head);
+	if (tail)
+		munmap(p + size, tail);
 	gm_init_from(gm, p, size, gap_start);
 	gm->mapping = p;
 	gm->mapping_size = size;

@@ -47,11 +47,31 @@ static void splits_around_gap(void **state)
 	assert_int_equal(gm_write(&gm, (1ULL << 32) + 512 * 1024 - 2, &v, 4), -1);
 }
 
+/* Guest RAM on a 2 MiB boundary (huge pages for the guest), whole and
+ * writable at both ends, for sizes that are and are not multiples of 2 MiB. */
+static void create_aligns_to_2_mib(void **state)
+{
+	(void)state;
+	static const uint64_t sizes[] = {128ULL << 20, (3ULL << 20) + 4096, 1ULL << 20};
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		struct guest_mem gm;
+		assert_int_equal(gm_create(&gm, sizes[i], X86_MMIO_GAP_START, NULL), 0);
+		assert_int_equal((uintptr_t)gm.mapping % (2U << 20), 0);
+		assert_int_equal(gm.mapping_size, sizes[i]);
+		uint8_t v = 0x5a;
+		assert_int_equal(gm_write(&gm, 0, &v, 1), 0);
+		assert_int_equal(gm_write(&gm, sizes[i] - 1, &v, 1), 0);
+		assert_int_equal(gm_write(&gm, sizes[i], &v, 1), -1);
+		gm_destroy(&gm);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(ptr_checks_bounds),
 		cmocka_unit_test(splits_around_gap),
+		cmocka_unit_test(create_aligns_to_2_mib),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
