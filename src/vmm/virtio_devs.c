@@ -119,17 +119,19 @@ int virtio_devs_add_block(struct virtio_devs *d, struct vm *vm, struct io_bus *m
 
 /* Hands the stack's pending frames to the guest while the device's
  * injection queue has room, and arms the timer for the next
- * retransmission. Frames left behind wait for the next guest frame or the
- * timer. Under the slot's lock. */
+ * retransmission. Frames left behind (the guest is not taking its rx
+ * frames, or the device is not active) wait until the guest gives rx
+ * buffers again (mmds_resume), its next frame for MMDS, or the timer: never
+ * a polling loop. Under the slot's lock. */
 static void mmds_flush(struct virtio_slot *s, uint64_t now)
 {
 	size_t n;
 	while (virtio_net_injected_pending(s->net) < VIRTIO_NET_INJECT_MAX_FRAMES &&
 	       (n = mmds_stack_tx(s->mmds_stack, s->mmds_frame, VIRTIO_NET_MAX_FRAME, now)))
 		if (virtio_net_inject_rx(s->net, s->mmds_frame, n) < 0)
-			break; /* device not active: TCP sends it again */
-	uint64_t due = mmds_stack_pending(s->mmds_stack, now) ? now + 1
-							       : mmds_stack_deadline(s->mmds_stack);
+			break; /* device not active or queue full: TCP sends it again */
+	s->mmds_blocked = mmds_stack_pending(s->mmds_stack, now);
+	uint64_t due = mmds_stack_deadline(s->mmds_stack);
 	struct itimerspec t = {{0, 0}, {0, 0}};
 	if (due != UINT64_MAX) {
 		t.it_value.tv_sec = (time_t)(due / 1000);
@@ -159,6 +161,14 @@ static void on_mmds_timer(void *ctx, uint32_t events)
 	pthread_mutex_lock(&s->lock);
 	mmds_flush(s, mmds_now_ms());
 	pthread_mutex_unlock(&s->lock);
+}
+
+/* After the device delivered rx frames: room for the stack's waiting ones. */
+static void mmds_resume(struct virtio_slot *s)
+{
+	if (s->mmds_stack && s->mmds_blocked &&
+	    virtio_net_injected_pending(s->net) < VIRTIO_NET_INJECT_MAX_FRAMES)
+		mmds_flush(s, mmds_now_ms());
 }
 
 static bool mmds_wants(const struct mmds_config *c, const char *iface_id)
@@ -246,8 +256,8 @@ static void on_block_notify(void *ctx, uint32_t events)
 
 LOCKED_HANDLER(on_block_completion, virtio_block_process_completions(s->blk))
 LOCKED_HANDLER(on_block_limiter, virtio_block_rate_limiter_event(s->blk))
-LOCKED_HANDLER(on_net_backend, virtio_net_process_backend(s->net))
-LOCKED_HANDLER(on_net_rx_limiter, virtio_net_rx_rate_limiter_event(s->net))
+LOCKED_HANDLER(on_net_backend, virtio_net_process_backend(s->net); mmds_resume(s))
+LOCKED_HANDLER(on_net_rx_limiter, virtio_net_rx_rate_limiter_event(s->net); mmds_resume(s))
 LOCKED_HANDLER(on_net_tx_limiter, virtio_net_tx_rate_limiter_event(s->net))
 
 static void on_net_rx_notify(void *ctx, uint32_t events)
@@ -258,6 +268,7 @@ static void on_net_rx_notify(void *ctx, uint32_t events)
 		return;
 	pthread_mutex_lock(&s->lock);
 	virtio_net_process_rx_queue(s->net);
+	mmds_resume(s);
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -269,6 +280,7 @@ static void on_net_tx_notify(void *ctx, uint32_t events)
 		return;
 	pthread_mutex_lock(&s->lock);
 	virtio_net_process_tx_queue(s->net);
+	mmds_resume(s);
 	pthread_mutex_unlock(&s->lock);
 }
 

@@ -46,6 +46,7 @@ struct virtio_slot {
 	struct mmds_stack *mmds_stack;
 	uint8_t *mmds_frame; /* one frame from the stack, on its way to the guest */
 	int mmds_timer_fd;   /* the stack's next retransmission */
+	bool mmds_blocked;   /* frames wait for room in the device's injection queue */
 };
 
 struct virtio_devs {
