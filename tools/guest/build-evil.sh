@@ -7,8 +7,8 @@
 # and name). Prints the MANIFEST's path: the initramfs and rootfs builders
 # hash that file, so a change to either binary changes their keys; stage.sh
 # installs the binaries beside it as /usr/bin/virtio-evil and /usr/bin/net-evil.
-# Cache key: this script, both sources, `gcc --version` and the libc6-dev
-# version.
+# Cache key: this script, both sources and evil-time.h, `gcc --version`
+# and the libc6-dev version.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib.sh"
@@ -20,7 +20,7 @@ for p in "${progs[@]}"; do
 done
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || die "no static libc (apt-get install libc6-dev)"
 libc=$(dpkg-query -W -f='${Version}' libc6-dev 2>/dev/null || echo unknown)
-key=$(HASH_EXTRA="$(gcc --version | head -n1) libc6-dev $libc ${progs[*]}" hash_inputs "$0" "${srcs[@]}")
+key=$(HASH_EXTRA="$(gcc --version | head -n1) libc6-dev $libc ${progs[*]}" hash_inputs "$0" "${srcs[@]}" "$here/evil/evil-time.h")
 out=$EMBER_CACHE/guest-evil/$key
 if [ -e "$out/.done" ]; then
 	echo "$out/MANIFEST"

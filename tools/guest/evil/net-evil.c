@@ -48,6 +48,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "evil-time.h"
+
 #define ETH_HLEN_ 14
 #define IP_OFF ETH_HLEN_
 #define TCP_OFF (ETH_HLEN_ + 20)
@@ -85,18 +87,6 @@ struct scenario {
 	bool (*run)(struct evil *ev);
 };
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void pause_ms(unsigned ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-	nanosleep(&ts, NULL);
-}
 
 static uint32_t rnd(struct evil *ev)
 {

@@ -40,6 +40,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "evil-time.h"
+
 /* ---- virtio-mmio version 2 (virtio 1.1 section 4.2.2) ---- */
 
 #define REG_MAGIC 0x000
@@ -197,18 +199,6 @@ static void wr64(struct evil *ev, unsigned low, uint64_t v)
 	wr(ev, low + 4, (uint32_t)(v >> 32));
 }
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void pause_ms(unsigned ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-	nanosleep(&ts, NULL);
-}
 
 /* ---- the buffer's guest-physical addresses ---- */
 
