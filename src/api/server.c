@@ -14,6 +14,7 @@
 #include "api/api_metrics.h"
 #include "api/parse.h"
 #include "vmm/log.h"
+#include "vmm/thread_stack.h"
 
 /* What one request has sent so far. */
 struct pending {
@@ -151,6 +152,7 @@ int api_server_start(struct api_server *s, const char *path, size_t max_payload,
 	s->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL,
 				     NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
 				     MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+				     MHD_OPTION_THREAD_STACK_SIZE, (size_t)EMBER_THREAD_STACK_SIZE,
 				     MHD_OPTION_END);
 	if (!s->daemon) {
 		close(s->listen_fd);

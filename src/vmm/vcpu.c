@@ -11,6 +11,7 @@
 #include "arch/x86/msr.h"
 #include "arch/x86/regs.h"
 #include "vmm/log.h"
+#include "vmm/thread_stack.h"
 
 int vcpu_kick_signal(void)
 {
@@ -174,7 +175,14 @@ static void *vcpu_thread(void *arg)
 int vcpu_start(struct vcpu *v, const struct vcpu_env *env, ember_err *e)
 {
 	v->env = env;
-	int rc = pthread_create(&v->thread, NULL, vcpu_thread, v);
+	pthread_attr_t attr;
+	int rc = pthread_attr_init(&attr);
+	if (rc)
+		return err_set(e, "vCPU %u: cannot start thread: %s", v->index, strerror(rc));
+	rc = pthread_attr_setstacksize(&attr, EMBER_THREAD_STACK_SIZE);
+	if (!rc)
+		rc = pthread_create(&v->thread, &attr, vcpu_thread, v);
+	pthread_attr_destroy(&attr);
 	if (rc)
 		return err_set(e, "vCPU %u: cannot start thread: %s", v->index, strerror(rc));
 	v->started = true;
