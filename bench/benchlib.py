@@ -184,7 +184,12 @@ def smaps_rollup(pid: int, guest_bytes: int) -> dict:
     size is guest_bytes or a little more (a VMM may round or add a guard).
     Overhead = all Rss - the guest mapping's Rss; private overhead counts only
     Private_Clean + Private_Dirty outside guest RAM (shared library pages that
-    other processes also map are left out)."""
+    other processes also map are left out); dirty overhead counts only
+    Private_Dirty outside guest RAM: what the process wrote itself (heap,
+    stacks, relocated library data), which a second VMM process cannot share.
+    A library that only this process maps is Private_Clean, not dirty: its
+    pages come from the page cache and are shared by every process that maps
+    it."""
     maps = []
     cur = None
     with open(f"/proc/{pid}/smaps") as f:
@@ -206,9 +211,11 @@ def smaps_rollup(pid: int, guest_bytes: int) -> dict:
     rss = sum(m.get("Rss", 0) for m in maps)
     private = sum(m.get("Private_Clean", 0) + m.get("Private_Dirty", 0) for m in maps)
     guest_private = guest.get("Private_Clean", 0) + guest.get("Private_Dirty", 0)
+    dirty = sum(m.get("Private_Dirty", 0) for m in maps) - guest.get("Private_Dirty", 0)
     return {
         "rss_kb": rss, "guest_rss_kb": guest.get("Rss", 0), "guest_map_kb": guest["size_kb"],
         "overhead_rss_kb": rss - guest.get("Rss", 0),
         "overhead_private_kb": private - guest_private,
+        "overhead_dirty_kb": dirty,
         "mappings": len(maps),
     }
