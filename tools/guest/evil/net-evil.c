@@ -87,7 +87,6 @@ struct scenario {
 	bool (*run)(struct evil *ev);
 };
 
-
 static uint32_t rnd(struct evil *ev)
 {
 	uint64_t x = ev->rng;

@@ -199,7 +199,6 @@ static void wr64(struct evil *ev, unsigned low, uint64_t v)
 	wr(ev, low + 4, (uint32_t)(v >> 32));
 }
 
-
 /* ---- the buffer's guest-physical addresses ---- */
 
 static uint64_t gpa_of(struct evil *ev, const void *p)
