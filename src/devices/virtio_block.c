@@ -86,7 +86,7 @@ __attribute__((format(printf, 3, 4))) static void complain(struct virtio_block *
 	snprintf(who, sizeof(who), "block %s", b->cfg.drive_id);
 	va_list ap;
 	va_start(ap, fmt);
-	log_guest_errorv(&b->complaints[kind], who, fmt, ap);
+	log_guest_errorv(__FILE__, __LINE__, &b->complaints[kind], who, fmt, ap);
 	va_end(ap);
 }
 

@@ -21,7 +21,7 @@ void net_complain(struct virtio_net *n, enum net_complaint kind, const char *fmt
 	snprintf(who, sizeof(who), "net %s", n->cfg.iface_id);
 	va_list ap;
 	va_start(ap, fmt);
-	log_guest_errorv(&n->complaints[kind], who, fmt, ap);
+	log_guest_errorv(__FILE__, __LINE__, &n->complaints[kind], who, fmt, ap);
 	va_end(ap);
 }
 

@@ -24,7 +24,7 @@ __attribute__((format(printf, 3, 4))) static void guest_error(struct virtio_mmio
 	snprintf(who, sizeof(who), "virtio-mmio device %u", m->ops->device_id);
 	va_list ap;
 	va_start(ap, fmt);
-	log_guest_errorv(counter, who, fmt, ap);
+	log_guest_errorv(__FILE__, __LINE__, counter, who, fmt, ap);
 	va_end(ap);
 }
 

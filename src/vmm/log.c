@@ -151,15 +151,15 @@ void log_thread_name(const char *name)
 	snprintf(thread_name, sizeof(thread_name), "%s", name);
 }
 
-void log_guest_errorv(uint64_t *count, const char *who, const char *fmt, va_list ap)
+void log_guest_errorv(const char *file, int line, uint64_t *count, const char *who,
+		      const char *fmt, va_list ap)
 {
 	char msg[256];
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	if ((*count)++ == 0)
-		log_msg(LOG_WARN, __FILE__, __LINE__, "%s: %s (further ones are only counted)", who,
-			msg);
+		log_msg(LOG_WARN, file, line, "%s: %s (further ones are only counted)", who, msg);
 	else
-		log_msg(LOG_DEBUG, __FILE__, __LINE__, "%s: %s", who, msg);
+		log_msg(LOG_DEBUG, file, line, "%s: %s", who, msg);
 }
 
 void log_msg(enum log_level level, const char *file, int line, const char *fmt, ...)

@@ -38,9 +38,11 @@ void log_msg(enum log_level level, const char *file, int line, const char *fmt, 
 
 /* A guest's mistake, counted in *count: the first of its kind is a warning
  * ("<who>: <message> (further ones are only counted)"), later ones are
- * debug lines, so that a guest cannot flood the log. */
-void log_guest_errorv(uint64_t *count, const char *who, const char *fmt, va_list ap)
-	__attribute__((format(printf, 3, 0)));
+ * debug lines, so that a guest cannot flood the log. file and line are the
+ * caller's (__FILE__, __LINE__): the logger's module filter and
+ * show_log_origin go by them. */
+void log_guest_errorv(const char *file, int line, uint64_t *count, const char *who,
+		      const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
 
 #define LOG_E(...) log_msg(LOG_ERROR, __FILE__, __LINE__, __VA_ARGS__)
 #define LOG_W(...) log_msg(LOG_WARN, __FILE__, __LINE__, __VA_ARGS__)
