@@ -102,7 +102,7 @@ def test_64_mib_of_random_data_round_trip(ember, workdir, kernel_vmlinux, initra
              "echo EMBER-SHA=$(sha256sum < /dev/vda | cut -d' ' -f1)")
     config = vm_config(kernel_vmlinux, initramfs, boot_args=script_args(write))
     config["drives"] = [drive("data", disk, engine=engine)]
-    proc = run_script(ember, config, timeout=4 * STEP_TIMEOUT)
+    proc = run_script(ember, config, timeout=3 * STEP_TIMEOUT)
     host = sha256(disk)
     assert proc.value("EMBER-SHA") == host, \
         proc.report(f"guest read back {proc.value('EMBER-SHA')}, the host file is {host}")
@@ -110,7 +110,7 @@ def test_64_mib_of_random_data_round_trip(ember, workdir, kernel_vmlinux, initra
     # ... and after a reboot, by a new guest.
     read = "echo EMBER-SHA=$(sha256sum < /dev/vda | cut -d' ' -f1)"
     config["boot-source"]["boot_args"] = script_args(read)
-    proc = run_script(ember, config, timeout=4 * STEP_TIMEOUT)
+    proc = run_script(ember, config, timeout=3 * STEP_TIMEOUT)
     assert proc.value("EMBER-SHA") == host, proc.report("the data changed across a reboot")
 
 
@@ -177,7 +177,7 @@ def test_bandwidth_limit_throttles_without_losing_data(ember, workdir, kernel_vm
     config["drives"] = [drive("limited", disk, rate_limiter={
         "bandwidth": {"size": MIB, "refill_time": 250}})]
     config["metrics"] = {"metrics_path": str(metrics)}
-    proc = run_script(ember, config, timeout=4 * STEP_TIMEOUT)
+    proc = run_script(ember, config, timeout=3 * STEP_TIMEOUT)
     assert proc.value("EMBER-SHA") == sha256(disk, 8 * MIB), proc.report("data differs")
     lines = [json.loads(line) for line in metrics.read_text().splitlines()]
     throttled = sum(line["block_limited"]["rate_limiter_throttled_events"] for line in lines)

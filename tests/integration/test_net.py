@@ -136,7 +136,10 @@ def test_100_mib_tcp_both_ways(ember, kernel_vmlinux, initramfs, host_addrs, wor
     config["network-interfaces"] = [iface("eth0", "tap0")]
     proc = ember.start(config=config)
     proc.expect("EMBER-NET-UP", BOOT_TIMEOUT)
-    timeout = 6 * STEP_TIMEOUT
+    # Each direction takes seconds in the test host; the bound stays under
+    # pytest-timeout's 300 s, so that a stuck transfer fails with the guest's
+    # console in the report rather than a bare timeout.
+    timeout = 3 * STEP_TIMEOUT
     receiver = subprocess.Popen(host_addrs.argv("/usr/bin/python3", "-c", RECEIVER, HOST_IP,
                                                 "5001", str(timeout)),
                                 stdout=subprocess.PIPE, text=True)
@@ -146,11 +149,11 @@ def test_100_mib_tcp_both_ways(ember, kernel_vmlinux, initramfs, host_addrs, wor
         assert send.returncode == 0, proc.report(f"sending to the guest failed: {send.stderr}")
         got_in = proc.expect(r"EMBER-IN=(\w+)", timeout).group(1)
         assert got_in == want, proc.report(f"host->guest: guest got {got_in}, sent {want}")
-        out, _ = receiver.communicate(timeout=timeout)
+        proc.expect(r"EMBER-SENT=0", timeout)
+        out, _ = receiver.communicate(timeout=STEP_TIMEOUT)
     finally:
         receiver.kill()
     digest, n = out.split()
-    proc.expect(r"EMBER-SENT=0", STEP_TIMEOUT)
     assert int(n) == back and digest == proc.value("EMBER-OUTSHA"), \
         proc.report(f"guest->host: host got {n} bytes {digest}, guest sent "
                     f"{proc.value('EMBER-OUTSHA')}")
@@ -183,7 +186,7 @@ def test_tx_rate_limit_throttles_without_corruption(ember, kernel_vmlinux, initr
     config["network-interfaces"] = [iface("eth0", "tap0", tx_rate_limiter={
         "bandwidth": {"size": MIB, "refill_time": 250}})]
     config["metrics"] = {"metrics_path": str(metrics)}
-    timeout = 4 * STEP_TIMEOUT
+    timeout = 3 * STEP_TIMEOUT  # with BOOT_TIMEOUT, under pytest-timeout's 300 s
     receiver = subprocess.Popen(host_addrs.argv("/usr/bin/python3", "-c", RECEIVER, HOST_IP,
                                                 "5002", str(timeout)),
                                 stdout=subprocess.PIPE, text=True)
