@@ -72,14 +72,11 @@ struct choice {
 static int parse_choice(json_t *j, const char *what, const char *key, const struct choice *c,
 			size_t n, struct vmm_request *req, struct vmm_response *resp)
 {
-	const char *value;
-	json_error_t je;
 	ember_err e;
-	if (json_unpack_ex(j, &je, JSON_STRICT, "{s:s}", key, &value)) {
-		const struct field_spec spec = {key, JSON_STRING, true};
-		config_unpack_error(what, j, &spec, 1, &je, &e);
+	const char *value = NULL;
+	const struct jfield f = {key, JF_STRING, true, 0};
+	if (json_strict_parse(what, j, &f, 1, &value, &e))
 		return bad_body(resp, &e);
-	}
 	for (size_t i = 0; i < n; i++) {
 		if (strcmp(value, c[i].value))
 			continue;
@@ -146,7 +143,7 @@ int api_parse(const char *method, const char *path, const char *body, size_t len
 		id += *id == '/';
 		if (!*id || strchr(id, '/'))
 			return bad_route(method, path, resp);
-		if (!config_id_valid(id)) {
+		if (!json_id_valid(id)) {
 			vmm_response_fault(resp, 400, "Invalid ID: \"%s\": use 1 to 64 letters, "
 					   "digits or '_'", id);
 			return -1;

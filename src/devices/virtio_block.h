@@ -24,7 +24,7 @@
 #include "devices/drive_config.h"
 #include "devices/rate_limiter.h"
 #include "virtio/mmio.h"
-#include "vmm/err.h"
+#include "util/err.h"
 #include "vmm/guest_mem.h"
 #include "vmm/metrics.h"
 

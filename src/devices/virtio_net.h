@@ -30,7 +30,7 @@
 #include "devices/net_config.h"
 #include "devices/rate_limiter.h"
 #include "virtio/mmio.h"
-#include "vmm/err.h"
+#include "util/err.h"
 #include "vmm/guest_mem.h"
 #include "vmm/metrics.h"
 

@@ -12,7 +12,8 @@
 #include "devices/drive_config.h"
 #include "devices/net_config.h"
 #include "mmds/config.h"
-#include "vmm/err.h"
+#include "util/json_strict.h"
+#include "util/err.h"
 #include "vmm/log.h"
 #include "vmm/metrics.h"
 
@@ -72,23 +73,6 @@ struct vmm_config {
 	size_t nr_net;
 	struct drive_list drives;
 };
-
-/* What a resource's fields must be, to explain a failed strict unpack. */
-struct field_spec {
-	const char *name;
-	json_type type; /* JSON_INTEGER, JSON_STRING, or JSON_TRUE for booleans */
-	bool required;
-};
-
-/* "object", "array", "string", "integer", "number", "boolean" or "null",
- * for messages about a value of the wrong type. */
-const char *json_type_name(const json_t *v);
-
-/* Strict unpacking (json_unpack_ex with JSON_STRICT) does the work; when it
- * fails, this names the offending field (unknown, missing, wrong type), which
- * jansson's text does not. Returns -1. */
-int config_unpack_error(const char *what, json_t *j, const struct field_spec *spec, size_t n,
-			const json_error_t *je, ember_err *e);
 
 void config_init(struct vmm_config *c);
 void config_free(struct vmm_config *c);

@@ -4,7 +4,7 @@
 
 #include <stdint.h>
 
-#include "vmm/err.h"
+#include "util/err.h"
 
 #define EVENT_LOOP_MAX 64
 

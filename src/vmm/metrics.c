@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "vmm/config.h"
+#include "util/json_strict.h"
 
 void metric_latency_record(struct metric_latency *l, uint64_t us)
 {
@@ -338,29 +338,25 @@ static int properties_check(json_t *props, ember_err *e)
 
 int metrics_config_parse(json_t *j, struct metrics_config *out, ember_err *e)
 {
-	const char *path = NULL;
-	size_t path_len = 0;
-	int emit_id = 0;
-	json_t *props = NULL;
-	json_error_t je;
-	/* Checked first: config_unpack_error only names scalar types. */
-	json_t *p = json_is_object(j) ? json_object_get(j, "properties") : NULL;
-	if (p && properties_check(p, e))
+	struct {
+		const char *metrics_path;
+		int emit_id;
+		json_t *properties;
+	} v;
+	static const struct jfield f[] = {
+		JFIELD(__typeof__(v), metrics_path, JF_STRING, true),
+		JFIELD(__typeof__(v), emit_id, JF_BOOL, false),
+		JFIELD(__typeof__(v), properties, JF_OBJECT, false),
+	};
+	if (json_strict_parse("metrics", j, f, 3, &v, e) ||
+	    (v.properties && properties_check(v.properties, e)))
 		return -1;
-	if (json_unpack_ex(j, &je, JSON_STRICT, "{s:s%, s?b, s?o}", "metrics_path", &path,
-			   &path_len, "emit_id", &emit_id, "properties", &props)) {
-		static const struct field_spec spec[] = {
-			{"metrics_path", JSON_STRING, true},
-			{"emit_id", JSON_TRUE, false},
-			{"properties", JSON_OBJECT, false},
-		};
-		return config_unpack_error("metrics", j, spec, 3, &je, e);
-	}
+	const char *path = v.metrics_path;
+	size_t path_len = strlen(path);
+	int emit_id = v.emit_id == 1;
+	json_t *props = v.properties;
 	if (path_len == 0)
 		return err_set(e, "metrics: metrics_path is empty");
-	/* A JSON string may hold \u0000, which would silently cut the path. */
-	if (strlen(path) != path_len)
-		return err_set(e, "metrics: metrics_path contains a NUL character");
 	if (path_len >= PATH_MAX)
 		return err_set(e, "metrics: metrics_path is longer than %d bytes", PATH_MAX - 1);
 	struct metrics_config c = {.metrics_path = strdup(path), .emit_id = emit_id};

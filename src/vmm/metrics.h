@@ -23,7 +23,7 @@
 
 #include <jansson.h>
 
-#include "vmm/err.h"
+#include "util/err.h"
 
 /* Firecracker flushes every 60 s once the microVM has started, once right
  * at InstanceStart, on the FlushMetrics action, and when the VMM stops. */

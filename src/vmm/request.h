@@ -8,7 +8,7 @@
 #include <stdbool.h>
 
 #include "vmm/config.h"
-#include "vmm/err.h"
+#include "util/err.h"
 
 enum vmm_req_kind {
 	REQ_GET_INFO,
