@@ -157,6 +157,15 @@ int config_put_net(struct vmm_config *c, struct net_config *n, ember_err *e)
 	return 0;
 }
 
+int config_check_device_count(const struct vmm_config *c, bool adding, ember_err *e)
+{
+	size_t n = c->drives.n + c->nr_net + (adding ? 1 : 0);
+	if (n > MAX_VIRTIO_DEVICES)
+		return err_set(e, "at most %d virtio devices: drives and network interfaces "
+				  "together (%zu here)", MAX_VIRTIO_DEVICES, n);
+	return 0;
+}
+
 static int mmds_check_ifaces(const struct vmm_config *c, ember_err *e)
 {
 	const char *ids[MAX_NET_IFACES];
@@ -423,7 +432,8 @@ int config_parse_text(const char *text, size_t len, struct vmm_config *out, embe
 		err_set(e, "config: \"boot-source\" is missing");
 		goto out;
 	}
-	if (out->has_mmds && mmds_check_ifaces(out, e))
+	if ((out->has_mmds && mmds_check_ifaces(out, e)) ||
+	    config_check_device_count(out, false, e))
 		goto out;
 	rc = 0;
 out:

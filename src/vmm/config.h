@@ -58,6 +58,9 @@ struct logger_config {
 };
 
 #define MAX_NET_IFACES 16
+/* Drives, network interfaces and any other virtio device together: one
+ * GSI each, 5 to 20 (vmm/virtio_devs.h). */
+#define MAX_VIRTIO_DEVICES 16
 
 struct vmm_config {
 	bool has_boot_source;
@@ -102,6 +105,9 @@ int config_find_net(const struct vmm_config *c, const char *iface_id);
 /* Adds or replaces (same iface_id) an interface, moving *n in; Firecracker's
  * uniqueness rules for host_dev_name and guest_mac. */
 int config_put_net(struct vmm_config *c, struct net_config *n, ember_err *e);
+/* -1 and e set if the config has (with one more device, if adding) more
+ * virtio devices than MAX_VIRTIO_DEVICES. */
+int config_check_device_count(const struct vmm_config *c, bool adding, ember_err *e);
 /* A whole Firecracker config file, from text. */
 int config_parse_text(const char *text, size_t len, struct vmm_config *out, ember_err *e);
 int config_load_file(const char *path, struct vmm_config *out, ember_err *e);

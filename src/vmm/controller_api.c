@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <string.h>
 
+#include "devices/virtio_net.h"
 #include "mmds/json.h"
 #include "vmm/loader.h"
 #include "vmm/log.h"
@@ -40,12 +41,13 @@ static json_t *vm_config_json(struct controller *c)
 	if (c->cfg.has_boot_source)
 		json_object_set_new(j, "boot-source", config_boot_source_json(&c->cfg.boot_source));
 	json_object_set_new(j, "machine-config", config_machine_json(&c->cfg.machine));
-	json_t *drives = c->state != VM_NOT_STARTED ? virtio_devs_drives_json(&c->vm.virtio)
-						    : drive_list_json(&c->cfg.drives);
+	json_t *drives = c->state != VM_NOT_STARTED
+				 ? virtio_devs_json(&c->vm.virtio, &block_device_ops)
+				 : drive_list_json(&c->cfg.drives);
 	json_object_set_new(j, "drives", without_nulls(drives));
 	json_t *net;
 	if (c->state != VM_NOT_STARTED) {
-		net = virtio_devs_net_json(&c->vm.virtio);
+		net = virtio_devs_json(&c->vm.virtio, &net_device_ops);
 	} else {
 		net = json_array();
 		for (size_t i = 0; i < c->cfg.nr_net; i++)
@@ -127,6 +129,15 @@ static int check_mmds_ifaces(const struct controller *c, const struct mmds_confi
 	for (size_t i = 0; i < c->cfg.nr_net; i++)
 		ids[i] = c->cfg.net[i].iface_id;
 	return mmds_config_check_ifaces(m, ids, c->cfg.nr_net, e);
+}
+
+static int patch_device(struct controller *c, const struct device_ops *ops, const char *what,
+			const char *id, const void *patch, ember_err *e)
+{
+	struct virtio_slot *s = virtio_devs_find(&c->vm.virtio, ops, id);
+	if (!s)
+		return err_set(e, "Invalid ID: no %s with id %s", what, id);
+	return virtio_slot_patch(s, patch, e);
 }
 
 void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_response *r)
@@ -253,6 +264,11 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 			vmm_response_fault(r, 400, ERR_AFTER_START);
 			break;
 		}
+		if (config_check_device_count(&c->cfg, config_find_net(&c->cfg,
+							q->net.iface_id) < 0, &e)) {
+			vmm_response_fault(r, 400, "%s", e.msg);
+			break;
+		}
 		/* As Firecracker: the TAP must open now, not at InstanceStart. */
 		int tap = virtio_net_tap_open(q->net.host_dev_name, &e);
 		if (tap < 0) {
@@ -267,7 +283,8 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 	case REQ_PATCH_NET:
 		if (!started)
 			vmm_response_fault(r, 400, ERR_BEFORE_START);
-		else if (virtio_devs_patch_net(&c->vm.virtio, &q->net_patch, &e))
+		else if (patch_device(c, &net_device_ops, "network interface", q->net_patch.iface_id,
+				      &q->net_patch, &e))
 			vmm_response_fault(r, 400, "%s", e.msg);
 		break;
 	case REQ_PUT_DRIVE:
@@ -275,7 +292,9 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 			vmm_response_fault(r, 400, ERR_AFTER_START);
 			break;
 		}
-		if (check_drive_file(&q->drive, &e) || drive_list_put(&c->cfg.drives, &q->drive, &e))
+		if (config_check_device_count(&c->cfg, !drive_list_find(&c->cfg.drives,
+							q->drive.drive_id), &e) ||
+		    check_drive_file(&q->drive, &e) || drive_list_put(&c->cfg.drives, &q->drive, &e))
 			vmm_response_fault(r, 400, "%s", e.msg);
 		break;
 	case REQ_PATCH_DRIVE:
@@ -283,7 +302,8 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 			vmm_response_fault(r, 400, ERR_BEFORE_START);
 			break;
 		}
-		if (virtio_devs_patch_block(&c->vm.virtio, &q->drive_patch, &e)) {
+		if (patch_device(c, &block_device_ops, "drive", q->drive_patch.drive_id,
+				 &q->drive_patch, &e)) {
 			vmm_response_fault(r, 400, "%s", e.msg);
 			break;
 		}

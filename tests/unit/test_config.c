@@ -103,6 +103,36 @@ static void drive_ids_checked(void **state)
 	config_free(&c);
 }
 
+/* 16 virtio devices at most (one GSI each): refused when parsed. */
+static void device_limit(void **state)
+{
+	(void)state;
+	struct vmm_config c;
+	ember_err e = {{0}};
+	char text[4096];
+	for (int drives = 4; drives <= 5; drives++) {
+		int n = snprintf(text, sizeof(text), "{\"boot-source\": {\"kernel_image_path\": \"/k\"},"
+				 " \"drives\": [");
+		for (int i = 0; i < drives; i++)
+			n += snprintf(text + n, sizeof(text) - (size_t)n, "%s{\"drive_id\": \"d%d\","
+				      " \"path_on_host\": \"/d\", \"is_root_device\": false}",
+				      i ? "," : "", i);
+		n += snprintf(text + n, sizeof(text) - (size_t)n, "], \"network-interfaces\": [");
+		for (int i = 0; i < 12; i++)
+			n += snprintf(text + n, sizeof(text) - (size_t)n, "%s{\"iface_id\": \"eth%d\","
+				      " \"host_dev_name\": \"tap%d\"}", i ? "," : "", i, i);
+		snprintf(text + n, sizeof(text) - (size_t)n, "]}");
+		int rc = parse(text, &c, &e);
+		config_free(&c);
+		if (drives == 4) {
+			assert_int_equal(rc, 0);
+		} else {
+			assert_int_equal(rc, -1);
+			assert_non_null(strstr(e.msg, "at most 16 virtio devices"));
+		}
+	}
+}
+
 static void device_and_service_sections(void **state)
 {
 	(void)state;
@@ -209,6 +239,7 @@ int main(void)
 		cmocka_unit_test(defaults),
 		cmocka_unit_test(device_and_service_sections),
 		cmocka_unit_test(nulls_mean_absent),
+		cmocka_unit_test(device_limit),
 		cmocka_unit_test(drive_ids_checked),
 		cmocka_unit_test(rejects_bad_input),
 	};
