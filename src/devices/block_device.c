@@ -21,7 +21,7 @@ static void block_destroy(void *dev)
 		return;
 	virtio_block_destroy(d->blk);
 	if (d->metrics)
-		metrics_block_unregister(d->metrics, d->id);
+		metrics_device_unregister(&d->metrics->devices, &block_metrics_group, d->id);
 	free(d->id);
 	free(d);
 }
@@ -35,7 +35,7 @@ static int block_create(const void *cfg, const struct device_env *env, void **ou
 		return err_set(e, "drive %s: out of memory", drive->drive_id);
 	}
 	struct block_metrics *bm = NULL;
-	if (env->metrics && !(bm = metrics_block_register(env->metrics, drive->drive_id, e))) {
+	if (env->metrics && !(bm = metrics_device_register(&env->metrics->devices, &block_metrics_group, drive->drive_id, e))) {
 		block_destroy(d);
 		return err_prefix(e, "drive %s", drive->drive_id);
 	}
@@ -102,6 +102,7 @@ static int block_patch(void *dev, const void *patch, ember_err *e)
 
 const struct device_ops block_device_ops = {
 	.kind = "block",
+	.metrics_group = &block_metrics_group,
 	.create = block_create,
 	.destroy = block_destroy,
 	.mmio = block_mmio,

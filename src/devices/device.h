@@ -46,6 +46,8 @@ struct device_event {
  * which also serialises the vCPU threads' register accesses. */
 struct device_ops {
 	const char *kind; /* "block", "net": for messages */
+	/* Its per-device counter set ("<name>_<id>", summed into "<name>"). */
+	const struct metrics_group *metrics_group;
 	/* cfg is the kind's config struct (struct drive_config, ...). */
 	int (*create)(const void *cfg, const struct device_env *env, void **dev, ember_err *e);
 	void (*destroy)(void *dev);
@@ -65,8 +67,10 @@ struct device_ops {
 	int (*restore)(void *dev, json_t *state, ember_err *e);
 };
 
-/* The device kinds. */
+/* The device kinds: each is listed here and in device_kinds (device.c). */
 extern const struct device_ops block_device_ops;
 extern const struct device_ops net_device_ops;
+/* Every kind, NULL-terminated: their metrics groups are in every flush. */
+extern const struct device_ops *const device_kinds[];
 
 #endif

@@ -117,7 +117,7 @@ static void net_destroy(void *dev)
 	if (d->mmds_timer_fd >= 0)
 		close(d->mmds_timer_fd);
 	if (d->metrics)
-		metrics_net_unregister(d->metrics, d->id);
+		metrics_device_unregister(&d->metrics->devices, &net_metrics_group, d->id);
 	free(d->id);
 	free(d);
 }
@@ -132,7 +132,7 @@ static int net_create(const void *cfg, const struct device_env *env, void **out,
 	}
 	d->mmds_timer_fd = -1;
 	struct net_metrics *nm = NULL;
-	if (env->metrics && !(nm = metrics_net_register(env->metrics, net->iface_id, e))) {
+	if (env->metrics && !(nm = metrics_device_register(&env->metrics->devices, &net_metrics_group, net->iface_id, e))) {
 		net_destroy(d);
 		return err_prefix(e, "network interface %s", net->iface_id);
 	}
@@ -226,6 +226,7 @@ static int net_patch(void *dev, const void *patch, ember_err *e)
 
 const struct device_ops net_device_ops = {
 	.kind = "net",
+	.metrics_group = &net_metrics_group,
 	.create = net_create,
 	.destroy = net_destroy,
 	.mmio = net_mmio,
