@@ -12,6 +12,7 @@
 #include "mmds/json.h"
 #include "vmm/loader.h"
 #include "vmm/log.h"
+#include "vmm/routes.h"
 
 static const char *const state_names[] = {"Not started", "Running", "Paused"};
 
@@ -145,6 +146,11 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 	ember_err e = {{0}};
 	bool started = c->state != VM_NOT_STARTED;
 	*r = (struct vmm_response){.status = 204};
+	unsigned when = api_request_when(q->kind);
+	if (!(when & (started ? ROUTE_AFTER_START : ROUTE_BEFORE_START))) {
+		vmm_response_fault(r, 400, started ? ERR_AFTER_START : ERR_BEFORE_START);
+		return;
+	}
 
 	switch (q->kind) {
 	case REQ_GET_INFO:
@@ -163,20 +169,12 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 		break;
 	case REQ_PUT_MACHINE_CONFIG:
 	case REQ_PATCH_MACHINE_CONFIG:
-		if (started) {
-			vmm_response_fault(r, 400, ERR_AFTER_START);
-			break;
-		}
 		if (q->kind == REQ_PUT_MACHINE_CONFIG)
 			c->cfg.machine = q->machine;
 		else
 			config_apply_machine_patch(&c->cfg.machine, &q->patch);
 		break;
 	case REQ_PUT_BOOT_SOURCE:
-		if (started) {
-			vmm_response_fault(r, 400, ERR_AFTER_START);
-			break;
-		}
 		if (check_boot_file("kernel_image_path", q->boot_source.kernel_image_path, r) ||
 		    check_boot_file("initrd_path", q->boot_source.initrd_path, r))
 			break;
@@ -186,17 +184,13 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 		c->cfg.has_boot_source = true;
 		break;
 	case REQ_INSTANCE_START:
-		if (started)
-			vmm_response_fault(r, 400, ERR_AFTER_START);
-		else if (!c->cfg.has_boot_source)
+		if (!c->cfg.has_boot_source)
 			vmm_response_fault(r, 400, "Cannot start microvm without kernel configuration.");
 		else if (controller_start_vm(c, &e))
 			vmm_response_fault(r, 400, "Start microvm error: %s", e.msg);
 		break;
 	case REQ_SEND_CTRL_ALT_DEL:
-		if (!started)
-			vmm_response_fault(r, 400, ERR_BEFORE_START);
-		else if (i8042_ctrl_alt_del(&c->vm.i8042))
+		if (i8042_ctrl_alt_del(&c->vm.i8042))
 			vmm_response_fault(r, 400, "Cannot send Ctrl+Alt+Del: the guest's keyboard "
 					   "is disabled or its input buffer is full");
 		break;
@@ -205,17 +199,13 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 			vmm_response_fault(r, 400, "Failed to flush metrics: %s", e.msg);
 		break;
 	case REQ_PUT_LOGGER:
-		if (started)
-			vmm_response_fault(r, 400, ERR_AFTER_START);
-		else if (config_apply_logger(&q->logger, &e))
+		if (config_apply_logger(&q->logger, &e))
 			vmm_response_fault(r, 400, "%s", e.msg);
 		else
 			merge_logger(&c->cfg, &q->logger);
 		break;
 	case REQ_PUT_METRICS:
-		if (started) {
-			vmm_response_fault(r, 400, ERR_AFTER_START);
-		} else if (c->cfg.has_metrics) {
+		if (c->cfg.has_metrics) {
 			vmm_response_fault(r, 400, "Reinitialization of metrics not allowed.");
 		} else if (metrics_sink_open(&c->sink, q->metrics.metrics_path, &e)) {
 			vmm_response_fault(r, 400, "Cannot initialize metrics: %s", e.msg);
@@ -245,10 +235,6 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 		break;
 	}
 	case REQ_PUT_MMDS_CONFIG:
-		if (started) {
-			vmm_response_fault(r, 400, ERR_AFTER_START);
-			break;
-		}
 		if (check_mmds_ifaces(c, &q->mmds_config, &e)) {
 			vmm_response_fault(r, 400, "%s", e.msg);
 			break;
@@ -260,10 +246,6 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 		mmds_configure(&c->mmds, &c->cfg.mmds);
 		break;
 	case REQ_PUT_NET: {
-		if (started) {
-			vmm_response_fault(r, 400, ERR_AFTER_START);
-			break;
-		}
 		if (config_check_device_count(&c->cfg, config_find_net(&c->cfg,
 							q->net.iface_id) < 0, &e)) {
 			vmm_response_fault(r, 400, "%s", e.msg);
@@ -281,27 +263,17 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 		break;
 	}
 	case REQ_PATCH_NET:
-		if (!started)
-			vmm_response_fault(r, 400, ERR_BEFORE_START);
-		else if (patch_device(c, &net_device_ops, "network interface", q->net_patch.iface_id,
+		if (patch_device(c, &net_device_ops, "network interface", q->net_patch.iface_id,
 				      &q->net_patch, &e))
 			vmm_response_fault(r, 400, "%s", e.msg);
 		break;
 	case REQ_PUT_DRIVE:
-		if (started) {
-			vmm_response_fault(r, 400, ERR_AFTER_START);
-			break;
-		}
 		if (config_check_device_count(&c->cfg, !drive_list_find(&c->cfg.drives,
 							q->drive.drive_id), &e) ||
 		    check_drive_file(&q->drive, &e) || drive_list_put(&c->cfg.drives, &q->drive, &e))
 			vmm_response_fault(r, 400, "%s", e.msg);
 		break;
 	case REQ_PATCH_DRIVE:
-		if (!started) {
-			vmm_response_fault(r, 400, ERR_BEFORE_START);
-			break;
-		}
 		if (patch_device(c, &block_device_ops, "drive", q->drive_patch.drive_id,
 				 &q->drive_patch, &e)) {
 			vmm_response_fault(r, 400, "%s", e.msg);
@@ -312,9 +284,7 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 			drive_config_apply_patch(d, &q->drive_patch, &e);
 		break;
 	case REQ_PAUSE:
-		if (!started) {
-			vmm_response_fault(r, 400, ERR_BEFORE_START);
-		} else if (c->state == VM_RUNNING) {
+		if (c->state == VM_RUNNING) {
 			uint64_t t0 = metrics_mono_us();
 			vmm_pause(&c->vm);
 			metric_set(&c->metrics->latencies_us.vmm_pause_vm, metrics_mono_us() - t0);
@@ -322,9 +292,7 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 		}
 		break;
 	case REQ_RESUME:
-		if (!started) {
-			vmm_response_fault(r, 400, ERR_BEFORE_START);
-		} else if (c->state == VM_PAUSED) {
+		if (c->state == VM_PAUSED) {
 			uint64_t t0 = metrics_mono_us();
 			vmm_resume(&c->vm);
 			metric_set(&c->metrics->latencies_us.vmm_resume_vm, metrics_mono_us() - t0);
