@@ -127,28 +127,23 @@ void net_patch_free(struct net_patch *p)
 	memset(p, 0, sizeof(*p));
 }
 
+/* Firecracker's NetworkInterfaceConfig: every field, null where unset. */
 json_t *net_config_json(const struct net_config *c)
 {
 	json_t *j = json_pack("{s:s, s:s}", "iface_id", c->iface_id, "host_dev_name",
 			      c->host_dev_name);
-	if (c->mtu)
-		json_object_set_new(j, "mtu", json_integer(c->mtu));
+	json_t *mac = json_null();
 	if (c->has_guest_mac) {
-		char mac[18];
+		char buf[18];
 		const uint8_t *m = c->guest_mac;
-		snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3],
+		snprintf(buf, sizeof(buf), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3],
 			 m[4], m[5]);
-		json_object_set_new(j, "guest_mac", json_string(mac));
+		json_decref(mac);
+		mac = json_string(buf);
 	}
-	/* No limiter: the field is left out (the spec has no null for it). */
-	json_t *rx = rate_limiter_config_json(&c->rx), *tx = rate_limiter_config_json(&c->tx);
-	if (json_is_null(rx))
-		json_decref(rx);
-	else
-		json_object_set_new(j, "rx_rate_limiter", rx);
-	if (json_is_null(tx))
-		json_decref(tx);
-	else
-		json_object_set_new(j, "tx_rate_limiter", tx);
+	json_object_set_new(j, "guest_mac", mac);
+	json_object_set_new(j, "mtu", c->mtu ? json_integer(c->mtu) : json_null());
+	json_object_set_new(j, "rx_rate_limiter", rate_limiter_config_json(&c->rx));
+	json_object_set_new(j, "tx_rate_limiter", rate_limiter_config_json(&c->tx));
 	return j;
 }

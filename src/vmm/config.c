@@ -307,19 +307,17 @@ json_t *config_machine_json(const struct machine_config *m)
 
 json_t *config_boot_source_json(const struct boot_source_config *b)
 {
-	json_t *j = json_pack("{s:s}", "kernel_image_path", b->kernel_image_path);
-	if (b->initrd_path)
-		json_object_set_new(j, "initrd_path", json_string(b->initrd_path));
-	json_object_set_new(j, "boot_args", json_string(b->boot_args ? b->boot_args
-								: DEFAULT_BOOT_ARGS));
-	return j;
+	/* As Firecracker: what was given, null where nothing was. */
+	return json_pack("{s:s, s:o, s:o}", "kernel_image_path", b->kernel_image_path,
+			 "initrd_path", b->initrd_path ? json_string(b->initrd_path) : json_null(),
+			 "boot_args", b->boot_args ? json_string(b->boot_args) : json_null());
 }
 
 /* Sections of Firecracker's config file that Ember does not implement yet:
  * they are refused by name rather than silently ignored. Empty device lists
  * are accepted, since many configs carry them. */
 static const char *const not_yet[] = {
-	"balloon", "vsock", "entropy", "cpu-config", "memory-hotplug", "serial",
+	"balloon", "vsock", "entropy", "cpu-config", "memory-hotplug", "serial", "pmem",
 };
 
 static int parse_drive_list(json_t *list, struct vmm_config *out, ember_err *e)

@@ -19,48 +19,41 @@ static const char *const state_names[] = {"Not started", "Running", "Paused"};
 #define ERR_AFTER_START "The requested operation is not supported after starting the microVM."
 #define ERR_BEFORE_START "The requested operation is not supported before starting the microVM."
 
-/* GET /vm/config leaves out what is not set rather than showing null, which
- * the spec's types do not allow. */
-static json_t *without_nulls(json_t *list)
-{
-	size_t i;
-	json_t *obj;
-	json_array_foreach(list, i, obj) {
-		const char *key;
-		json_t *v;
-		void *tmp;
-		json_object_foreach_safe(obj, tmp, key, v)
-			if (json_is_null(v))
-				json_object_del(obj, key);
-	}
-	return list;
-}
-
+/* GET /vm/config in Firecracker's shape (its VmmConfig): every section,
+ * null where a resource is not configured, and every optional field of a
+ * device null where unset; the body is a valid config file for the same VM.
+ * Unlike Firecracker, "logger" and "metrics" show their configuration once
+ * set (Firecracker always shows null). */
 static json_t *vm_config_json(struct controller *c)
 {
+	bool started = c->state != VM_NOT_STARTED;
 	json_t *j = json_object();
+	json_object_set_new(j, "balloon", json_null());
+	json_object_set_new(j, "drives", started ? virtio_devs_json(&c->vm.virtio, &block_device_ops)
+						  : drive_list_json(&c->cfg.drives));
 	if (c->cfg.has_boot_source)
 		json_object_set_new(j, "boot-source", config_boot_source_json(&c->cfg.boot_source));
+	json_object_set_new(j, "cpu-config", json_null());
+	json_object_set_new(j, "logger", c->cfg.has_logger ? config_logger_json(&c->cfg.logger)
+							   : json_null());
 	json_object_set_new(j, "machine-config", config_machine_json(&c->cfg.machine));
-	json_t *drives = c->state != VM_NOT_STARTED
-				 ? virtio_devs_json(&c->vm.virtio, &block_device_ops)
-				 : drive_list_json(&c->cfg.drives);
-	json_object_set_new(j, "drives", without_nulls(drives));
+	json_object_set_new(j, "metrics", c->cfg.has_metrics ? metrics_config_json(&c->cfg.metrics)
+							     : json_null());
+	json_object_set_new(j, "mmds-config", c->cfg.has_mmds ? mmds_config_json(&c->cfg.mmds)
+							      : json_null());
 	json_t *net;
-	if (c->state != VM_NOT_STARTED) {
+	if (started) {
 		net = virtio_devs_json(&c->vm.virtio, &net_device_ops);
 	} else {
 		net = json_array();
 		for (size_t i = 0; i < c->cfg.nr_net; i++)
 			json_array_append_new(net, net_config_json(&c->cfg.net[i]));
 	}
-	json_object_set_new(j, "network-interfaces", without_nulls(net));
-	if (c->cfg.has_logger)
-		json_object_set_new(j, "logger", config_logger_json(&c->cfg.logger));
-	if (c->cfg.has_metrics)
-		json_object_set_new(j, "metrics", metrics_config_json(&c->cfg.metrics));
-	if (c->cfg.has_mmds)
-		json_object_set_new(j, "mmds-config", mmds_config_json(&c->cfg.mmds));
+	json_object_set_new(j, "network-interfaces", net);
+	json_object_set_new(j, "vsock", json_null());
+	json_object_set_new(j, "entropy", json_null());
+	json_object_set_new(j, "pmem", json_array());
+	json_object_set_new(j, "memory-hotplug", json_null());
 	return j;
 }
 
