@@ -10,7 +10,7 @@
 
 struct block_device {
 	struct virtio_block *blk;
-	struct metrics *metrics; /* holds a reference on block_<id> if set */
+	struct metrics_devices *metrics; /* holds a reference on block_<id> if set */
 	char *id;
 };
 
@@ -21,7 +21,7 @@ static void block_destroy(void *dev)
 		return;
 	virtio_block_destroy(d->blk);
 	if (d->metrics)
-		metrics_device_unregister(&d->metrics->devices, &block_metrics_group, d->id);
+		metrics_device_unregister(d->metrics, &block_metrics_group, d->id);
 	free(d->id);
 	free(d);
 }
@@ -35,7 +35,7 @@ static int block_create(const void *cfg, const struct device_env *env, void **ou
 		return err_set(e, "drive %s: out of memory", drive->drive_id);
 	}
 	struct block_metrics *bm = NULL;
-	if (env->metrics && !(bm = metrics_device_register(&env->metrics->devices, &block_metrics_group, drive->drive_id, e))) {
+	if (env->metrics && !(bm = metrics_device_register(env->metrics, &block_metrics_group, drive->drive_id, e))) {
 		block_destroy(d);
 		return err_prefix(e, "drive %s", drive->drive_id);
 	}

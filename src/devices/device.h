@@ -18,14 +18,19 @@
 #include "util/err.h"
 #include "virtio/mmio.h"
 #include "vmm/guest_mem.h"
-#include "vmm/metrics.h"
+#include "mmds/metrics.h"
+#include "util/metrics.h"
 
 /* What the VM offers a device being created. */
 struct device_env {
 	const struct guest_mem *gm;
 	/* Interrupt and queue-notify hooks into the device's slot. */
 	struct virtio_mmio_hooks hooks;
-	struct metrics *metrics; /* NULL: the device counts privately */
+	/* Where the device registers its counter set; NULL: it counts
+	 * privately. */
+	struct metrics_devices *metrics;
+	/* The "mmds" group, for network devices' MMDS stacks (or NULL). */
+	struct mmds_metrics *mmds_metrics;
 	/* The MMDS data store (owned by the VMM thread) and mmds-config, for
 	 * network devices; NULL when MMDS is not configured. */
 	struct mmds *mmds;

@@ -17,7 +17,7 @@
 
 struct net_device {
 	struct virtio_net *net;
-	struct metrics *metrics; /* holds a reference on net_<id> if set */
+	struct metrics_devices *metrics; /* holds a reference on net_<id> if set */
 	char *id;
 	/* MMDS on this interface, else NULL/-1. */
 	struct mmds_stack *mmds_stack;
@@ -96,7 +96,7 @@ static int mmds_attach(struct net_device *d, const struct device_env *env, ember
 		return err_set(e, "network interface %s: cannot set up MMDS: %s", d->id,
 			       strerror(errno ? errno : ENOMEM));
 	mmds_stack_init(d->mmds_stack, env->mmds, env->mmds_cfg->ipv4_address,
-			env->metrics ? &env->metrics->mmds : NULL, 0);
+			env->mmds_metrics, 0);
 	virtio_net_set_tx_hook(d->net, &(struct virtio_net_tx_hook){.tx_frame = mmds_tx_frame,
 								     .ctx = d});
 	return 0;
@@ -117,7 +117,7 @@ static void net_destroy(void *dev)
 	if (d->mmds_timer_fd >= 0)
 		close(d->mmds_timer_fd);
 	if (d->metrics)
-		metrics_device_unregister(&d->metrics->devices, &net_metrics_group, d->id);
+		metrics_device_unregister(d->metrics, &net_metrics_group, d->id);
 	free(d->id);
 	free(d);
 }
@@ -132,7 +132,7 @@ static int net_create(const void *cfg, const struct device_env *env, void **out,
 	}
 	d->mmds_timer_fd = -1;
 	struct net_metrics *nm = NULL;
-	if (env->metrics && !(nm = metrics_device_register(&env->metrics->devices, &net_metrics_group, net->iface_id, e))) {
+	if (env->metrics && !(nm = metrics_device_register(env->metrics, &net_metrics_group, net->iface_id, e))) {
 		net_destroy(d);
 		return err_prefix(e, "network interface %s", net->iface_id);
 	}

@@ -122,17 +122,18 @@ static int add_devices(struct vmm *m, const struct vmm_config *cfg,
 		return err_set(e, "cannot register the boot timer");
 	struct device_env env = {
 		.gm = &m->vm.mem,
-		.metrics = m->metrics,
+		.metrics = m->metrics ? &m->metrics->devices : NULL,
+		.mmds_metrics = m->metrics ? &m->metrics->mmds : NULL,
 		.mmds = cfg->has_mmds ? opt->mmds : NULL,
 		.mmds_cfg = cfg->has_mmds ? &cfg->mmds : NULL,
 	};
 	for (size_t i = 0; i < cfg->drives.n; i++)
-		if (virtio_devs_add(&m->virtio, &m->vm, &m->mmio, &block_device_ops,
+		if (virtio_devs_add(&m->virtio, &m->vm, &m->mmio, m->metrics, &block_device_ops,
 				    &cfg->drives.v[i], env, e))
 			return -1;
 	for (size_t i = 0; i < cfg->nr_net; i++)
-		if (virtio_devs_add(&m->virtio, &m->vm, &m->mmio, &net_device_ops, &cfg->net[i],
-				    env, e))
+		if (virtio_devs_add(&m->virtio, &m->vm, &m->mmio, m->metrics, &net_device_ops,
+				    &cfg->net[i], env, e))
 			return -1;
 	return 0;
 }

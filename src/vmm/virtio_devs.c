@@ -84,10 +84,10 @@ static struct virtio_slot *new_slot(struct virtio_devs *d, struct vm *vm,
 }
 
 int virtio_devs_add(struct virtio_devs *d, struct vm *vm, struct io_bus *mmio,
-		    const struct device_ops *ops, const void *cfg, struct device_env env,
-		    ember_err *e)
+		    struct metrics *metrics, const struct device_ops *ops, const void *cfg,
+		    struct device_env env, ember_err *e)
 {
-	struct virtio_slot *s = new_slot(d, vm, ops, env.metrics, e);
+	struct virtio_slot *s = new_slot(d, vm, ops, metrics, e);
 	if (!s)
 		return -1;
 	env.hooks = (struct virtio_mmio_hooks){

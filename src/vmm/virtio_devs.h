@@ -56,10 +56,11 @@ struct virtio_devs {
 void virtio_devs_init(struct virtio_devs *d);
 /* Creates a device of kind `ops` from its config `cfg` in the next slot,
  * with its irqfd, queue ioeventfds and MMIO window. env's hooks are set
- * here; its other fields are the caller's. */
+ * here; its other fields are the caller's. metrics (or NULL) counts the
+ * device's interrupts. */
 int virtio_devs_add(struct virtio_devs *d, struct vm *vm, struct io_bus *mmio,
-		    const struct device_ops *ops, const void *cfg, struct device_env env,
-		    ember_err *e);
+		    struct metrics *metrics, const struct device_ops *ops, const void *cfg,
+		    struct device_env env, ember_err *e);
 /* The device of this kind and id, or NULL. */
 struct virtio_slot *virtio_devs_find(struct virtio_devs *d, const struct device_ops *ops,
 				     const char *id);
