@@ -34,10 +34,12 @@ static int parse_bucket(json_t *j, const char *name, const char *bucket, bool *h
 	struct {
 		struct jint size, one_time_burst, refill_time;
 	} v;
+	/* size and refill_time are required, but a bad value given is named
+	 * before a missing field. */
 	static const struct jfield f[] = {
-		JFIELD(__typeof__(v), size, JF_INT, true),
+		JFIELD(__typeof__(v), size, JF_INT, false),
 		JFIELD(__typeof__(v), one_time_burst, JF_INT, false),
-		JFIELD(__typeof__(v), refill_time, JF_INT, true),
+		JFIELD(__typeof__(v), refill_time, JF_INT, false),
 	};
 	if (json_strict_parse(what, j, f, 3, &v, e) ||
 	    check_count(v.size, what, "size", UINT64_MAX, &out->size, e) ||
@@ -46,6 +48,14 @@ static int parse_bucket(json_t *j, const char *name, const char *bucket, bool *h
 	    check_count(v.refill_time, what, "refill_time", RATE_LIMITER_MAX_REFILL_MS,
 			&out->refill_time_ms, e))
 		return -1;
+	static const char *const required[] = {"size", "refill_time"};
+	for (size_t i = 0; i < 2; i++) {
+		json_t *r = json_object_get(j, required[i]);
+		if (!r)
+			return err_set(e, "%s: missing field \"%s\"", what, required[i]);
+		if (json_is_null(r))
+			return err_set(e, "%s: %s: expected integer, got null", what, required[i]);
+	}
 	*has = true;
 	return 0;
 }
