@@ -78,6 +78,7 @@ int api_parse(const char *method, const char *path, const char *body, size_t len
 		}
 	}
 	req->kind = r->kind;
+	req->device_ops = r->device;
 	if (r->body != BODY_NONE && read_body(r, body, len, req, resp)) {
 		vmm_request_free(req);
 		return -1;

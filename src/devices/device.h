@@ -47,12 +47,28 @@ struct device_event {
 /* Up to this many fds of its own per device (beyond its queue ioeventfds). */
 #define DEVICE_MAX_EVENTS 8
 
+/* How a kind is configured when it has a config-file section, GET
+ * /vm/config key and API route (PUT /<key>, before boot) of its own, one
+ * device per VM, as Firecracker's entropy, vsock and balloon devices. The
+ * VMM then needs no line of its own for the kind: the config file, the
+ * API, GET /vm/config and the builder all go through this table. */
+struct device_config_ops {
+	const char *key; /* "entropy" */
+	/* A new config from its JSON object; -1 and e set if it is refused. */
+	int (*parse)(json_t *j, void **cfg, ember_err *e);
+	void (*free)(void *cfg);
+	json_t *(*to_json)(const void *cfg);
+};
+
 /* Every callback but create and destroy runs under the device's lock,
  * which also serialises the vCPU threads' register accesses. */
 struct device_ops {
 	const char *kind; /* "block", "net": for messages */
 	/* Its per-device counter set ("<name>_<id>", summed into "<name>"). */
 	const struct metrics_group *metrics_group;
+	/* NULL for kinds the VMM configures by its own rules (drives and
+	 * network interfaces: lists with ids, a root drive, MMDS). */
+	const struct device_config_ops *config;
 	/* cfg is the kind's config struct (struct drive_config, ...). */
 	int (*create)(const void *cfg, const struct device_env *env, void **dev, ember_err *e);
 	void (*destroy)(void *dev);
@@ -75,7 +91,10 @@ struct device_ops {
 /* The device kinds: each is listed here and in device_kinds (device.c). */
 extern const struct device_ops block_device_ops;
 extern const struct device_ops net_device_ops;
+extern const struct device_ops entropy_device_ops;
 /* Every kind, NULL-terminated: their metrics groups are in every flush. */
 extern const struct device_ops *const device_kinds[];
+/* The kind configured by section/route `key`, or NULL. */
+const struct device_ops *device_kind_by_key(const char *key);
 
 #endif

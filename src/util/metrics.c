@@ -237,7 +237,11 @@ int metrics_devices_json(struct metrics_devices *d, json_t *out)
 		for (struct metrics_dev *v = d->kind[k].list; v && !rc; v = v->next) {
 			char key[64 + METRICS_MAX_ID];
 			snprintf(key, sizeof(key), "%s_%s", g->name, v->id);
-			rc = put(out, key, metrics_group_json(v->c, g, agg));
+			json_t *one = metrics_group_json(v->c, g, agg);
+			if (g->single)
+				json_decref(one); /* its deltas are in the sum */
+			else
+				rc = put(out, key, one);
 		}
 		if (!rc)
 			rc = put(out, g->name, metrics_group_json(agg, g, NULL));

@@ -99,15 +99,21 @@ struct metrics_group {
 	size_t size;
 	const struct metrics_field *fields;
 	size_t n;
+	/* Per-device sets of a kind with one device per VM: only "<name>" is
+	 * reported (Firecracker's "entropy", "vsock", "balloon"). */
+	bool single;
 };
 
 #define METRICS_FIELD_DESC(type, kind, name) {#name, offsetof(type, name), METRICS_FIELD_##kind},
 #define METRICS_FIELD_ONE(type, kind, name) +1
 /* The struct metrics_group of counter struct `type` built from `list`. */
-#define METRICS_GROUP(gname, list, type)                                                   \
-	{.name = gname, .size = sizeof(type),                                              \
-	 .fields = (const struct metrics_field[]){list(METRICS_FIELD_DESC, type)},         \
-	 .n = 0 list(METRICS_FIELD_ONE, type)}
+#define METRICS_GROUP_FIELDS(gname, list, type)                                            \
+	.name = gname, .size = sizeof(type),                                               \
+	.fields = (const struct metrics_field[]){list(METRICS_FIELD_DESC, type)},          \
+	.n = 0 list(METRICS_FIELD_ONE, type)
+#define METRICS_GROUP(gname, list, type) {METRICS_GROUP_FIELDS(gname, list, type)}
+#define METRICS_SINGLE_GROUP(gname, list, type)                                            \
+	{METRICS_GROUP_FIELDS(gname, list, type), .single = true}
 
 /* One group's object at a flush: every increment as its delta since the
  * previous flush (whose baseline this advances). With agg, each delta is

@@ -135,6 +135,10 @@ static int add_devices(struct vmm *m, const struct vmm_config *cfg,
 		if (virtio_devs_add(&m->virtio, &m->vm, &m->mmio, m->metrics, &net_device_ops,
 				    &cfg->net[i], env, e))
 			return -1;
+	for (size_t i = 0; i < cfg->nr_devices; i++)
+		if (virtio_devs_add(&m->virtio, &m->vm, &m->mmio, m->metrics, cfg->devices[i].ops,
+				    cfg->devices[i].cfg, env, e))
+			return -1;
 	return 0;
 }
 

@@ -32,6 +32,8 @@ void config_free(struct vmm_config *c)
 	for (size_t i = 0; i < c->nr_net; i++)
 		net_config_free(&c->net[i]);
 	drive_list_free(&c->drives);
+	for (size_t i = 0; i < c->nr_devices; i++)
+		c->devices[i].ops->config->free(c->devices[i].cfg);
 	config_init(c);
 }
 
@@ -159,10 +161,34 @@ int config_put_net(struct vmm_config *c, struct net_config *n, ember_err *e)
 
 int config_check_device_count(const struct vmm_config *c, bool adding, ember_err *e)
 {
-	size_t n = c->drives.n + c->nr_net + (adding ? 1 : 0);
+	size_t n = c->drives.n + c->nr_net + c->nr_devices + (adding ? 1 : 0);
 	if (n > MAX_VIRTIO_DEVICES)
-		return err_set(e, "at most %d virtio devices: drives and network interfaces "
-				  "together (%zu here)", MAX_VIRTIO_DEVICES, n);
+		return err_set(e, "at most %d virtio devices: drives, network interfaces and "
+				  "other devices together (%zu here)", MAX_VIRTIO_DEVICES, n);
+	return 0;
+}
+
+struct device_config *config_find_device(struct vmm_config *c, const struct device_ops *ops)
+{
+	for (size_t i = 0; i < c->nr_devices; i++)
+		if (c->devices[i].ops == ops)
+			return &c->devices[i];
+	return NULL;
+}
+
+int config_put_device(struct vmm_config *c, const struct device_ops *ops, void *cfg, ember_err *e)
+{
+	struct device_config *d = config_find_device(c, ops);
+	if (d) {
+		ops->config->free(d->cfg);
+		d->cfg = cfg;
+		return 0;
+	}
+	if (config_check_device_count(c, true, e)) {
+		ops->config->free(cfg);
+		return -1;
+	}
+	c->devices[c->nr_devices++] = (struct device_config){ops, cfg};
 	return 0;
 }
 
@@ -317,7 +343,7 @@ json_t *config_boot_source_json(const struct boot_source_config *b)
  * they are refused by name rather than silently ignored. Empty device lists
  * are accepted, since many configs carry them. */
 static const char *const not_yet[] = {
-	"balloon", "vsock", "entropy", "cpu-config", "memory-hotplug", "serial", "pmem",
+	"balloon", "vsock", "cpu-config", "memory-hotplug", "serial", "pmem",
 };
 
 static int parse_drive_list(json_t *list, struct vmm_config *out, ember_err *e)
@@ -415,6 +441,11 @@ int config_parse_text(const char *text, size_t len, struct vmm_config *out, embe
 				goto out;
 		} else if (!strcmp(key, "network-interfaces")) {
 			if (parse_net_list(val, out, e))
+				goto out;
+		} else if (device_kind_by_key(key)) {
+			const struct device_ops *ops = device_kind_by_key(key);
+			void *cfg;
+			if (ops->config->parse(val, &cfg, e) || config_put_device(out, ops, cfg, e))
 				goto out;
 		} else if (is_not_yet(key)) {
 			if (json_is_array(val) && json_array_size(val) == 0)

@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 
+#include "devices/device.h"
 #include "devices/drive_config.h"
 #include "devices/net_config.h"
 #include "mmds/config.h"
@@ -62,6 +63,12 @@ struct logger_config {
  * GSI each, 5 to 20 (vmm/virtio_devs.h). */
 #define MAX_VIRTIO_DEVICES 16
 
+/* A device of a kind with its own config section (device_ops.config). */
+struct device_config {
+	const struct device_ops *ops;
+	void *cfg;
+};
+
 struct vmm_config {
 	bool has_boot_source;
 	struct boot_source_config boot_source;
@@ -75,6 +82,9 @@ struct vmm_config {
 	struct net_config net[MAX_NET_IFACES];
 	size_t nr_net;
 	struct drive_list drives;
+	/* At most one device of each such kind. */
+	struct device_config devices[MAX_VIRTIO_DEVICES];
+	size_t nr_devices;
 };
 
 void config_init(struct vmm_config *c);
@@ -105,6 +115,10 @@ int config_find_net(const struct vmm_config *c, const char *iface_id);
 /* Adds or replaces (same iface_id) an interface, moving *n in; Firecracker's
  * uniqueness rules for host_dev_name and guest_mac. */
 int config_put_net(struct vmm_config *c, struct net_config *n, ember_err *e);
+/* The config of kind ops, or NULL. */
+struct device_config *config_find_device(struct vmm_config *c, const struct device_ops *ops);
+/* Adds or replaces the device of kind ops, taking cfg (freed on failure). */
+int config_put_device(struct vmm_config *c, const struct device_ops *ops, void *cfg, ember_err *e);
 /* -1 and e set if the config has (with one more device, if adding) more
  * virtio devices than MAX_VIRTIO_DEVICES. */
 int config_check_device_count(const struct vmm_config *c, bool adding, ember_err *e);

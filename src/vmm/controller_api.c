@@ -50,10 +50,20 @@ static json_t *vm_config_json(struct controller *c)
 			json_array_append_new(net, net_config_json(&c->cfg.net[i]));
 	}
 	json_object_set_new(j, "network-interfaces", net);
-	json_object_set_new(j, "vsock", json_null());
-	json_object_set_new(j, "entropy", json_null());
+	/* Kinds with their own section, then Firecracker's sections Ember has
+	 * no kind for yet. */
+	for (size_t i = 0; device_kinds[i]; i++) {
+		const struct device_config_ops *dc = device_kinds[i]->config;
+		if (!dc)
+			continue;
+		struct device_config *d = config_find_device(&c->cfg, device_kinds[i]);
+		json_object_set_new(j, dc->key, d ? dc->to_json(d->cfg) : json_null());
+	}
+	static const char *const absent[] = {"vsock", "entropy", "memory-hotplug"};
+	for (size_t i = 0; i < sizeof(absent) / sizeof(absent[0]); i++)
+		if (!json_object_get(j, absent[i]))
+			json_object_set_new(j, absent[i], json_null());
 	json_object_set_new(j, "pmem", json_array());
-	json_object_set_new(j, "memory-hotplug", json_null());
 	return j;
 }
 
@@ -259,6 +269,11 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 		if (patch_device(c, &net_device_ops, "network interface", q->net_patch.iface_id,
 				      &q->net_patch, &e))
 			vmm_response_fault(r, 400, "%s", e.msg);
+		break;
+	case REQ_PUT_DEVICE:
+		if (config_put_device(&c->cfg, q->device_ops, q->device_cfg, &e))
+			vmm_response_fault(r, 400, "%s", e.msg);
+		q->device_cfg = NULL; /* taken, or freed */
 		break;
 	case REQ_PUT_DRIVE:
 		if (config_check_device_count(&c->cfg, !drive_list_find(&c->cfg.drives,

@@ -1,5 +1,7 @@
 #include "vmm/routes.h"
 
+#include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "vmm/metrics.h"
@@ -137,79 +139,126 @@ static const char *net_patch_id(const struct vmm_request *r)
 #define ALWAYS ROUTE_ALWAYS
 
 static const struct api_route routes[] = {
-	/* method, path, id, kind, body, parse, body id, when, count, fails */
+	/* method, path, id, kind, body, parse, body id, when, count, fails,
+	 * missing feature, device kind */
 	{API_GET, "/", false, REQ_GET_INFO, BODY_NONE, NULL, NULL, ALWAYS,
-	 G(instance_info_count), NONE, NULL},
+	 G(instance_info_count), NONE, NULL, NULL},
 	{API_GET, "/version", false, REQ_GET_VERSION, BODY_NONE, NULL, NULL, ALWAYS,
-	 G(vmm_version_count), NONE, NULL},
+	 G(vmm_version_count), NONE, NULL, NULL},
 	{API_GET, "/vm/config", false, REQ_GET_VM_CONFIG, BODY_NONE, NULL, NULL, ALWAYS, NONE, NONE,
-	 NULL},
+	 NULL, NULL},
 	{API_GET, "/machine-config", false, REQ_GET_MACHINE_CONFIG, BODY_NONE, NULL, NULL, ALWAYS,
-	 G(machine_cfg_count), NONE, NULL},
+	 G(machine_cfg_count), NONE, NULL, NULL},
 	{API_PUT, "/machine-config", false, REQ_PUT_MACHINE_CONFIG, BODY_JSON, parse_machine, NULL,
-	 BEFORE, P(machine_cfg_count), P(machine_cfg_fails), NULL},
+	 BEFORE, P(machine_cfg_count), P(machine_cfg_fails), NULL, NULL},
 	{API_PATCH, "/machine-config", false, REQ_PATCH_MACHINE_CONFIG, BODY_JSON,
-	 parse_machine_patch, NULL, BEFORE, A(machine_cfg_count), A(machine_cfg_fails), NULL},
+	 parse_machine_patch, NULL, BEFORE, A(machine_cfg_count), A(machine_cfg_fails), NULL, NULL},
 	{API_PUT, "/boot-source", false, REQ_PUT_BOOT_SOURCE, BODY_JSON, parse_boot_source, NULL,
-	 BEFORE, P(boot_source_count), P(boot_source_fails), NULL},
+	 BEFORE, P(boot_source_count), P(boot_source_fails), NULL, NULL},
 	/* The kind, and when it may run, depend on the action (actions[]). */
 	{API_PUT, "/actions", false, REQ_INSTANCE_START, BODY_JSON, parse_action, NULL, ALWAYS,
-	 P(actions_count), P(actions_fails), NULL},
+	 P(actions_count), P(actions_fails), NULL, NULL},
 	{API_PATCH, "/vm", false, REQ_PAUSE, BODY_JSON, parse_vm_state, NULL, ALWAYS, NONE, NONE,
-	 NULL},
+	 NULL, NULL},
 	{API_PUT, "/logger", false, REQ_PUT_LOGGER, BODY_JSON, parse_logger, NULL, BEFORE,
-	 P(logger_count), P(logger_fails), NULL},
+	 P(logger_count), P(logger_fails), NULL, NULL},
 	{API_PUT, "/metrics", false, REQ_PUT_METRICS, BODY_JSON, parse_metrics, NULL, BEFORE,
-	 P(metrics_count), P(metrics_fails), NULL},
+	 P(metrics_count), P(metrics_fails), NULL, NULL},
 	{API_GET, "/mmds", false, REQ_GET_MMDS, BODY_NONE, NULL, NULL, ALWAYS, G(mmds_count), NONE,
-	 NULL},
+	 NULL, NULL},
 	{API_PUT, "/mmds", false, REQ_PUT_MMDS, BODY_MMDS, NULL, NULL, ALWAYS, P(mmds_count),
-	 P(mmds_fails), NULL},
+	 P(mmds_fails), NULL, NULL},
 	{API_PATCH, "/mmds", false, REQ_PATCH_MMDS, BODY_MMDS, NULL, NULL, ALWAYS, A(mmds_count),
-	 A(mmds_fails), NULL},
+	 A(mmds_fails), NULL, NULL},
 	{API_PUT, "/mmds/config", false, REQ_PUT_MMDS_CONFIG, BODY_JSON, parse_mmds_config, NULL,
-	 BEFORE, P(mmds_count), P(mmds_fails), NULL},
+	 BEFORE, P(mmds_count), P(mmds_fails), NULL, NULL},
 	{API_PUT, "/drives", true, REQ_PUT_DRIVE, BODY_JSON, parse_drive, drive_id, BEFORE,
-	 P(drive_count), P(drive_fails), NULL},
+	 P(drive_count), P(drive_fails), NULL, NULL},
 	{API_PATCH, "/drives", true, REQ_PATCH_DRIVE, BODY_JSON, parse_drive_patch, drive_patch_id,
-	 AFTER, A(drive_count), A(drive_fails), NULL},
+	 AFTER, A(drive_count), A(drive_fails), NULL, NULL},
 	{API_PUT, "/network-interfaces", true, REQ_PUT_NET, BODY_JSON, parse_net, net_id, BEFORE,
-	 P(network_count), P(network_fails), NULL},
+	 P(network_count), P(network_fails), NULL, NULL},
 	{API_PATCH, "/network-interfaces", true, REQ_PATCH_NET, BODY_JSON, parse_net_patch,
-	 net_patch_id, AFTER, A(network_count), A(network_fails), NULL},
+	 net_patch_id, AFTER, A(network_count), A(network_fails), NULL, NULL},
 
 	/* Firecracker's resources Ember does not serve yet: answered with a
 	 * 400 naming the feature, never a 2xx for something that will not
 	 * happen. Counted where Firecracker counts them. */
 	{API_PUT, "/cpu-config", false, 0, BODY_NONE, NULL, NULL, 0, P(cpu_cfg_count),
-	 P(cpu_cfg_fails), "CPU templates are"},
+	 P(cpu_cfg_fails), "CPU templates are", NULL},
 	{API_PUT, "/vsock", false, 0, BODY_NONE, NULL, NULL, 0, P(vsock_count), P(vsock_fails),
-	 "the vsock device is"},
+	 "the vsock device is", NULL},
 	{API_PUT, "/pmem", false, 0, BODY_NONE, NULL, NULL, 0, P(pmem_count), P(pmem_fails),
-	 "pmem devices are"},
+	 "pmem devices are", NULL},
 	{API_PUT, "/serial", false, 0, BODY_NONE, NULL, NULL, 0, P(serial_count), P(serial_fails),
-	 "serial configuration over the API is"},
+	 "serial configuration over the API is", NULL},
 	{API_GET, "/hotplug", false, 0, BODY_NONE, NULL, NULL, 0, G(hotplug_memory_count), NONE,
-	 "memory hotplug is"},
+	 "memory hotplug is", NULL},
 	{API_PUT, "/hotplug", false, 0, BODY_NONE, NULL, NULL, 0, P(hotplug_memory_count),
-	 P(hotplug_memory_fails), "memory hotplug is"},
+	 P(hotplug_memory_fails), "memory hotplug is", NULL},
 	{API_PATCH, "/hotplug", false, 0, BODY_NONE, NULL, NULL, 0, A(hotplug_memory_count),
-	 A(hotplug_memory_fails), "memory hotplug is"},
+	 A(hotplug_memory_fails), "memory hotplug is", NULL},
 	{API_OTHER, "/balloon", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE,
-	 "the balloon device is"},
+	 "the balloon device is", NULL},
 	{API_OTHER, "/cpu-config", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE,
-	 "CPU templates are"},
-	{API_OTHER, "/pmem", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE, "pmem devices are"},
-	{API_OTHER, "/entropy", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE,
-	 "the entropy device is"},
+	 "CPU templates are", NULL},
+	{API_OTHER, "/pmem", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE, "pmem devices are", NULL},
 	{API_OTHER, "/serial", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE,
-	 "serial configuration over the API is"},
+	 "serial configuration over the API is", NULL},
 	{API_OTHER, "/hotplug", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE,
-	 "memory hotplug is"},
+	 "memory hotplug is", NULL},
 	{API_OTHER, "/snapshot", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE,
-	 "snapshots are"},
-	{API_OTHER, "/vsock", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE, "the vsock device is"},
+	 "snapshots are", NULL},
+	{API_OTHER, "/vsock", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE, "the vsock device is", NULL},
 };
+
+/* ---- Routes of device kinds with their own config (device_ops.config) ---- */
+
+/* PUT /<key>: the kind's parser makes the config (api_parse has set
+ * req->device_ops from the route). */
+static int parse_device(json_t *j, struct vmm_request *r, ember_err *e)
+{
+	if (r->device_ops->config->parse(j, &r->device_cfg, e))
+		return -1;
+	return 0;
+}
+
+/* The counter named "<key>_<suffix>" in put_api_requests, if Firecracker
+ * has one for this resource. */
+static const struct metrics_group put_group = METRICS_GROUP("put_api_requests",
+	METRICS_PUT_API_REQUESTS, struct put_api_requests_metrics);
+
+static size_t put_counter(const char *key, const char *suffix)
+{
+	const struct metrics_group *g = &put_group;
+	char name[64];
+	snprintf(name, sizeof(name), "%s_%s", key, suffix);
+	for (size_t i = 0; i < g->n; i++)
+		if (!strcmp(g->fields[i].name, name))
+			return offsetof(struct metrics, put_api_requests) + g->fields[i].off;
+	return NONE;
+}
+
+static struct api_route device_routes[MAX_VIRTIO_DEVICES];
+static pthread_once_t device_routes_once = PTHREAD_ONCE_INIT;
+
+static void make_device_routes(void)
+{
+	size_t n = 0;
+	for (size_t i = 0; device_kinds[i] && n < MAX_VIRTIO_DEVICES; i++) {
+		const struct device_config_ops *c = device_kinds[i]->config;
+		if (!c)
+			continue;
+		static char paths[MAX_VIRTIO_DEVICES][64];
+		snprintf(paths[n], sizeof(paths[n]), "/%s", c->key);
+		device_routes[n] = (struct api_route){
+			.method = API_PUT, .path = paths[n], .kind = REQ_PUT_DEVICE,
+			.body = BODY_JSON, .parse = parse_device, .when = BEFORE,
+			.count = put_counter(c->key, "count"), .fails = put_counter(c->key, "fails"),
+			.device = device_kinds[i]};
+		n++;
+	}
+}
 
 enum api_method api_method_parse(const char *method)
 {
@@ -242,6 +291,10 @@ static bool path_matches(const struct api_route *r, const char *path, const char
 const struct api_route *api_route_find(enum api_method method, const char *path,
 				       const char **id)
 {
+	pthread_once(&device_routes_once, make_device_routes);
+	for (size_t i = 0; i < N(device_routes) && device_routes[i].path; i++)
+		if (device_routes[i].method == method && path_matches(&device_routes[i], path, id))
+			return &device_routes[i];
 	for (size_t i = 0; i < N(routes); i++) {
 		const struct api_route *r = &routes[i];
 		if ((r->method == method || (r->missing && r->method == API_OTHER)) &&
@@ -253,6 +306,10 @@ const struct api_route *api_route_find(enum api_method method, const char *path,
 
 const struct api_route *api_route_any(const char *path)
 {
+	pthread_once(&device_routes_once, make_device_routes);
+	for (size_t i = 0; i < N(device_routes) && device_routes[i].path; i++)
+		if (path_matches(&device_routes[i], path, NULL))
+			return &device_routes[i];
 	for (size_t i = 0; i < N(routes); i++)
 		if (path_matches(&routes[i], path, NULL))
 			return &routes[i];
@@ -267,6 +324,8 @@ unsigned api_request_when(enum vmm_req_kind kind)
 	for (size_t i = 0; i < N(vm_states); i++)
 		if (vm_states[i].kind == kind)
 			return vm_states[i].when;
+	if (kind == REQ_PUT_DEVICE)
+		return ROUTE_BEFORE_START;
 	for (size_t i = 0; i < N(routes); i++)
 		if (!routes[i].missing && routes[i].kind == kind)
 			return routes[i].when;

@@ -47,6 +47,8 @@ struct api_route {
 	/* Not served yet: the feature it would need, with its verb ("the
 	 * balloon device is"); the route matches its path and anything below. */
 	const char *missing;
+	/* PUT /<key> of a device kind with its own config section. */
+	const struct device_ops *device;
 };
 
 enum api_method api_method_parse(const char *method);

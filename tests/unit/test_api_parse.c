@@ -55,6 +55,18 @@ static void when_rules(void **state)
 	assert_int_equal(r->kind, REQ_PATCH_DRIVE);
 	assert_string_equal(id, "rootfs");
 	assert_null(api_route_find(API_GET, "/drives/rootfs", &id));
+	/* A device kind with its own config has PUT /<key>, before boot. */
+	r = api_route_find(API_PUT, "/entropy", NULL);
+	assert_non_null(r);
+	assert_int_equal(r->kind, REQ_PUT_DEVICE);
+	assert_ptr_equal(r->device, &entropy_device_ops);
+	assert_int_equal(api_request_when(REQ_PUT_DEVICE), ROUTE_BEFORE_START);
+	struct vmm_request req;
+	struct vmm_response resp = {0};
+	assert_int_equal(api_parse("PUT", "/entropy", "{}", 2, &req, &resp), 0);
+	assert_int_equal(req.kind, REQ_PUT_DEVICE);
+	assert_non_null(req.device_cfg);
+	vmm_request_free(&req);
 	r = api_route_find(API_GET, "/balloon/statistics", NULL);
 	assert_non_null(r);
 	assert_non_null(r->missing);

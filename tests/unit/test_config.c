@@ -80,6 +80,31 @@ static void nulls_mean_absent(void **state)
 	config_free(&c);
 }
 
+/* A device kind with its own section (entropy) is parsed by its own
+ * parser, and a second section of the same kind is refused as JSON's
+ * duplicate key is. */
+static void device_kind_sections(void **state)
+{
+	(void)state;
+	struct vmm_config c;
+	ember_err e = {{0}};
+	assert_int_equal(parse("{\"boot-source\": {\"kernel_image_path\": \"/k\"},"
+			       " \"entropy\": {\"rate_limiter\": {\"ops\": {\"size\": 5,"
+			       " \"refill_time\": 10}}}}", &c, &e), 0);
+	assert_int_equal(c.nr_devices, 1);
+	assert_ptr_equal(c.devices[0].ops, &entropy_device_ops);
+	assert_non_null(config_find_device(&c, &entropy_device_ops));
+	json_t *j = entropy_device_ops.config->to_json(c.devices[0].cfg);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(json_object_get(
+				 j, "rate_limiter"), "ops"), "size")), 5);
+	json_decref(j);
+	config_free(&c);
+	assert_int_equal(parse("{\"boot-source\": {\"kernel_image_path\": \"/k\"},"
+			       " \"entropy\": {\"bogus\": 1}}", &c, &e), -1);
+	assert_non_null(strstr(e.msg, "entropy: unknown field \"bogus\""));
+	config_free(&c);
+}
+
 /* The config file checks ids as the API's paths do. */
 static void drive_ids_checked(void **state)
 {
@@ -241,6 +266,7 @@ int main(void)
 		cmocka_unit_test(nulls_mean_absent),
 		cmocka_unit_test(device_limit),
 		cmocka_unit_test(drive_ids_checked),
+		cmocka_unit_test(device_kind_sections),
 		cmocka_unit_test(rejects_bad_input),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
