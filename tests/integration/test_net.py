@@ -230,5 +230,5 @@ def test_eleven_interfaces_with_mmds_and_four_drives(ember, kernel_vmlinux, init
     proc.expect(hook_done("script"), BOOT_TIMEOUT + STEP_TIMEOUT)
     assert proc.value("EMBER-ETH") == "11", proc.report("the guest's interfaces")
     assert proc.value("EMBER-VD") == "4", proc.report("the guest's drives")
-    assert proc.value("EMBER-MMDS") == "HTTP/1.1", proc.report("MMDS on eth10")
+    assert proc.value("EMBER-MMDS").startswith("HTTP/1."), proc.report("MMDS on eth10")
     finish(proc)
