@@ -116,7 +116,7 @@ int jailer_args_parse(int argc, char **argv, struct jailer_args *a, ember_err *e
 		if (opts[o].value) {
 			if (eq)
 				v = eq + 1;
-			else if (i + 1 < argc && strcmp(argv[i + 1], "--"))
+			else if (i + 1 < argc && strncmp(argv[i + 1], "--", 2))
 				v = argv[++i];
 			else
 				return err_set(e, "--%s needs a value", opts[o].name);

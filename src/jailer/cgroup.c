@@ -256,17 +256,18 @@ static int make_dirs(const char *mount, const char *dir, struct undo_log *u, emb
 
 /* Version 1: a new cgroup starts with some files empty (cpuset.cpus,
  * cpuset.mems), which then refuse tasks; as Firecracker, each level below the
- * mount that has the file empty takes its parent's value first. */
+ * mount that has the file empty takes its parent's value first. The root may
+ * lack the file (pids.max): the levels below must have it. */
 static int v1_inherit(const struct cgroup_group *g, const char *file, ember_err *e)
 {
 	char path[PATH_MAX], parent_val[512] = "", val[512];
-	size_t len = strlen(g->mount);
+	ember_err ignored;
 	int n = snprintf(path, sizeof(path), "%s/%s", g->mount, file);
 	if (n < 0 || n >= PATH_MAX)
 		return err_set(e, "cgroup path %s/%s: too long", g->mount, file);
-	if (read_file(path, parent_val, sizeof(parent_val), e) < 0)
-		return err_prefix(e, "cgroup file %s: unknown to %s", file, g->mount);
-	for (const char *c = g->dir + len + 1;; c++) {
+	if (read_file(path, parent_val, sizeof(parent_val), &ignored) < 0)
+		parent_val[0] = '\0';
+	for (const char *c = g->dir + strlen(g->mount) + 1;; c++) {
 		if (*c != '/' && *c != '\0')
 			continue;
 		n = snprintf(path, sizeof(path), "%.*s/%s", (int)(c - g->dir), g->dir, file);
