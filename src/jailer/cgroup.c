@@ -198,7 +198,7 @@ int cgroup_plan_build(struct cgroup_plan *plan, int version, const struct cgroup
  * unknown file name is an error, ENOENT). */
 static int write_file(const char *path, const char *value, ember_err *e)
 {
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
 	if (fd < 0)
 		return err_set(e, "write cgroup file %s: %s", path, strerror(errno));
 	char buf[512];

@@ -17,6 +17,7 @@
 #include "jailer/cgroup.h"
 #include "jailer/jail.h"
 #include "jailer/rlimit.h"
+#include "jailer/undo.h"
 
 #define ARGC(a) ((int)(sizeof(a) / sizeof((a)[0])) - 1)
 
@@ -216,6 +217,7 @@ static int setup_mock(void **state)
 		 tmp, tmp, tmp, tmp);
 	mkfile("mounts", text);
 	mkdir_in("uni fied");
+	mkdir_in("pids");
 	mkfile("uni fied/cgroup.controllers", "cpuset cpu io memory pids\n");
 	return 0;
 }
@@ -295,6 +297,98 @@ static void test_cgroup_plan(void **state)
 	has("no cgroup v2 hierarchy is mounted");
 }
 
+static bool exists(const char *rel)
+{
+	char p[256];
+	struct stat st;
+	snprintf(p, sizeof(p), "%s/%s", tmp, rel);
+	return stat(p, &st) == 0;
+}
+
+static void read_into(const char *rel, char *buf, size_t n)
+{
+	char p[256];
+	snprintf(p, sizeof(p), "%s/%s", tmp, rel);
+	FILE *f = fopen(p, "r");
+	assert_non_null(f);
+	size_t got = fread(buf, 1, n - 1, f);
+	buf[got] = '\0';
+	fclose(f);
+}
+
+/* Applying a v1 plan to a mock tree (plain directories, so the cgroup files
+ * are whatever the test made): values inherited then written, the pid moved
+ * in; and a file the cgroup lacks takes down what was made. */
+static void test_cgroup_apply_and_undo(void **state)
+{
+	(void)state;
+	struct cgroup_prop props[1];
+	static struct cgroup_plan plan;
+	static struct undo_log u;
+	char buf[64], pid[32];
+	snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+
+	/* Success: <pids>/ember exists with pids.max "max", <pids>/ember/vm1
+	 * exists with an empty one (a new cgroup's) and a tasks file. */
+	mkdir_in("pids/ember");
+	mkdir_in("pids/ember/vm1");
+	mkfile("pids/ember/pids.max", "max\n");
+	mkfile("pids/ember/vm1/pids.max", "");
+	mkfile("pids/ember/vm1/tasks", "");
+	assert_int_equal(cgroup_parse_arg("pids.max=10", &props[0], &E), 0);
+	assert_int_equal(cgroup_plan_build(&plan, 1, props, 1, "ember", "vm1", mounts, &E), 0);
+	memset(&u, 0, sizeof(u));
+	assert_int_equal(cgroup_plan_apply(&plan, &u, &E), 0);
+	read_into("pids/ember/vm1/pids.max", buf, sizeof(buf));
+	assert_string_equal(buf, "10\n");
+	read_into("pids/ember/vm1/tasks", buf, sizeof(buf));
+	assert_string_equal(buf, pid);
+	/* Nothing was made (all there before); only the move back is recorded. */
+	assert_int_equal(u.n, 1);
+	assert_int_equal(u.steps[0].kind, UNDO_WRITE_PID);
+
+	/* Failure: a new parent and cgroup are made, the file is not there. */
+	assert_int_equal(cgroup_parse_arg("pids.bogus=1", &props[0], &E), 0);
+	assert_int_equal(cgroup_plan_build(&plan, 1, props, 1, "new/deep", "vm2", mounts, &E), 0);
+	memset(&u, 0, sizeof(u));
+	assert_int_equal(cgroup_plan_apply(&plan, &u, &E), -1);
+	has("pids.bogus");
+	has("No such file or directory");
+	assert_true(exists("pids/new/deep/vm2"));
+	assert_int_equal(u.n, 3);
+	undo_run(&u);
+	assert_int_equal(u.n, 0);
+	assert_false(exists("pids/new"));
+	assert_true(exists("pids/ember/vm1"));
+}
+
+static void test_undo_order(void **state)
+{
+	(void)state;
+	static struct undo_log u;
+	char d[256], f[256];
+	memset(&u, 0, sizeof(u));
+	mkdir_in("u");
+	snprintf(d, sizeof(d), "%s/u", tmp);
+	snprintf(f, sizeof(f), "%s/u/file", tmp);
+	mkfile("u/file", "x");
+	/* Newest first: the file goes before its directory. */
+	assert_int_equal(undo_push(&u, UNDO_RMDIR, d), 0);
+	assert_int_equal(undo_push(&u, UNDO_UNLINK, f), 0);
+	undo_run(&u);
+	assert_false(exists("u"));
+	/* Forgotten steps are not undone; a full log refuses more. */
+	mkdir_in("u");
+	assert_int_equal(undo_push(&u, UNDO_RMDIR, d), 0);
+	undo_forget(&u);
+	undo_run(&u);
+	assert_true(exists("u"));
+	for (int i = 0; i < UNDO_MAX; i++)
+		assert_int_equal(undo_push(&u, UNDO_RMDIR, d), 0);
+	assert_int_equal(undo_push(&u, UNDO_RMDIR, d), -1);
+	undo_forget(&u);
+}
+
 static void test_jail_resolve_and_misc(void **state)
 {
 	(void)state;
@@ -333,6 +427,8 @@ int main(void)
 		cmocka_unit_test(test_rlimit_parse),
 		cmocka_unit_test(test_cgroup_find_mount),
 		cmocka_unit_test(test_cgroup_plan),
+		cmocka_unit_test(test_cgroup_apply_and_undo),
+		cmocka_unit_test(test_undo_order),
 		cmocka_unit_test(test_jail_resolve_and_misc),
 	};
 	return cmocka_run_group_tests(tests, setup_mock, teardown_mock);
