@@ -135,6 +135,7 @@ class Jails:
         self.base.mkdir()
         self.pids: list[int] = []
         self.cgroups: list[Path] = []
+        self.v2_enabled: list[tuple[Path, str]] = []
         self.seq = 0
 
     def new_id(self) -> str:
@@ -178,6 +179,13 @@ class Jails:
             wait_until(f"pid {pid} to end", lambda: not alive(pid), PROBE_TIMEOUT)
         for cg in self.cgroups:
             remove_cgroup(cg)
+        # The jailer leaves a controller it enabled in the root's
+        # subtree_control (other cgroups may use it); this test's are undone.
+        for root, ctrl in self.v2_enabled:
+            try:
+                (root / "cgroup.subtree_control").write_text(f"-{ctrl}\n")
+            except OSError:
+                pass
         shutil.rmtree(self.base, ignore_errors=True)
 
 
@@ -348,18 +356,20 @@ def test_cgroup_v1_values_and_default_parent(jails):
     assert p.pid in cgroup_pids(cg, v1=True)
 
 
-def need_v2() -> tuple[Path, tuple[str, str, str]]:
+def need_v2(jails: Jails) -> tuple[Path, tuple[str, str, str]]:
     root = v2_mount()
     if root is None:
         pytest.skip("no cgroup v2 hierarchy mounted on this host (/proc/mounts)")
     ctrl = v2_test_controller(root)
     if ctrl is None:
         pytest.skip(f"{root}/cgroup.controllers offers none of pids, memory, hugetlb")
+    if ctrl[0] not in (root / "cgroup.subtree_control").read_text().split():
+        jails.v2_enabled.append((root, ctrl[0]))
     return root, ctrl
 
 
 def test_cgroup_v2_values_land_in_parent_slash_id(jails):
-    root, (ctrl, file, value) = need_v2()
+    root, (ctrl, file, value) = need_v2(jails)
     jail_id, parent = jails.new_id(), f"ember-test-{os.getpid()}/uvms"
     cg = root / parent / jail_id
     jails.cgroups.append(cg)
@@ -371,7 +381,7 @@ def test_cgroup_v2_values_land_in_parent_slash_id(jails):
 
 
 def test_cgroup_v2_without_values_joins_an_existing_parent(jails):
-    root, _ = need_v2()
+    root, _ = need_v2(jails)
     parent = root / f"ember-test-{os.getpid()}-pre"
     parent.mkdir()
     jails.cgroups.append(parent)
@@ -454,7 +464,7 @@ def test_unknown_cgroup_file_v1_leaves_no_cgroup(jails):
 
 
 def test_unknown_cgroup_file_v2_leaves_no_cgroup(jails):
-    root, (ctrl, _, _) = need_v2()
+    root, (ctrl, _, _) = need_v2(jails)
     parent = f"ember-test-{os.getpid()}-bad"
     run = jails.run(jails.new_id(), "--cgroup-version", "2", "--cgroup", f"{ctrl}.bogus=1",
                     "--parent-cgroup", parent)
