@@ -10,7 +10,7 @@
 
 #include "jailer/cgroup.h"
 #include "jailer/rlimit.h"
-#include "vmm/err.h"
+#include "util/err.h"
 
 #define JAILER_DEFAULT_CHROOT_BASE "/srv/jailer"
 

@@ -10,7 +10,7 @@
 #include <stddef.h>
 
 #include "jailer/undo.h"
-#include "vmm/err.h"
+#include "util/err.h"
 
 #define CGROUP_MAX_PROPS 32
 #define CGROUP_MAX_GROUPS 16

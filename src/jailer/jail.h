@@ -8,7 +8,7 @@
 #include <sys/types.h>
 
 #include "jailer/undo.h"
-#include "vmm/err.h"
+#include "util/err.h"
 
 #define JAILER_MAX_ID_LEN 64
 

@@ -4,7 +4,7 @@
 
 #include <sys/types.h>
 
-#include "vmm/err.h"
+#include "util/err.h"
 
 /* Empties the capability bounding and ambient sets, drops supplementary
  * groups, sets real/effective/saved gid and uid, then clears the effective,

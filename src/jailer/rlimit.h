@@ -5,7 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "vmm/err.h"
+#include "util/err.h"
 
 /* As Firecracker's jailer: no-file is always set, to 2048 unless given. */
 #define JAILER_DEFAULT_NO_FILE 2048
