@@ -99,6 +99,10 @@ static int load_bzimage(const struct guest_mem *gm, const uint8_t *img, size_t l
 	if (setup_size >= len)
 		return err_set(e, "kernel image: bzImage truncated inside its setup code");
 	uint64_t payload = len - setup_size;
+	/* The 64-bit entry point is 0x200 into the payload: it must be there. */
+	if (payload <= 0x200)
+		return err_set(e, "kernel image: bzImage payload of %llu bytes ends before its "
+				  "64-bit entry point", (unsigned long long)payload);
 	if ((uint64_t)h.syssize * 16 > payload)
 		return err_set(e, "kernel image: bzImage truncated (%llu of %llu payload bytes)",
 			       (unsigned long long)payload, (unsigned long long)h.syssize * 16);

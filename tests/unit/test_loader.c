@@ -229,6 +229,16 @@ static void bzimage_malformed(void **state)
 	assert_int_equal(load(img, sizeof(img), &k, &e), -1);
 	assert_non_null(strstr(e.msg, "memory"));
 
+	/* Found by fuzz/loader_fuzz: a payload that ends before the 64-bit
+	 * entry point at 0x200 was accepted, and the guest would jump into
+	 * zeroes. */
+	make_bz(img);
+	h->syssize = 0x200 / 16;
+	h->init_size = 0;
+	assert_int_equal(load(img, (BZ_SETUP_SECTS + 1) * 512 + 0x200, &k, &e), -1);
+	assert_non_null(strstr(e.msg, "entry point"));
+	assert_int_equal(load(img, (BZ_SETUP_SECTS + 1) * 512 + 0x201, &k, &e), 0);
+
 	make_bz(img);
 	img[0x201] = 0xff; /* header claims to run past the struct: clamped */
 	assert_int_equal(load(img, sizeof(img), &k, &e), 0);
