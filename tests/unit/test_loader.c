@@ -239,6 +239,13 @@ static void bzimage_malformed(void **state)
 	assert_non_null(strstr(e.msg, "entry point"));
 	assert_int_equal(load(img, (BZ_SETUP_SECTS + 1) * 512 + 0x201, &k, &e), 0);
 
+	/* Found by fuzz/loader_fuzz: cmdline_size 0xffffffff wrapped to a
+	 * limit of 0, refusing every command line. */
+	make_bz(img);
+	h->cmdline_size = 0xffffffff;
+	assert_int_equal(load(img, sizeof(img), &k, &e), 0);
+	assert_int_equal(k.cmdline_max, X86_CMDLINE_MAX);
+
 	make_bz(img);
 	img[0x201] = 0xff; /* header claims to run past the struct: clamped */
 	assert_int_equal(load(img, sizeof(img), &k, &e), 0);
