@@ -258,6 +258,8 @@ def block_seeds():
               + chain(0, [seg(8, fill=b"short")]) + notify + u8(9))
         write(t, f"{name}-indirect", u8(flags) + req(0, 1, 2048, 4, indirect=True)
               + req(1, 5, 512, 1, False, b"i" * 512, indirect=True) + notify + notify)
+        write(t, f"{name}-patch", u8(flags) + req(1, 4, 512, 1, False, b"p" * 512) + notify
+              + u8(10) + req(0, 4, 512) + notify)
         write(t, f"{name}-reset", u8(flags) + req(0, 0, 512) + notify + reg_write(0x070, 0)
               + bring_up(log2=2) + req(0, 3, 512) + notify)
 

@@ -2,7 +2,7 @@
  * either I/O engine's submit path (Sync or io_uring), with a 16 KiB memfd
  * as the disk. The input's first byte picks the engine, read-only and the
  * cache type; the rest is a script (fuzz_driver.h) whose own ops notify
- * the queue, reap completions, and reset the device.
+ * the queue, reap completions, and swap the backing file (PATCH /drives).
  *
  * Checked: every request the device popped is eventually answered (the
  * used ring catches up with the available ring once completions are
@@ -104,7 +104,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t len)
 	if (!(in[0] & 8))
 		fz_bring_up(&d, ~0ULL, in[0] >> 4);
 	while (fz_more(&f)) {
-		uint8_t op = fz_u8(&f) % 10;
+		uint8_t op = fz_u8(&f) % 11;
 		if (fz_driver_op(&d, op, &f))
 			continue;
 		switch (op) {
@@ -115,6 +115,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t len)
 			break;
 		case 9:
 			virtio_block_process_completions(b);
+			break;
+		case 10: /* PATCH /drives: the same file again (drains, swaps, interrupts) */
+			if (virtio_block_update_path(b, disk_path, &e))
+				abort();
 			break;
 		}
 	}
