@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_quiet.h"
 #include "api/parse.h"
 #include "devices/drive_config.h"
 #include "devices/net_config.h"

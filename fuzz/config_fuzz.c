@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_quiet.h"
 #include "devices/drive_config.h"
 #include "devices/net_config.h"
 #include "mmds/config.h"

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_quiet.h"
 #include "vmm/guest_mem.h"
 #include "vmm/loader.h"
 

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fuzz_quiet.h"
 #include "devices/virtio_block.h"
 #include "fuzz_driver.h"
 

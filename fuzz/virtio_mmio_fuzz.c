@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_quiet.h"
 #include "fuzz_driver.h"
 
 #define CONFIG_SIZE 24

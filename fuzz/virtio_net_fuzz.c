@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "fuzz_quiet.h"
 #include "devices/virtio_net.h"
 #include "fuzz_driver.h"
 #include "mmds/metrics.h"
