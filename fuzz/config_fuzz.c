@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "fuzz_quiet.h"
+#include "devices/device.h"
 #include "devices/drive_config.h"
 #include "devices/net_config.h"
 #include "mmds/config.h"
@@ -32,6 +33,9 @@ static json_t *view(const struct vmm_config *c)
 		json_object_set_new(j, "metrics", metrics_config_json(&c->metrics));
 	if (c->has_mmds)
 		json_object_set_new(j, "mmds-config", mmds_config_json(&c->mmds));
+	for (size_t i = 0; i < c->nr_devices; i++) /* "entropy" and later kinds */
+		json_object_set_new(j, c->devices[i].ops->config->key,
+				    c->devices[i].ops->config->to_json(c->devices[i].cfg));
 	return j;
 }
 

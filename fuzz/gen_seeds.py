@@ -59,6 +59,7 @@ API = [
                                  "rate_limiter": RL}),
     ("PUT", "/network-interfaces/eth0", NET),
     ("PATCH", "/network-interfaces/eth0", {"iface_id": "eth0", "rx_rate_limiter": RL}),
+    ("PUT", "/entropy", {"rate_limiter": RL}),
     ("PUT", "/vsock", {"guest_cid": 3, "uds_path": "/v.sock"}),
     ("PUT", "/balloon", {"amount_mib": 1}), ("GET", "/balloon/statistics", None),
     ("PUT", "/snapshot/create", {"snapshot_path": "/s"}),
@@ -83,7 +84,8 @@ def config_seeds():
                  cache_type="Unsafe", is_read_only=True, rate_limiter=None)],
             "network-interfaces": [NET, {"iface_id": "eth1", "host_dev_name": "tap1"}],
             "logger": LOGGER, "metrics": METRICS, "mmds-config": MMDS_CFG,
-            "balloon": None, "vsock": None, "entropy": [], "cpu-config": None}
+            "balloon": None, "vsock": None, "entropy": {"rate_limiter": RL},
+            "cpu-config": None}
     write("config_fuzz", "minimal.json", json.dumps(minimal))
     write("config_fuzz", "full.json", json.dumps(full, indent=1))
     write("config_fuzz", "nulls.json", json.dumps(
@@ -224,6 +226,18 @@ def mmio_seeds():
           + reg_write(0x100, 0x1234, 2) + reg_read(0x0fc) + reg_write(0x070, 0))
 
 
+def rng_seeds():
+    t = "virtio_rng_fuzz"
+    notify, tick = u8(7), lambda ms: u8(8) + u16(ms)  # noqa: E731
+    bufs = chain(0, [seg(64, write=True)]) + chain(0, [seg(16, write=True),
+                                                       seg(4096, write=True)])
+    write(t, "plain", u8(0x40) + bufs + notify + chain(0, [seg(70000 & 0xffff, write=True)])
+          + notify)
+    write(t, "limited", u8(0x43) + bufs + bufs + notify + tick(5) + tick(200) + notify)
+    write(t, "readable", u8(0x40) + chain(0, [seg(8, fill=b"12345678"), seg(8, write=True)])
+          + chain(0, [seg(8, fill=b"x" * 8)], indirect=True) + notify)
+
+
 VNET = bytes(12)
 ETH = bytes.fromhex("06 00 ac 10 00 02 06 00 ac 10 00 01 08 00")
 
@@ -324,6 +338,7 @@ def main():
     mmio_seeds()
     block_seeds()
     net_seeds()
+    rng_seeds()
     mmds_seeds()
 
 
