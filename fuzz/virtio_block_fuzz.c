@@ -63,7 +63,7 @@ static void settle(struct virtio_block *b)
 	for (int tries = 0; q->used_idx != q->last_avail; tries++) {
 		if (q->broken)
 			break; /* what is in flight is drained by destroy */
-		if (fd < 0 || tries > 500) {
+		if (fd < 0 || tries > 1000) {
 			fprintf(stderr, "block fuzz: used %u, popped %u, broken %d\n", q->used_idx,
 				q->last_avail, q->broken);
 			abort();

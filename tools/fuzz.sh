@@ -67,7 +67,7 @@ for t in "${targets[@]}"; do
 	rc=0
 	(cd "$dir" && UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		"$repo/$build/fuzz/$t" -max_total_time="$seconds" -max_len="$(max_len "$t")" \
-		-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$dir/" \
+		-timeout=30 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$dir/" \
 		"${dict[@]}" corpus >log 2>&1) || rc=$?
 	# The last status line: "#RUNS DONE cov: N ft: N corp: ... exec/s: N ...".
 	last=$(grep -E '^#[0-9]+' "$dir/log" | tail -n 1 || true)
