@@ -144,6 +144,7 @@ static bool refuse_oversized(struct api_conn *c, const struct api_http_head *h, 
 	dispatch(ctx, h, NULL, 0, &r);
 	queue_response(c, &r);
 	free(r.body);
+	c->answered = true;
 	return !c->closing;
 }
 
@@ -198,6 +199,7 @@ static bool process_one(struct api_conn *c, size_t max_payload, api_dispatch_fn 
 		c->closing = true;
 	queue_response(c, &r);
 	free(r.body);
+	c->answered = true;
 	return !c->closing;
 }
 
@@ -251,7 +253,7 @@ int api_conn_flush(struct api_conn *c)
 
 bool api_conn_busy(const struct api_conn *c)
 {
-	return c->in_len || c->discard || c->out_off < c->out_len;
+	return !c->answered || c->in_len || c->discard || c->out_off < c->out_len;
 }
 
 bool api_conn_done(const struct api_conn *c)

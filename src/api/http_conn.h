@@ -24,6 +24,7 @@ struct api_conn {
 	bool continue_sent;    /* 100 Continue sent for the request under way */
 	bool closing;          /* close once out is sent */
 	bool eof;              /* the client has shut its side */
+	bool answered;         /* has had a response: until then it counts as busy */
 };
 
 /* Answers one complete request into resp (h->path and the body are
@@ -43,7 +44,8 @@ void api_conn_process(struct api_conn *c, size_t max_payload, api_dispatch_fn *d
 int api_conn_flush(struct api_conn *c);
 /* Queues a {"fault_message": ...} response and closes after it. */
 void api_conn_fault(struct api_conn *c, int status, const char *msg);
-/* A request or response under way (which the request timeout bounds). */
+/* A request or response under way, or no request yet on a new connection
+ * (which the request timeout bounds). */
 bool api_conn_busy(const struct api_conn *c);
 bool api_conn_done(const struct api_conn *c); /* to be closed now */
 void api_conn_free(struct api_conn *c);

@@ -100,7 +100,8 @@ static void accept_all(struct api_server *s)
 			continue;
 		}
 		c->fd = fd;
-		c->last_active = api_now_ms();
+		/* Its first request is due within the request timeout. */
+		c->last_active = c->busy_since = api_now_ms();
 		s->conns[s->n_conns++] = c;
 	}
 }

@@ -22,9 +22,9 @@ struct api_limits {
 	/* Open connections. At the limit a new one takes the slot of the
 	 * longest-idle connection; if none is idle, it gets a 503 and is closed. */
 	unsigned max_connections;
-	/* From a request's first byte until it is complete, and for its response
-	 * to be taken by the client: past it the connection is dropped (a 408 if
-	 * a request was incomplete). */
+	/* From a request's first byte (or a new connection's accept) until it is
+	 * complete, and for its response to be taken by the client: past it the
+	 * connection is dropped (a 408 if a request was incomplete). */
 	unsigned request_timeout_ms;
 	/* A keep-alive connection with nothing under way is closed after it. */
 	unsigned idle_timeout_ms;
