@@ -5,15 +5,16 @@ and after a change to src/api/). No guest.
 
 For each binary: `size` of its text/data/bss, the idle process's memory with
 the API socket open (/proc/PID/smaps_rollup: Rss, Private_*), exec -> the
-API socket accepts (median of 30, bench/native.py's bench_startup), and the
-round trip of GET / on one keep-alive connection (median of 2000 after 200
-warm-up requests). The binaries are measured interleaved, round by round.
+API socket accepts (bench/native.py's bench_startup: 6 rounds of 20 starts,
+the binaries interleaved round by round, the median of the round medians:
+a loaded machine skews a round, not a binary), and the round trip of GET /
+on one keep-alive connection (median of 2000 after 200 warm-up requests).
 """
 
 from __future__ import annotations
 
 import os
-import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -65,8 +66,13 @@ def main():
         print(subprocess.run(["size", e], capture_output=True, text=True, check=True).stdout
               .splitlines()[-1])
     with tempfile.TemporaryDirectory() as work:
+        rounds = {e: [] for e in embers}
+        for _ in range(6):
+            for e in embers:
+                st = bench_startup(e, work, runs=20)["stats"]
+                rounds[e].append(st["wall_accept_ms"]["median"])
         for e in embers:
-            start = bench_startup(e, work, runs=30)["stats"]["wall_accept_ms"]["median"]
+            start = statistics.median(rounds[e])
             lat = idle_and_latency(e, work)
             print(f"{e}: exec->socket {start:.2f} ms, " +
                   ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}"
