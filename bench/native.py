@@ -7,7 +7,8 @@
 2. api: PUT /machine-config round trips on one keep-alive connection, and
    the same client against a canned responder (the floor: client + kernel).
 3. create: exec -> PUT /actions InstanceStart answered 204, one process
-   after the other (needs a real kernel: EMBER_KERNEL_VMLINUX).
+   after the other (needs a real kernel: EMBER_KERNEL_VMLINUX), with the
+   phases Ember logs at Info once the VM is built (build_phases).
 
 How CPU time is taken: right after connect() (or the awaited response)
 returns, the bench stops the child (SIGSTOP, then waitpid(WUNTRACED)) and

@@ -22,7 +22,7 @@ int vm_create(struct vm *vm, uint64_t mem_bytes, ember_err *e);
  * vm_open_kvm opens /dev/kvm, creates the VM, its interrupt controllers and
  * PIT (it needs no memory); vm_add_memslots registers guest RAM with KVM.
  * Most of the last two's time is spent waiting in the kernel, not
- * computing (docs/performance.md). */
+ * computing (bench/README.md, "Creation"). */
 int vm_alloc_memory(struct vm *vm, uint64_t mem_bytes, ember_err *e);
 int vm_open_kvm(struct vm *vm, ember_err *e);
 int vm_add_memslots(struct vm *vm, ember_err *e);
