@@ -16,6 +16,10 @@ static const char *const state_names[] = {"Not started", "Running", "Paused"};
 
 #define ERR_AFTER_START "The requested operation is not supported after starting the microVM."
 #define ERR_BEFORE_START "The requested operation is not supported before starting the microVM."
+/* After start Firecracker takes PUT /drives and /network-interfaces as a
+ * hotplug, which needs PCI; Ember's devices are virtio-mmio, as
+ * Firecracker's without --enable-pci. */
+#define ERR_NO_HOTPLUG "PCI is not enabled"
 
 /* GET /vm/config leaves out what is not set rather than showing null, which
  * the spec's types do not allow. */
@@ -190,7 +194,9 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 					   "is disabled or its input buffer is full");
 		break;
 	case REQ_FLUSH_METRICS:
-		if (controller_flush_metrics(c, &e))
+		if (!started)
+			vmm_response_fault(r, 400, ERR_BEFORE_START);
+		else if (controller_flush_metrics(c, &e))
 			vmm_response_fault(r, 400, "Failed to flush metrics: %s", e.msg);
 		break;
 	case REQ_PUT_LOGGER:
@@ -250,7 +256,7 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 		break;
 	case REQ_PUT_NET: {
 		if (started) {
-			vmm_response_fault(r, 400, ERR_AFTER_START);
+			vmm_response_fault(r, 400, ERR_NO_HOTPLUG);
 			break;
 		}
 		/* As Firecracker: the TAP must open now, not at InstanceStart. */
@@ -272,7 +278,7 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 		break;
 	case REQ_PUT_DRIVE:
 		if (started) {
-			vmm_response_fault(r, 400, ERR_AFTER_START);
+			vmm_response_fault(r, 400, ERR_NO_HOTPLUG);
 			break;
 		}
 		if (check_drive_file(&q->drive, &e) || drive_list_put(&c->cfg.drives, &q->drive, &e))

@@ -37,6 +37,10 @@ CURL = "/usr/bin/curl"
 DEFAULT_MAX_PAYLOAD = 51200
 
 ERR_AFTER_START = "The requested operation is not supported after starting the microVM."
+ERR_BEFORE_START = "The requested operation is not supported before starting the microVM."
+# Firecracker takes PUT /drives and /network-interfaces after start as a
+# hotplug, which needs PCI (its --enable-pci; Ember has none).
+ERR_NO_PCI = "PCI is not enabled"
 NOT_YET = "not supported by Ember yet"
 
 DEFAULT_MACHINE = {"vcpu_count": 1, "mem_size_mib": 128, "smt": False,
@@ -287,17 +291,28 @@ def test_instance_start_without_boot_source(api_vm):
 
 
 def test_runtime_actions_before_start(api_vm, workdir):
-    """FlushMetrics works before start (without a metrics sink it writes
-    nothing). SendCtrlAltDel, pause, resume: not before InstanceStart
-    (Firecracker's message)."""
+    """FlushMetrics, SendCtrlAltDel, pause, resume and the PATCHes of drives
+    and network interfaces: not before InstanceStart (Firecracker's message),
+    with or without a metrics sink."""
     c = api_vm.client()
-    before = configure(c, workdir)
-    check_ok(c.put("/actions", {"action_type": "FlushMetrics"}), 204, None, "FlushMetrics")
-    check_error(c.put("/actions", {"action_type": "SendCtrlAltDel"}), "before starting",
-                context="SendCtrlAltDel before start")
-    for state in ("Paused", "Resumed"):
-        check_error(c.patch("/vm", {"state": state}), "before starting",
-                    context=f"PATCH /vm {state} before start")
+    configure(c, workdir)
+    (workdir / "disk").write_bytes(b"\0" * 4096)
+    check_ok(c.put("/drives/d0", {"drive_id": "d0", "path_on_host": str(workdir / "disk"),
+                                  "is_root_device": False, "is_read_only": True}), 204)
+    before = vm_config(c)
+    cases = [("PUT", "/actions", {"action_type": "FlushMetrics"}),
+             ("PUT", "/actions", {"action_type": "SendCtrlAltDel"}),
+             ("PATCH", "/vm", {"state": "Paused"}), ("PATCH", "/vm", {"state": "Resumed"}),
+             ("PATCH", "/drives/d0", {"drive_id": "d0", "path_on_host": str(workdir / "disk")}),
+             ("PATCH", "/network-interfaces/eth0", {"iface_id": "eth0"})]
+    for method, path, body in cases:
+        msg = check_error(c.request(method, path, body), context=f"{method} {path} {body}")
+        assert msg == ERR_BEFORE_START, f"{method} {path} {body} before start: {msg!r}"
+    check_ok(c.put("/metrics", {"metrics_path": str(workdir / "m.json")}), 204)
+    before = vm_config(c)
+    msg = check_error(c.put("/actions", {"action_type": "FlushMetrics"}))
+    assert msg == ERR_BEFORE_START, f"FlushMetrics with a sink, before start: {msg!r}"
+    assert (workdir / "m.json").read_text() == "", "a refused FlushMetrics wrote metrics"
     assert instance_info(c)["state"] == "Not started"
     assert_unchanged(c, before, "actions before start")
 
@@ -847,11 +862,19 @@ def test_configuration_is_refused_after_start(api_vm, kernel_vmlinux, initramfs,
     for method, path, body in (
             ("PUT", "/logger", {"level": "Debug"}),
             ("PUT", "/metrics", {"metrics_path": str(workdir / "m.json")}),
-            ("PUT", "/mmds/config", {"network_interfaces": ["eth0"]}),
-            ("PUT", "/network-interfaces/eth1", {"iface_id": "eth1", "host_dev_name": "tap1"})):
+            ("PUT", "/mmds/config", {"network_interfaces": ["eth0"]})):
         msg = check_error(c.request(method, path, body), context=f"{method} {path} after start")
         assert msg == ERR_AFTER_START, f"{method} {path} after start: {msg!r}"
         assert_unchanged(c, before, f"{method} {path} after start")
+    for method, path, body in (
+            ("PUT", "/network-interfaces/eth1", {"iface_id": "eth1", "host_dev_name": "tap1"}),
+            ("PUT", "/drives/d1", {"drive_id": "d1", "path_on_host": kernel,
+                                   "is_root_device": False, "is_read_only": True})):
+        msg = check_error(c.request(method, path, body), context=f"{method} {path} after start")
+        assert msg == ERR_NO_PCI, f"{method} {path} after start: {msg!r}"
+        assert_unchanged(c, before, f"{method} {path} after start")
+    check_ok(c.put("/actions", {"action_type": "FlushMetrics"}), 204, None,
+             "FlushMetrics after start")
     assert instance_info(c)["state"] == "Running"
     api_vm.proc.proc.send_signal(signal.SIGTERM)
     expect_exit(api_vm, "SIGTERM after refused requests")
