@@ -1,5 +1,6 @@
 #include "api/parse.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "mmds/json.h"
@@ -34,29 +35,63 @@ static int bad_route(const char *method, const char *path, struct vmm_response *
 					   method, path, not_yet[i].feature);
 			return -1;
 		}
-	vmm_response_fault(resp, 400, "Invalid request method and/or path: %s %s", method, path);
+	/* Firecracker's words: it names the path's first segment. */
+	while (*path == '/')
+		path++;
+	vmm_response_fault(resp, 400, "Invalid request method and/or path: %s %.*s.", method,
+			   (int)strcspn(path, "/"), path);
 	return -1;
 }
 
 /* Parses a required JSON body. */
-static json_t *body_json(const char *body, size_t len, struct vmm_response *resp)
+static json_t *body_json(const char *method, const char *body, size_t len,
+			 struct vmm_response *resp)
 {
 	if (!len) {
-		vmm_response_fault(resp, 400, "The request body is empty");
+		vmm_response_fault(resp, 400, "Empty %s request.", method);
 		return NULL;
 	}
 	json_error_t je;
 	json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
 	if (!j)
 		vmm_response_fault(resp, 400, "An error occurred when deserializing the json body of "
-				   "a request: %s at line %d column %d", je.text, je.line, je.column);
+				   "a request: %s at line %d column %d.", je.text, je.line, je.column);
 	return j;
 }
 
-static int bad_body(struct vmm_response *resp, const ember_err *e)
+/* serde's place for a missing field of the body's object: its closing
+ * brace, the last non-blank byte (line and column from 1). */
+static void body_end(const char *body, size_t len, int *line, int *col)
 {
+	size_t end = len;
+	while (end > 0 && strchr(" \t\r\n", body[end - 1]))
+		end--;
+	*line = 1;
+	size_t line_start = 0;
+	for (size_t i = 0; i + 1 < end; i++)
+		if (body[i] == '\n') {
+			(*line)++;
+			line_start = i + 1;
+		}
+	*col = (int)(end - line_start);
+}
+
+/* Firecracker's words for a body its parser refuses; a missing field of the
+ * top-level object ("what: missing field `x`") gets serde's position, which
+ * Firecracker's clients and tests match. */
+static int bad_body(struct vmm_response *resp, const ember_err *e, const char *body, size_t len)
+{
+	const char *colon = strstr(e->msg, ": ");
+	if (colon && !strncmp(colon + 2, "missing field `", 15) && !strchr(colon + 17, ':') &&
+	    len) {
+		int line, col;
+		body_end(body, len, &line, &col);
+		vmm_response_fault(resp, 400, "An error occurred when deserializing the json body "
+				   "of a request: %s at line %d column %d.", e->msg, line, col);
+		return -1;
+	}
 	vmm_response_fault(resp, 400, "An error occurred when deserializing the json body of a "
-			   "request: %s", e->msg);
+			   "request: %s.", e->msg);
 	return -1;
 }
 
@@ -70,7 +105,8 @@ struct choice {
 };
 
 static int parse_choice(json_t *j, const char *what, const char *key, const struct choice *c,
-			size_t n, struct vmm_request *req, struct vmm_response *resp)
+			size_t n, struct vmm_request *req, struct vmm_response *resp,
+			const char *body, size_t len)
 {
 	const char *value;
 	json_error_t je;
@@ -78,7 +114,7 @@ static int parse_choice(json_t *j, const char *what, const char *key, const stru
 	if (json_unpack_ex(j, &je, JSON_STRICT, "{s:s}", key, &value)) {
 		const struct field_spec spec = {key, JSON_STRING, true};
 		config_unpack_error(what, j, &spec, 1, &je, &e);
-		return bad_body(resp, &e);
+		return bad_body(resp, &e, body, len);
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (strcmp(value, c[i].value))
@@ -91,8 +127,14 @@ static int parse_choice(json_t *j, const char *what, const char *key, const stru
 		req->kind = c[i].kind;
 		return 0;
 	}
-	err_set(&e, "%s: unknown %s \"%s\"", what, key, value);
-	return bad_body(resp, &e);
+	/* serde's words for an enum value it does not know. */
+	char expected[128] = "";
+	for (size_t i = 0; i < n; i++)
+		snprintf(expected + strlen(expected), sizeof(expected) - strlen(expected),
+			 "%s`%s`", i ? ", " : "", c[i].value);
+	err_set(&e, "%s: %s: unknown variant `%s`, expected one of %s", what, key, value,
+		expected);
+	return bad_body(resp, &e, body, len);
 }
 
 static const struct choice actions[] = {
@@ -144,11 +186,16 @@ int api_parse(const char *method, const char *path, const char *body, size_t len
 	if ((path_is(path, "/network-interfaces") || drives) && (put || patch)) {
 		id = path + strlen(drives ? "/drives" : "/network-interfaces");
 		id += *id == '/';
-		if (!*id || strchr(id, '/'))
+		if (!*id) {
+			vmm_response_fault(resp, 400, "The ID cannot be empty.");
+			return -1;
+		}
+		if (strchr(id, '/'))
 			return bad_route(method, path, resp);
 		if (!config_id_valid(id)) {
-			vmm_response_fault(resp, 400, "Invalid ID: \"%s\": use 1 to 64 letters, "
-					   "digits or '_'", id);
+			vmm_response_fault(resp, 400, "API Resource IDs can only contain alphanumeric "
+					   "characters and underscores. (Ember: 1 to 64 of them, "
+					   "got \"%.80s\")", id);
 			return -1;
 		}
 		what = drives ? (put ? DRIVE_PUT : DRIVE_PATCH) : (put ? NET_PUT : NET_PATCH);
@@ -180,14 +227,14 @@ int api_parse(const char *method, const char *path, const char *body, size_t len
 		/* MMDS contents are any JSON value, kept the way Firecracker
 		 * keeps them (see src/mmds/json.h), not jansson's way. */
 		if (!len) {
-			vmm_response_fault(resp, 400, "The request body is empty");
+			vmm_response_fault(resp, 400, "Empty %s request.", method);
 			return -1;
 		}
 		req->kind = what == MMDS_PUT ? REQ_PUT_MMDS : REQ_PATCH_MMDS;
 		req->mmds_data = mmds_json_parse(body, len, &e);
-		return req->mmds_data ? 0 : bad_body(resp, &e);
+		return req->mmds_data ? 0 : bad_body(resp, &e, body, len);
 	}
-	json_t *j = body_json(body, len, resp);
+	json_t *j = body_json(method, body, len, resp);
 	if (!j)
 		return -1;
 	int rc = 0;
@@ -195,50 +242,50 @@ int api_parse(const char *method, const char *path, const char *body, size_t len
 	case MACHINE_PUT:
 		req->kind = REQ_PUT_MACHINE_CONFIG;
 		if (config_parse_machine(j, &req->machine, &e))
-			rc = bad_body(resp, &e);
+			rc = bad_body(resp, &e, body, len);
 		break;
 	case MACHINE_PATCH:
 		req->kind = REQ_PATCH_MACHINE_CONFIG;
 		if (json_is_object(j) && json_object_size(j) == 0) {
 			/* As Firecracker: a PATCH must change something. */
 			err_set(&e, "machine-config: the PATCH body sets no field");
-			rc = bad_body(resp, &e);
+			rc = bad_body(resp, &e, body, len);
 		} else if (config_parse_machine_patch(j, &req->patch, &e)) {
-			rc = bad_body(resp, &e);
+			rc = bad_body(resp, &e, body, len);
 		}
 		break;
 	case BOOT:
 		req->kind = REQ_PUT_BOOT_SOURCE;
 		if (config_parse_boot_source(j, &req->boot_source, &e))
-			rc = bad_body(resp, &e);
+			rc = bad_body(resp, &e, body, len);
 		break;
 	case ACTIONS:
-		rc = parse_choice(j, "actions", "action_type", actions, 3, req, resp);
+		rc = parse_choice(j, "actions", "action_type", actions, 3, req, resp, body, len);
 		break;
 	case VM:
-		rc = parse_choice(j, "vm", "state", vm_states, 2, req, resp);
+		rc = parse_choice(j, "vm", "state", vm_states, 2, req, resp, body, len);
 		break;
 	case LOGGER:
 		req->kind = REQ_PUT_LOGGER;
 		if (config_parse_logger(j, &req->logger, &e))
-			rc = bad_body(resp, &e);
+			rc = bad_body(resp, &e, body, len);
 		break;
 	case METRICS:
 		req->kind = REQ_PUT_METRICS;
 		if (metrics_config_parse(j, &req->metrics, &e))
-			rc = bad_body(resp, &e);
+			rc = bad_body(resp, &e, body, len);
 		break;
 	case MMDS_CONFIG:
 		req->kind = REQ_PUT_MMDS_CONFIG;
 		if (mmds_config_parse(j, &req->mmds_config, &e))
-			rc = bad_body(resp, &e);
+			rc = bad_body(resp, &e, body, len);
 		break;
 	case DRIVE_PUT:
 	case DRIVE_PATCH: {
 		req->kind = what == DRIVE_PUT ? REQ_PUT_DRIVE : REQ_PATCH_DRIVE;
 		if (what == DRIVE_PUT ? drive_config_parse(j, &req->drive, &e)
 				      : drive_patch_parse(j, &req->drive_patch, &e)) {
-			rc = bad_body(resp, &e);
+			rc = bad_body(resp, &e, body, len);
 			break;
 		}
 		const char *body_id = what == DRIVE_PUT ? req->drive.drive_id
@@ -256,7 +303,7 @@ int api_parse(const char *method, const char *path, const char *body, size_t len
 		const char *body_id;
 		if (what == NET_PUT ? net_config_parse(j, &req->net, &e)
 				    : net_patch_parse(j, &req->net_patch, &e)) {
-			rc = bad_body(resp, &e);
+			rc = bad_body(resp, &e, body, len);
 			break;
 		}
 		body_id = what == NET_PUT ? req->net.iface_id : req->net_patch.iface_id;

@@ -116,17 +116,17 @@ int drive_config_parse(json_t *j, struct drive_config *out, ember_err *e)
 			rc = err_set(e, "drive: socket: vhost-user block devices are not supported "
 					"by Ember; use path_on_host");
 		} else {
-			rc = err_set(e, "drive: unknown field \"%s\"", key);
+			rc = err_set(e, "drive: unknown field `%s`", key);
 		}
 		if (rc)
 			return -1;
 	}
 	if (!id)
-		return err_set(e, "drive: missing field \"drive_id\"");
+		return err_set(e, "drive: missing field `drive_id`");
 	if (!has_root)
-		return err_set(e, "drive: missing field \"is_root_device\"");
+		return err_set(e, "drive: missing field `is_root_device`");
 	if (!path)
-		return err_set(e, "drive: missing field \"path_on_host\"");
+		return err_set(e, "drive: missing field `path_on_host`");
 
 	struct drive_config c = {
 		.drive_id = strdup(id),
@@ -212,13 +212,13 @@ int drive_patch_parse(json_t *j, struct drive_patch *out, ember_err *e)
 			if ((rc = rate_limiter_config_parse(v, &rl, e)))
 				err_prefix(e, "drive update");
 		} else {
-			rc = err_set(e, "drive update: unknown field \"%s\"", key);
+			rc = err_set(e, "drive update: unknown field `%s`", key);
 		}
 		if (rc)
 			return -1;
 	}
 	if (!id)
-		return err_set(e, "drive update: missing field \"drive_id\"");
+		return err_set(e, "drive update: missing field `drive_id`");
 	struct drive_patch p = {.drive_id = strdup(id), .path_on_host = dup_or_null(path),
 				.rate_limiter = rl};
 	if (!p.drive_id || (path && !p.path_on_host)) {

@@ -51,15 +51,15 @@ static int parse_bucket(json_t *j, const char *name, const char *bucket, bool *h
 					     : parse_count(v, name, bucket, key, UINT64_MAX,
 							   &out->one_time_burst, e);
 		} else {
-			return err_set(e, "%s: %s: unknown field \"%s\"", name, bucket, key);
+			return err_set(e, "%s: %s: unknown field `%s`", name, bucket, key);
 		}
 		if (rc)
 			return rc;
 	}
 	if (!size)
-		return err_set(e, "%s: %s: missing field \"size\"", name, bucket);
+		return err_set(e, "%s: %s: missing field `size`", name, bucket);
 	if (!refill)
-		return err_set(e, "%s: %s: missing field \"refill_time\"", name, bucket);
+		return err_set(e, "%s: %s: missing field `refill_time`", name, bucket);
 	*has = true;
 	return 0;
 }
@@ -81,7 +81,7 @@ int rate_limiter_config_parse_named(json_t *j, const char *name, struct rate_lim
 			else if (!strcmp(key, "ops"))
 				rc = parse_bucket(v, name, key, &c.has_ops, &c.ops, e);
 			else
-				return err_set(e, "%s: unknown field \"%s\"", name, key);
+				return err_set(e, "%s: unknown field `%s`", name, key);
 			if (rc)
 				return rc;
 		}

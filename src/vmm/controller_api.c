@@ -20,6 +20,7 @@ static const char *const state_names[] = {"Not started", "Running", "Paused"};
  * hotplug, which needs PCI; Ember's devices are virtio-mmio, as
  * Firecracker's without --enable-pci. */
 #define ERR_NO_HOTPLUG "PCI is not enabled"
+#define ERR_METRICS_INIT "Metrics error: Cannot initialize the metrics system due to bad user input: "
 
 /* GET /vm/config leaves out what is not set rather than showing null, which
  * the spec's types do not allow. */
@@ -75,6 +76,16 @@ static int check_boot_file(const char *what, const char *path, struct vmm_respon
 	ember_err e;
 	if (!path)
 		return 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) { /* Firecracker's words, which its clients match */
+		int err = errno;
+		vmm_response_fault(r, 400, "Boot source error: %s %s (os error %d) (%s %s)",
+				   strcmp(what, "initrd_path") ? "The kernel file cannot be opened:"
+				   : "The initrd file cannot be opened due to invalid path or "
+				     "invalid permissions.", strerror(err), err, what, path);
+		return -1;
+	}
+	close(fd);
 	if (loader_map_file(path, what, &data, &len, &e)) {
 		vmm_response_fault(r, 400, "%s", e.msg);
 		return -1;
@@ -89,8 +100,9 @@ static int check_drive_file(const struct drive_config *d, ember_err *e)
 {
 	int fd = open(d->path_on_host, (d->is_read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
 	if (fd < 0)
-		return err_set(e, "Unable to open the drive's backing file %s: %s", d->path_on_host,
-			       strerror(errno));
+		return err_set(e, "Drive config error: Unable to create the virtio block device: "
+			       "Virtio backend error: Error manipulating the backing file: %s "
+			       "(os error %d) %s", strerror(errno), errno, d->path_on_host);
 	close(fd);
 	return 0;
 }
@@ -182,7 +194,8 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 		if (started)
 			vmm_response_fault(r, 400, ERR_AFTER_START);
 		else if (!c->cfg.has_boot_source)
-			vmm_response_fault(r, 400, "Cannot start microvm without kernel configuration.");
+			vmm_response_fault(r, 400, "Start microvm error: Cannot start microvm without "
+					   "kernel configuration.");
 		else if (controller_start_vm(c, &e))
 			vmm_response_fault(r, 400, "Start microvm error: %s", e.msg);
 		break;
@@ -211,9 +224,10 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 		if (started) {
 			vmm_response_fault(r, 400, ERR_AFTER_START);
 		} else if (c->cfg.has_metrics) {
-			vmm_response_fault(r, 400, "Reinitialization of metrics not allowed.");
+			vmm_response_fault(r, 400, ERR_METRICS_INIT "Reinitialization of metrics "
+					   "not allowed.");
 		} else if (metrics_sink_open(&c->sink, q->metrics.metrics_path, &e)) {
-			vmm_response_fault(r, 400, "Cannot initialize metrics: %s", e.msg);
+			vmm_response_fault(r, 400, ERR_METRICS_INIT "%s", e.msg);
 		} else {
 			metrics_apply_config(c->metrics, &q->metrics, c->id);
 			c->cfg.metrics = q->metrics;

@@ -88,7 +88,8 @@ def test_metrics_path_sets_metrics_up_at_start(api_ember, workdir):
     c = vm.client()
     assert path.exists(), "--metrics-path did not open the file at start"
     msg = check_error(c.put("/metrics", {"metrics_path": str(workdir / "other.json")}))
-    assert msg == "Reinitialization of metrics not allowed.", msg
+    assert msg == ("Metrics error: Cannot initialize the metrics system due to bad user input: "
+                   "Reinitialization of metrics not allowed."), msg
     check_ok(c.get("/machine-config"), 200)
     vm.proc.proc.terminate()
     rc = vm.proc.wait_exit(EXIT_TIMEOUT)
