@@ -28,10 +28,14 @@ fi
 if [ -z "$kernel" ]; then
 	[ "$choice" = auto ] && step "Ember's minimal guest kernel is not built yet (a 5-minute build;" \
 		"\`make test\` or EMBER_DEMO_KERNEL=minimal does it): booting Debian's packaged kernel"
-	debian=$(tools/guest/debian-kernel.sh)
-	vmlinuz=("$debian"/boot/vmlinuz-*)
-	[ -e "${vmlinuz[0]}" ] || die "no boot/vmlinuz-* in $debian"
-	kernel=${vmlinuz[0]}
+	if [ -f "${EMBER_DEBIAN_VMLINUZ:-}" ]; then	# as tools/run-tests.sh sets it
+		kernel=$EMBER_DEBIAN_VMLINUZ
+	else
+		debian=$(tools/guest/debian-kernel.sh)
+		vmlinuz=("$debian"/boot/vmlinuz-*)
+		[ -e "${vmlinuz[0]}" ] || die "no boot/vmlinuz-* in $debian"
+		kernel=${vmlinuz[0]}
+	fi
 	# The test host boots this same kernel: tell it, it saves a look-up.
 	export EMBER_DEBIAN_VMLINUZ=$kernel
 fi
