@@ -20,6 +20,9 @@ static const char *const state_names[] = {"Not started", "Running", "Paused"};
  * hotplug, which needs PCI; Ember's devices are virtio-mmio, as
  * Firecracker's without --enable-pci. */
 #define ERR_NO_HOTPLUG "PCI is not enabled"
+/* After start Firecracker's data store is the one on an MMDS-enabled
+ * interface: without /mmds/config there is none. */
+#define ERR_NO_MMDS "MMDS error: The MMDS data store is not initialized."
 #define ERR_METRICS_INIT "Metrics error: Cannot initialize the metrics system due to bad user input: "
 
 /* GET /vm/config leaves out what is not set rather than showing null, which
@@ -236,6 +239,10 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 		}
 		break;
 	case REQ_GET_MMDS: {
+		if (started && !c->cfg.has_mmds) {
+			vmm_response_fault(r, 400, ERR_NO_MMDS);
+			break;
+		}
 		char *dump = mmds_store_dump(&c->mmds.store);
 		if (!dump) {
 			vmm_response_fault(r, 500, "out of memory");
@@ -247,6 +254,10 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 	}
 	case REQ_PUT_MMDS:
 	case REQ_PATCH_MMDS: {
+		if (started && !c->cfg.has_mmds) {
+			vmm_response_fault(r, 400, ERR_NO_MMDS);
+			break;
+		}
 		int rc = q->kind == REQ_PUT_MMDS ? mmds_store_put(&c->mmds.store, q->mmds_data, &e)
 						 : mmds_store_patch(&c->mmds.store, q->mmds_data, &e);
 		if (rc)

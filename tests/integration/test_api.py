@@ -877,6 +877,11 @@ def test_configuration_is_refused_after_start(api_vm, kernel_vmlinux, initramfs,
         assert_unchanged(c, before, f"{method} {path} after start")
     check_ok(c.put("/actions", {"action_type": "FlushMetrics"}), 204, None,
              "FlushMetrics after start")
+    # No /mmds/config before start: no data store after it (Firecracker's
+    # is the MMDS-enabled interface's).
+    for method, body in (("GET", None), ("PUT", {"a": 1}), ("PATCH", {"a": 1})):
+        msg = check_error(c.request(method, "/mmds", body), context=f"{method} /mmds after start")
+        assert msg == "MMDS error: The MMDS data store is not initialized.", msg
     assert instance_info(c)["state"] == "Running"
     api_vm.proc.proc.send_signal(signal.SIGTERM)
     expect_exit(api_vm, "SIGTERM after refused requests")
