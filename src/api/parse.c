@@ -155,6 +155,10 @@ int api_parse(const char *method, const char *path, const char *body, size_t len
 	bool get = !strcmp(method, "GET"), put = !strcmp(method, "PUT"),
 	     patch = !strcmp(method, "PATCH");
 
+	if (get && len) { /* Firecracker's rule and words */
+		vmm_response_fault(resp, 400, "GET request cannot have a body.");
+		return -1;
+	}
 	if (get && (!strcmp(path, "/") || !strcmp(path, ""))) {
 		req->kind = REQ_GET_INFO;
 		return 0;

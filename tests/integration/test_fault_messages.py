@@ -68,6 +68,7 @@ CASES = [
     ("unknown-path", [], ("GET", "/nope", None),
      "Invalid request method and/or path: GET nope.", True),
     ("empty-put", [], ("PUT", "/machine-config", None), "Empty PUT request.", True),
+    ("get-with-body", [], ("GET", "/machine-config", {}), "GET request cannot have a body.", True),
     ("empty-patch", [], ("PATCH", "/machine-config", None), "Empty PATCH request.", True),
     ("empty-id", [], ("PUT", "/drives/", _drive("", "{w}/disk")), "The ID cannot be empty.", True),
     ("invalid-id", [], ("PUT", "/drives/d-0", _drive("d-0", "{w}/disk")),
@@ -113,3 +114,19 @@ def test_firecrackers_words(api_vm, workdir, setup, request_, expected, exact):
         assert msg == expected, f"{method} {path}: {msg!r}, Firecracker says {expected!r}"
     else:
         assert expected in msg, f"{method} {path}: {msg!r} lacks Firecracker's {expected!r}"
+
+
+def test_multi_queue_tap(api_vm, test_netns):
+    """Firecracker's test_net.py case: a multi-queue TAP cannot be opened as
+    a single-queue one; the message is Firecracker's, word for word."""
+    test_netns.ip("tuntap", "add", "name", "mqtap0", "mode", "tap", "multi_queue")
+    try:
+        msg = check_error(api_vm.client().put("/network-interfaces/eth0", {
+            "iface_id": "eth0", "host_dev_name": "mqtap0", "guest_mac": "AA:FC:00:00:00:01"}))
+    finally:
+        test_netns.ip("link", "del", "mqtap0")
+    expected = ("Could not create the network device: Open tap device failed: Error while "
+                "creating ifreq structure: Invalid argument (os error 22). Invalid TUN/TAP "
+                "Backend provided by mqtap0. Check our documentation on setting up the network "
+                "devices.")
+    assert expected in msg, f"{msg!r} lacks Firecracker's {expected!r}"

@@ -129,6 +129,7 @@ static void faults(void **state)
 	expect_fault("PUT", "/machine-config", "{\n  \"vcpu_count\": 2\n}\n",
 		     "missing field `mem_size_mib` at line 3 column 1.");
 	expect_fault("PUT", "/machine-config", NULL, "Empty PUT request.");
+	expect_fault("GET", "/machine-config", "{}", "GET request cannot have a body.");
 	expect_fault("PATCH", "/mmds", NULL, "Empty PATCH request.");
 	expect_fault("PUT", "/network-interfaces/eth0",
 		     "{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\", \"guest_mac\": \"zz\"}",
