@@ -83,6 +83,9 @@ int controller_init(struct controller *c, const struct vmm_options *opt, const c
 	c->opt = *opt;
 	c->chan = chan;
 	c->metrics = metrics;
+	for (size_t i = 0; metrics && device_kinds[i]; i++)
+		if (metrics_devices_add_kind(&metrics->devices, device_kinds[i]->metrics_group, e))
+			return -1;
 	metrics_sink_init(&c->sink);
 	mmds_init(&c->mmds, mmds_limit);
 	c->opt.mmds = &c->mmds; /* the guest's side, through the net devices */

@@ -14,7 +14,7 @@
 #include <jansson.h>
 
 #include "arch/x86/cpuid.h"
-#include "vmm/err.h"
+#include "util/err.h"
 
 #define CPU_TEMPLATE_MAX_MODIFIERS 256
 
