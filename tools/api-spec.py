@@ -19,6 +19,7 @@ SERVED = {
     "/actions": ["put"],
     "/boot-source": ["put"],
     "/drives/{drive_id}": ["put", "patch"],
+    "/entropy": ["put"],
     "/logger": ["put"],
     "/machine-config": ["get", "put", "patch"],
     "/metrics": ["put"],
