@@ -18,7 +18,6 @@ from test_bad_inputs import expect_error
 CONFIGS = Path(__file__).resolve().parent / "fc-configs"
 EXIT_BAD_CONFIGURATION = 152
 
-NULLS = pytest.mark.xfail(strict=True, reason="null means absent: device-model branch")
 CPU_MODEL = pytest.mark.xfail(strict=True, reason="smt and static CPU templates: CPU model work")
 
 
@@ -37,10 +36,7 @@ def cpu_vendor() -> str:
 
 @pytest.mark.boot
 @pytest.mark.parametrize("name", [
-    pytest.param("full.json", marks=NULLS),
-    pytest.param("network.json", marks=NULLS),
-    pytest.param("mmds-v1.json", marks=NULLS),
-    pytest.param("mmds-v2.json", marks=NULLS),
+    "full.json", "network.json", "mmds-v1.json", "mmds-v2.json",  # explicit nulls
     pytest.param("smt.json", marks=CPU_MODEL),
 ])
 def test_example_config_boots(ember, workdir, kernel_vmlinux, rootfs_image, name):
