@@ -917,8 +917,9 @@ static void create_errors(void **state)
 	struct virtio_net *n = NULL;
 	ember_err e;
 	assert_int_equal(virtio_net_create(&n, &p, &e), -1);
-	assert_non_null(strstr(e.msg, "network interface eth9: Could not open TAP device "
-				      "a-name-too-long-x"));
+	assert_non_null(strstr(e.msg, "network interface eth9: Could not create the network "
+				      "device: Open tap device failed: Invalid interface name "
+				      "(a-name-too-long-x"));
 	p.mtu = 67;
 	assert_int_equal(virtio_net_create(&n, &p, &e), -1);
 	assert_non_null(strstr(e.msg, "mtu 67"));
@@ -1058,7 +1059,10 @@ static void real_tap(void **state)
 	struct virtio_net *n;
 	p.cfg = &bad;
 	assert_int_equal(virtio_net_create(&n, &p, &e), -1);
-	assert_non_null(strstr(e.msg, "Could not open TAP device bad/name: "));
+	assert_non_null(strstr(e.msg, "Could not create the network device: Open tap device "
+				      "failed: Error while creating ifreq structure: "));
+	assert_non_null(strstr(e.msg, "Invalid TUN/TAP Backend provided by bad/name. Check our "
+				      "documentation on setting up the network devices."));
 
 	assert_int_equal(setns(home, CLONE_NEWNET), 0);
 	close(home);
