@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "devices/block_io.h"
+#include "vmm/host_file.h"
 #include "vmm/log.h"
 
 /* One request handed to the engine. Its iovecs must outlive the I/O. */
@@ -113,19 +114,11 @@ static void build_id(const char *drive_id, uint8_t id[VIRTIO_BLK_ID_BYTES])
 static int open_disk(const char *path, bool read_only, int *fd_out, uint64_t *nsectors,
 		     ember_err *e)
 {
-	int fd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	int fd = host_file_open(path, read_only ? O_RDONLY : O_RDWR,
+				HOST_FILE_REGULAR | HOST_FILE_BLOCK_DEVICE,
+				read_only ? "cannot open read-only" : "cannot open", e);
 	if (fd < 0)
-		return err_set(e, "cannot open %s%s: %s", path, read_only ? " read-only" : "",
-			       strerror(errno));
-	struct stat st;
-	if (fstat(fd, &st)) {
-		err_set(e, "%s: fstat: %s", path, strerror(errno));
-		goto fail;
-	}
-	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-		err_set(e, "%s is neither a regular file nor a block device", path);
-		goto fail;
-	}
+		return -1;
 	/* lseek rather than st_size: a block device's st_size is 0. */
 	off_t size = lseek(fd, 0, SEEK_END);
 	if (size < 0) {

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "mmds/json.h"
+#include "vmm/host_file.h"
 #include "vmm/loader.h"
 #include "vmm/log.h"
 
@@ -83,10 +84,10 @@ static int check_boot_file(const char *what, const char *path, struct vmm_respon
  * used is refused then, not at InstanceStart. */
 static int check_drive_file(const struct drive_config *d, ember_err *e)
 {
-	int fd = open(d->path_on_host, (d->is_read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	int fd = host_file_open(d->path_on_host, d->is_read_only ? O_RDONLY : O_RDWR,
+				HOST_FILE_REGULAR | HOST_FILE_BLOCK_DEVICE, NULL, e);
 	if (fd < 0)
-		return err_set(e, "Unable to open the drive's backing file %s: %s", d->path_on_host,
-			       strerror(errno));
+		return err_prefix(e, "Unable to open the drive's backing file");
 	close(fd);
 	return 0;
 }

@@ -125,7 +125,7 @@ int log_set_path(const char *path)
 	 * write-only without a reader would fail (ENXIO), and holding a read
 	 * end means a reader that goes away costs lines, never EPIPE. */
 	struct stat st;
-	int flags = O_APPEND | O_CREAT | O_NONBLOCK | O_CLOEXEC;
+	int flags = O_APPEND | O_CREAT | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
 	flags |= !stat(path, &st) && S_ISFIFO(st.st_mode) ? O_RDWR : O_WRONLY;
 	int fd = open(path, flags, 0600);
 	if (fd < 0)

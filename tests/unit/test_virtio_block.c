@@ -756,6 +756,31 @@ static void create_errors(void **state)
 	cfg.path_on_host = "/dev/null";
 	assert_int_equal(virtio_block_create(&b, &p, &e), -1);
 	assert_non_null(strstr(e.msg, "neither a regular file"));
+
+	/* A FIFO (read-only: a plain open would wait for a writer forever; the
+	 * alarm turns that hang into a failure) and a directory are refused,
+	 * by name. */
+	char dir[] = "/tmp/ember-test-blk-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char fifo[64];
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	alarm(10);
+	cfg.path_on_host = fifo;
+	cfg.is_read_only = true;
+	assert_int_equal(virtio_block_create(&b, &p, &e), -1);
+	assert_non_null(strstr(e.msg, fifo));
+	assert_non_null(strstr(e.msg, "FIFO"));
+	cfg.is_read_only = false;
+	assert_int_equal(virtio_block_create(&b, &p, &e), -1);
+	assert_non_null(strstr(e.msg, "FIFO"));
+	cfg.path_on_host = dir;
+	cfg.is_read_only = true;
+	assert_int_equal(virtio_block_create(&b, &p, &e), -1);
+	assert_non_null(strstr(e.msg, "directory"));
+	alarm(0);
+	unlink(fifo);
+	rmdir(dir);
 }
 
 static enum drive_io_engine sync_engine = DRIVE_IO_SYNC, async_engine = DRIVE_IO_ASYNC;
