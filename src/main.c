@@ -61,6 +61,7 @@ static const char usage[] =
 
 static int fail(int code, const char *fmt, const char *arg)
 {
+	log_flush(); /* the log lines before it come first */
 	fprintf(stderr, "ember: error: ");
 	fprintf(stderr, fmt, arg);
 	fputc('\n', stderr);

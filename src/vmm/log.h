@@ -31,6 +31,11 @@ void log_set_module(const char *module);
  * lost). Returns -1 with errno set on failure. */
 int log_set_path(const char *path);
 uint64_t log_lost_lines(void);
+/* Lines for stderr go through a bounded queue (64 KiB; a line that does not
+ * fit is lost and counted), so that a stderr nobody reads never stops the
+ * thread that logs. log_flush waits until they are written, or until the
+ * reader has taken nothing for a second; it also runs at exit. */
+void log_flush(void);
 void log_thread_name(const char *name);
 
 void log_msg(enum log_level level, const char *file, int line, const char *fmt, ...)

@@ -8,15 +8,19 @@ answers and that SIGTERM still ends Ember with status 0.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
+import subprocess
 import time
 
 import pytest
 
-from api_client import check_error, check_ok
-from ember_harness import EXIT_TIMEOUT, describe_returncode
-from test_api import fake_boot_files, vm_config
+from api_client import REQUEST_TIMEOUT, ApiClient, check_error, check_ok
+from ember_harness import BOOT_TIMEOUT, EXIT_TIMEOUT, STEP_TIMEOUT, describe_returncode, \
+    guest_boot_args
+from test_api import api_boot_sequence, fake_boot_files, vm_config
 
 # A refusal must come at once, not after some I/O timeout.
 PROMPT = 5.0
@@ -79,3 +83,131 @@ def test_drive_paths_that_are_not_disks_are_refused(api_vm, workdir, read_only):
                                     "is_root_device": False, "is_read_only": read_only}),
              204, None, "PUT /drives/data with a regular file")
     expect_sigterm_exit(api_vm, "after refused drives")
+
+
+# --- host output nobody reads ---------------------------------------------------
+
+class Unread:
+    """ember --api-sock with stdout and stderr pipes that this test does not
+    read (as a supervisor that stopped reading, or a pty nobody drains),
+    stdin a pipe the test writes to."""
+
+    def __init__(self, ember_bin, workdir, *args: str):
+        self.sock = workdir / "api.sock"
+        self.argv = [str(ember_bin), "--api-sock", str(self.sock), *args]
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, cwd=workdir, bufsize=0)
+        deadline = time.monotonic() + REQUEST_TIMEOUT
+        while not self.sock.exists():
+            assert self.proc.poll() is None, f"ember exited ({self.proc.returncode}) at start"
+            assert time.monotonic() < deadline, "the API socket did not appear"
+            time.sleep(0.01)
+        self.client = ApiClient(self.sock, REQUEST_TIMEOUT, on_failure=self.fail)
+
+    def fail(self, headline: str):
+        self.kill()
+        pytest.fail(f"{headline}\ncommand: {' '.join(self.argv)}", pytrace=False)
+
+    def read_until(self, marker: bytes, timeout: float) -> None:
+        """Reads stdout until marker, then stops reading for good."""
+        seen = b""
+        deadline = time.monotonic() + timeout
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        while marker not in seen:
+            if time.monotonic() > deadline:
+                self.fail(f"no {marker!r} on the console within {timeout:.0f} s; "
+                          f"last output {seen[-300:]!r}")
+            if self.proc.poll() is not None:
+                self.fail(f"ember exited ({self.proc.returncode}) before {marker!r}")
+            try:
+                chunk = os.read(self.proc.stdout.fileno(), 1 << 16)
+            except BlockingIOError:
+                time.sleep(0.05)
+                continue
+            seen = (seen + chunk)[-4096:]
+
+    def sigterm_exits(self, what: str):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(EXIT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.fail(f"{what}: ember ignored SIGTERM for {EXIT_TIMEOUT:.0f} s")
+        assert rc == 0, f"{what}: SIGTERM, then ember {describe_returncode(rc)}"
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+@pytest.fixture
+def unread(ember_bin, workdir):
+    made = []
+
+    def start(*args: str) -> Unread:
+        u = Unread(ember_bin, workdir, *args)
+        made.append(u)
+        return u
+    yield start
+    for u in made:
+        u.kill()
+
+
+def uart_counts(c, metrics) -> dict:
+    check_ok(c.put("/actions", {"action_type": "FlushMetrics"}), 204, None, "FlushMetrics")
+    return json.loads(metrics.read_text().splitlines()[-1])["uart"]
+
+
+@pytest.mark.boot
+def test_guest_printing_into_an_unread_stdout(unread, workdir, kernel_vmlinux, initramfs):
+    """The guest prints in a loop and nobody reads Ember's stdout. Before, the
+    vCPU blocked in write() under the serial lock once the pipe was full,
+    and the first byte of input then blocked the VMM thread on that lock:
+    no API, no SIGTERM. Now the console output that does not fit is dropped
+    and counted (uart.missed_write_count), the guest keeps running, input
+    and the API are served, and SIGTERM ends Ember."""
+    vm = unread()
+    c = vm.client
+    metrics = workdir / "metrics.json"
+    check_ok(c.put("/metrics", {"metrics_path": str(metrics)}), 204, None, "PUT /metrics")
+    flood = "echo EMBER-FLOOD-START; while :; do echo 0123456789abcdef0123456789abcdef; done"
+    code = base64.b64encode(flood.encode()).decode()
+    api_boot_sequence(c, kernel_vmlinux, initramfs, vcpus=1, mem_mib=128,
+                      boot_args=guest_boot_args("script", end="wait",
+                                                extra=f"ember.script={code}"))
+    vm.read_until(b"EMBER-FLOOD-START", BOOT_TIMEOUT)
+    # From here on nobody reads stdout: its pipe fills, then the queue.
+    deadline = time.monotonic() + STEP_TIMEOUT
+    while (uart := uart_counts(c, metrics))["missed_write_count"] == 0:
+        if time.monotonic() > deadline:
+            vm.fail(f"no console output dropped within {STEP_TIMEOUT:.0f} s of an unread "
+                    f"stdout (the vCPU is blocked?): uart {uart}")
+        time.sleep(0.5)
+    # One byte of input: the VMM thread takes the serial lock for it.
+    vm.proc.stdin.write(b"\n")
+    for _ in range(5):
+        check_ok(c.get("/"), 200, "InstanceInfo", "GET / with the console unread")
+    # The guest still runs: it keeps printing (and losing) output.
+    before = uart_counts(c, metrics)["missed_write_count"]
+    deadline = time.monotonic() + STEP_TIMEOUT
+    while uart_counts(c, metrics)["missed_write_count"] == 0:
+        if time.monotonic() > deadline:
+            vm.fail(f"the guest stopped printing after {before} lost bytes")
+        time.sleep(0.5)
+    vm.sigterm_exits("guest flooding an unread stdout")
+
+
+def test_logger_on_an_unread_stderr(unread):
+    """Debug lines for every request to a stderr nobody reads: far more than
+    a pipe holds. Before, the logging thread blocked in write() holding the
+    logger's lock, and every other thread with it. Now lines that do not fit
+    are lost and counted, and the API keeps answering."""
+    vm = unread("--level", "Debug")
+    for i in range(3000):
+        check_ok(vm.client.get("/version"), 200, None, f"GET /version {i} with stderr unread")
+    vm.sigterm_exits("logging into an unread stderr")
