@@ -455,15 +455,32 @@ static void arm_timer(struct virtio_block *b)
 	}
 }
 
+/* The rest of the queue waits for the device's next turn: a notification
+ * of its own queue, through the same path as the guest's. */
+static void requeue(struct virtio_block *b)
+{
+	if (b->mmio.hooks.queue_notify)
+		b->mmio.hooks.queue_notify(b->mmio.hooks.ctx, 0);
+}
+
 /* Works through the available ring until it is empty, the rate limiter
- * refuses a request, or every engine slot is busy. */
+ * refuses a request, every engine slot is busy, or it has taken
+ * VIRTIO_BLK_WORK_BUDGET requests (then it requeues itself). */
 static void process(struct virtio_block *b)
 {
 	if (!b->active)
 		return;
 	struct virtq *q = queue(b);
 	bool used_any = false;
-	for (;;) {
+	for (unsigned taken = 0;; taken++) {
+		if (taken == VIRTIO_BLK_WORK_BUDGET) {
+			/* Notifications back on if it looks empty, as at the
+			 * end of the ring, so a request added now is not
+			 * missed. */
+			if (avail_pending(b) || virtq_enable_notify(q, b->gm))
+				requeue(b);
+			break;
+		}
 		struct blk_slot *s = free_slot(b);
 		if (!s) {
 			b->io_full = true;
