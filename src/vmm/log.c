@@ -174,6 +174,14 @@ static bool put_stderr(const char *buf, size_t n)
 	return out_queue_put(logger.errq, buf, n, true) == n;
 }
 
+void log_stderr(const char *line, size_t len)
+{
+	pthread_mutex_lock(&logger.lock);
+	if (!put_stderr(line, len))
+		logger.lost++;
+	pthread_mutex_unlock(&logger.lock);
+}
+
 uint64_t log_lost_lines(void)
 {
 	pthread_mutex_lock(&logger.lock);
