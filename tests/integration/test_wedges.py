@@ -87,6 +87,23 @@ def test_drive_paths_that_are_not_disks_are_refused(api_vm, workdir, read_only):
     expect_sigterm_exit(api_vm, "after refused drives")
 
 
+def test_log_and_metrics_fifos_open_at_once(api_vm, workdir):
+    """log_path and metrics_path may be FIFOs (as in Firecracker): with no
+    reader they open at once (non-blocking, read-write), never waiting for
+    one, and the API goes on answering."""
+    c = api_vm.client()
+    log, metrics = workdir / "log.fifo", workdir / "metrics.fifo"
+    os.mkfifo(log)
+    os.mkfifo(metrics)
+    for path, body in (("/logger", {"log_path": str(log), "level": "Debug"}),
+                       ("/metrics", {"metrics_path": str(metrics)})):
+        resp, took = timed(c.put, path, body)
+        check_ok(resp, 204, None, f"PUT {path} with a FIFO nobody reads")
+        assert took < PROMPT, f"PUT {path} with a FIFO took {took:.1f} s"
+    check_ok(c.put("/actions", {"action_type": "FlushMetrics"}), 204, None, "FlushMetrics")
+    expect_sigterm_exit(api_vm, "after FIFO log and metrics")
+
+
 # --- host output nobody reads ---------------------------------------------------
 
 class Unread:
