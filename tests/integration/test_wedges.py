@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 
@@ -124,11 +125,24 @@ class Unread:
             except OSError:
                 pass
         deadline = time.monotonic() + REQUEST_TIMEOUT
-        while not self.sock.exists():
-            assert self.proc.poll() is None, f"ember exited ({self.proc.returncode}) at start"
-            assert time.monotonic() < deadline, "the API socket did not appear"
+        while not self._accepts():
+            if self.proc.poll() is not None:
+                self.fail(f"ember exited ({self.proc.returncode}) at start")
+            if time.monotonic() > deadline:
+                self.fail("the API socket did not accept a connection")
             time.sleep(0.01)
         self.client = ApiClient(self.sock, REQUEST_TIMEOUT, on_failure=self.fail)
+
+    def _accepts(self) -> bool:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.settimeout(1)
+            s.connect(str(self.sock))
+            return True
+        except OSError:
+            return False
+        finally:
+            s.close()
 
     def fail(self, headline: str):
         self.kill()
