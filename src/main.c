@@ -70,9 +70,15 @@ static const char usage[] =
 
 static int fail(int code, const char *fmt, const char *arg)
 {
-	fprintf(stderr, "ember: error: ");
-	fprintf(stderr, fmt, arg);
-	fputc('\n', stderr);
+	/* Through the logger's stderr queue, after the log lines before it:
+	 * an unread stderr delays the exit by a second at most, never for
+	 * good. */
+	char line[1024];
+	int n = snprintf(line, sizeof(line), "ember: error: ");
+	int m = snprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, arg);
+	n = m < 0 ? n : n + m < (int)sizeof(line) - 1 ? n + m : (int)sizeof(line) - 2;
+	line[n++] = '\n';
+	log_stderr(line, (size_t)n);
 	return code;
 }
 

@@ -10,6 +10,7 @@
 
 #include "devices/virtio_net.h"
 #include "mmds/json.h"
+#include "vmm/host_file.h"
 #include "vmm/loader.h"
 #include "vmm/log.h"
 #include "vmm/routes.h"
@@ -107,11 +108,16 @@ static int check_boot_file(const char *what, const char *path, struct vmm_respon
  * used is refused then, not at InstanceStart. */
 static int check_drive_file(const struct drive_config *d, ember_err *e)
 {
-	int fd = open(d->path_on_host, (d->is_read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	int fd = host_file_open(d->path_on_host, d->is_read_only ? O_RDONLY : O_RDWR,
+				HOST_FILE_REGULAR | HOST_FILE_BLOCK_DEVICE, NULL, e);
 	if (fd < 0)
-		return err_set(e, "Drive config error: Unable to create the virtio block device: "
-			       "Virtio backend error: Error manipulating the backing file: %s "
-			       "(os error %d) %s", strerror(errno), errno, d->path_on_host);
+		return errno ? err_set(e, "Drive config error: Unable to create the virtio block "
+				       "device: Virtio backend error: Error manipulating the "
+				       "backing file: %s (os error %d) %s", strerror(errno), errno,
+				       d->path_on_host)
+			     : err_prefix(e, "Drive config error: Unable to create the virtio block "
+					  "device: Virtio backend error: Error manipulating the "
+					  "backing file");
 	close(fd);
 	return 0;
 }
