@@ -11,7 +11,7 @@
 #include "api/server.h"
 #include "vmm/config.h"
 #include "vmm/controller.h"
-#include "vmm/log.h"
+#include "util/log.h"
 #include "vmm/metrics.h"
 #include "vmm/vcpu.h"
 #include "vmm/vmm.h"

@@ -15,8 +15,8 @@
 #include "api/api_metrics.h"
 #include "api/http_conn.h"
 #include "api/parse.h"
-#include "vmm/log.h"
-#include "vmm/thread_stack.h"
+#include "util/log.h"
+#include "util/thread_stack.h"
 
 /* epoll data of the two fds that are not connections. */
 #define TAG_LISTEN ((void *)1)

@@ -17,7 +17,7 @@
 
 #include <liburing.h>
 
-#include "vmm/log.h"
+#include "util/log.h"
 
 struct uring_io {
 	struct block_io io; /* first: the engine's struct block_io * points here */

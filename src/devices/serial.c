@@ -4,7 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "vmm/out_queue.h"
+#include "util/out_queue.h"
 
 const struct metrics_group uart_metrics_group = METRICS_GROUP("uart", METRICS_UART, struct uart_metrics);
 

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vmm/io_bus.h"
+#include "guest/io_bus.h"
 #include "util/metrics.h"
 
 /* Firecracker's "uart": the serial port. */

@@ -15,8 +15,8 @@
 #include <unistd.h>
 
 #include "devices/block_io.h"
-#include "vmm/host_file.h"
-#include "vmm/log.h"
+#include "util/host_file.h"
+#include "util/log.h"
 
 const struct metrics_group block_metrics_group = METRICS_GROUP("block", METRICS_BLOCK, struct block_metrics);
 

@@ -25,7 +25,7 @@
 #include "devices/rate_limiter.h"
 #include "virtio/mmio.h"
 #include "util/err.h"
-#include "vmm/guest_mem.h"
+#include "guest/guest_mem.h"
 #include "util/metrics.h"
 
 /* Firecracker's block device metrics: "block_<drive_id>" per drive,

@@ -13,7 +13,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "vmm/log.h"
+#include "util/log.h"
 
 const struct metrics_group net_metrics_group = METRICS_GROUP("net", METRICS_NET, struct net_metrics);
 

@@ -31,7 +31,7 @@
 #include "devices/rate_limiter.h"
 #include "virtio/mmio.h"
 #include "util/err.h"
-#include "vmm/guest_mem.h"
+#include "guest/guest_mem.h"
 #include "mmds/metrics.h"
 #include "util/metrics.h"
 

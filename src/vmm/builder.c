@@ -17,9 +17,9 @@
 #include "arch/x86/layout.h"
 #include "arch/x86/mptable.h"
 #include "arch/x86/regs.h"
-#include "vmm/loader.h"
-#include "vmm/log.h"
-#include "vmm/thread_stack.h"
+#include "arch/x86/loader.h"
+#include "util/log.h"
+#include "util/thread_stack.h"
 
 /* The kernel command line: the configured boot_args, then what Firecracker
  * appends: the root drive (root=...) and the virtio-mmio devices. */

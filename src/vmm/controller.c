@@ -9,7 +9,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-#include "vmm/log.h"
+#include "util/log.h"
 
 static void end_process(struct controller *c, int code, const char *why)
 {

@@ -7,7 +7,7 @@
 
 #include "mmds/http.h"
 #include "vmm/config.h"
-#include "vmm/event_loop.h"
+#include "util/event_loop.h"
 #include "vmm/metrics.h"
 #include "vmm/request.h"
 #include "vmm/vm_prep.h"

@@ -10,9 +10,9 @@
 
 #include "devices/virtio_net.h"
 #include "mmds/json.h"
-#include "vmm/host_file.h"
-#include "vmm/loader.h"
-#include "vmm/log.h"
+#include "util/host_file.h"
+#include "arch/x86/loader.h"
+#include "util/log.h"
 #include "vmm/routes.h"
 
 static const char *const state_names[] = {"Not started", "Running", "Paused"};

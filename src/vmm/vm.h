@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 #include "util/err.h"
-#include "vmm/guest_mem.h"
+#include "guest/guest_mem.h"
 
 struct vm {
 	int kvm_fd;

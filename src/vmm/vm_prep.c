@@ -4,7 +4,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "vmm/thread_stack.h"
+#include "util/thread_stack.h"
 
 static double now_ms(clockid_t clock)
 {

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "arch/x86/layout.h"
-#include "vmm/loader.h"
+#include "arch/x86/loader.h"
 
 #define MEM (32u << 20)
 static uint8_t *mem;

@@ -16,9 +16,9 @@
 #include <unistd.h>
 
 #include "devices/serial.h"
-#include "vmm/log.h"
+#include "util/log.h"
 #include "vmm/metrics.h"
-#include "vmm/out_queue.h"
+#include "util/out_queue.h"
 
 static double now_s(void)
 {

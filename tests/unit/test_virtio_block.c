@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "devices/virtio_block.h"
-#include "vmm/guest_mem.h"
+#include "guest/guest_mem.h"
 
 #define MEM_SIZE (4 << 20)
 #define DESC 0x1000

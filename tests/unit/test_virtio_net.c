@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #include "devices/virtio_net.h"
-#include "vmm/guest_mem.h"
+#include "guest/guest_mem.h"
 
 #define MEM_SIZE (4 << 20)
 #define RX_RINGS 0x1000 /* desc, avail at +0x1000, used at +0x2000 */

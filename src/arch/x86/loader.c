@@ -1,4 +1,4 @@
-#include "vmm/loader.h"
+#include "arch/x86/loader.h"
 
 #include <elf.h>
 #include <errno.h>
@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "arch/x86/layout.h"
-#include "vmm/host_file.h"
+#include "util/host_file.h"
 
 #define PAGE_SIZE 4096ULL
 /* The setup header starts at this offset in a bzImage and in boot_params. */

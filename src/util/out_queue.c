@@ -1,4 +1,4 @@
-#include "vmm/out_queue.h"
+#include "util/out_queue.h"
 
 #include <errno.h>
 #include <poll.h>

@@ -1,4 +1,4 @@
-#include "vmm/log.h"
+#include "util/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "vmm/out_queue.h"
+#include "util/out_queue.h"
 
 /* Lines for stderr wait in a queue that a thread of its own writes out
  * (vmm/out_queue.h): a stderr nobody reads must not stop the thread that

@@ -1,4 +1,4 @@
-#include "vmm/host_file.h"
+#include "util/host_file.h"
 
 #include <errno.h>
 #include <fcntl.h>
