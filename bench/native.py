@@ -7,7 +7,8 @@
 2. api: PUT /machine-config round trips on one keep-alive connection, and
    the same client against a canned responder (the floor: client + kernel).
 3. create: exec -> PUT /actions InstanceStart answered 204, one process
-   after the other (needs a real kernel: EMBER_KERNEL_VMLINUX).
+   after the other (needs a real kernel: EMBER_KERNEL_VMLINUX), with the
+   phases Ember logs at Info once the VM is built (build_phases).
 
 How CPU time is taken: right after connect() (or the awaited response)
 returns, the bench stops the child (SIGSTOP, then waitpid(WUNTRACED)) and
@@ -192,6 +193,18 @@ def bench_api(ember, work, count, warmup=200):
             "ember_raw_us": times, "floor_raw_us": floor}
 
 
+def build_phases(log_path) -> dict:
+    """The per-phase times Ember logs at Info once the VM is built (ms):
+    'VM build phases (ms): total=... memory=... kvm=... load=...'. Empty
+    if the line is missing (an older Ember)."""
+    with open(log_path, errors="replace") as f:
+        for line in f:
+            if "VM build phases (ms):" in line:
+                fields = line.split("VM build phases (ms):", 1)[1].split()
+                return {k: float(v) for k, v in (x.split("=", 1) for x in fields if "=" in x)}
+    return {}
+
+
 def bench_create(ember, work, runs, kernel, initrd, warmup=1):
     """exec -> InstanceStart 204, back to back, one process at a time."""
     boot_args = "console=ttyS0 reboot=k panic=1 pci=off quiet loglevel=1 ember.end=wait"
@@ -205,11 +218,13 @@ def bench_create(ember, work, runs, kernel, initrd, warmup=1):
         if i == warmup:
             loop_t0 = now_ns()
         path = f"{work}/create-{i}.sock"
+        log = f"{work}/create-{i}.log"
         t0 = now_ns()
-        pid = spawn([ember, "--api-sock", path], f"{work}/create.log")
+        pid = spawn([ember, "--api-sock", path, "--level", "Info"], log)
         clock = process_cpu_clock(pid)
         try:
             sock, _ = connect_spin(path, pid)
+            t_acc = now_ns()
             conn = HttpConn(sock)
             for url, body in requests:
                 conn.expect("PUT", url, body)
@@ -223,13 +238,20 @@ def bench_create(ember, work, runs, kernel, initrd, warmup=1):
         if status != 204:
             return {"error": f"InstanceStart: HTTP {status} {body[:300].decode(errors='replace')}"}
         if i >= warmup:
-            samples.append({"exec_to_start_ms": (t1 - t0) / MS, "start_req_ms": (t1 - t_is) / MS,
-                            "cpu_ms": cpu1 / MS})
+            sample = {"exec_to_start_ms": (t1 - t0) / MS, "start_req_ms": (t1 - t_is) / MS,
+                      "cpu_ms": cpu1 / MS, "exec_to_accept_ms": (t_acc - t0) / MS,
+                      "config_reqs_ms": (t_is - t_acc) / MS}
+            phases = build_phases(log)
+            if phases:
+                sample.update({f"build_{k}_ms": v for k, v in phases.items()})
+                sample["start_req_rest_ms"] = sample["start_req_ms"] - phases["total"]
+            samples.append(sample)
+        os.unlink(log)
     loop_ms = (now_ns() - loop_t0) / MS
     total_ms = sum(s["exec_to_start_ms"] for s in samples)
     return {"runs": runs, "kernel": kernel, "initrd": initrd, "vcpus": 1, "mem_mib": 128,
             "samples": samples,
-            "stats": {k: summary([s[k] for s in samples]) for k in samples[0]},
+            "stats": {k: summary([s.get(k) for s in samples]) for k in samples[0]},
             "per_s": runs / (total_ms / 1e3),
             "per_s_with_teardown": runs / (loop_ms / 1e3)}
 

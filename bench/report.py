@@ -113,9 +113,45 @@ def native_section(n):
                            ("Ember CPU at the 204, ms", "cpu_ms")):
             s = cs[key]
             out.append(f"| {label} | {f(s['median'])} | {f(s['p90'])} | {f(s['min'])} | {f(s['max'])} |")
+        out += create_phases(cs)
         out += ["", f"Creation rate, one at a time: **{c['per_s']:.1f} per second** "
                 f"(runs / sum of exec -> 204 times); {c['per_s_with_teardown']:.1f} per second "
                 "counting the kill and reap of each process."]
+    return out
+
+
+# Phases of exec -> InstanceStart 204: the bench's own timestamps, then what
+# Ember logs at Info once the VM is built (src/vmm/builder.c).
+CREATE_PHASES = (
+    ("exec -> API socket accepts (loader, libraries, main, listen)", "exec_to_accept_ms"),
+    ("PUT /boot-source + PUT /machine-config", "config_reqs_ms"),
+    ("InstanceStart: whole request", "start_req_ms"),
+    ("- build: total", "build_total_ms"),
+    ("- build: map guest RAM", "build_memory_ms"),
+    ("- build: KVM side (memslot; joins the VM made ahead) [overlaps load]", "build_kvm_ms"),
+    ("- build: load kernel + initrd [overlaps KVM side]", "build_load_ms"),
+    ("- build: wait for the KVM side after the load", "build_join_wait_ms"),
+    ("- build: devices", "build_devices_ms"),
+    ("- build: cmdline, boot_params, MP and ACPI tables", "build_boot_data_ms"),
+    ("- build: vCPUs (create, CPUID, MSRs, registers)", "build_vcpus_ms"),
+    ("- rest: request handling, vCPU threads start, 204 sent", "start_req_rest_ms"),
+    ("KVM VM made ahead, before InstanceStart (wall)", "build_prep_ahead_ms"),
+    ("CPU: build total (all threads)", "build_cpu_total_ms"),
+    ("CPU: load kernel + initrd", "build_cpu_load_ms"),
+    ("CPU: KVM side in InstanceStart", "build_cpu_kvm_ms"),
+    ("CPU: KVM VM made ahead", "build_cpu_prep_ahead_ms"),
+)
+
+
+def create_phases(cs):
+    rows = [(label, cs[key]) for label, key in CREATE_PHASES if cs.get(key, {}).get("n")]
+    if not rows:
+        return []
+    out = ["", "Where the time goes (per-run medians, so they need not add up; wall ms unless "
+           "marked CPU). The build phases are what Ember logs at Info "
+           "(`VM build phases (ms): ...`):", "", "| phase | median | p90 | min |", "|---|---|---|---|"]
+    for label, s in rows:
+        out.append(f"| {label} | {f(s['median'])} | {f(s['p90'])} | {f(s['min'])} |")
     return out
 
 

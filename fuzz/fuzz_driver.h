@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "virtio/mmio.h"
-#include "vmm/guest_mem.h"
+#include "guest/guest_mem.h"
 
 /* The input, consumed front to back; past its end everything reads 0. */
 struct fz {

@@ -7,7 +7,7 @@
 
 #include <stdlib.h>
 
-#include "vmm/log.h"
+#include "util/log.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 

@@ -12,8 +12,8 @@
 #include <string.h>
 
 #include "fuzz_quiet.h"
-#include "vmm/guest_mem.h"
-#include "vmm/loader.h"
+#include "guest/guest_mem.h"
+#include "arch/x86/loader.h"
 
 #define LOW (3ULL << 20)
 #define HIGH (1ULL << 20)

@@ -11,7 +11,7 @@
 #include "api/server.h"
 #include "vmm/config.h"
 #include "vmm/controller.h"
-#include "vmm/log.h"
+#include "util/log.h"
 #include "vmm/metrics.h"
 #include "vmm/vcpu.h"
 #include "vmm/vmm.h"
@@ -28,6 +28,9 @@ struct cli {
 	const char *level;
 	const char *id;
 	const char *api_sock;
+	const char *metrics_path;
+	const char *module;
+	const char *metadata;
 	size_t max_payload;
 	size_t mmds_limit;
 	bool no_api;
@@ -55,15 +58,27 @@ static const char usage[] =
 	"  --log-path PATH      write the log to PATH (a file or FIFO) instead of stderr\n"
 	"  --show-level         show each log line's level\n"
 	"  --show-log-origin    show each log line's source file and line\n"
+	"  --module MODULE      log only lines from this module (e.g. api, vmm/vcpu)\n"
+	"  --metrics-path PATH  write metrics to PATH (a file or FIFO) from the start\n"
+	"  --metadata FILE      start with FILE's JSON as the MMDS contents\n"
 	"  --id ID              the microVM's id (letters, digits and '-', 1 to 64)\n"
 	"  --version            print the version and exit\n"
-	"  --help               print this help and exit\n";
+	"  --help               print this help and exit\n"
+	"\n"
+	"Firecracker's --snapshot-version, --describe-snapshot and --enable-pci are\n"
+	"refused with the reason: Ember has no snapshots and no PCI yet.\n";
 
 static int fail(int code, const char *fmt, const char *arg)
 {
-	fprintf(stderr, "ember: error: ");
-	fprintf(stderr, fmt, arg);
-	fputc('\n', stderr);
+	/* Through the logger's stderr queue, after the log lines before it:
+	 * an unread stderr delays the exit by a second at most, never for
+	 * good. */
+	char line[1024];
+	int n = snprintf(line, sizeof(line), "ember: error: ");
+	int m = snprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, arg);
+	n = m < 0 ? n : n + m < (int)sizeof(line) - 1 ? n + m : (int)sizeof(line) - 2;
+	line[n++] = '\n';
+	log_stderr(line, (size_t)n);
 	return code;
 }
 
@@ -82,7 +97,9 @@ static bool valid_id(const char *id)
 enum {
 	OPT_CONFIG = 256, OPT_NO_API, OPT_BOOT_TIMER, OPT_LEVEL, OPT_LOG_PATH, OPT_ID,
 	OPT_VERSION, OPT_HELP, OPT_SHOW_LEVEL, OPT_SHOW_ORIGIN, OPT_API_SOCK, OPT_MAX_PAYLOAD,
-	OPT_MMDS_LIMIT,
+	OPT_MMDS_LIMIT, OPT_METRICS_PATH, OPT_MODULE, OPT_METADATA,
+	/* Firecracker's, for features Ember lacks: refused with the reason. */
+	OPT_SNAPSHOT_VERSION, OPT_DESCRIBE_SNAPSHOT, OPT_ENABLE_PCI,
 	/* Passed by Firecracker's jailer; Ember accepts and ignores them for now. */
 	OPT_START_TIME_US, OPT_START_TIME_CPU_US, OPT_PARENT_CPU_TIME_US,
 };
@@ -101,6 +118,12 @@ static const struct option options[] = {
 	{"api-sock", required_argument, NULL, OPT_API_SOCK},
 	{"http-api-max-payload-size", required_argument, NULL, OPT_MAX_PAYLOAD},
 	{"mmds-size-limit", required_argument, NULL, OPT_MMDS_LIMIT},
+	{"metrics-path", required_argument, NULL, OPT_METRICS_PATH},
+	{"module", required_argument, NULL, OPT_MODULE},
+	{"metadata", required_argument, NULL, OPT_METADATA},
+	{"snapshot-version", no_argument, NULL, OPT_SNAPSHOT_VERSION},
+	{"describe-snapshot", required_argument, NULL, OPT_DESCRIBE_SNAPSHOT},
+	{"enable-pci", no_argument, NULL, OPT_ENABLE_PCI},
 	{"start-time-us", required_argument, NULL, OPT_START_TIME_US},
 	{"start-time-cpu-us", required_argument, NULL, OPT_START_TIME_CPU_US},
 	{"parent-cpu-time-us", required_argument, NULL, OPT_PARENT_CPU_TIME_US},
@@ -112,7 +135,7 @@ static int parse_cli(int argc, char **argv, struct cli *c)
 {
 	opterr = 0; /* we word the errors ourselves */
 	int opt;
-	while ((opt = getopt_long_only(argc, argv, "", options, NULL)) != -1) {
+	while ((opt = getopt_long_only(argc, argv, ":", options, NULL)) != -1) {
 		switch (opt) {
 		case OPT_CONFIG: c->config_file = optarg; break;
 		case OPT_NO_API: c->no_api = true; break;
@@ -127,6 +150,17 @@ static int parse_cli(int argc, char **argv, struct cli *c)
 		case OPT_PARENT_CPU_TIME_US:
 			break;
 		case OPT_API_SOCK: c->api_sock = optarg; break;
+		case OPT_METRICS_PATH: c->metrics_path = optarg; break;
+		case OPT_MODULE: c->module = optarg; break;
+		case OPT_METADATA: c->metadata = optarg; break;
+		case OPT_SNAPSHOT_VERSION:
+		case OPT_DESCRIBE_SNAPSHOT:
+			return fail(EXIT_GENERIC, "%s: snapshots are not supported by Ember yet, "
+				    "so it has no snapshot data format", opt == OPT_SNAPSHOT_VERSION
+				    ? "--snapshot-version" : "--describe-snapshot");
+		case OPT_ENABLE_PCI:
+			return fail(EXIT_GENERIC, "%s: PCI is not supported by Ember: its devices "
+				    "are on virtio-mmio", "--enable-pci");
 		case OPT_MAX_PAYLOAD:
 		case OPT_MMDS_LIMIT: {
 			char *end;
@@ -187,9 +221,30 @@ static int setup_logger(const struct cli *c)
 		log_set_instance_id(c->id);
 	}
 	log_set_options(c->show_level, c->show_origin);
+	if (c->module)
+		log_set_module(c->module);
 	if (c->log_path && log_set_path(c->log_path))
 		return fail(EXIT_ARG_PARSING, "--log-path %s: cannot open it", c->log_path);
 	return -1;
+}
+
+/* --metadata FILE: the MMDS contents at start, as a PUT /mmds of the file's
+ * JSON would set them (same size limit and messages). */
+static int load_metadata(struct controller *ctl, const char *path, ember_err *e)
+{
+	json_error_t je;
+	json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+	if (!j && je.line < 0) /* jansson's "unable to open ...: <errno text>" */
+		return err_set(e, "--metadata %s: cannot read it: %s", path, je.text);
+	if (!j)
+		return err_set(e, "--metadata %s: not valid JSON: %s at line %d column %d", path,
+			       je.text, je.line, je.column);
+	int rc = mmds_store_put(&ctl->mmds.store, j, e);
+	json_decref(j);
+	if (rc)
+		return err_prefix(e, "--metadata");
+	ctl->mmds_put = true;
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -221,6 +276,21 @@ int main(int argc, char **argv)
 		config_free(&cfg);
 		return fail(EXIT_BAD_CONFIGURATION, "%s", e.msg);
 	}
+	/* As Firecracker: --metrics-path sets the metrics up at start, and a
+	 * second setup (the config file's, PUT /metrics) is refused. */
+	if (cli.metrics_path) {
+		if (cfg.has_metrics) {
+			config_free(&cfg);
+			return fail(EXIT_BAD_CONFIGURATION, "%s", "metrics: Reinitialization of metrics not "
+				    "allowed. (--metrics-path set them up already)");
+		}
+		cfg.metrics.metrics_path = strdup(cli.metrics_path);
+		if (!cfg.metrics.metrics_path) {
+			config_free(&cfg);
+			return fail(EXIT_GENERIC, "%s", "out of memory");
+		}
+		cfg.has_metrics = true;
+	}
 
 	/* Large (it holds the VM's vCPUs and devices) and process-long. */
 	static struct controller ctl;
@@ -242,6 +312,7 @@ int main(int argc, char **argv)
 		return fail(EXIT_GENERIC, "%s", e.msg);
 	}
 	if (controller_set_config(&ctl, &cfg, &e) ||
+	    (cli.metadata && load_metadata(&ctl, cli.metadata, &e)) ||
 	    (cli.config_file && controller_start_vm(&ctl, &e))) {
 		controller_destroy(&ctl);
 		return fail(EXIT_BAD_CONFIGURATION, "%s", e.msg);

@@ -27,14 +27,14 @@ done
 shift $((OPTIND - 1))
 
 all=(virtio_mmio_fuzz virtio_block_fuzz virtio_net_fuzz virtio_rng_fuzz api_parse_fuzz config_fuzz
-     loader_fuzz mmds_http_fuzz mmds_netstack_fuzz)
+     loader_fuzz mmds_http_fuzz mmds_netstack_fuzz api_http_fuzz)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 
 # Inputs longer than this are cut; each bound is above its largest seed.
 max_len() {
 	case $1 in
-	loader_fuzz) echo 16384 ;;
+	loader_fuzz | api_http_fuzz) echo 16384 ;;
 	virtio_block_fuzz | virtio_net_fuzz | mmds_http_fuzz) echo 8192 ;;
 	*) echo 4096 ;;
 	esac
@@ -61,9 +61,15 @@ for t in "${targets[@]}"; do
 	dir=$out/$t
 	rm -rf "$dir"
 	mkdir -p "$dir/corpus"
-	cp -r fuzz/corpus/"$t"/. "$dir/corpus/"
+	# fuzz/corpus/<target> and fuzz/dict/<target>.dict, or api_http_fuzz's
+	# own names (fuzz/corpus/api_http, fuzz/api_http.dict).
+	for c in fuzz/corpus/"$t" fuzz/corpus/"${t%_fuzz}"; do
+		[ -d "$c" ] && cp -r "$c"/. "$dir/corpus/" && break
+	done
 	dict=()
-	[ -f fuzz/dict/"$t".dict ] && dict=(-dict="$repo/fuzz/dict/$t.dict")
+	for d in fuzz/dict/"$t".dict fuzz/"${t%_fuzz}".dict; do
+		[ -f "$d" ] && dict=(-dict="$repo/$d") && break
+	done
 	rc=0
 	(cd "$dir" && UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		"$repo/$build/fuzz/$t" -max_total_time="$seconds" -max_len="$(max_len "$t")" \

@@ -32,18 +32,17 @@ if [ "$mode" = always ]; then
 	export EMBER_TESTHOST_TIMEOUT=${EMBER_TESTHOST_TIMEOUT:-900}
 	for attempt in 1 2; do
 		rc=0
-		# Failed tests get one more run in the same test host, said
-		# loudly: nested guests there sometimes stall for reasons that are
-		# the test host's (tools/testhost/README.md, "Known problem"). A
-		# test that fails twice fails the suite. Should pytest itself have
-		# died without recording its failures, the rerun is the whole suite
-		# (--lfnf=all).
+		# Failed tests get one more run in the same test host
+		# (tools/pytest-rerun.sh): nested guests there sometimes stall
+		# for reasons that are the test host's (tools/testhost/README.md,
+		# "Known problem"). A test that fails twice fails the suite; one
+		# that passes only on its rerun is named on a line of its own,
+		# "FLAKY (passed on rerun): <test>", after pytest's summary.
 		tools/testhost/run -- env EMBER_BIN="$EMBER_BIN" \
 			EMBER_KERNEL_VMLINUX="$EMBER_KERNEL_VMLINUX" EMBER_KERNEL_BZIMAGE="$EMBER_KERNEL_BZIMAGE" \
 			EMBER_DEBIAN_VMLINUZ="$EMBER_DEBIAN_VMLINUZ" EMBER_INITRAMFS="$EMBER_INITRAMFS" \
 			EMBER_ROOTFS="$EMBER_ROOTFS" EMBER_DEBIAN_INITRAMFS="$EMBER_DEBIAN_INITRAMFS" \
-			sh -c '"$@" && exit 0; echo "== rerunning the failed tests once"; exec "$@" --lf --lfnf=all' \
-			rerun "${pytest[@]}" || rc=$?
+			tools/pytest-rerun.sh "${pytest[@]}" || rc=$?
 		[ "$rc" -eq 124 ] || [ "$rc" -eq 125 ] || break
 		[ "$attempt" -eq 1 ] && echo "== the nested test host hung or crashed (status $rc): running the integration suite once more"
 	done

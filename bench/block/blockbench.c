@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include "devices/virtio_block.h"
-#include "vmm/guest_mem.h"
+#include "guest/guest_mem.h"
 
 #define QSIZE 256
 #define DESC 0x1000

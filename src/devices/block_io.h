@@ -70,6 +70,11 @@ int block_io_sync_create(struct block_io **out, int fd, ember_err *e);
  * readv, writev and fsync on its one registered file. */
 int block_io_uring_create(struct block_io **out, int fd, ember_err *e);
 
+/* Tests only: the next `count` submissions to the kernel of an io_uring
+ * engine fail with -err, as io_uring_enter would (EAGAIN, EBUSY: transient;
+ * others: not). */
+void block_io_uring_inject_submit_error(struct block_io *io, int err, unsigned count);
+
 /* Starts a request. */
 static inline enum block_io_submit_result block_io_submit(struct block_io *io,
 							  const struct block_io_req *r,

@@ -17,14 +17,26 @@
 
 #include <liburing.h>
 
-#include "vmm/log.h"
+#include "util/log.h"
 
 struct uring_io {
 	struct block_io io; /* first: the engine's struct block_io * points here */
 	struct io_uring ring;
 	unsigned queued; /* SQEs prepared but not yet accepted by the kernel */
 	unsigned submit_errors;
+	/* Requests the kernel would not take, taken back out of the ring and
+	 * failed with -EIO: the next reap or drain hands them over. */
+	uint64_t failed[BLOCK_IO_URING_DEPTH];
+	unsigned nr_failed;
+	/* Tests: the next inject_count submissions fail with -inject_err. */
+	int inject_err;
+	unsigned inject_count;
 };
+
+/* A failing submission with nothing else in the kernel is tried this many
+ * times in a row before its requests fail: no completion would come to
+ * retry it later. */
+#define SUBMIT_TRIES 3
 
 static struct uring_io *to_uring(struct block_io *io)
 {
@@ -62,23 +74,90 @@ static enum block_io_submit_result uring_submit(struct block_io *io, const struc
 	return BLOCK_IO_QUEUED;
 }
 
+static int submit(struct uring_io *u)
+{
+	if (u->inject_count) {
+		/* What a refused io_uring_enter leaves behind: the SQEs are
+		 * published to the kernel's ring, none consumed. */
+		u->inject_count--;
+		io_uring_smp_store_release(u->ring.sq.ktail, u->ring.sq.sqe_tail);
+		u->ring.sq.sqe_head = u->ring.sq.sqe_tail;
+		return -u->inject_err;
+	}
+	return io_uring_submit(&u->ring);
+}
+
+/* Takes the SQEs the kernel did not consume back out of the ring and fails
+ * their requests with -EIO. Safe because nothing reads the ring but
+ * io_uring_enter on this thread (no SQPOLL): the kernel has not seen them
+ * and never will. liburing maps SQ slot i to SQE i, so the slots between
+ * the kernel's head and our tail are the unsubmitted SQEs. */
+static void fail_queued(struct uring_io *u)
+{
+	struct io_uring_sq *sq = &u->ring.sq;
+	unsigned head = io_uring_smp_load_acquire(sq->khead);
+	unsigned tail = *sq->ktail;
+	for (unsigned p = head; p != tail; p++) {
+		if (u->nr_failed < BLOCK_IO_URING_DEPTH)
+			u->failed[u->nr_failed++] = sq->sqes[p & sq->ring_mask].user_data;
+	}
+	io_uring_smp_store_release(sq->ktail, head);
+	sq->sqe_head = sq->sqe_tail = head;
+	u->queued = 0;
+	/* The owner reaps when the eventfd is readable: make it so. */
+	uint64_t one = 1;
+	if (write(u->io.event_fd, &one, sizeof(one)) < 0)
+		LOG_D("block: completion eventfd: %s", strerror(errno));
+}
+
+/* Sends the queued SQEs. A refusal that a completion will retry (the
+ * kernel is short of memory or busy while requests of ours are in it) is
+ * left for the next reap; one that nothing would retry (nothing of ours in
+ * the kernel, or an error that does not pass) fails the queued requests
+ * with -EIO rather than leave the guest, or a drain, waiting for ever. */
 static void uring_kick(struct block_io *io)
 {
 	struct uring_io *u = to_uring(io);
+	unsigned tries = 0;
 	while (u->queued) {
-		int n = io_uring_submit(&u->ring);
+		int n = submit(u);
+		if (n > 0) {
+			u->queued -= (unsigned)n < u->queued ? (unsigned)n : u->queued;
+			tries = 0;
+			continue;
+		}
 		if (n == -EINTR)
 			continue;
-		if (n <= 0) {
-			/* The SQEs stay in the ring; the next kick (after a
-			 * completion or a queue notification) sends them. */
+		int err = n ? -n : EAGAIN;
+		bool transient = err == EAGAIN || err == EBUSY || err == ENOMEM;
+		unsigned in_kernel = io->inflight - u->queued - u->nr_failed;
+		if (transient && in_kernel) {
 			if (u->submit_errors++ == 0)
-				LOG_E("block: io_uring_submit: %s (further failures only retried)",
-				      strerror(n ? -n : EAGAIN));
+				LOG_E("block: io_uring_submit: %s (retried at the next completion; "
+				      "further failures are not logged)", strerror(err));
 			return;
 		}
-		u->queued -= (unsigned)n < u->queued ? (unsigned)n : u->queued;
+		if (transient && ++tries < SUBMIT_TRIES)
+			continue;
+		if (u->submit_errors++ == 0)
+			LOG_E("block: io_uring_submit: %s; %u requests fail with an I/O error "
+			      "(further failures are not logged)", strerror(err), u->queued);
+		fail_queued(u);
+		return;
 	}
+}
+
+static unsigned deliver_failed(struct uring_io *u, block_io_done_fn *done, void *ctx)
+{
+	unsigned n = 0;
+	while (u->nr_failed) {
+		uint64_t cookie = u->failed[--u->nr_failed];
+		if (u->io.inflight)
+			u->io.inflight--;
+		done(ctx, cookie, -EIO);
+		n++;
+	}
+	return n;
 }
 
 static unsigned uring_reap(struct block_io *io, block_io_done_fn *done, void *ctx)
@@ -89,7 +168,7 @@ static unsigned uring_reap(struct block_io *io, block_io_done_fn *done, void *ct
 	 * after the last peek makes the eventfd readable again. */
 	if (read(io->event_fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
 		LOG_D("block: completion eventfd: %s", strerror(errno));
-	unsigned n = 0;
+	unsigned n = deliver_failed(u, done, ctx);
 	struct io_uring_cqe *cqe;
 	while (io_uring_peek_cqe(&u->ring, &cqe) == 0) {
 		uint64_t cookie = io_uring_cqe_get_data64(cqe);
@@ -100,9 +179,9 @@ static unsigned uring_reap(struct block_io *io, block_io_done_fn *done, void *ct
 		done(ctx, cookie, res);
 		n++;
 	}
-	/* Anything the kernel refused earlier goes now. */
+	/* Anything the kernel refused earlier goes now (or fails). */
 	uring_kick(io);
-	return n;
+	return n + deliver_failed(u, done, ctx);
 }
 
 static void uring_drain(struct block_io *io, block_io_done_fn *done, void *ctx)
@@ -110,6 +189,10 @@ static void uring_drain(struct block_io *io, block_io_done_fn *done, void *ctx)
 	struct uring_io *u = to_uring(io);
 	while (io->inflight) {
 		uring_kick(io);
+		/* What the kernel refused is not waited for. */
+		deliver_failed(u, done, ctx);
+		if (!io->inflight)
+			break;
 		struct io_uring_cqe *cqe;
 		int rc = io_uring_wait_cqe(&u->ring, &cqe);
 		if (rc == -EINTR)
@@ -131,6 +214,13 @@ static void uring_drain(struct block_io *io, block_io_done_fn *done, void *ctx)
 	uint64_t count;
 	if (read(io->event_fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
 		LOG_D("block: completion eventfd: %s", strerror(errno));
+}
+
+void block_io_uring_inject_submit_error(struct block_io *io, int err, unsigned count)
+{
+	struct uring_io *u = to_uring(io);
+	u->inject_err = err;
+	u->inject_count = count;
 }
 
 static int uring_set_file(struct block_io *io, int fd, ember_err *e)

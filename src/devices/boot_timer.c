@@ -2,7 +2,7 @@
 
 #include <time.h>
 
-#include "vmm/log.h"
+#include "util/log.h"
 
 static uint64_t clock_us(clockid_t c)
 {

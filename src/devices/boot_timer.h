@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-#include "vmm/io_bus.h"
+#include "guest/io_bus.h"
 
 #define BOOT_TIMER_MAGIC 123
 

@@ -17,7 +17,7 @@
 #include "mmds/http.h"
 #include "util/err.h"
 #include "virtio/mmio.h"
-#include "vmm/guest_mem.h"
+#include "guest/guest_mem.h"
 #include "mmds/metrics.h"
 #include "util/metrics.h"
 

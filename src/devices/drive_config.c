@@ -99,7 +99,7 @@ int drive_config_parse(json_t *j, struct drive_config *out, ember_err *e)
 		return err_set(e, "drive: socket: vhost-user block devices are not supported by "
 				  "Ember; use path_on_host");
 	if (!path)
-		return err_set(e, "drive: missing field \"path_on_host\"");
+		return err_set(e, "drive: missing field `path_on_host`");
 	if (v.rate_limiter && rate_limiter_config_parse(v.rate_limiter, &rl, e))
 		return err_prefix(e, "drive");
 

@@ -6,7 +6,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
-#include "vmm/io_bus.h"
+#include "guest/io_bus.h"
 #include "util/metrics.h"
 
 /* Firecracker's "i8042" metrics group. */

@@ -52,7 +52,7 @@ static int parse_bucket(json_t *j, const char *name, const char *bucket, bool *h
 	for (size_t i = 0; i < 2; i++) {
 		json_t *r = json_object_get(j, required[i]);
 		if (!r)
-			return err_set(e, "%s: missing field \"%s\"", what, required[i]);
+			return err_set(e, "%s: missing field `%s`", what, required[i]);
 		if (json_is_null(r))
 			return err_set(e, "%s: %s: expected integer, got null", what, required[i]);
 	}

@@ -4,6 +4,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "util/out_queue.h"
+
 const struct metrics_group uart_metrics_group = METRICS_GROUP("uart", METRICS_UART, struct uart_metrics);
 
 /* Register offsets; DLAB (LCR bit 7) turns 0 and 1 into the divisor latch. */
@@ -46,7 +48,7 @@ void serial_init(struct serial *s, int out_fd, int irq_fd)
 {
 	memset(s, 0, sizeof(*s));
 	pthread_mutex_init(&s->lock, NULL);
-	s->out_fd = out_fd;
+	s->out = out_fd >= 0 ? out_queue_create(out_fd, SERIAL_OUT_QUEUE) : NULL;
 	s->irq_fd = irq_fd;
 	s->lcr = 0x03; /* 8N1 */
 	s->mcr = 0x08; /* OUT2, which gates the interrupt line on PCs */
@@ -55,7 +57,15 @@ void serial_init(struct serial *s, int out_fd, int irq_fd)
 
 void serial_destroy(struct serial *s)
 {
+	out_queue_destroy(s->out, SERIAL_FLUSH_IDLE_MS);
+	s->out = NULL;
 	pthread_mutex_destroy(&s->lock);
+}
+
+void serial_flush_output(struct serial *s, unsigned idle_ms)
+{
+	if (s->out)
+		out_queue_flush(s->out, idle_ms);
 }
 
 static size_t push_rx(struct serial *s, const uint8_t *buf, size_t len)
@@ -163,12 +173,17 @@ static void transmit(struct serial *s, uint8_t b)
 {
 	if (s->mcr & MCR_LOOP) {
 		push_rx(s, &b, 1);
-	} else if (s->out_fd >= 0) {
-		/* A closed or full stdout drops console output, never the VM. */
-		ssize_t r = write(s->out_fd, &b, 1);
-		if (s->metrics)
-			metric_inc(r == 1 ? &s->metrics->write_count
-					  : &s->metrics->missed_write_count);
+	} else if (s->out) {
+		/* A closed or full stdout drops console output, never the VM:
+		 * the queue takes the byte or counts it as dropped. */
+		size_t n = out_queue_put(s->out, &b, 1, false);
+		uint64_t dropped = out_queue_take_dropped(s->out);
+		if (s->metrics) {
+			if (n)
+				metric_inc(&s->metrics->write_count);
+			if (dropped)
+				metric_add(&s->metrics->missed_write_count, dropped);
+		}
 	}
 	s->thre_pending = 1;
 }

@@ -15,7 +15,8 @@
 #include <unistd.h>
 
 #include "devices/block_io.h"
-#include "vmm/log.h"
+#include "util/host_file.h"
+#include "util/log.h"
 
 const struct metrics_group block_metrics_group = METRICS_GROUP("block", METRICS_BLOCK, struct block_metrics);
 
@@ -115,19 +116,11 @@ static void build_id(const char *drive_id, uint8_t id[VIRTIO_BLK_ID_BYTES])
 static int open_disk(const char *path, bool read_only, int *fd_out, uint64_t *nsectors,
 		     ember_err *e)
 {
-	int fd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	int fd = host_file_open(path, read_only ? O_RDONLY : O_RDWR,
+				HOST_FILE_REGULAR | HOST_FILE_BLOCK_DEVICE,
+				read_only ? "cannot open read-only" : "cannot open", e);
 	if (fd < 0)
-		return err_set(e, "cannot open %s%s: %s", path, read_only ? " read-only" : "",
-			       strerror(errno));
-	struct stat st;
-	if (fstat(fd, &st)) {
-		err_set(e, "%s: fstat: %s", path, strerror(errno));
-		goto fail;
-	}
-	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-		err_set(e, "%s is neither a regular file nor a block device", path);
-		goto fail;
-	}
+		return -1;
 	/* lseek rather than st_size: a block device's st_size is 0. */
 	off_t size = lseek(fd, 0, SEEK_END);
 	if (size < 0) {
@@ -464,15 +457,32 @@ static void arm_timer(struct virtio_block *b)
 	}
 }
 
+/* The rest of the queue waits for the device's next turn: a notification
+ * of its own queue, through the same path as the guest's. */
+static void requeue(struct virtio_block *b)
+{
+	if (b->mmio.hooks.queue_notify)
+		b->mmio.hooks.queue_notify(b->mmio.hooks.ctx, 0);
+}
+
 /* Works through the available ring until it is empty, the rate limiter
- * refuses a request, or every engine slot is busy. */
+ * refuses a request, every engine slot is busy, or it has taken
+ * VIRTIO_BLK_WORK_BUDGET requests (then it requeues itself). */
 static void process(struct virtio_block *b)
 {
 	if (!b->active)
 		return;
 	struct virtq *q = queue(b);
 	bool used_any = false;
-	for (;;) {
+	for (unsigned taken = 0;; taken++) {
+		if (taken == VIRTIO_BLK_WORK_BUDGET) {
+			/* Notifications back on if it looks empty, as at the
+			 * end of the ring, so a request added now is not
+			 * missed. */
+			if (avail_pending(b) || virtq_enable_notify(q, b->gm))
+				requeue(b);
+			break;
+		}
 		struct blk_slot *s = free_slot(b);
 		if (!s) {
 			b->io_full = true;

@@ -25,7 +25,7 @@
 #include "devices/rate_limiter.h"
 #include "virtio/mmio.h"
 #include "util/err.h"
-#include "vmm/guest_mem.h"
+#include "guest/guest_mem.h"
 #include "util/metrics.h"
 
 /* Firecracker's block device metrics: "block_<drive_id>" per drive,
@@ -58,6 +58,12 @@ extern const struct metrics_group block_metrics_group;
 
 #define VIRTIO_ID_BLOCK 2
 #define VIRTIO_BLK_QUEUE_SIZE 256
+/* Requests taken from the queue per call of the VMM thread at most: a
+ * driver that keeps refilling the queue must not keep that thread (and so
+ * the other devices and the API) to itself. Past it, the device notifies
+ * its own queue (hooks.queue_notify, the ioeventfd's path) and goes on at
+ * its next turn in the event loop. */
+#define VIRTIO_BLK_WORK_BUDGET 64
 #define VIRTIO_BLK_SECTOR_SIZE 512
 #define VIRTIO_BLK_SECTOR_SHIFT 9
 /* Data buffers per request the device accepts (config seg_max). */

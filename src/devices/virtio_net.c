@@ -13,7 +13,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "vmm/log.h"
+#include "util/log.h"
 
 const struct metrics_group net_metrics_group = METRICS_GROUP("net", METRICS_NET, struct net_metrics);
 
@@ -140,8 +140,15 @@ static void tx_send(struct virtio_net *n, uint32_t len)
 			     len, n->cfg.host_dev_name, r);
 }
 
-/* Works through the tx queue until it is empty or the rate limiter
- * refuses a frame. */
+void net_requeue(struct virtio_net *n, uint32_t queue)
+{
+	if (n->mmio.hooks.queue_notify)
+		n->mmio.hooks.queue_notify(n->mmio.hooks.ctx, queue);
+}
+
+/* Works through the tx queue until it is empty, the rate limiter refuses
+ * a frame, or it has taken VIRTIO_NET_WORK_BUDGET chains (then the queue
+ * is notified again, for the device's next turn). */
 static void tx_run(struct virtio_net *n)
 {
 	if (!n->active)
@@ -149,7 +156,14 @@ static void tx_run(struct virtio_net *n)
 	struct virtq *q = tx_queue(n);
 	bool used_any = false, pushed = false;
 	n->in_tx = true;
-	for (;;) {
+	for (unsigned taken = 0;; taken++) {
+		if (taken == VIRTIO_NET_WORK_BUDGET) {
+			/* As at the end of the ring: notifications back on, so
+			 * a chain added now is not missed. */
+			if (avail_pending(n, q) || virtq_enable_notify(q, n->gm))
+				net_requeue(n, VIRTIO_NET_TX_QUEUE);
+			break;
+		}
 		if (!n->tx_held) {
 			enum virtq_pop_result r = virtq_pop(q, n->gm, &n->tx_chain);
 			if (r == VIRTQ_EMPTY) {

@@ -31,7 +31,7 @@
 #include "devices/rate_limiter.h"
 #include "virtio/mmio.h"
 #include "util/err.h"
-#include "vmm/guest_mem.h"
+#include "guest/guest_mem.h"
 #include "mmds/metrics.h"
 #include "util/metrics.h"
 
@@ -75,6 +75,12 @@ extern const struct metrics_group net_metrics_group;
 #define VIRTIO_NET_QUEUE_SIZE 256
 #define VIRTIO_NET_RX_QUEUE 0
 #define VIRTIO_NET_TX_QUEUE 1
+/* Frames per queue per call of the VMM thread at most, each way: a guest
+ * that keeps refilling its queues (or a host that keeps its TAP full) must
+ * not keep that thread, and so the other devices and the API, to itself.
+ * Past it, the device notifies that queue itself (hooks.queue_notify, the
+ * ioeventfd's path) and goes on at its next turn in the event loop. */
+#define VIRTIO_NET_WORK_BUDGET 64
 
 /* struct virtio_net_hdr_v1: every frame carries it, in both directions. */
 #define VIRTIO_NET_HDR_SIZE 12

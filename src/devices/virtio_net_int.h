@@ -100,6 +100,9 @@ void net_complain(struct virtio_net *n, enum net_complaint kind, const char *fmt
 	__attribute__((format(printf, 3, 4)));
 uint64_t net_now_ns(struct virtio_net *n);
 void net_arm_timer(struct virtio_net *n, struct rate_limiter_timer *t, struct rate_limiter *rl);
+/* Notifies a queue of the device's own (VIRTIO_NET_RX_QUEUE or _TX_QUEUE):
+ * the work left past VIRTIO_NET_WORK_BUDGET waits for the next turn. */
+void net_requeue(struct virtio_net *n, uint32_t queue);
 
 /* virtio_net_rx.c */
 /* Delivers frames until there are none, the guest has no buffers, or the

@@ -253,7 +253,16 @@ void net_rx_run(struct virtio_net *n)
 	if (!n->active)
 		return;
 	bool injected;
-	while (next_frame(n, &injected)) {
+	for (unsigned taken = 0;; taken++) {
+		if (taken == VIRTIO_NET_WORK_BUDGET) {
+			/* More frames may wait (the backend is edge-triggered:
+			 * it would not say so again): the device's next turn
+			 * goes on. */
+			net_requeue(n, VIRTIO_NET_RX_QUEUE);
+			break;
+		}
+		if (!next_frame(n, &injected))
+			break;
 		const uint8_t *hdr, *body;
 		size_t len;
 		if (injected) {

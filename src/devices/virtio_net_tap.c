@@ -10,29 +10,34 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+/* Firecracker's words, which its clients and tests match. */
+#define TAP_FAILED "Could not create the network device: Open tap device failed: "
+
 int virtio_net_tap_open(const char *name, ember_err *e)
 {
 	struct ifreq ifr;
 	size_t len = strlen(name);
 	if (len == 0 || len >= sizeof(ifr.ifr_name))
-		return err_set(e, "Could not open TAP device %s: the name must be 1 to %zu characters",
+		return err_set(e, TAP_FAILED "Invalid interface name (%s: 1 to %zu characters)",
 			       name, sizeof(ifr.ifr_name) - 1);
 	int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
-		return err_set(e, "Could not open TAP device %s: /dev/net/tun: %s", name,
-			       strerror(errno));
+		return err_set(e, TAP_FAILED "Couldn't open /dev/net/tun: %s (os error %d)",
+			       strerror(errno), errno);
 	memset(&ifr, 0, sizeof(ifr));
 	memcpy(ifr.ifr_name, name, len);
 	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
 	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
-		err_set(e, "Could not open TAP device %s: %s", name, strerror(errno));
+		err_set(e, TAP_FAILED "Error while creating ifreq structure: %s (os error %d). "
+			"Invalid TUN/TAP Backend provided by %s. Check our documentation on setting "
+			"up the network devices.", strerror(errno), errno, name);
 		close(fd);
 		return -1;
 	}
 	int hdr = VIRTIO_NET_HDR_SIZE;
 	if (ioctl(fd, TUNSETVNETHDRSZ, &hdr) < 0) {
-		err_set(e, "Could not open TAP device %s: cannot set the vnet header size: %s", name,
-			strerror(errno));
+		err_set(e, TAP_FAILED "Error while setting size of the vnet header: %s (os error "
+			"%d) (%s)", strerror(errno), errno, name);
 		close(fd);
 		return -1;
 	}

@@ -10,7 +10,7 @@
 #include <sys/random.h>
 
 #include "util/json_strict.h"
-#include "vmm/log.h"
+#include "util/log.h"
 
 const struct metrics_group entropy_metrics_group =
 	METRICS_SINGLE_GROUP("entropy", METRICS_ENTROPY, struct entropy_metrics);

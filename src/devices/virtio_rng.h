@@ -13,7 +13,7 @@
 #include "util/err.h"
 #include "util/metrics.h"
 #include "virtio/mmio.h"
-#include "vmm/guest_mem.h"
+#include "guest/guest_mem.h"
 
 #define VIRTIO_ID_RNG 4
 #define VIRTIO_RNG_QUEUE_SIZE 256

@@ -79,8 +79,8 @@ int mmds_config_parse(json_t *j, struct mmds_config *out, ember_err *e)
 	else if (version && strcmp(version, "V1"))
 		return err_set(e, "mmds-config: version must be V1 or V2 (got \"%s\")", version);
 	if (!json_array_size(ifaces))
-		return err_set(e, "mmds-config: network_interfaces is empty: the list of network "
-				  "interface IDs that allow forwarding MMDS requests is empty");
+		return err_set(e, "mmds-config: The list of network interface IDs that allow "
+				  "forwarding MMDS requests is empty.");
 	if (v.ipv4_address) {
 		const char *s = v.ipv4_address;
 		if (!parse_ipv4(s, &c.ipv4_address))
@@ -116,8 +116,9 @@ int mmds_config_check_ifaces(const struct mmds_config *c, const char *const *kno
 		while (k < n && strcmp(known[k], c->network_interfaces[i]))
 			k++;
 		if (k == n)
-			return err_set(e, "mmds-config: network interface \"%s\" does not exist",
-				       c->network_interfaces[i]);
+			return err_set(e, "mmds-config: The list of network interface IDs provided "
+				  "contains at least one ID that does not correspond to any "
+				  "existing network interface. (\"%s\")", c->network_interfaces[i]);
 	}
 	return 0;
 }

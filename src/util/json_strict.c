@@ -72,7 +72,7 @@ int json_strict_parse(const char *what, json_t *j, const struct jfield *f, size_
 		for (i = 0; i < n && strcmp(key, f[i].name); i++)
 			;
 		if (i == n)
-			return err_set(e, "%s: unknown field \"%s\"", what, key);
+			return err_set(e, "%s: unknown field `%s`", what, key);
 		if (json_is_null(v) && !f[i].required)
 			continue; /* serde's Option: null is None */
 		if (!type_ok(v, f[i].type))
@@ -85,7 +85,7 @@ int json_strict_parse(const char *what, json_t *j, const struct jfield *f, size_
 	}
 	for (size_t i = 0; i < n; i++)
 		if (f[i].required && !json_object_get(j, f[i].name))
-			return err_set(e, "%s: missing field \"%s\"", what, f[i].name);
+			return err_set(e, "%s: missing field `%s`", what, f[i].name);
 	return 0;
 }
 

@@ -41,7 +41,7 @@ struct jfield {
 #define JFIELD(view, name, type, required) {#name, type, required, offsetof(view, name)}
 
 /* Reads object j into *out (a struct laid out as the table says). `what`
- * starts every message ("drive: unknown field \"x\""). Strings and
+ * starts every message ("drive: unknown field `x`"). Strings and
  * objects point into j, so j must outlive their use. -1 and e set on the
  * first problem. */
 int json_strict_parse(const char *what, json_t *j, const struct jfield *f, size_t n, void *out,

@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "vmm/log.h"
+#include "util/log.h"
 
 /* Feature bits 24 to 41 belong to the transport and ring (spec 6); a device
  * offers only its own, and the transport adds the ones it implements. */

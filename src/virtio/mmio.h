@@ -22,8 +22,8 @@
 
 #include "virtio/queue.h"
 #include "util/err.h"
-#include "vmm/guest_mem.h"
-#include "vmm/io_bus.h"
+#include "guest/guest_mem.h"
+#include "guest/io_bus.h"
 
 #define VIRTIO_MMIO_MAGIC 0x74726976 /* "virt" */
 #define VIRTIO_MMIO_VERSION 2

@@ -17,7 +17,7 @@
 #include <sys/uio.h>
 
 #include "util/err.h"
-#include "vmm/guest_mem.h"
+#include "guest/guest_mem.h"
 
 /* Feature bits the queue layer implements (offered by the transport). */
 #define VIRTIO_F_INDIRECT_DESC 28

@@ -2,10 +2,13 @@
 #include "vmm/vmm.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "arch/x86/acpi.h"
@@ -14,8 +17,9 @@
 #include "arch/x86/layout.h"
 #include "arch/x86/mptable.h"
 #include "arch/x86/regs.h"
-#include "vmm/loader.h"
-#include "vmm/log.h"
+#include "arch/x86/loader.h"
+#include "util/log.h"
+#include "util/thread_stack.h"
 
 /* The kernel command line: the configured boot_args, then what Firecracker
  * appends: the root drive (root=...) and the virtio-mmio devices. */
@@ -39,8 +43,9 @@ static int build_cmdline(const struct vmm *m, const struct vmm_config *cfg, char
 	return virtio_devs_cmdline(&m->virtio, buf, size, e);
 }
 
-static int load_guest(struct vmm *m, const struct vmm_config *cfg, struct kernel_image *k,
-		      ember_err *e)
+/* Copies the kernel and the initrd into guest memory. */
+static int load_images(struct vmm *m, const struct vmm_config *cfg, struct kernel_image *k,
+		       struct boot_info *bi, ember_err *e)
 {
 	const struct boot_source_config *bs = &cfg->boot_source;
 	const struct guest_mem *gm = &m->vm.mem;
@@ -53,23 +58,31 @@ static int load_guest(struct vmm *m, const struct vmm_config *cfg, struct kernel
 	if (rc)
 		return -1;
 
-	struct boot_info bi = {0};
+	*bi = (struct boot_info){0};
 	if (bs->initrd_path) {
 		if (loader_map_file(bs->initrd_path, "initrd_path", &img, &len, e))
 			return -1;
-		rc = loader_load_initrd(gm, k, img, len, &bi.initrd_addr, e);
+		rc = loader_load_initrd(gm, k, img, len, &bi->initrd_addr, e);
 		loader_unmap_file(img, len);
 		if (rc)
 			return -1;
-		bi.initrd_size = len;
+		bi->initrd_size = len;
 	}
+	return 0;
+}
+
+/* The command line, boot_params, MP and ACPI tables: after the devices. */
+static int write_boot_data(struct vmm *m, const struct vmm_config *cfg,
+			   const struct kernel_image *k, struct boot_info *bi, ember_err *e)
+{
+	const struct guest_mem *gm = &m->vm.mem;
 	char args[X86_CMDLINE_MAX];
 	if (build_cmdline(m, cfg, args, sizeof(args), e) ||
-	    boot_cmdline_write(gm, k, args, &bi, e))
+	    boot_cmdline_write(gm, k, args, bi, e))
 		return -1;
 
 	struct boot_params bp;
-	if (boot_params_build(&bp, k, gm, &bi, e))
+	if (boot_params_build(&bp, k, gm, bi, e))
 		return -1;
 	if (gm_write(gm, X86_ZERO_PAGE_ADDR, &bp, sizeof(bp)))
 		return err_set(e, "guest memory too small for boot_params");
@@ -144,18 +157,139 @@ static int add_devices(struct vmm *m, const struct vmm_config *cfg,
 
 _Static_assert(VIRTIO_DEVS_MAX == MAX_VIRTIO_DEVICES, "one slot per configurable device");
 
-static int add_vcpus(struct vmm *m, uint64_t entry, ember_err *e)
+static int add_vcpus(struct vmm *m, const struct cpuid_set *supported, uint64_t entry,
+		     ember_err *e)
 {
-	struct cpuid_set supported;
 	char brand[48];
-	if (cpuid_supported(m->vm.kvm_fd, &supported, e))
-		return -1;
 	cpuid_host_brand(brand);
 	for (unsigned i = 0; i < m->nr_vcpus; i++) {
 		if (vcpu_create(&m->vcpus[i], &m->vm, i, e) ||
-		    vcpu_configure(&m->vcpus[i], &supported, brand, m->nr_vcpus, entry, e))
+		    vcpu_configure(&m->vcpus[i], supported, brand, m->nr_vcpus, entry, e))
 			return -1;
 	}
+	return 0;
+}
+
+/* Milliseconds since *t, and *t moved to now: the phases logged at Info. */
+static double lap_ms(struct timespec *t)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	double ms = (double)(now.tv_sec - t->tv_sec) * 1e3 + (double)(now.tv_nsec - t->tv_nsec) / 1e6;
+	*t = now;
+	return ms;
+}
+
+/* CPU time of the calling thread (clock THREAD) or process, in ms. */
+static double cpu_ms(clockid_t clock)
+{
+	struct timespec t;
+	clock_gettime(clock, &t);
+	return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+/* Where vmm_build's time went (ms). kvm and load overlap. */
+struct build_times {
+	double memory, kvm, load, join_wait, devices, boot_data, vcpus, total;
+	double cpu_kvm, cpu_load, cpu_total; /* CPU time, not wall */
+	double prep, cpu_prep; /* the VM made ahead (vm_prep.h), before InstanceStart */
+};
+
+/* The KVM side of the VM, finished on its own thread while the VMM thread
+ * copies the kernel and initrd into guest memory: it takes the VM made
+ * ahead (vm_prep.h; or makes it, if none was), then registers guest memory.
+ * Both mostly sleep in the kernel: KVM_SET_USER_MEMORY_REGION waits for an
+ * SRCU grace period (3-12 ms on a busy host, whatever the memory size),
+ * while loading is CPU: page faults (~6 ms for an 8 MiB bzImage and a
+ * 1.7 MiB initrd here). Only this thread touches m->vm's fds until it is
+ * joined. */
+struct kvm_side {
+	struct vm *vm;
+	struct vm_prep *prep; /* made ahead, or NULL */
+	struct cpuid_set supported;
+	int rc;
+	ember_err err;
+	double ms, cpu;
+};
+
+static void *make_kvm_side(void *arg)
+{
+	struct kvm_side *ks = arg;
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	double cpu0 = cpu_ms(CLOCK_THREAD_CPUTIME_ID);
+	if (ks->prep) {
+		ks->rc = vm_prep_take(ks->prep, ks->vm, &ks->supported, &ks->err);
+	} else {
+		ks->rc = vm_open_kvm(ks->vm, &ks->err);
+		if (!ks->rc)
+			ks->rc = cpuid_supported(ks->vm->kvm_fd, &ks->supported, &ks->err);
+	}
+	if (!ks->rc)
+		ks->rc = vm_add_memslots(ks->vm, &ks->err);
+	ks->ms = lap_ms(&t);
+	ks->cpu = cpu_ms(CLOCK_THREAD_CPUTIME_ID) - cpu0;
+	return NULL;
+}
+
+/* Starts make_kvm_side on a thread; false if none could be started (the
+ * caller then runs it inline). */
+static bool start_kvm_side(pthread_t *t, struct kvm_side *ks)
+{
+	pthread_attr_t attr;
+	if (pthread_attr_init(&attr))
+		return false;
+	int rc = pthread_attr_setstacksize(&attr, EMBER_THREAD_STACK_SIZE);
+	if (!rc)
+		rc = pthread_create(t, &attr, make_kvm_side, ks);
+	pthread_attr_destroy(&attr);
+	return rc == 0;
+}
+
+/* Guest memory, the KVM VM and the loaded images, the last two at once.
+ * Returns -1 with e set if memory or KVM failed; a failed load is left in
+ * *load_err (load_rc -1) for the caller to report where it did before the
+ * two overlapped: after the devices. */
+static int create_and_load(struct vmm *m, const struct vmm_config *cfg,
+			   const struct vmm_options *opt, struct kernel_image *k,
+			   struct boot_info *bi, struct cpuid_set *supported, int *load_rc,
+			   ember_err *load_err, struct build_times *bt, ember_err *e)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	if (vm_alloc_memory(&m->vm, (uint64_t)cfg->machine.mem_size_mib << 20, e))
+		return -1;
+	if (cfg->machine.huge_pages == HUGE_PAGES_TRANSPARENT &&
+	    madvise(m->vm.mem.mapping, m->vm.mem.mapping_size, MADV_HUGEPAGE) < 0)
+		LOG_W("huge_pages Transparent: madvise: %s", strerror(errno));
+	bt->memory = lap_ms(&t);
+	struct kvm_side ks = {.vm = &m->vm};
+	if (opt->prep && vm_prep_pending(opt->prep))
+		ks.prep = opt->prep;
+	pthread_t th;
+	bool threaded = start_kvm_side(&th, &ks);
+	if (!threaded)
+		make_kvm_side(&ks);
+	lap_ms(&t); /* load starts here */
+	double cpu0 = cpu_ms(CLOCK_THREAD_CPUTIME_ID);
+	*load_rc = load_images(m, cfg, k, bi, load_err);
+	bt->load = lap_ms(&t);
+	bt->cpu_load = cpu_ms(CLOCK_THREAD_CPUTIME_ID) - cpu0;
+	if (threaded)
+		pthread_join(th, NULL);
+	bt->join_wait = lap_ms(&t);
+	bt->kvm = ks.ms;
+	bt->cpu_kvm = ks.cpu;
+	if (ks.prep) { /* joined: its times are final */
+		bt->prep = ks.prep->ms;
+		bt->cpu_prep = ks.prep->cpu_ms;
+	}
+	if (ks.rc) {
+		if (e)
+			*e = ks.err;
+		return -1;
+	}
+	*supported = ks.supported;
 	return 0;
 }
 
@@ -184,15 +318,41 @@ int vmm_build(struct vmm *m, const struct vmm_config *cfg, const struct vmm_opti
 	}
 
 	struct kernel_image k;
-	if (vm_create(&m->vm, (uint64_t)cfg->machine.mem_size_mib << 20, e))
+	struct boot_info bi;
+	struct cpuid_set supported;
+	int load_rc;
+	ember_err load_err = {{0}};
+	struct build_times bt = {0};
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	double cpu0 = cpu_ms(CLOCK_PROCESS_CPUTIME_ID);
+	if (create_and_load(m, cfg, opt, &k, &bi, &supported, &load_rc, &load_err, &bt, e))
 		goto fail;
-	if (cfg->machine.huge_pages == HUGE_PAGES_TRANSPARENT &&
-	    madvise(m->vm.mem.mapping, m->vm.mem.mapping_size, MADV_HUGEPAGE) < 0)
-		LOG_W("huge_pages Transparent: madvise: %s", strerror(errno));
-	if (add_devices(m, cfg, opt, e) || load_guest(m, cfg, &k, e) || add_vcpus(m, k.entry, e))
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	if (add_devices(m, cfg, opt, e))
 		goto fail;
+	if (load_rc) {
+		if (e)
+			*e = load_err;
+		goto fail;
+	}
+	bt.devices = lap_ms(&t);
+	if (write_boot_data(m, cfg, &k, &bi, e))
+		goto fail;
+	bt.boot_data = lap_ms(&t);
+	if (add_vcpus(m, &supported, k.entry, e))
+		goto fail;
+	bt.vcpus = lap_ms(&t);
+	bt.total = lap_ms(&t0);
+	bt.cpu_total = cpu_ms(CLOCK_PROCESS_CPUTIME_ID) - cpu0;
 	LOG_I("VM built: %u vCPUs, %u MiB, kernel entry 0x%llx", m->nr_vcpus,
 	      cfg->machine.mem_size_mib, (unsigned long long)k.entry);
+	/* key=value, for bench/native.py; kvm and load overlap. */
+	LOG_I("VM build phases (ms): total=%.3f memory=%.3f kvm=%.3f load=%.3f join_wait=%.3f "
+	      "devices=%.3f boot_data=%.3f vcpus=%.3f cpu_total=%.3f cpu_kvm=%.3f cpu_load=%.3f "
+	      "prep_ahead=%.3f cpu_prep_ahead=%.3f",
+	      bt.total, bt.memory, bt.kvm, bt.load, bt.join_wait, bt.devices, bt.boot_data, bt.vcpus,
+	      bt.cpu_total, bt.cpu_kvm, bt.cpu_load, bt.prep, bt.cpu_prep);
 	return 0;
 fail:
 	vmm_destroy(m);

@@ -112,8 +112,8 @@ json_t *metrics_config_json(const struct metrics_config *m)
 int config_apply_logger(const struct logger_config *l, ember_err *e)
 {
 	if (l->log_path && log_set_path(l->log_path))
-		return err_set(e, "logger: cannot open log_path %s: %s", l->log_path,
-			       strerror(errno));
+		return err_set(e, "Logger error: Failed to open target file: %s (os error %d): "
+			       "log_path %s", strerror(errno), errno, l->log_path);
 	if (l->has_level)
 		log_set_level(l->level);
 	if (l->has_show_level || l->has_show_log_origin)
@@ -139,12 +139,15 @@ int config_put_net(struct vmm_config *c, struct net_config *n, ember_err *e)
 		if ((int)i == at)
 			continue;
 		if (!strcmp(c->net[i].host_dev_name, n->host_dev_name))
-			return err_set(e, "network-interfaces: host_dev_name %s is already used by "
-					  "interface %s", n->host_dev_name, c->net[i].iface_id);
+			return err_set(e, "network-interfaces: Could not create the network device: "
+					  "host_dev_name %s is already used by interface %s",
+				       n->host_dev_name, c->net[i].iface_id);
 		if (n->has_guest_mac && c->net[i].has_guest_mac &&
 		    !memcmp(c->net[i].guest_mac, n->guest_mac, 6))
-			return err_set(e, "network-interfaces: guest_mac is already used by "
-					  "interface %s", c->net[i].iface_id);
+			return err_set(e, "network-interfaces: The MAC address is already in use: "
+					  "%02x:%02x:%02x:%02x:%02x:%02x", n->guest_mac[0],
+				       n->guest_mac[1], n->guest_mac[2], n->guest_mac[3],
+				       n->guest_mac[4], n->guest_mac[5]);
 	}
 	if (at < 0) {
 		if (c->nr_net == MAX_NET_IFACES)
@@ -258,15 +261,18 @@ int config_parse_machine_patch(json_t *j, struct machine_patch *out, ember_err *
 	memset(out, 0, sizeof(*out));
 	if (v.vcpu_count.set) {
 		if (vcpus < 1 || vcpus > MAX_VCPUS)
-			return err_set(e, "machine-config: vcpu_count must be between 1 and %d "
-					  "(got %lld)", MAX_VCPUS, (long long)vcpus);
+			return err_set(e, "machine-config: vcpu_count %lld: The number of vCPUs "
+					  "must be greater than 0, less than %d and must be 1 or an "
+					  "even number if SMT is enabled.", (long long)vcpus, MAX_VCPUS);
 		out->has_vcpu_count = true;
 		out->v.vcpu_count = (unsigned)vcpus;
 	}
 	if (v.mem_size_mib.set) {
 		if (mem < 1 || mem > MAX_MEM_MIB)
-			return err_set(e, "machine-config: mem_size_mib must be between 1 and %d "
-					  "(got %lld)", MAX_MEM_MIB, (long long)mem);
+			return err_set(e, "machine-config: mem_size_mib %lld: %s%d MiB", (long long)mem,
+				       mem < 1 ? "The memory size (MiB) is either 0, or not a "
+				       "multiple of the configured page size. Ember's limit: 1 to "
+				       : "over Ember's limit of ", MAX_MEM_MIB);
 		out->has_mem_size_mib = true;
 		out->v.mem_size_mib = (unsigned)mem;
 	}
@@ -316,9 +322,9 @@ int config_parse_machine(json_t *j, struct machine_config *out, ember_err *e)
 	if (config_parse_machine_patch(j, &p, e))
 		return -1;
 	if (!p.has_vcpu_count)
-		return err_set(e, "machine-config: missing field \"vcpu_count\"");
+		return err_set(e, "machine-config: missing field `vcpu_count`");
 	if (!p.has_mem_size_mib)
-		return err_set(e, "machine-config: missing field \"mem_size_mib\"");
+		return err_set(e, "machine-config: missing field `mem_size_mib`");
 	config_machine_defaults(out);
 	config_apply_machine_patch(out, &p);
 	return 0;

@@ -15,7 +15,7 @@
 #include "mmds/config.h"
 #include "util/json_strict.h"
 #include "util/err.h"
-#include "vmm/log.h"
+#include "util/log.h"
 #include "vmm/metrics.h"
 
 #define DEFAULT_BOOT_ARGS "console=ttyS0 reboot=k panic=1 pci=off"

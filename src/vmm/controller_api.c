@@ -10,14 +10,23 @@
 
 #include "devices/virtio_net.h"
 #include "mmds/json.h"
-#include "vmm/loader.h"
-#include "vmm/log.h"
+#include "util/host_file.h"
+#include "arch/x86/loader.h"
+#include "util/log.h"
 #include "vmm/routes.h"
 
 static const char *const state_names[] = {"Not started", "Running", "Paused"};
 
 #define ERR_AFTER_START "The requested operation is not supported after starting the microVM."
 #define ERR_BEFORE_START "The requested operation is not supported before starting the microVM."
+/* After start Firecracker takes PUT /drives and /network-interfaces as a
+ * hotplug, which needs PCI; Ember's devices are virtio-mmio, as
+ * Firecracker's without --enable-pci. */
+#define ERR_NO_HOTPLUG "PCI is not enabled"
+/* After start Firecracker's data store is the one on an MMDS-enabled
+ * interface: without /mmds/config there is none. */
+#define ERR_NO_MMDS "MMDS error: The MMDS data store is not initialized."
+#define ERR_METRICS_INIT "Metrics error: Cannot initialize the metrics system due to bad user input: "
 
 /* GET /vm/config in Firecracker's shape (its VmmConfig): every section,
  * null where a resource is not configured, and every optional field of a
@@ -77,6 +86,16 @@ static int check_boot_file(const char *what, const char *path, struct vmm_respon
 	ember_err e;
 	if (!path)
 		return 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) { /* Firecracker's words, which its clients match */
+		int err = errno;
+		vmm_response_fault(r, 400, "Boot source error: %s %s (os error %d) (%s %s)",
+				   strcmp(what, "initrd_path") ? "The kernel file cannot be opened:"
+				   : "The initrd file cannot be opened due to invalid path or "
+				     "invalid permissions.", strerror(err), err, what, path);
+		return -1;
+	}
+	close(fd);
 	if (loader_map_file(path, what, &data, &len, &e)) {
 		vmm_response_fault(r, 400, "%s", e.msg);
 		return -1;
@@ -89,10 +108,16 @@ static int check_boot_file(const char *what, const char *path, struct vmm_respon
  * used is refused then, not at InstanceStart. */
 static int check_drive_file(const struct drive_config *d, ember_err *e)
 {
-	int fd = open(d->path_on_host, (d->is_read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	int fd = host_file_open(d->path_on_host, d->is_read_only ? O_RDONLY : O_RDWR,
+				HOST_FILE_REGULAR | HOST_FILE_BLOCK_DEVICE, NULL, e);
 	if (fd < 0)
-		return err_set(e, "Unable to open the drive's backing file %s: %s", d->path_on_host,
-			       strerror(errno));
+		return errno ? err_set(e, "Drive config error: Unable to create the virtio block "
+				       "device: Virtio backend error: Error manipulating the "
+				       "backing file: %s (os error %d) %s", strerror(errno), errno,
+				       d->path_on_host)
+			     : err_prefix(e, "Drive config error: Unable to create the virtio block "
+					  "device: Virtio backend error: Error manipulating the "
+					  "backing file");
 	close(fd);
 	return 0;
 }
@@ -150,6 +175,15 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 	bool started = c->state != VM_NOT_STARTED;
 	*r = (struct vmm_response){.status = 204};
 	unsigned when = api_request_when(q->kind);
+	if (started && (q->kind == REQ_PUT_DRIVE || q->kind == REQ_PUT_NET)) {
+		vmm_response_fault(r, 400, ERR_NO_HOTPLUG);
+		return;
+	}
+	if (started && !c->cfg.has_mmds &&
+	    (q->kind == REQ_GET_MMDS || q->kind == REQ_PUT_MMDS || q->kind == REQ_PATCH_MMDS)) {
+		vmm_response_fault(r, 400, ERR_NO_MMDS);
+		return;
+	}
 	if (!(when & (started ? ROUTE_AFTER_START : ROUTE_BEFORE_START))) {
 		vmm_response_fault(r, 400, started ? ERR_AFTER_START : ERR_BEFORE_START);
 		return;
@@ -188,7 +222,8 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 		break;
 	case REQ_INSTANCE_START:
 		if (!c->cfg.has_boot_source)
-			vmm_response_fault(r, 400, "Cannot start microvm without kernel configuration.");
+			vmm_response_fault(r, 400, "Start microvm error: Cannot start microvm without "
+					   "kernel configuration.");
 		else if (controller_start_vm(c, &e))
 			vmm_response_fault(r, 400, "Start microvm error: %s", e.msg);
 		break;
@@ -209,9 +244,10 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 		break;
 	case REQ_PUT_METRICS:
 		if (c->cfg.has_metrics) {
-			vmm_response_fault(r, 400, "Reinitialization of metrics not allowed.");
+			vmm_response_fault(r, 400, ERR_METRICS_INIT "Reinitialization of metrics "
+					   "not allowed.");
 		} else if (metrics_sink_open(&c->sink, q->metrics.metrics_path, &e)) {
-			vmm_response_fault(r, 400, "Cannot initialize metrics: %s", e.msg);
+			vmm_response_fault(r, 400, ERR_METRICS_INIT "%s", e.msg);
 		} else {
 			metrics_apply_config(c->metrics, &q->metrics, c->id);
 			c->cfg.metrics = q->metrics;

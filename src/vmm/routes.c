@@ -24,7 +24,7 @@ struct choice {
 static const struct choice actions[] = {
 	{"InstanceStart", REQ_INSTANCE_START, ROUTE_BEFORE_START},
 	{"SendCtrlAltDel", REQ_SEND_CTRL_ALT_DEL, ROUTE_AFTER_START},
-	{"FlushMetrics", REQ_FLUSH_METRICS, ROUTE_ALWAYS},
+	{"FlushMetrics", REQ_FLUSH_METRICS, ROUTE_AFTER_START}, /* as Firecracker */
 };
 
 static const struct choice vm_states[] = {
@@ -46,7 +46,13 @@ static int parse_choice(json_t *j, const char *what, const char *key, const stru
 			req->kind = c[i].kind;
 			return 0;
 		}
-	return err_set(e, "%s: unknown %s \"%s\"", what, key, value);
+	/* serde's words for an enum value it does not know. */
+	char expected[128] = "";
+	for (size_t i = 0; i < n; i++)
+		snprintf(expected + strlen(expected), sizeof(expected) - strlen(expected),
+			 "%s`%s`", i ? ", " : "", c[i].value);
+	return err_set(e, "%s: %s: unknown variant `%s`, expected one of %s", what, key, value,
+		       expected);
 }
 
 static int parse_action(json_t *j, struct vmm_request *r, ember_err *e)

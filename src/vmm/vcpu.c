@@ -10,8 +10,8 @@
 
 #include "arch/x86/msr.h"
 #include "arch/x86/regs.h"
-#include "vmm/log.h"
-#include "vmm/thread_stack.h"
+#include "util/log.h"
+#include "util/thread_stack.h"
 
 int vcpu_kick_signal(void)
 {

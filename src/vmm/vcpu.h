@@ -11,7 +11,7 @@
 
 #include "arch/x86/cpuid.h"
 #include "util/err.h"
-#include "vmm/io_bus.h"
+#include "guest/io_bus.h"
 #include "vmm/metrics.h"
 #include "vmm/vm.h"
 

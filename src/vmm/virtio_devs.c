@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "arch/x86/layout.h"
-#include "vmm/log.h"
+#include "util/log.h"
 
 void virtio_devs_init(struct virtio_devs *d)
 {

@@ -12,8 +12,8 @@
 
 #include "arch/x86/acpi.h"
 #include "devices/device.h"
-#include "vmm/event_loop.h"
-#include "vmm/io_bus.h"
+#include "util/event_loop.h"
+#include "guest/io_bus.h"
 #include "vmm/metrics.h"
 #include "vmm/vm.h"
 

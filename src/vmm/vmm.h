@@ -12,10 +12,11 @@
 #include "vmm/virtio_devs.h"
 #include "devices/serial.h"
 #include "vmm/config.h"
-#include "vmm/event_loop.h"
-#include "vmm/io_bus.h"
+#include "util/event_loop.h"
+#include "guest/io_bus.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
+#include "vmm/vm_prep.h"
 
 struct vmm_options {
 	bool boot_timer;
@@ -23,6 +24,7 @@ struct vmm_options {
 	int console_out; /* host fd receiving the guest's serial output */
 	struct metrics *metrics; /* the process's, or NULL */
 	struct mmds *mmds;	 /* the controller's MMDS data, or NULL */
+	struct vm_prep *prep;	 /* a KVM VM made ahead (taken by vmm_build), or NULL */
 };
 
 struct vmm {

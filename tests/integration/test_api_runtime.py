@@ -44,9 +44,24 @@ def flush(c) -> None:
     check_ok(c.put("/actions", {"action_type": "FlushMetrics"}), 204, None, "FlushMetrics")
 
 
+def start_idle_guest(c, kernel_vmlinux, initramfs):
+    """FlushMetrics needs a started microVM (as in Firecracker): boots one
+    that waits, for SIGTERM to end."""
+    api_boot_sequence(c, kernel_vmlinux, initramfs, vcpus=1, mem_mib=128,
+                      boot_args=guest_boot_args(end="wait"))
+
+
+def sigterm_exits_0(vm):
+    vm.proc.proc.terminate()
+    rc = vm.proc.wait_exit(EXIT_TIMEOUT)
+    assert rc == 0, vm.proc.report(f"SIGTERM: ember {describe_returncode(rc)}")
+
+
 # --- metrics ------------------------------------------------------------------------
 
-def test_metrics_file_gets_firecracker_groups_and_api_counts(api_vm, workdir):
+@pytest.mark.boot
+def test_metrics_file_gets_firecracker_groups_and_api_counts(api_vm, workdir, kernel_vmlinux,
+                                                             initramfs):
     c = api_vm.client()
     path = workdir / "metrics.json"
     check_ok(c.put("/metrics", {"metrics_path": str(path)}), 204, None, "PUT /metrics")
@@ -54,14 +69,15 @@ def test_metrics_file_gets_firecracker_groups_and_api_counts(api_vm, workdir):
                 context="a second PUT /metrics")
     check_ok(c.get("/machine-config"), 200, "MachineConfiguration")
     check_error(c.put("/machine-config", {"vcpu_count": 0, "mem_size_mib": 1}), "vcpu_count")
-    flush(c)
+    start_idle_guest(c, kernel_vmlinux, initramfs)  # writes the first line
     lines = metric_lines(path)
-    assert len(lines) == 1, f"one FlushMetrics, {len(lines)} lines in {path}"
+    assert len(lines) == 1, f"InstanceStart wrote {len(lines)} lines in {path}, expected 1"
     m = lines[0]
     missing = [g for g in METRIC_GROUPS if g not in m]
     assert not missing, f"metrics line lacks Firecracker's groups {missing}: {list(m)}"
     assert m["get_api_requests"]["machine_cfg_count"] == 1, m["get_api_requests"]
-    assert m["put_api_requests"]["machine_cfg_count"] == 1, m["put_api_requests"]
+    # The refused PUT and the boot sequence's.
+    assert m["put_api_requests"]["machine_cfg_count"] == 2, m["put_api_requests"]
     assert m["put_api_requests"]["machine_cfg_fails"] == 1, m["put_api_requests"]
     assert m["put_api_requests"]["metrics_count"] == 2, m["put_api_requests"]
     assert m["put_api_requests"]["metrics_fails"] == 1, m["put_api_requests"]
@@ -75,14 +91,18 @@ def test_metrics_file_gets_firecracker_groups_and_api_counts(api_vm, workdir):
     assert lines[1]["put_api_requests"]["actions_count"] == 1, lines[1]["put_api_requests"]
     assert lines[1]["utc_timestamp_ms"] >= lines[0]["utc_timestamp_ms"]
     assert vm_config(c)["metrics"] == {"metrics_path": str(path)}
+    sigterm_exits_0(api_vm)
 
 
-def test_metrics_fifo_without_reader_never_blocks(api_vm, workdir):
+@pytest.mark.boot
+def test_metrics_fifo_without_reader_never_blocks(api_vm, workdir, kernel_vmlinux, initramfs):
     """A full FIFO loses metrics lines and counts them; the API keeps answering."""
     fifo = workdir / "metrics.fifo"
     os.mkfifo(fifo)
     c = api_vm.client()
     check_ok(c.put("/metrics", {"metrics_path": str(fifo)}), 204, None, "PUT /metrics (FIFO)")
+    start_idle_guest(c, kernel_vmlinux, initramfs)  # its line goes in first
+    writes = 41  # InstanceStart's line and 40 flushes
     refused = 0
     for i in range(40):  # a 64 KiB pipe holds about ten 5 KiB lines
         resp = c.put("/actions", {"action_type": "FlushMetrics"})
@@ -113,11 +133,12 @@ def test_metrics_fifo_without_reader_never_blocks(api_vm, workdir):
     finally:
         os.close(fd)
     read = [json.loads(line) for line in data.splitlines() if line.strip()]
-    assert 0 < len(read) < 40, f"{len(read)} whole lines in the FIFO after 40 flushes"
+    assert 1 < len(read) < writes, f"{len(read)} whole lines in the FIFO after {writes} writes"
     final = json.loads(last)
     lost = sum(line["logger"]["missed_metrics_count"] for line in read + [final])
-    assert lost == 40 - len(read) == refused, \
-        f"{40 - len(read)} lines lost, {refused} refused, missed_metrics_count sums to {lost}"
+    assert lost == writes - len(read) == refused, \
+        f"{writes - len(read)} lines lost, {refused} refused, missed_metrics_count sums to {lost}"
+    sigterm_exits_0(api_vm)
 
 
 # --- logger -------------------------------------------------------------------------

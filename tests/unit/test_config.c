@@ -101,7 +101,7 @@ static void device_kind_sections(void **state)
 	config_free(&c);
 	assert_int_equal(parse("{\"boot-source\": {\"kernel_image_path\": \"/k\"},"
 			       " \"entropy\": {\"bogus\": 1}}", &c, &e), -1);
-	assert_non_null(strstr(e.msg, "entropy: unknown field \"bogus\""));
+	assert_non_null(strstr(e.msg, "entropy: unknown field `bogus`"));
 	config_free(&c);
 }
 

@@ -45,6 +45,7 @@ static void serial_tx_and_thre_irq(void **state)
 
 	wr(&serial_ops, &s, 0, 'h');
 	wr(&serial_ops, &s, 0, 'i');
+	serial_flush_output(&s, 5000); /* a writer thread writes it out */
 	char buf[8] = {0};
 	assert_int_equal(read(out[0], buf, sizeof(buf)), 2);
 	assert_string_equal(buf, "hi");

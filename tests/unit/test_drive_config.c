@@ -81,13 +81,13 @@ static void rejects_bad_drives(void **state)
 	(void)state;
 	expect_error("[]", "expected an object");
 	expect_error("{\"path_on_host\": \"/i\", \"is_root_device\": false}",
-		     "missing field \"drive_id\"");
+		     "missing field `drive_id`");
 	expect_error("{\"drive_id\": \"d\", \"path_on_host\": \"/i\"}",
-		     "missing field \"is_root_device\"");
+		     "missing field `is_root_device`");
 	expect_error("{\"drive_id\": \"d\", \"is_root_device\": false}",
-		     "missing field \"path_on_host\"");
+		     "missing field `path_on_host`");
 	expect_error("{\"drive_id\": \"d\", \"path_on_host\": \"/i\", \"is_root_device\": false,"
-		     " \"bogus\": 1}", "unknown field \"bogus\"");
+		     " \"bogus\": 1}", "unknown field `bogus`");
 	expect_error("{\"drive_id\": 5, \"path_on_host\": \"/i\", \"is_root_device\": false}",
 		     "drive_id: expected string, got integer");
 	expect_error("{\"drive_id\": \"d\", \"path_on_host\": \"/i\", \"is_root_device\": \"yes\"}",
@@ -170,8 +170,8 @@ static void patches(void **state)
 	drive_patch_free(&p);
 
 	static const char *const bad[][2] = {
-		{"{\"path_on_host\": \"/x\"}", "missing field \"drive_id\""},
-		{"{\"drive_id\": \"d\", \"is_read_only\": true}", "unknown field \"is_read_only\""},
+		{"{\"path_on_host\": \"/x\"}", "missing field `drive_id`"},
+		{"{\"drive_id\": \"d\", \"is_read_only\": true}", "unknown field `is_read_only`"},
 		{"{\"drive_id\": \"d\", \"path_on_host\": 3}", "path_on_host: expected string"},
 		{"{\"drive_id\": \"d\", \"rate_limiter\": 3}", "drive update: rate_limiter"},
 	};

@@ -9,7 +9,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "vmm/event_loop.h"
+#include "util/event_loop.h"
 
 /* Far more fds than one epoll batch, as 11 network interfaces with MMDS
  * and 4 drives need (issue: a fixed table of 64 refused the 65th). */

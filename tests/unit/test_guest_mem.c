@@ -6,7 +6,7 @@
 #include <cmocka.h>
 
 #include "arch/x86/layout.h"
-#include "vmm/guest_mem.h"
+#include "guest/guest_mem.h"
 
 static uint8_t backing[1 << 20];
 

@@ -7,10 +7,14 @@
 #include <cmocka.h>
 
 #include <elf.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "arch/x86/layout.h"
-#include "vmm/loader.h"
+#include "arch/x86/loader.h"
 
 #define MEM (32u << 20)
 static uint8_t *mem;
@@ -280,12 +284,51 @@ static void initrd_placement(void **state)
 	assert_non_null(strstr(e.msg, "initrd"));
 }
 
+/* loader_map_file refuses what is not a regular file, naming it, and never
+ * blocks on the way: a FIFO with no writer used to park the caller in
+ * open() forever (the alarm turns such a hang into a failed test). */
+static void map_file_refuses_non_files(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/ember-test-loader-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char fifo[64], empty[64];
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	snprintf(empty, sizeof(empty), "%s/empty", dir);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	int fd = open(empty, O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+
+	const uint8_t *data = NULL;
+	size_t len = 0;
+	ember_err e = {{0}};
+	alarm(10);
+	assert_int_equal(loader_map_file(fifo, "kernel_image_path", &data, &len, &e), -1);
+	assert_non_null(strstr(e.msg, "kernel_image_path"));
+	assert_non_null(strstr(e.msg, fifo));
+	assert_non_null(strstr(e.msg, "FIFO"));
+	assert_int_equal(loader_map_file(dir, "initrd_path", &data, &len, &e), -1);
+	assert_non_null(strstr(e.msg, dir));
+	assert_non_null(strstr(e.msg, "directory"));
+	assert_int_equal(loader_map_file("/dev/null", "initrd_path", &data, &len, &e), -1);
+	assert_non_null(strstr(e.msg, "/dev/null"));
+	assert_non_null(strstr(e.msg, "character device"));
+	assert_int_equal(loader_map_file(empty, "initrd_path", &data, &len, &e), -1);
+	assert_non_null(strstr(e.msg, "empty"));
+	alarm(0);
+
+	unlink(fifo);
+	unlink(empty);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(elf_loads),	     cmocka_unit_test(elf_malformed),
 		cmocka_unit_test(bzimage_loads),     cmocka_unit_test(bzimage_malformed),
-		cmocka_unit_test(initrd_placement),
+		cmocka_unit_test(initrd_placement),  cmocka_unit_test(map_file_refuses_non_files),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

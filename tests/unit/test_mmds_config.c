@@ -72,11 +72,12 @@ static void rejects_bad_input(void **state)
 {
 	(void)state;
 	expect_error("[]", "expected an object");
-	expect_error("{}", "missing field \"network_interfaces\"");
-	expect_error("{\"network_interfaces\": []}", "network_interfaces is empty");
+	expect_error("{}", "missing field `network_interfaces`");
+	expect_error("{\"network_interfaces\": []}", "The list of network interface IDs that allow forwarding MMDS "
+		     "requests is empty.");
 	expect_error("{\"network_interfaces\": \"eth0\"}", "network_interfaces: expected an array, got string");
 	expect_error("{\"network_interfaces\": [\"eth0\", 1]}", "network_interfaces[1]: expected string");
-	expect_error("{\"network_interfaces\": [\"eth0\"], \"bogus\": 1}", "unknown field \"bogus\"");
+	expect_error("{\"network_interfaces\": [\"eth0\"], \"bogus\": 1}", "unknown field `bogus`");
 	expect_error("{\"network_interfaces\": [\"eth0\"], \"version\": \"V3\"}", "V1 or V2");
 	expect_error("{\"network_interfaces\": [\"eth0\"], \"version\": 2}", "version: expected string");
 	expect_error("{\"network_interfaces\": [\"eth0\"], \"imds_compat\": 1}",

@@ -29,10 +29,12 @@ static void ttl_bounds(void **state)
 			    "provide a value between 1 and 21600.");
 	assert_int_equal(mmds_token_issue(t, 21601, T0, tok, &e), -1);
 	assert_non_null(strstr(e.msg, "token: 21601."));
-	assert_int_equal(t->n, 0);
 	assert_int_equal(mmds_token_issue(t, 1, T0, tok, &e), 0);
+	assert_true(valid(t, tok, T0 + 999));
+	assert_false(valid(t, tok, T0 + 1000));
 	assert_int_equal(mmds_token_issue(t, 21600, T0, tok, &e), 0);
-	assert_int_equal(t->n, 2);
+	assert_true(valid(t, tok, T0 + 21600ULL * 1000 - 1));
+	assert_false(valid(t, tok, T0 + 21600ULL * 1000));
 	free(t);
 }
 
@@ -66,33 +68,66 @@ static void expiry_on_fake_clock(void **state)
 	memcpy(longer, b, MMDS_TOKEN_LEN);
 	strcpy(longer + MMDS_TOKEN_LEN, "A");
 	assert_false(valid(t, longer, T0));
-	/* Issuing again drops what has expired. */
-	assert_int_equal(mmds_token_issue(t, 5, T0 + 1000, c, NULL), 0);
-	assert_int_equal(t->n, 2);
 	free(t);
 }
 
-static void bounded_table(void **state)
+/* Tokens are stateless: however many a guest takes, none evicts another.
+ * Before, a table of 1,024 live tokens replaced the one closest to expiring,
+ * so any guest process could flush every other process's valid token. */
+static void no_token_evicts_another(void **state)
 {
 	(void)state;
+	enum { N = 5000 };
 	struct mmds_tokens *t = malloc(sizeof(*t));
-	static char toks[MMDS_TOKEN_MAX_LIVE + 1][MMDS_TOKEN_LEN + 1];
+	static char toks[N][MMDS_TOKEN_LEN + 1];
 	mmds_tokens_init(t);
-	/* Token i lives 100 + i seconds: token 0 is the closest to expiring. */
-	for (size_t i = 0; i < MMDS_TOKEN_MAX_LIVE; i++)
-		assert_int_equal(mmds_token_issue(t, (uint32_t)(100 + i), T0, toks[i], NULL), 0);
-	assert_int_equal(t->n, MMDS_TOKEN_MAX_LIVE);
-	assert_true(valid(t, toks[0], T0));
-	assert_int_equal(mmds_token_issue(t, 10, T0, toks[MMDS_TOKEN_MAX_LIVE], NULL), 0);
-	assert_int_equal(t->n, MMDS_TOKEN_MAX_LIVE);
-	assert_false(valid(t, toks[0], T0));
-	for (size_t i = 1; i <= MMDS_TOKEN_MAX_LIVE; i++)
-		assert_true(valid(t, toks[i], T0));
-	/* No two of them alike. */
-	for (size_t i = 0; i <= MMDS_TOKEN_MAX_LIVE; i++)
-		for (size_t k = i + 1; k <= MMDS_TOKEN_MAX_LIVE; k++)
+	/* Token 0 is the closest to expiring, the first a table would drop. */
+	assert_int_equal(mmds_token_issue(t, 100, T0, toks[0], NULL), 0);
+	for (size_t i = 1; i < N; i++)
+		assert_int_equal(mmds_token_issue(t, 21600, T0, toks[i], NULL), 0);
+	for (size_t i = 0; i < N; i++)
+		assert_true(valid(t, toks[i], T0 + 99999));
+	/* No two of them alike (random IVs). */
+	for (size_t i = 0; i < 200; i++)
+		for (size_t k = i + 1; k < N; k++)
 			assert_true(memcmp(toks[i], toks[k], MMDS_TOKEN_LEN));
 	free(t);
+}
+
+/* Only the key makes tokens: any changed character, another VM's key, or
+ * what is not strict base64 of 36 bytes is refused. */
+static void forgeries_are_refused(void **state)
+{
+	(void)state;
+	struct mmds_tokens *t = malloc(sizeof(*t)), *other = malloc(sizeof(*other));
+	mmds_tokens_init(t);
+	mmds_tokens_init(other);
+	char tok[MMDS_TOKEN_LEN + 1], theirs[MMDS_TOKEN_LEN + 1];
+	assert_int_equal(mmds_token_issue(t, 60, T0, tok, NULL), 0);
+	assert_int_equal(mmds_token_issue(other, 60, T0, theirs, NULL), 0);
+	assert_true(valid(t, tok, T0));
+	assert_false(valid(t, theirs, T0));
+	assert_false(valid(other, tok, T0));
+	static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	for (size_t i = 0; i < MMDS_TOKEN_LEN; i++) {
+		char f[MMDS_TOKEN_LEN + 1];
+		memcpy(f, tok, sizeof(f));
+		/* Another base64 character: another bit pattern in raw. */
+		f[i] = abc[(strchr(abc, f[i]) - abc + 1) % 64];
+		assert_false(valid(t, f, T0));
+	}
+	char bad[MMDS_TOKEN_LEN + 1];
+	memcpy(bad, tok, sizeof(bad));
+	bad[5] = '=';
+	assert_false(valid(t, bad, T0));
+	bad[5] = '\0';
+	assert_false(mmds_token_valid(t, bad, MMDS_TOKEN_LEN, T0));
+	char zeros[MMDS_TOKEN_LEN + 1];
+	memset(zeros, 'A', MMDS_TOKEN_LEN);
+	zeros[MMDS_TOKEN_LEN] = 0;
+	assert_false(valid(t, zeros, T0));
+	free(t);
+	free(other);
 }
 
 static void clock_moves(void **state)
@@ -107,7 +142,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(ttl_bounds),
 		cmocka_unit_test(expiry_on_fake_clock),
-		cmocka_unit_test(bounded_table),
+		cmocka_unit_test(no_token_evicts_another),
+		cmocka_unit_test(forgeries_are_refused),
 		cmocka_unit_test(clock_moves),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

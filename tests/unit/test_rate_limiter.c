@@ -529,9 +529,9 @@ static void parse_bad(void **state)
 	(void)state;
 	expect_error("[]", "rate_limiter: expected an object, got array");
 	expect_error("7", "rate_limiter: expected an object, got integer");
-	expect_error("{\"bogus\": 1}", "rate_limiter: unknown field \"bogus\"");
+	expect_error("{\"bogus\": 1}", "rate_limiter: unknown field `bogus`");
 	expect_error("{\"bandwidth\": {\"size\": 1, \"refill_time\": 1, \"rate\": 2}}",
-		     "rate_limiter: bandwidth: unknown field \"rate\"");
+		     "rate_limiter: bandwidth: unknown field `rate`");
 	expect_error("{\"bandwidth\": {\"size\": \"x\", \"refill_time\": 1}}",
 		     "rate_limiter: bandwidth: size: expected integer, got string");
 	expect_error("{\"ops\": {\"size\": 1.5, \"refill_time\": 1}}",
@@ -552,8 +552,8 @@ static void parse_bad(void **state)
 		     "rate_limiter: bandwidth: refill_time: must be at most 18446744073709 "
 		     "(got 18446744073710)");
 	expect_error("{\"bandwidth\": {\"refill_time\": 1}}",
-		     "rate_limiter: bandwidth: missing field \"size\"");
-	expect_error("{\"ops\": {\"size\": 1}}", "rate_limiter: ops: missing field \"refill_time\"");
+		     "rate_limiter: bandwidth: missing field `size`");
+	expect_error("{\"ops\": {\"size\": 1}}", "rate_limiter: ops: missing field `refill_time`");
 	expect_error("{\"ops\": 5}", "rate_limiter: ops: expected an object, got integer");
 	/* A bad value given is named before a missing field. */
 	expect_error("{\"bandwidth\": {\"size\": -1}}",

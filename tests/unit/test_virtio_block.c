@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "devices/virtio_block.h"
-#include "vmm/guest_mem.h"
+#include "guest/guest_mem.h"
 
 #define MEM_SIZE (4 << 20)
 #define DESC 0x1000
@@ -44,12 +44,21 @@ struct tb {
 	uint16_t avail_idx;
 	unsigned nreq; /* requests built, for header and status slots */
 	int irqs;
+	int notifies; /* the device's own queue notifications, not yet run */
 	uint64_t clock_ns;
 };
 
 static void hook_irq(void *ctx)
 {
 	((struct tb *)ctx)->irqs++;
+}
+
+/* The device notifying its own queue: the VMM would run the queue at the
+ * device's next turn; the tests do it in wait_used and run_notified. */
+static void hook_notify(void *ctx, uint32_t queue)
+{
+	(void)queue;
+	((struct tb *)ctx)->notifies++;
 }
 
 static uint64_t fake_clock(void *ctx)
@@ -149,7 +158,7 @@ static struct tb *tb_new_cfg(enum drive_io_engine engine, bool ro, enum drive_ca
 	t->clock_ns = 1000000000;
 	struct virtio_block_params p = {
 		.drive = &t->cfg, .gm = &t->gm,
-		.hooks = {.raise_irq = hook_irq, .ctx = t},
+		.hooks = {.raise_irq = hook_irq, .queue_notify = hook_notify, .ctx = t},
 		.now_ns = fake_clock, .clock_ctx = t,
 	};
 	ember_err e = {{0}};
@@ -246,10 +255,26 @@ static void used_elem(struct tb *t, uint16_t slot, uint32_t *id, uint32_t *len)
 	*len = get32(t, USED + 8 + 8 * (slot % t->qsize));
 }
 
+/* Runs the queue for each notification the device gave itself, as the
+ * VMM's event loop does. Returns how many turns that took. */
+static int run_notified(struct tb *t)
+{
+	int turns = 0;
+	while (t->notifies) {
+		t->notifies = 0;
+		virtio_block_process_queue(t->b);
+		turns++;
+	}
+	return turns;
+}
+
 /* Waits (for the Async engine) until the used ring has reached n. */
 static void wait_used(struct tb *t, uint16_t n)
 {
+	run_notified(t);
 	for (int tries = 0; (uint16_t)(used_idx(t) - n) > 0x8000; tries++) {
+		if (run_notified(t))
+			continue;
 		int fd = virtio_block_completion_fd(t->b);
 		if (fd < 0 || tries > 200)
 			fail_msg("used->idx is %u, expected %u", used_idx(t), n);
@@ -694,6 +719,7 @@ static void engine_full_resumes(void **state)
 		offer(t, (uint16_t)i);
 	}
 	virtio_block_process_queue(t->b);
+	run_notified(t); /* the device's next turns, until every slot is busy */
 	virtio_block_process_queue(t->b); /* while full: counted only */
 	assert_true(metric_count(&m->io_engine_throttled_events) >= 1);
 	wait_used(t, N);
@@ -702,6 +728,49 @@ static void engine_full_resumes(void **state)
 		assert_int_equal(backing[DATA + 512 * i + 1], pattern(1, i % DISK_SECTORS, 1));
 	}
 	assert_int_equal(metric_count(&m->read_count), N);
+	tb_free(t);
+}
+
+/* A driver that keeps the queue full gets VIRTIO_BLK_WORK_BUDGET requests
+ * per call: then the device notifies its own queue and returns, so the
+ * VMM thread serves the others between its turns; each turn takes the
+ * next budget until the ring is empty. */
+static void work_per_pass_is_bounded(void **state)
+{
+	enum drive_io_engine engine = *(enum drive_io_engine *)*state;
+	struct tb *t = tb_new_cfg(engine, false, DRIVE_CACHE_WRITEBACK, NULL, false);
+	bring_up(t, 256);
+	enum { N = 200 };
+	for (unsigned i = 0; i < N; i++) {
+		uint64_t table = TABLES + 0x40ULL * i;
+		uint64_t hdr = HDRS + 16ULL * i;
+		struct virtio_blk_outhdr h = {.type = VIRTIO_BLK_T_IN, .sector = i % DISK_SECTORS};
+		gm_write(&t->gm, hdr, &h, 16);
+		desc_at(t, table, 0, hdr, 16, VIRTQ_DESC_F_NEXT, 1);
+		desc_at(t, table, 1, DATA + 512ULL * i, 512, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE,
+			2);
+		desc_at(t, table, 2, STATUS + i, 1, VIRTQ_DESC_F_WRITE, 0);
+		desc_at(t, DESC, (uint16_t)i, table, 48, VIRTQ_DESC_F_INDIRECT, 0);
+		offer(t, (uint16_t)i);
+	}
+	virtio_block_process_queue(t->b);
+	/* One turn took one budget and asked for another turn. */
+	assert_int_equal(t->notifies, 1);
+	uint16_t first = engine == DRIVE_IO_SYNC ? used_idx(t) : 0;
+	if (engine == DRIVE_IO_SYNC)
+		assert_int_equal(first, VIRTIO_BLK_WORK_BUDGET);
+	int turns = run_notified(t);
+	/* Async stops earlier, once its 128 slots are busy; completions
+	 * resume it. */
+	if (engine == DRIVE_IO_SYNC)
+		assert_int_equal(turns,
+				 (N + VIRTIO_BLK_WORK_BUDGET - 1) / VIRTIO_BLK_WORK_BUDGET - 1);
+	wait_used(t, N);
+	for (unsigned i = 0; i < N; i++)
+		assert_int_equal(backing[STATUS + i], VIRTIO_BLK_S_OK);
+	/* Empty now: a turn finds nothing and asks for no other. */
+	virtio_block_process_queue(t->b);
+	assert_int_equal(t->notifies, 0);
 	tb_free(t);
 }
 
@@ -756,6 +825,31 @@ static void create_errors(void **state)
 	cfg.path_on_host = "/dev/null";
 	assert_int_equal(virtio_block_create(&b, &p, &e), -1);
 	assert_non_null(strstr(e.msg, "neither a regular file"));
+
+	/* A FIFO (read-only: a plain open would wait for a writer forever; the
+	 * alarm turns that hang into a failure) and a directory are refused,
+	 * by name. */
+	char dir[] = "/tmp/ember-test-blk-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char fifo[64];
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	alarm(10);
+	cfg.path_on_host = fifo;
+	cfg.is_read_only = true;
+	assert_int_equal(virtio_block_create(&b, &p, &e), -1);
+	assert_non_null(strstr(e.msg, fifo));
+	assert_non_null(strstr(e.msg, "FIFO"));
+	cfg.is_read_only = false;
+	assert_int_equal(virtio_block_create(&b, &p, &e), -1);
+	assert_non_null(strstr(e.msg, "FIFO"));
+	cfg.path_on_host = dir;
+	cfg.is_read_only = true;
+	assert_int_equal(virtio_block_create(&b, &p, &e), -1);
+	assert_non_null(strstr(e.msg, "directory"));
+	alarm(0);
+	unlink(fifo);
+	rmdir(dir);
 }
 
 static enum drive_io_engine sync_engine = DRIVE_IO_SYNC, async_engine = DRIVE_IO_ASYNC;
@@ -778,6 +872,7 @@ int main(void)
 		BOTH(path_update),
 		BOTH(reset_waits_for_io),
 		cmocka_unit_test(engine_full_resumes),
+		BOTH(work_per_pass_is_bounded),
 		cmocka_unit_test(activation_needs_a_queue),
 		cmocka_unit_test(create_errors),
 	};

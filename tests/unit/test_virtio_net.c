@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #include "devices/virtio_net.h"
-#include "vmm/guest_mem.h"
+#include "guest/guest_mem.h"
 
 #define MEM_SIZE (4 << 20)
 #define RX_RINGS 0x1000 /* desc, avail at +0x1000, used at +0x2000 */
@@ -57,6 +57,7 @@ struct tb {
 	int host; /* the "TAP"'s other end */
 	int irqs;
 	int rx_pokes; /* queue_notify(rx) from the device */
+	int tx_pokes; /* queue_notify(tx) from the device */
 	uint64_t clock_ns;
 	uint64_t rx_next; /* next free receive buffer address */
 };
@@ -70,6 +71,8 @@ static void hook_notify(void *ctx, uint32_t queue)
 {
 	if (queue == VIRTIO_NET_RX_QUEUE)
 		((struct tb *)ctx)->rx_pokes++;
+	else
+		((struct tb *)ctx)->tx_pokes++;
 }
 
 static uint64_t fake_clock(void *ctx)
@@ -402,6 +405,61 @@ static void tx_reaches_backend(void **state)
 	/* A notification with nothing new. */
 	virtio_net_process_tx_queue(t->n);
 	assert_int_equal(metric_count(&t->nm->no_tx_avail_buffer), 1);
+	tb_free(t);
+}
+
+/* A guest that keeps the tx queue full gets VIRTIO_NET_WORK_BUDGET frames
+ * sent per call: then the device notifies its tx queue itself and returns,
+ * so the VMM thread serves the others between its turns. */
+static void tx_work_per_pass_is_bounded(void **state)
+{
+	(void)state;
+	struct tb *t = tb_new_cfg(true, NULL, NULL, 0, false, 0);
+	bring_up(t, 256, 0);
+	enum { N = 80 };
+	uint8_t frame[100];
+	make_frame(frame, sizeof(frame), 5);
+	struct virtio_net_hdr_v1 h = {0};
+	for (unsigned i = 0; i < N; i++)
+		guest_send(t, TX_DATA + 0x1000ULL * i, &h, frame, sizeof(frame));
+	virtio_net_process_tx_queue(t->n);
+	assert_int_equal(used_idx(t, &t->tx), VIRTIO_NET_WORK_BUDGET);
+	assert_int_equal(t->tx_pokes, 1);
+	/* The device's next turn sends the rest and asks for no other. */
+	virtio_net_process_tx_queue(t->n);
+	assert_int_equal(used_idx(t, &t->tx), N);
+	assert_int_equal(t->tx_pokes, 1);
+	uint8_t got[2048];
+	for (unsigned i = 0; i < N; i++)
+		assert_int_equal(host_recv(t, got, sizeof(got)), HDR + sizeof(frame));
+	assert_int_equal(host_recv(t, got, sizeof(got)), -1);
+	tb_free(t);
+}
+
+/* Frames keep coming from the backend and the guest has buffers for all
+ * of them: VIRTIO_NET_WORK_BUDGET per call, then the device notifies its
+ * rx queue itself (the backend is edge-triggered and would not say again
+ * that frames wait). */
+static void rx_work_per_pass_is_bounded(void **state)
+{
+	(void)state;
+	struct tb *t = tb_new_cfg(true, NULL, NULL, 0, false, NO_MRG);
+	bring_up(t, 256, NO_MRG);
+	enum { N = 80 };
+	for (unsigned i = 0; i < N; i++)
+		post_rx(t, 2048);
+	uint8_t frame[64];
+	make_frame(frame, sizeof(frame), 6);
+	struct virtio_net_hdr_v1 h = {0};
+	for (unsigned i = 0; i < N; i++)
+		host_send(t, &h, frame, sizeof(frame));
+	int pokes = t->rx_pokes;
+	virtio_net_process_backend(t->n);
+	assert_int_equal(used_idx(t, &t->rx), VIRTIO_NET_WORK_BUDGET);
+	assert_int_equal(t->rx_pokes, pokes + 1);
+	virtio_net_process_rx_queue(t->n);
+	assert_int_equal(used_idx(t, &t->rx), N);
+	assert_int_equal(metric_count(&t->nm->rx_count), N);
 	tb_free(t);
 }
 
@@ -917,8 +975,9 @@ static void create_errors(void **state)
 	struct virtio_net *n = NULL;
 	ember_err e;
 	assert_int_equal(virtio_net_create(&n, &p, &e), -1);
-	assert_non_null(strstr(e.msg, "network interface eth9: Could not open TAP device "
-				      "a-name-too-long-x"));
+	assert_non_null(strstr(e.msg, "network interface eth9: Could not create the network "
+				      "device: Open tap device failed: Invalid interface name "
+				      "(a-name-too-long-x"));
 	p.mtu = 67;
 	assert_int_equal(virtio_net_create(&n, &p, &e), -1);
 	assert_non_null(strstr(e.msg, "mtu 67"));
@@ -1058,7 +1117,10 @@ static void real_tap(void **state)
 	struct virtio_net *n;
 	p.cfg = &bad;
 	assert_int_equal(virtio_net_create(&n, &p, &e), -1);
-	assert_non_null(strstr(e.msg, "Could not open TAP device bad/name: "));
+	assert_non_null(strstr(e.msg, "Could not create the network device: Open tap device "
+				      "failed: Error while creating ifreq structure: "));
+	assert_non_null(strstr(e.msg, "Invalid TUN/TAP Backend provided by bad/name. Check our "
+				      "documentation on setting up the network devices."));
 
 	assert_int_equal(setns(home, CLONE_NEWNET), 0);
 	close(home);
@@ -1069,6 +1131,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(identity_and_config),
 		cmocka_unit_test(tx_reaches_backend),
+		cmocka_unit_test(tx_work_per_pass_is_bounded),
+		cmocka_unit_test(rx_work_per_pass_is_bounded),
 		cmocka_unit_test(rx_reaches_guest),
 		cmocka_unit_test(rx_mergeable_buffers),
 		cmocka_unit_test(rx_deferred_until_buffers),

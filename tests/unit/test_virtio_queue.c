@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "virtio/queue.h"
-#include "vmm/guest_mem.h"
+#include "guest/guest_mem.h"
 
 #define MEM_SIZE (1 << 20)
 #define DESC 0x1000

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "devices/virtio_rng.h"
-#include "vmm/guest_mem.h"
+#include "guest/guest_mem.h"
 
 #define MEM_SIZE (1 << 20)
 #define DESC 0x1000
@@ -244,7 +244,7 @@ static void config_parse(void **state)
 	json_decref(j);
 	j = json_loads("{\"rate\": 1}", 0, NULL);
 	assert_int_equal(entropy_config_parse(j, &c, &e), -1);
-	assert_non_null(strstr(e.msg, "entropy: unknown field \"rate\""));
+	assert_non_null(strstr(e.msg, "entropy: unknown field `rate`"));
 	json_decref(j);
 }
 

@@ -19,8 +19,12 @@ pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-ima
 ver=$(apt-cache policy "$pkg" | awk '/Candidate:/{print $2}')
 out="$EMBER_CACHE/debian-kernel/$pkg-$ver"
 if [ ! -e "$out/.done" ]; then
+	echo "debian-kernel: downloading $pkg $ver (Debian's packaged kernel)" >&2
 	rm -rf "$out" && mkdir -p "$out/deb"
-	(cd "$out/deb" && apt-get download -q "$pkg=$ver" >/dev/null) || die "apt-get download $pkg failed"
+	# apt-get's own progress (a line per file, its size) goes to stderr:
+	# stdout is this script's answer.
+	(cd "$out/deb" && apt-get download -o APT::Sandbox::User=root "$pkg=$ver" >&2) || die "apt-get download $pkg failed"
+	echo "debian-kernel: unpacking" >&2
 	dpkg-deb -x "$out"/deb/*.deb "$out"
 	rm -rf "$out/deb"
 	touch "$out/.done"

@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "util/err.h"
-#include "vmm/guest_mem.h"
+#include "guest/guest_mem.h"
 
 /* The RSDP sits where Linux searches the BIOS area for it; the other tables
  * follow it, all below ACPI_TABLES_END. */

@@ -5,8 +5,8 @@
 #include <asm/bootparam.h>
 
 #include "util/err.h"
-#include "vmm/guest_mem.h"
-#include "vmm/loader.h"
+#include "guest/guest_mem.h"
+#include "arch/x86/loader.h"
 
 #define E820_RAM 1
 #define E820_RESERVED 2

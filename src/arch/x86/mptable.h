@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 #include "util/err.h"
-#include "vmm/guest_mem.h"
+#include "guest/guest_mem.h"
 
 #define MPTABLE_IOAPIC_PINS 24
 

@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 #include "util/err.h"
-#include "vmm/guest_mem.h"
+#include "guest/guest_mem.h"
 
 /* Writes the GDT, an empty IDT and the boot page tables into guest memory. */
 int regs_write_boot_tables(const struct guest_mem *gm, ember_err *e);

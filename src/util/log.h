@@ -9,6 +9,7 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum log_level { LOG_OFF = 0, LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG, LOG_TRACE };
@@ -31,6 +32,15 @@ void log_set_module(const char *module);
  * lost). Returns -1 with errno set on failure. */
 int log_set_path(const char *path);
 uint64_t log_lost_lines(void);
+/* Lines for stderr go through a bounded queue (64 KiB; a line that does not
+ * fit is lost and counted), so that a stderr nobody reads never stops the
+ * thread that logs. log_flush waits until they are written, or until the
+ * reader has taken nothing for a second; it also runs at exit. */
+void log_flush(void);
+/* Queues len bytes (whole lines) for stderr, after the log lines before
+ * them: for messages that are not log lines, such as main's one-line error
+ * at exit, which then waits no longer than log_flush for a reader. */
+void log_stderr(const char *line, size_t len);
 void log_thread_name(const char *name);
 
 void log_msg(enum log_level level, const char *file, int line, const char *fmt, ...)

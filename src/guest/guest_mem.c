@@ -1,4 +1,4 @@
-#include "vmm/guest_mem.h"
+#include "guest/guest_mem.h"
 
 #include <errno.h>
 #include <stdint.h>

@@ -11,7 +11,7 @@
 #include <asm/bootparam.h>
 
 #include "util/err.h"
-#include "vmm/guest_mem.h"
+#include "guest/guest_mem.h"
 
 struct kernel_image {
 	uint64_t entry;      /* guest physical 64-bit entry point */

@@ -1,4 +1,4 @@
-#include "vmm/loader.h"
+#include "arch/x86/loader.h"
 
 #include <elf.h>
 #include <errno.h>
@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "arch/x86/layout.h"
+#include "util/host_file.h"
 
 #define PAGE_SIZE 4096ULL
 /* The setup header starts at this offset in a bzImage and in boot_params. */
@@ -159,13 +160,14 @@ int loader_load_initrd(const struct guest_mem *gm, const struct kernel_image *k,
 int loader_map_file(const char *path, const char *what, const uint8_t **data, size_t *len,
 		    ember_err *e)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = host_file_open(path, O_RDONLY, HOST_FILE_REGULAR, what, e);
 	if (fd < 0)
-		return err_set(e, "%s %s: %s", what, path, strerror(errno));
+		return -1;
 	struct stat st;
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+	if (fstat(fd, &st)) {
+		err_set(e, "%s %s: %s", what, path, strerror(errno));
 		close(fd);
-		return err_set(e, "%s %s: not a regular file", what, path);
+		return -1;
 	}
 	if (st.st_size == 0) {
 		close(fd);

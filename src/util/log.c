@@ -1,15 +1,24 @@
-#include "vmm/log.h"
+#include "util/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "util/out_queue.h"
+
+/* Lines for stderr wait in a queue that a thread of its own writes out
+ * (vmm/out_queue.h): a stderr nobody reads must not stop the thread that
+ * logs, which may be a vCPU or the VMM thread holding a device's lock. */
+#define STDERR_QUEUE (64u << 10)
+#define STDERR_FLUSH_IDLE_MS 1000
 
 static struct {
 	pthread_mutex_t lock;
@@ -19,6 +28,7 @@ static struct {
 	char id[64];
 	char module[64];
 	uint64_t lost;
+	struct out_queue *errq;
 } logger = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.level = LOG_WARN,
@@ -125,7 +135,7 @@ int log_set_path(const char *path)
 	 * write-only without a reader would fail (ENXIO), and holding a read
 	 * end means a reader that goes away costs lines, never EPIPE. */
 	struct stat st;
-	int flags = O_APPEND | O_CREAT | O_NONBLOCK | O_CLOEXEC;
+	int flags = O_APPEND | O_CREAT | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
 	flags |= !stat(path, &st) && S_ISFIFO(st.st_mode) ? O_RDWR : O_WRONLY;
 	int fd = open(path, flags, 0600);
 	if (fd < 0)
@@ -136,6 +146,40 @@ int log_set_path(const char *path)
 	logger.fd = fd;
 	pthread_mutex_unlock(&logger.lock);
 	return 0;
+}
+
+static void flush_at_exit(void)
+{
+	log_flush();
+}
+
+void log_flush(void)
+{
+	pthread_mutex_lock(&logger.lock);
+	struct out_queue *q = logger.errq;
+	pthread_mutex_unlock(&logger.lock);
+	if (q)
+		out_queue_flush(q, STDERR_FLUSH_IDLE_MS);
+}
+
+/* With the lock held: one line to stderr, whole or not at all. */
+static bool put_stderr(const char *buf, size_t n)
+{
+	if (!logger.errq) {
+		logger.errq = out_queue_create(STDERR_FILENO, STDERR_QUEUE);
+		if (!logger.errq)
+			return false;
+		atexit(flush_at_exit);
+	}
+	return out_queue_put(logger.errq, buf, n, true) == n;
+}
+
+void log_stderr(const char *line, size_t len)
+{
+	pthread_mutex_lock(&logger.lock);
+	if (!put_stderr(line, len))
+		logger.lost++;
+	pthread_mutex_unlock(&logger.lock);
 }
 
 uint64_t log_lost_lines(void)
@@ -192,8 +236,9 @@ void log_msg(enum log_level level, const char *file, int line, const char *fmt, 
 	va_end(ap);
 	n = m < 0 ? n : (size_t)(n + m) >= sizeof(buf) - 1 ? (int)sizeof(buf) - 2 : n + m;
 	buf[n++] = '\n';
-	/* One write per line keeps lines whole; a full FIFO loses the line. */
-	if (write(logger.fd, buf, n) != n)
+	/* One write per line keeps lines whole; a full FIFO or a full stderr
+	 * queue loses the line. */
+	if (logger.fd == STDERR_FILENO ? !put_stderr(buf, (size_t)n) : write(logger.fd, buf, n) != n)
 		logger.lost++;
 	pthread_mutex_unlock(&logger.lock);
 }

@@ -1,4 +1,4 @@
-#include "vmm/io_bus.h"
+#include "guest/io_bus.h"
 
 #include <string.h>
 

@@ -1,4 +1,4 @@
-#include "vmm/event_loop.h"
+#include "util/event_loop.h"
 
 #include <errno.h>
 #include <stdlib.h>
