@@ -5,7 +5,7 @@ DEPS = meson ninja-build pkg-config gcc clang libjansson-dev \
        qemu-system-x86 busybox-static linux-source-6.1 e2fsprogs cpio flex bison bc \
        libelf-dev libssl-dev kmod xz-utils acpica-tools iproute2 util-linux libc6-dev gnuplot-nox
 
-.PHONY: setup build test demo bench clean
+.PHONY: setup build test demo bench fuzz clean
 
 setup:
 	@missing=$$(for p in $(DEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
@@ -28,6 +28,11 @@ demo: build
 
 bench: build
 	bench/run
+
+# Every libFuzzer target for FUZZ_SECONDS each (build-fuzz, clang); see docs/fuzzing.md.
+FUZZ_SECONDS ?= 300
+fuzz:
+	tools/fuzz.sh -t $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(BUILD)

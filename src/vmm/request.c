@@ -39,7 +39,16 @@ void vmm_response_fault(struct vmm_response *r, int status, const char *fmt, ...
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	vmm_response_json(r, status, json_pack("{s:s}", "fault_message", msg));
+	/* msg may quote a path or id that is not UTF-8, or be cut inside a
+	 * character; JSON strings must be UTF-8, so such bytes become '?'. */
+	json_t *s = json_string(msg);
+	if (!s) {
+		for (char *c = msg; *c; c++)
+			if ((unsigned char)*c >= 0x80)
+				*c = '?';
+		s = json_string(msg);
+	}
+	vmm_response_json(r, status, json_pack("{s:o}", "fault_message", s));
 }
 
 int vmm_channel_init(struct vmm_channel *c, ember_err *e)

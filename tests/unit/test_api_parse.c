@@ -201,6 +201,20 @@ static void faults(void **state)
 		     "{\"vcpu_count\": 1, \"vcpu_count\": 2, \"mem_size_mib\": 1}", "duplicate");
 }
 
+/* Found by fuzz/api_parse_fuzz: a fault quoting bytes that are not UTF-8
+ * (a method, path or id, or a message cut inside a character) had no body,
+ * since JSON strings must be UTF-8. The bytes read '?' instead. */
+static void faults_not_utf8(void **state)
+{
+	(void)state;
+	expect_fault("4\x99", "/", NULL, "Invalid request method and/or path: 4? .");
+	expect_fault("PUT", "/drives/\xff", "{}", "got \"?\")");
+	char path[1300] = "/ab";
+	for (int i = 0; i < 600; i++)
+		strcat(path, "\xc3\xa9"); /* e-acute: the 1023-byte message ends inside one */
+	expect_fault("GET", path, NULL, "Invalid request method and/or path: GET ab");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -208,6 +222,7 @@ int main(void)
 		cmocka_unit_test(routes),
 		cmocka_unit_test(bodies),
 		cmocka_unit_test(faults),
+		cmocka_unit_test(faults_not_utf8),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

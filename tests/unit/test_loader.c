@@ -233,6 +233,23 @@ static void bzimage_malformed(void **state)
 	assert_int_equal(load(img, sizeof(img), &k, &e), -1);
 	assert_non_null(strstr(e.msg, "memory"));
 
+	/* Found by fuzz/loader_fuzz: a payload that ends before the 64-bit
+	 * entry point at 0x200 was accepted, and the guest would jump into
+	 * zeroes. */
+	make_bz(img);
+	h->syssize = 0x200 / 16;
+	h->init_size = 0;
+	assert_int_equal(load(img, (BZ_SETUP_SECTS + 1) * 512 + 0x200, &k, &e), -1);
+	assert_non_null(strstr(e.msg, "entry point"));
+	assert_int_equal(load(img, (BZ_SETUP_SECTS + 1) * 512 + 0x201, &k, &e), 0);
+
+	/* Found by fuzz/loader_fuzz: cmdline_size 0xffffffff wrapped to a
+	 * limit of 0, refusing every command line. */
+	make_bz(img);
+	h->cmdline_size = 0xffffffff;
+	assert_int_equal(load(img, sizeof(img), &k, &e), 0);
+	assert_int_equal(k.cmdline_max, X86_CMDLINE_MAX);
+
 	make_bz(img);
 	img[0x201] = 0xff; /* header claims to run past the struct: clamped */
 	assert_int_equal(load(img, sizeof(img), &k, &e), 0);

@@ -100,6 +100,10 @@ static int load_bzimage(const struct guest_mem *gm, const uint8_t *img, size_t l
 	if (setup_size >= len)
 		return err_set(e, "kernel image: bzImage truncated inside its setup code");
 	uint64_t payload = len - setup_size;
+	/* The 64-bit entry point is 0x200 into the payload: it must be there. */
+	if (payload <= 0x200)
+		return err_set(e, "kernel image: bzImage payload of %llu bytes ends before its "
+				  "64-bit entry point", (unsigned long long)payload);
 	if ((uint64_t)h.syssize * 16 > payload)
 		return err_set(e, "kernel image: bzImage truncated (%llu of %llu payload bytes)",
 			       (unsigned long long)payload, (unsigned long long)h.syssize * 16);
@@ -121,7 +125,9 @@ static int load_bzimage(const struct guest_mem *gm, const uint8_t *img, size_t l
 	k->entry = X86_HIMEM_START + 0x200; /* the 64-bit entry, boot protocol 2.06+ */
 	k->load_start = X86_HIMEM_START;
 	k->load_end = X86_HIMEM_START + need;
-	k->cmdline_max = h.cmdline_size + 1 < X86_CMDLINE_MAX ? h.cmdline_size + 1 : X86_CMDLINE_MAX;
+	/* 64-bit: a cmdline_size of 0xffffffff must not wrap to a limit of 0. */
+	uint64_t cmdline_max = (uint64_t)h.cmdline_size + 1;
+	k->cmdline_max = cmdline_max < X86_CMDLINE_MAX ? (uint32_t)cmdline_max : X86_CMDLINE_MAX;
 	k->initrd_addr_max = h.initrd_addr_max ? h.initrd_addr_max : DEFAULT_INITRD_ADDR_MAX;
 	return 0;
 }
