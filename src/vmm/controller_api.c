@@ -86,13 +86,18 @@ static int check_boot_file(const char *what, const char *path, struct vmm_respon
 	ember_err e;
 	if (!path)
 		return 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) { /* Firecracker's words, which its clients match */
+	/* Never a blocking open: a FIFO named here used to park the VMM thread. */
+	int fd = host_file_open(path, O_RDONLY, HOST_FILE_REGULAR, what, &e);
+	if (fd < 0 && errno) { /* Firecracker's words, which its clients match */
 		int err = errno;
 		vmm_response_fault(r, 400, "Boot source error: %s %s (os error %d) (%s %s)",
 				   strcmp(what, "initrd_path") ? "The kernel file cannot be opened:"
 				   : "The initrd file cannot be opened due to invalid path or "
 				     "invalid permissions.", strerror(err), err, what, path);
+		return -1;
+	}
+	if (fd < 0) { /* opened, but not a regular file */
+		vmm_response_fault(r, 400, "Boot source error: %s", e.msg);
 		return -1;
 	}
 	close(fd);
