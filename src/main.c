@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "api/server.h"
+#include "seccomp/seccomp.h"
 #include "vmm/config.h"
 #include "vmm/controller.h"
 #include "vmm/log.h"
@@ -28,9 +29,11 @@ struct cli {
 	const char *level;
 	const char *id;
 	const char *api_sock;
+	const char *seccomp_filter;
 	size_t max_payload;
 	size_t mmds_limit;
 	bool no_api;
+	bool no_seccomp;
 	bool boot_timer;
 	bool show_level, show_origin;
 };
@@ -56,6 +59,9 @@ static const char usage[] =
 	"  --show-level         show each log line's level\n"
 	"  --show-log-origin    show each log line's source file and line\n"
 	"  --id ID              the microVM's id (letters, digits and '-', 1 to 64)\n"
+	"  --seccomp-filter FILE  per-thread seccomp filters in seccompiler's JSON format\n"
+	"                       instead of Ember's default ones (docs/seccomp.md)\n"
+	"  --no-seccomp         install no seccomp filter (not for production)\n"
 	"  --version            print the version and exit\n"
 	"  --help               print this help and exit\n";
 
@@ -82,7 +88,7 @@ static bool valid_id(const char *id)
 enum {
 	OPT_CONFIG = 256, OPT_NO_API, OPT_BOOT_TIMER, OPT_LEVEL, OPT_LOG_PATH, OPT_ID,
 	OPT_VERSION, OPT_HELP, OPT_SHOW_LEVEL, OPT_SHOW_ORIGIN, OPT_API_SOCK, OPT_MAX_PAYLOAD,
-	OPT_MMDS_LIMIT,
+	OPT_MMDS_LIMIT, OPT_SECCOMP_FILTER, OPT_NO_SECCOMP,
 	/* Passed by Firecracker's jailer; Ember accepts and ignores them for now. */
 	OPT_START_TIME_US, OPT_START_TIME_CPU_US, OPT_PARENT_CPU_TIME_US,
 };
@@ -101,6 +107,8 @@ static const struct option options[] = {
 	{"api-sock", required_argument, NULL, OPT_API_SOCK},
 	{"http-api-max-payload-size", required_argument, NULL, OPT_MAX_PAYLOAD},
 	{"mmds-size-limit", required_argument, NULL, OPT_MMDS_LIMIT},
+	{"seccomp-filter", required_argument, NULL, OPT_SECCOMP_FILTER},
+	{"no-seccomp", no_argument, NULL, OPT_NO_SECCOMP},
 	{"start-time-us", required_argument, NULL, OPT_START_TIME_US},
 	{"start-time-cpu-us", required_argument, NULL, OPT_START_TIME_CPU_US},
 	{"parent-cpu-time-us", required_argument, NULL, OPT_PARENT_CPU_TIME_US},
@@ -127,6 +135,8 @@ static int parse_cli(int argc, char **argv, struct cli *c)
 		case OPT_PARENT_CPU_TIME_US:
 			break;
 		case OPT_API_SOCK: c->api_sock = optarg; break;
+		case OPT_SECCOMP_FILTER: c->seccomp_filter = optarg; break;
+		case OPT_NO_SECCOMP: c->no_seccomp = true; break;
 		case OPT_MAX_PAYLOAD:
 		case OPT_MMDS_LIMIT: {
 			char *end;
@@ -162,6 +172,8 @@ static int parse_cli(int argc, char **argv, struct cli *c)
 		return fail(EXIT_ARG_PARSING, "%s", "--no-api requires --config-file");
 	if (c->no_api && c->api_sock)
 		return fail(EXIT_ARG_PARSING, "%s", "--no-api and --api-sock exclude each other");
+	if (c->no_seccomp && c->seccomp_filter) /* as Firecracker */
+		return fail(EXIT_ARG_PARSING, "%s", "--no-seccomp and --seccomp-filter exclude each other");
 	if (!c->no_api && !c->api_sock)
 		c->api_sock = DEFAULT_API_SOCK;
 	if (!c->max_payload)
@@ -213,6 +225,12 @@ int main(int argc, char **argv)
 		return rc;
 	if ((rc = setup_logger(&cli)) >= 0)
 		return rc;
+	ember_err se;
+	if (seccomp_setup(cli.no_seccomp, cli.seccomp_filter, &se)) {
+		if (cli.seccomp_filter)
+			err_prefix(&se, "--seccomp-filter %s", cli.seccomp_filter);
+		return fail(EXIT_GENERIC, "%s", se.msg);
+	}
 
 	ember_err e = {{0}};
 	struct vmm_config cfg;
@@ -241,8 +259,7 @@ int main(int argc, char **argv)
 		config_free(&cfg);
 		return fail(EXIT_GENERIC, "%s", e.msg);
 	}
-	if (controller_set_config(&ctl, &cfg, &e) ||
-	    (cli.config_file && controller_start_vm(&ctl, &e))) {
+	if (controller_set_config(&ctl, &cfg, &e)) {
 		controller_destroy(&ctl);
 		return fail(EXIT_BAD_CONFIGURATION, "%s", e.msg);
 	}
@@ -259,7 +276,15 @@ int main(int argc, char **argv)
 		metric_set(&metrics.api_server.process_startup_time_cpu_us,
 			   (uint64_t)cpu.tv_sec * 1000000 + (uint64_t)cpu.tv_nsec / 1000);
 	}
-	rc = controller_run(&ctl, &e);
+	/* The main thread's filter goes on now: after the API thread has
+	 * started (a thread inherits its creator's filters) and before the
+	 * guest's first instruction or any API request. */
+	if (seccomp_apply(SECCOMP_VMM, &e))
+		rc = EXIT_GENERIC;
+	else if (cli.config_file && controller_start_vm(&ctl, &e))
+		rc = EXIT_BAD_CONFIGURATION;
+	else
+		rc = controller_run(&ctl, &e);
 	if (with_api) {
 		api_server_stop(&api);
 		vmm_channel_destroy(&chan);

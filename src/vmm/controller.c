@@ -9,6 +9,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "seccomp/seccomp.h"
 #include "vmm/log.h"
 
 static void end_process(struct controller *c, int code, const char *why)
@@ -84,6 +85,7 @@ int controller_init(struct controller *c, const struct vmm_options *opt, const c
 	c->chan = chan;
 	c->metrics = metrics;
 	metrics_sink_init(&c->sink);
+	seccomp_report_to(metrics, &c->sink); /* a bad syscall flushes num_faults here */
 	mmds_init(&c->mmds, mmds_limit);
 	c->opt.mmds = &c->mmds; /* the guest's side, through the net devices */
 	config_init(&c->cfg);

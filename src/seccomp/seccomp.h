@@ -1,0 +1,37 @@
+/* Per-thread seccomp filters, as Firecracker's (docs/seccomp.md): one
+ * allowlist per thread kind, "vmm" (the main thread), "api" and "vcpu";
+ * a forbidden syscall ends Ember with exit code 148 after logging it and
+ * flushing the seccomp.num_faults metric. */
+#ifndef EMBER_SECCOMP_H
+#define EMBER_SECCOMP_H
+
+#include <stdbool.h>
+
+#include "seccomp/policy.h"
+#include "vmm/err.h"
+
+struct metrics;
+struct metrics_sink;
+
+/* Firecracker's exit code after a bad syscall. */
+#define SECCOMP_EXIT_BAD_SYSCALL 148
+
+/* At start-up, on the main thread, before any other thread exists: compiles
+ * the filters (Ember's defaults, or the seccompiler JSON file at path),
+ * installs the SIGSYS handler and sets no_new_privs, which every thread
+ * inherits. With disabled (--no-seccomp) it does nothing and seccomp_apply
+ * installs nothing. -1 and e set if the file is bad. */
+int seccomp_setup(bool disabled, const char *path, ember_err *e);
+
+/* Where a fault is counted and flushed to. sink is read when a fault
+ * happens, so it may be opened later (PUT /metrics). */
+void seccomp_report_to(struct metrics *m, const struct metrics_sink *sink);
+
+/* Installs kind's filter on the calling thread, for good. A thread inherits
+ * the filters of the thread that created it, so each thread calls this
+ * itself, first thing; the main thread calls it once the threads it must
+ * not pass its filter to (the API thread) are running. -1 and e set on
+ * failure. */
+int seccomp_apply(enum seccomp_thread kind, ember_err *e);
+
+#endif
