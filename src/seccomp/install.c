@@ -1,6 +1,7 @@
 #include "seccomp/seccomp.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <linux/seccomp.h>
 #include <signal.h>
 #include <string.h>
@@ -107,6 +108,11 @@ int seccomp_setup(bool disabled, const char *path, ember_err *e)
 {
 	if (disabled)
 		return 0;
+	/* Done once here, unfiltered, what would otherwise open files in
+	 * whichever thread came first: jansson seeds its hash function from
+	 * /dev/urandom, glibc reads /etc/localtime. */
+	json_object_seed(0);
+	tzset();
 	struct seccomp_policy pol;
 	if (path ? seccomp_policy_load_file(path, &pol, e) : seccomp_default_policy(&pol, e))
 		return -1;
