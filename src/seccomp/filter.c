@@ -16,6 +16,7 @@
 #include <linux/futex.h>
 #include <linux/if_tun.h>
 #include <linux/kvm.h>
+#include <linux/seccomp.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -92,7 +93,10 @@ static struct seccomp_rule vmm_rules[] = {
 	ANY(shutdown), ANY(unlink),
 	/* Starting vCPU threads (pthread_create) and kicking them. */
 	ANY(clone3), ANY(set_robust_list), ANY(rseq), EQ(tgkill, 2, 34 /* SIGRTMIN */),
-	ANY(seccomp), EQ(prctl, 0, PR_SET_NAME), /* names a thread: "fc_vcpu N" */
+	EQ(prctl, 0, PR_SET_NAME), /* names a thread: "fc_vcpu N" */
+	/* A vCPU thread installs its own filter: a plain one, no flags. */
+	{.nr = SCMP_SYS(seccomp), .n = 2, .c = {{.index = 0, .op = SC_EQ, .val = SECCOMP_SET_MODE_FILTER},
+						{.index = 1, .op = SC_EQ, .val = 0}}},
 	/* glibc's first pthread_create installs its SIGSETXID handler (33). */
 	EQ(rt_sigaction, 0, 33),
 };
