@@ -150,3 +150,13 @@ int seccomp_apply(enum seccomp_thread kind, ember_err *e)
 			       seccomp_thread_name(kind), strerror(errno));
 	return 0;
 }
+
+void seccomp_apply_api_thread(void *unused)
+{
+	(void)unused;
+	ember_err e;
+	if (seccomp_apply(SECCOMP_API, &e)) {
+		LOG_E("%s", e.msg);
+		_exit(1);
+	}
+}

@@ -34,4 +34,9 @@ void seccomp_report_to(struct metrics *m, const struct metrics_sink *sink);
  * failure. */
 int seccomp_apply(enum seccomp_thread kind, ember_err *e);
 
+/* seccomp_apply(SECCOMP_API) in the shape of a thread-start hook (the API
+ * server's on_thread_start): a thread that cannot install its filter must
+ * not serve, so a failure is logged and ends Ember (exit 1). */
+void seccomp_apply_api_thread(void *unused);
+
 #endif
