@@ -6,7 +6,7 @@
 
 #include <stddef.h>
 
-#include "vmm/err.h"
+#include "util/err.h"
 #include "vmm/metrics.h"
 #include "vmm/request.h"
 

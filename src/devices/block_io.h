@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#include "vmm/err.h"
+#include "util/err.h"
 
 /* Requests an io_uring engine keeps in flight at most; its rings are sized
  * so that neither the submission nor the completion queue can overflow. */

@@ -1,13 +1,11 @@
-/* Firecracker's Drive and PartialDrive objects. Parsed by hand, field by
- * field, so that null is accepted exactly where Firecracker's serde accepts
- * it (its Option fields) and every error names the field. */
+/* Firecracker's Drive and PartialDrive objects. */
 #include "devices/drive_config.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "vmm/config.h"
+#include "util/json_strict.h"
 
 const char *drive_cache_type_name(enum drive_cache_type t)
 {
@@ -19,27 +17,12 @@ const char *drive_io_engine_name(enum drive_io_engine t)
 	return t == DRIVE_IO_ASYNC ? "Async" : "Sync";
 }
 
-/* A string field: non-empty and without NUL bytes (it becomes a C string,
- * a path or part of the kernel command line). */
-static int get_string(const char *what, const char *key, json_t *v, const char **out,
-		      ember_err *e)
+/* A string field given must not be empty (it becomes a path or part of
+ * the kernel command line). */
+static int nonempty(const char *what, const char *key, const char *s, ember_err *e)
 {
-	if (!json_is_string(v))
-		return err_set(e, "%s: %s: expected string, got %s", what, key, json_type_name(v));
-	const char *s = json_string_value(v);
-	if (strlen(s) != json_string_length(v))
-		return err_set(e, "%s: %s: contains a NUL byte", what, key);
-	if (!*s)
+	if (s && !*s)
 		return err_set(e, "%s: %s: is empty", what, key);
-	*out = s;
-	return 0;
-}
-
-static int get_bool(const char *what, const char *key, json_t *v, bool *out, ember_err *e)
-{
-	if (!json_is_boolean(v))
-		return err_set(e, "%s: %s: expected boolean, got %s", what, key, json_type_name(v));
-	*out = json_is_true(v);
 	return 0;
 }
 
@@ -54,18 +37,26 @@ static int check_partuuid(const char *s, ember_err *e)
 	return 0;
 }
 
-static int parse_enum(const char *key, json_t *v, const char *a, const char *b, int *out,
+static int parse_enum(const char *key, const char *s, const char *a, const char *b, int *out,
 		      ember_err *e)
 {
-	const char *s;
-	if (get_string("drive", key, v, &s, e))
-		return -1;
+	if (!s)
+		return 0;
 	if (!strcmp(s, a))
 		*out = 0;
 	else if (!strcmp(s, b))
 		*out = 1;
 	else
 		return err_set(e, "drive: %s: must be %s or %s (got \"%s\")", key, a, b, s);
+	return 0;
+}
+
+/* The same rule in the config file as through the API's path. */
+static int drive_id_check(const char *id, ember_err *e)
+{
+	if (!json_id_valid(id))
+		return err_set(e, "drive: drive_id \"%s\" is invalid: use 1 to 64 letters, digits "
+				  "or '_'", id);
 	return 0;
 }
 
@@ -76,57 +67,41 @@ static char *dup_or_null(const char *s)
 
 int drive_config_parse(json_t *j, struct drive_config *out, ember_err *e)
 {
-	if (!json_is_object(j))
-		return err_set(e, "drive: expected an object, got %s", json_type_name(j));
-	const char *id = NULL, *path = NULL, *partuuid = NULL;
-	bool root = false, has_root = false, ro = false;
+	struct {
+		const char *drive_id, *partuuid, *path_on_host, *cache_type, *io_engine, *socket;
+		int is_root_device, is_read_only;
+		json_t *rate_limiter;
+	} v;
+	static const struct jfield f[] = {
+		JFIELD(__typeof__(v), drive_id, JF_STRING, true),
+		JFIELD(__typeof__(v), partuuid, JF_STRING, false),
+		JFIELD(__typeof__(v), is_root_device, JF_BOOL, true),
+		JFIELD(__typeof__(v), cache_type, JF_STRING, false),
+		JFIELD(__typeof__(v), is_read_only, JF_BOOL, false),
+		JFIELD(__typeof__(v), path_on_host, JF_STRING, false),
+		JFIELD(__typeof__(v), rate_limiter, JF_OBJECT, false),
+		JFIELD(__typeof__(v), io_engine, JF_STRING, false),
+		JFIELD(__typeof__(v), socket, JF_STRING, false),
+	};
+	if (json_strict_parse("drive", j, f, 9, &v, e))
+		return -1;
+	const char *id = v.drive_id, *path = v.path_on_host, *partuuid = v.partuuid;
+	bool root = v.is_root_device == 1, ro = v.is_read_only == 1;
 	int cache = DRIVE_CACHE_UNSAFE, engine = DRIVE_IO_SYNC;
 	struct rate_limiter_config rl = {0};
-	const char *key;
-	json_t *v;
-	json_object_foreach(j, key, v) {
-		int rc = 0;
-		/* Firecracker's Option fields take null as "absent". */
-		bool null_ok = !strcmp(key, "partuuid") || !strcmp(key, "is_read_only") ||
-			       !strcmp(key, "path_on_host") || !strcmp(key, "io_engine") ||
-			       !strcmp(key, "socket");
-		if (null_ok && json_is_null(v))
-			continue;
-		if (!strcmp(key, "drive_id")) {
-			rc = get_string("drive", key, v, &id, e);
-		} else if (!strcmp(key, "is_root_device")) {
-			rc = get_bool("drive", key, v, &root, e);
-			has_root = true;
-		} else if (!strcmp(key, "partuuid")) {
-			rc = get_string("drive", key, v, &partuuid, e);
-			if (!rc)
-				rc = check_partuuid(partuuid, e);
-		} else if (!strcmp(key, "is_read_only")) {
-			rc = get_bool("drive", key, v, &ro, e);
-		} else if (!strcmp(key, "path_on_host")) {
-			rc = get_string("drive", key, v, &path, e);
-		} else if (!strcmp(key, "cache_type")) {
-			rc = parse_enum(key, v, "Unsafe", "Writeback", &cache, e);
-		} else if (!strcmp(key, "io_engine")) {
-			rc = parse_enum(key, v, "Sync", "Async", &engine, e);
-		} else if (!strcmp(key, "rate_limiter")) {
-			if ((rc = rate_limiter_config_parse(v, &rl, e)))
-				err_prefix(e, "drive");
-		} else if (!strcmp(key, "socket")) {
-			rc = err_set(e, "drive: socket: vhost-user block devices are not supported "
-					"by Ember; use path_on_host");
-		} else {
-			rc = err_set(e, "drive: unknown field \"%s\"", key);
-		}
-		if (rc)
-			return -1;
-	}
-	if (!id)
-		return err_set(e, "drive: missing field \"drive_id\"");
-	if (!has_root)
-		return err_set(e, "drive: missing field \"is_root_device\"");
+	if (nonempty("drive", "drive_id", id, e) || drive_id_check(id, e) ||
+	    nonempty("drive", "partuuid", partuuid, e) || (partuuid && check_partuuid(partuuid, e)) ||
+	    nonempty("drive", "path_on_host", path, e) ||
+	    parse_enum("cache_type", v.cache_type, "Unsafe", "Writeback", &cache, e) ||
+	    parse_enum("io_engine", v.io_engine, "Sync", "Async", &engine, e))
+		return -1;
+	if (v.socket)
+		return err_set(e, "drive: socket: vhost-user block devices are not supported by "
+				  "Ember; use path_on_host");
 	if (!path)
 		return err_set(e, "drive: missing field \"path_on_host\"");
+	if (v.rate_limiter && rate_limiter_config_parse(v.rate_limiter, &rl, e))
+		return err_prefix(e, "drive");
 
 	struct drive_config c = {
 		.drive_id = strdup(id),
@@ -196,29 +171,24 @@ json_t *drive_config_json(const struct drive_config *c)
 
 int drive_patch_parse(json_t *j, struct drive_patch *out, ember_err *e)
 {
-	if (!json_is_object(j))
-		return err_set(e, "drive update: expected an object, got %s", json_type_name(j));
-	const char *id = NULL, *path = NULL;
+	struct {
+		const char *drive_id, *path_on_host;
+		json_t *rate_limiter;
+	} v;
+	static const struct jfield f[] = {
+		JFIELD(__typeof__(v), drive_id, JF_STRING, true),
+		JFIELD(__typeof__(v), path_on_host, JF_STRING, false),
+		JFIELD(__typeof__(v), rate_limiter, JF_OBJECT, false),
+	};
+	if (json_strict_parse("drive update", j, f, 3, &v, e))
+		return -1;
+	const char *id = v.drive_id, *path = v.path_on_host;
 	struct rate_limiter_config rl = {0};
-	const char *key;
-	json_t *v;
-	json_object_foreach(j, key, v) {
-		int rc;
-		if (!strcmp(key, "drive_id")) {
-			rc = get_string("drive update", key, v, &id, e);
-		} else if (!strcmp(key, "path_on_host")) {
-			rc = json_is_null(v) ? 0 : get_string("drive update", key, v, &path, e);
-		} else if (!strcmp(key, "rate_limiter")) {
-			if ((rc = rate_limiter_config_parse(v, &rl, e)))
-				err_prefix(e, "drive update");
-		} else {
-			rc = err_set(e, "drive update: unknown field \"%s\"", key);
-		}
-		if (rc)
-			return -1;
-	}
-	if (!id)
-		return err_set(e, "drive update: missing field \"drive_id\"");
+	if (nonempty("drive update", "drive_id", id, e) || drive_id_check(id, e) ||
+	    nonempty("drive update", "path_on_host", path, e))
+		return -1;
+	if (v.rate_limiter && rate_limiter_config_parse(v.rate_limiter, &rl, e))
+		return err_prefix(e, "drive update");
 	struct drive_patch p = {.drive_id = strdup(id), .path_on_host = dup_or_null(path),
 				.rate_limiter = rl};
 	if (!p.drive_id || (path && !p.path_on_host)) {

@@ -14,7 +14,7 @@
 #include <jansson.h>
 
 #include "devices/rate_limiter.h"
-#include "vmm/err.h"
+#include "util/err.h"
 
 /* Unsafe (the default): FLUSH is not offered, and a FLUSH is acknowledged
  * without syncing. Writeback: FLUSH is offered and runs fdatasync. */

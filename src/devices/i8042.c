@@ -4,6 +4,8 @@
 #include <string.h>
 #include <unistd.h>
 
+const struct metrics_group i8042_metrics_group = METRICS_GROUP("i8042", METRICS_I8042, struct i8042_metrics);
+
 #define PORT_DATA 0
 #define PORT_CMD 4
 

@@ -7,7 +7,20 @@
 #include <stdint.h>
 
 #include "vmm/io_bus.h"
-#include "vmm/metrics.h"
+#include "util/metrics.h"
+
+/* Firecracker's "i8042" metrics group. */
+#define METRICS_I8042(X, a) \
+	X(a, inc, error_count) \
+	X(a, inc, missed_read_count) \
+	X(a, inc, missed_write_count) \
+	X(a, inc, read_count) \
+	X(a, inc, reset_count) \
+	X(a, inc, write_count)
+
+struct i8042_metrics { METRICS_I8042(METRICS_MEMBER, _) };
+extern const struct metrics_group i8042_metrics_group;
+
 
 #define I8042_BASE 0x60
 #define I8042_PORTS 5 /* 0x60 data .. 0x64 status/command */

@@ -4,21 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vmm/config.h"
-
-bool config_id_valid(const char *id)
-{
-	size_t n = strlen(id);
-	if (n == 0 || n > 64)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = id[i];
-		if (!(c == '_' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
-		      (c >= 'A' && c <= 'Z')))
-			return false;
-	}
-	return true;
-}
+#include "util/json_strict.h"
 
 /* "06:00:AC:10:00:02": six two-digit hex bytes separated by colons. */
 static int parse_mac(const char *s, uint8_t mac[6])
@@ -47,7 +33,7 @@ static int parse_mac(const char *s, uint8_t mac[6])
 
 static int check_id(const char *id, ember_err *e)
 {
-	if (!config_id_valid(id))
+	if (!json_id_valid(id))
 		return err_set(e, "network-interfaces: iface_id \"%s\" is invalid: use 1 to 64 "
 				  "letters, digits or '_'", id);
 	return 0;
@@ -55,30 +41,31 @@ static int check_id(const char *id, ember_err *e)
 
 int net_config_parse(json_t *j, struct net_config *out, ember_err *e)
 {
-	const char *id, *dev, *mac = NULL;
-	json_t *rx = NULL, *tx = NULL;
-	json_int_t mtu = 0;
-	json_error_t je;
-	if (json_unpack_ex(j, &je, JSON_STRICT, "{s:s, s:s, s?s, s?I, s?o, s?o}", "iface_id", &id,
-			   "host_dev_name", &dev, "guest_mac", &mac, "mtu", &mtu,
-			   "rx_rate_limiter", &rx, "tx_rate_limiter", &tx)) {
-		static const struct field_spec spec[] = {
-			{"iface_id", JSON_STRING, true},
-			{"host_dev_name", JSON_STRING, true},
-			{"guest_mac", JSON_STRING, false},
-			{"mtu", JSON_INTEGER, false},
-			{"rx_rate_limiter", JSON_OBJECT, false},
-			{"tx_rate_limiter", JSON_OBJECT, false},
-		};
-		return config_unpack_error("network-interfaces", j, spec, 6, &je, e);
-	}
+	struct {
+		const char *iface_id, *host_dev_name, *guest_mac;
+		struct jint mtu;
+		json_t *rx_rate_limiter, *tx_rate_limiter;
+	} v;
+	static const struct jfield f[] = {
+		JFIELD(__typeof__(v), iface_id, JF_STRING, true),
+		JFIELD(__typeof__(v), host_dev_name, JF_STRING, true),
+		JFIELD(__typeof__(v), guest_mac, JF_STRING, false),
+		JFIELD(__typeof__(v), mtu, JF_INT, false),
+		JFIELD(__typeof__(v), rx_rate_limiter, JF_OBJECT, false),
+		JFIELD(__typeof__(v), tx_rate_limiter, JF_OBJECT, false),
+	};
+	if (json_strict_parse("network-interfaces", j, f, 6, &v, e))
+		return -1;
+	const char *id = v.iface_id, *dev = v.host_dev_name, *mac = v.guest_mac;
+	json_t *rx = v.rx_rate_limiter, *tx = v.tx_rate_limiter;
+	json_int_t mtu = v.mtu.v;
 	struct net_config c = {0};
 	if (check_id(id, e))
 		return -1;
 	if (!*dev || strlen(dev) > NET_IFNAME_MAX)
 		return err_set(e, "network-interfaces: host_dev_name \"%s\" must be 1 to %d "
 				  "characters", dev, NET_IFNAME_MAX);
-	if (json_object_get(j, "mtu")) {
+	if (v.mtu.set) {
 		if (mtu < 68 || mtu > 65535)
 			return err_set(e, "network-interfaces: mtu must be between 68 and 65535 "
 					  "(got %lld)", (long long)mtu);
@@ -102,18 +89,19 @@ int net_config_parse(json_t *j, struct net_config *out, ember_err *e)
 
 int net_patch_parse(json_t *j, struct net_patch *out, ember_err *e)
 {
-	const char *id;
-	json_t *rx = NULL, *tx = NULL;
-	json_error_t je;
-	if (json_unpack_ex(j, &je, JSON_STRICT, "{s:s, s?o, s?o}", "iface_id", &id,
-			   "rx_rate_limiter", &rx, "tx_rate_limiter", &tx)) {
-		static const struct field_spec spec[] = {
-			{"iface_id", JSON_STRING, true},
-			{"rx_rate_limiter", JSON_OBJECT, false},
-			{"tx_rate_limiter", JSON_OBJECT, false},
-		};
-		return config_unpack_error("network-interfaces", j, spec, 3, &je, e);
-	}
+	struct {
+		const char *iface_id;
+		json_t *rx_rate_limiter, *tx_rate_limiter;
+	} v;
+	static const struct jfield f[] = {
+		JFIELD(__typeof__(v), iface_id, JF_STRING, true),
+		JFIELD(__typeof__(v), rx_rate_limiter, JF_OBJECT, false),
+		JFIELD(__typeof__(v), tx_rate_limiter, JF_OBJECT, false),
+	};
+	if (json_strict_parse("network-interfaces", j, f, 3, &v, e))
+		return -1;
+	const char *id = v.iface_id;
+	json_t *rx = v.rx_rate_limiter, *tx = v.tx_rate_limiter;
 	struct net_patch p = {0};
 	if (check_id(id, e))
 		return -1;
@@ -139,28 +127,23 @@ void net_patch_free(struct net_patch *p)
 	memset(p, 0, sizeof(*p));
 }
 
+/* Firecracker's NetworkInterfaceConfig: every field, null where unset. */
 json_t *net_config_json(const struct net_config *c)
 {
 	json_t *j = json_pack("{s:s, s:s}", "iface_id", c->iface_id, "host_dev_name",
 			      c->host_dev_name);
-	if (c->mtu)
-		json_object_set_new(j, "mtu", json_integer(c->mtu));
+	json_t *mac = json_null();
 	if (c->has_guest_mac) {
-		char mac[18];
+		char buf[18];
 		const uint8_t *m = c->guest_mac;
-		snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3],
+		snprintf(buf, sizeof(buf), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3],
 			 m[4], m[5]);
-		json_object_set_new(j, "guest_mac", json_string(mac));
+		json_decref(mac);
+		mac = json_string(buf);
 	}
-	/* No limiter: the field is left out (the spec has no null for it). */
-	json_t *rx = rate_limiter_config_json(&c->rx), *tx = rate_limiter_config_json(&c->tx);
-	if (json_is_null(rx))
-		json_decref(rx);
-	else
-		json_object_set_new(j, "rx_rate_limiter", rx);
-	if (json_is_null(tx))
-		json_decref(tx);
-	else
-		json_object_set_new(j, "tx_rate_limiter", tx);
+	json_object_set_new(j, "guest_mac", mac);
+	json_object_set_new(j, "mtu", c->mtu ? json_integer(c->mtu) : json_null());
+	json_object_set_new(j, "rx_rate_limiter", rate_limiter_config_json(&c->rx));
+	json_object_set_new(j, "tx_rate_limiter", rate_limiter_config_json(&c->tx));
 	return j;
 }

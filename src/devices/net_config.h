@@ -11,7 +11,7 @@
 #include <jansson.h>
 
 #include "devices/rate_limiter.h"
-#include "vmm/err.h"
+#include "util/err.h"
 
 /* Linux's IFNAMSIZ minus the NUL. */
 #define NET_IFNAME_MAX 15
@@ -30,10 +30,6 @@ struct net_patch {
 	char *iface_id;
 	struct rate_limiter_config rx, tx;
 };
-
-/* Firecracker's rule for resource ids in paths and bodies: 1 to 64
- * characters, each alphanumeric or '_'. */
-bool config_id_valid(const char *id);
 
 int net_config_parse(json_t *j, struct net_config *out, ember_err *e);
 int net_patch_parse(json_t *j, struct net_patch *out, ember_err *e);

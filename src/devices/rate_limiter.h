@@ -26,7 +26,7 @@
 
 #include <jansson.h>
 
-#include "vmm/err.h"
+#include "util/err.h"
 
 /* refill_time_ms * 1e6 must fit in 64 bits of nanoseconds. */
 #define RATE_LIMITER_MAX_REFILL_MS (UINT64_MAX / 1000000u)

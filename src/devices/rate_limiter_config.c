@@ -1,26 +1,24 @@
-/* Firecracker's RateLimiter and TokenBucket objects in JSON. Parsed by hand
- * rather than with json_unpack so that null (which Firecracker accepts for
- * every optional field) is allowed and every error names its field path. */
+/* Firecracker's RateLimiter and TokenBucket objects in JSON; every error
+ * names its field path. */
 #include "devices/rate_limiter.h"
 
+#include <stdio.h>
 #include <string.h>
 
-#include "vmm/config.h"
+#include "util/json_strict.h"
 
-static int parse_count(json_t *v, const char *name, const char *bucket, const char *field,
-		       uint64_t max, uint64_t *out, ember_err *e)
+static int check_count(struct jint n, const char *what, const char *field, uint64_t max,
+		       uint64_t *out, ember_err *e)
 {
-	if (!json_is_integer(v))
-		return err_set(e, "%s: %s: %s: expected integer, got %s", name, bucket, field,
-			       json_type_name(v));
-	json_int_t n = json_integer_value(v);
-	if (n < 0)
-		return err_set(e, "%s: %s: %s: must not be negative (got %lld)", name, bucket,
-			       field, (long long)n);
-	if ((uint64_t)n > max)
-		return err_set(e, "%s: %s: %s: must be at most %llu (got %lld)", name, bucket,
-			       field, (unsigned long long)max, (long long)n);
-	*out = (uint64_t)n;
+	if (!n.set)
+		return 0;
+	if (n.v < 0)
+		return err_set(e, "%s: %s: must not be negative (got %lld)", what, field,
+			       (long long)n.v);
+	if ((uint64_t)n.v > max)
+		return err_set(e, "%s: %s: must be at most %llu (got %lld)", what, field,
+			       (unsigned long long)max, (long long)n.v);
+	*out = (uint64_t)n.v;
 	return 0;
 }
 
@@ -29,37 +27,35 @@ static int parse_bucket(json_t *j, const char *name, const char *bucket, bool *h
 {
 	*has = false;
 	*out = (struct token_bucket_config){0};
-	if (json_is_null(j))
+	if (!j)
 		return 0;
-	if (!json_is_object(j))
-		return err_set(e, "%s: %s: expected an object, got %s", name, bucket,
-			       json_type_name(j));
-	bool size = false, refill = false;
-	const char *key;
-	json_t *v;
-	json_object_foreach(j, key, v) {
-		int rc;
-		if (!strcmp(key, "size")) {
-			rc = parse_count(v, name, bucket, key, UINT64_MAX, &out->size, e);
-			size = true;
-		} else if (!strcmp(key, "refill_time")) {
-			rc = parse_count(v, name, bucket, key, RATE_LIMITER_MAX_REFILL_MS,
-					 &out->refill_time_ms, e);
-			refill = true;
-		} else if (!strcmp(key, "one_time_burst")) {
-			rc = json_is_null(v) ? 0
-					     : parse_count(v, name, bucket, key, UINT64_MAX,
-							   &out->one_time_burst, e);
-		} else {
-			return err_set(e, "%s: %s: unknown field \"%s\"", name, bucket, key);
-		}
-		if (rc)
-			return rc;
+	char what[128];
+	snprintf(what, sizeof(what), "%s: %s", name, bucket);
+	struct {
+		struct jint size, one_time_burst, refill_time;
+	} v;
+	/* size and refill_time are required, but a bad value given is named
+	 * before a missing field. */
+	static const struct jfield f[] = {
+		JFIELD(__typeof__(v), size, JF_INT, false),
+		JFIELD(__typeof__(v), one_time_burst, JF_INT, false),
+		JFIELD(__typeof__(v), refill_time, JF_INT, false),
+	};
+	if (json_strict_parse(what, j, f, 3, &v, e) ||
+	    check_count(v.size, what, "size", UINT64_MAX, &out->size, e) ||
+	    check_count(v.one_time_burst, what, "one_time_burst", UINT64_MAX, &out->one_time_burst,
+			e) ||
+	    check_count(v.refill_time, what, "refill_time", RATE_LIMITER_MAX_REFILL_MS,
+			&out->refill_time_ms, e))
+		return -1;
+	static const char *const required[] = {"size", "refill_time"};
+	for (size_t i = 0; i < 2; i++) {
+		json_t *r = json_object_get(j, required[i]);
+		if (!r)
+			return err_set(e, "%s: missing field \"%s\"", what, required[i]);
+		if (json_is_null(r))
+			return err_set(e, "%s: %s: expected integer, got null", what, required[i]);
 	}
-	if (!size)
-		return err_set(e, "%s: %s: missing field \"size\"", name, bucket);
-	if (!refill)
-		return err_set(e, "%s: %s: missing field \"refill_time\"", name, bucket);
 	*has = true;
 	return 0;
 }
@@ -69,22 +65,17 @@ int rate_limiter_config_parse_named(json_t *j, const char *name, struct rate_lim
 {
 	struct rate_limiter_config c = {0};
 	if (j && !json_is_null(j)) {
-		if (!json_is_object(j))
-			return err_set(e, "%s: expected an object, got %s", name,
-				       json_type_name(j));
-		const char *key;
-		json_t *v;
-		json_object_foreach(j, key, v) {
-			int rc;
-			if (!strcmp(key, "bandwidth"))
-				rc = parse_bucket(v, name, key, &c.has_bandwidth, &c.bandwidth, e);
-			else if (!strcmp(key, "ops"))
-				rc = parse_bucket(v, name, key, &c.has_ops, &c.ops, e);
-			else
-				return err_set(e, "%s: unknown field \"%s\"", name, key);
-			if (rc)
-				return rc;
-		}
+		struct {
+			json_t *bandwidth, *ops;
+		} v;
+		static const struct jfield f[] = {
+			JFIELD(__typeof__(v), bandwidth, JF_OBJECT, false),
+			JFIELD(__typeof__(v), ops, JF_OBJECT, false),
+		};
+		if (json_strict_parse(name, j, f, 2, &v, e) ||
+		    parse_bucket(v.bandwidth, name, "bandwidth", &c.has_bandwidth, &c.bandwidth, e) ||
+		    parse_bucket(v.ops, name, "ops", &c.has_ops, &c.ops, e))
+			return -1;
 	}
 	*out = c;
 	return 0;

@@ -4,6 +4,8 @@
 #include <string.h>
 #include <unistd.h>
 
+const struct metrics_group uart_metrics_group = METRICS_GROUP("uart", METRICS_UART, struct uart_metrics);
+
 /* Register offsets; DLAB (LCR bit 7) turns 0 and 1 into the divisor latch. */
 enum { REG_DATA = 0, REG_IER = 1, REG_IIR_FCR = 2, REG_LCR = 3, REG_MCR = 4, REG_LSR = 5,
        REG_MSR = 6, REG_SCR = 7 };

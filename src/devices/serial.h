@@ -8,7 +8,20 @@
 #include <stdint.h>
 
 #include "vmm/io_bus.h"
-#include "vmm/metrics.h"
+#include "util/metrics.h"
+
+/* Firecracker's "uart": the serial port. */
+#define METRICS_UART(X, a) \
+	X(a, inc, error_count) \
+	X(a, inc, flush_count) \
+	X(a, inc, missed_read_count) \
+	X(a, inc, missed_write_count) \
+	X(a, inc, read_count) \
+	X(a, inc, write_count)
+
+struct uart_metrics { METRICS_UART(METRICS_MEMBER, _) };
+extern const struct metrics_group uart_metrics_group;
+
 
 #define SERIAL_COM1_BASE 0x3f8
 #define SERIAL_COM1_IRQ 4

@@ -17,6 +17,8 @@
 #include "devices/block_io.h"
 #include "vmm/log.h"
 
+const struct metrics_group block_metrics_group = METRICS_GROUP("block", METRICS_BLOCK, struct block_metrics);
+
 /* One request handed to the engine. Its iovecs must outlive the I/O. */
 struct blk_slot {
 	bool busy;

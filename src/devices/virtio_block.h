@@ -24,9 +24,37 @@
 #include "devices/drive_config.h"
 #include "devices/rate_limiter.h"
 #include "virtio/mmio.h"
-#include "vmm/err.h"
+#include "util/err.h"
 #include "vmm/guest_mem.h"
-#include "vmm/metrics.h"
+#include "util/metrics.h"
+
+/* Firecracker's block device metrics: "block_<drive_id>" per drive,
+ * summed into "block". */
+#define METRICS_BLOCK(X, a) \
+	X(a, inc, activate_fails) \
+	X(a, inc, cfg_fails) \
+	X(a, inc, no_avail_buffer) \
+	X(a, inc, event_fails) \
+	X(a, inc, execute_fails) \
+	X(a, inc, invalid_reqs_count) \
+	X(a, inc, flush_count) \
+	X(a, inc, queue_event_count) \
+	X(a, inc, rate_limiter_event_count) \
+	X(a, inc, update_count) \
+	X(a, inc, update_fails) \
+	X(a, inc, read_bytes) \
+	X(a, inc, write_bytes) \
+	X(a, inc, read_count) \
+	X(a, inc, write_count) \
+	X(a, latency, read_agg) \
+	X(a, latency, write_agg) \
+	X(a, inc, rate_limiter_throttled_events) \
+	X(a, inc, io_engine_throttled_events) \
+	X(a, inc, remaining_reqs_count)
+
+struct block_metrics { METRICS_BLOCK(METRICS_MEMBER, _) };
+extern const struct metrics_group block_metrics_group;
+
 
 #define VIRTIO_ID_BLOCK 2
 #define VIRTIO_BLK_QUEUE_SIZE 256

@@ -15,6 +15,8 @@
 
 #include "vmm/log.h"
 
+const struct metrics_group net_metrics_group = METRICS_GROUP("net", METRICS_NET, struct net_metrics);
+
 void net_complain(struct virtio_net *n, enum net_complaint kind, const char *fmt, ...)
 {
 	char who[80];

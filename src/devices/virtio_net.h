@@ -30,9 +30,46 @@
 #include "devices/net_config.h"
 #include "devices/rate_limiter.h"
 #include "virtio/mmio.h"
-#include "vmm/err.h"
+#include "util/err.h"
 #include "vmm/guest_mem.h"
-#include "vmm/metrics.h"
+#include "mmds/metrics.h"
+#include "util/metrics.h"
+
+/* Firecracker's network device metrics: "net_<iface_id>" per interface,
+ * summed into "net". */
+#define METRICS_NET(X, a) \
+	X(a, inc, activate_fails) \
+	X(a, inc, cfg_fails) \
+	X(a, inc, mac_address_updates) \
+	X(a, inc, no_rx_avail_buffer) \
+	X(a, inc, no_tx_avail_buffer) \
+	X(a, inc, event_fails) \
+	X(a, inc, rx_queue_event_count) \
+	X(a, inc, rx_event_rate_limiter_count) \
+	X(a, inc, rx_rate_limiter_throttled) \
+	X(a, inc, rx_tap_event_count) \
+	X(a, inc, rx_bytes_count) \
+	X(a, inc, rx_packets_count) \
+	X(a, inc, rx_fails) \
+	X(a, inc, rx_count) \
+	X(a, inc, tap_read_fails) \
+	X(a, inc, tap_write_fails) \
+	X(a, latency, tap_write_agg) \
+	X(a, inc, tx_bytes_count) \
+	X(a, inc, tx_malformed_frames) \
+	X(a, inc, tx_fails) \
+	X(a, inc, tx_count) \
+	X(a, inc, tx_packets_count) \
+	X(a, inc, tx_partial_reads) \
+	X(a, inc, tx_queue_event_count) \
+	X(a, inc, tx_rate_limiter_event_count) \
+	X(a, inc, tx_rate_limiter_throttled) \
+	X(a, inc, tx_spoofed_mac_count) \
+	X(a, inc, tx_remaining_reqs_count)
+
+struct net_metrics { METRICS_NET(METRICS_MEMBER, _) };
+extern const struct metrics_group net_metrics_group;
+
 
 #define VIRTIO_ID_NET 1
 #define VIRTIO_NET_QUEUE_SIZE 256

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vmm/config.h"
+#include "util/json_strict.h"
 
 const char *mmds_version_name(enum mmds_version v)
 {
@@ -50,43 +50,28 @@ static bool link_local_usable(uint32_t a)
 	return (a >> 16) == 0xa9fe && third != 0 && third != 255;
 }
 
-/* network_interfaces and ipv4_address are unpacked as "o" and checked here:
- * config_unpack_error has no words for arrays, and ipv4_address may be null
- * (serde's Option). */
-static int check_loose_fields(json_t *j, ember_err *e)
-{
-	json_t *ni = json_object_get(j, "network_interfaces");
-	if (ni && !json_is_array(ni))
-		return err_set(e, "mmds-config: network_interfaces: expected array, got %s",
-			       json_type_name(ni));
-	for (size_t i = 0; ni && i < json_array_size(ni); i++)
-		if (!json_is_string(json_array_get(ni, i)))
-			return err_set(e, "mmds-config: network_interfaces[%zu]: expected string, "
-					  "got %s", i, json_type_name(json_array_get(ni, i)));
-	json_t *ip = json_object_get(j, "ipv4_address");
-	if (ip && !json_is_string(ip) && !json_is_null(ip))
-		return err_set(e, "mmds-config: ipv4_address: expected string, got %s",
-			       json_type_name(ip));
-	return 0;
-}
-
 int mmds_config_parse(json_t *j, struct mmds_config *out, ember_err *e)
 {
-	static const struct field_spec spec[] = {
-		{"version", JSON_STRING, false},
-		{"network_interfaces", JSON_ARRAY, true},
-		{"ipv4_address", JSON_STRING, false},
-		{"imds_compat", JSON_TRUE, false},
+	struct {
+		const char *version, *ipv4_address;
+		json_t *network_interfaces;
+		int imds_compat;
+	} v;
+	static const struct jfield f[] = {
+		JFIELD(__typeof__(v), version, JF_STRING, false),
+		JFIELD(__typeof__(v), network_interfaces, JF_ARRAY, true),
+		JFIELD(__typeof__(v), ipv4_address, JF_STRING, false),
+		JFIELD(__typeof__(v), imds_compat, JF_BOOL, false),
 	};
-	const char *version = NULL;
-	json_t *ifaces = NULL, *ip = NULL;
-	int compat = 0;
-	json_error_t je;
-	if (json_is_object(j) && check_loose_fields(j, e))
+	if (json_strict_parse("mmds-config", j, f, 4, &v, e))
 		return -1;
-	if (json_unpack_ex(j, &je, JSON_STRICT, "{s?s, s:o, s?o, s?b}", "version", &version,
-			   "network_interfaces", &ifaces, "ipv4_address", &ip, "imds_compat", &compat))
-		return config_unpack_error("mmds-config", j, spec, 4, &je, e);
+	const char *version = v.version;
+	json_t *ifaces = v.network_interfaces;
+	int compat = v.imds_compat == 1;
+	for (size_t i = 0; i < json_array_size(ifaces); i++)
+		if (!json_is_string(json_array_get(ifaces, i)))
+			return err_set(e, "mmds-config: network_interfaces[%zu]: expected string, "
+					  "got %s", i, json_type_name(json_array_get(ifaces, i)));
 
 	struct mmds_config c = {.ipv4_address = MMDS_DEFAULT_IPV4, .imds_compat = compat};
 	if (version && !strcmp(version, "V2"))
@@ -96,8 +81,8 @@ int mmds_config_parse(json_t *j, struct mmds_config *out, ember_err *e)
 	if (!json_array_size(ifaces))
 		return err_set(e, "mmds-config: network_interfaces is empty: the list of network "
 				  "interface IDs that allow forwarding MMDS requests is empty");
-	if (json_is_string(ip)) {
-		const char *s = json_string_value(ip);
+	if (v.ipv4_address) {
+		const char *s = v.ipv4_address;
 		if (!parse_ipv4(s, &c.ipv4_address))
 			return err_set(e, "mmds-config: ipv4_address \"%s\" is not an IPv4 address", s);
 		if (!link_local_usable(c.ipv4_address))

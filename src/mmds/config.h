@@ -11,7 +11,7 @@
 
 #include <jansson.h>
 
-#include "vmm/err.h"
+#include "util/err.h"
 
 enum mmds_version {
 	MMDS_V1, /* tokens optional (deprecated by Firecracker, still its default) */

@@ -9,7 +9,7 @@
 #include <jansson.h>
 
 #include "mmds/buf.h"
-#include "vmm/err.h"
+#include "util/err.h"
 
 /* serde_json's recursion limit (128, counted so that 127 levels of arrays
  * and objects pass): deeper input is refused, as Firecracker refuses it.

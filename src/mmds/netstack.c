@@ -4,6 +4,8 @@
 #include <string.h>
 #include <sys/random.h>
 
+const struct metrics_group mmds_metrics_group = METRICS_GROUP("mmds", METRICS_MMDS, struct mmds_metrics);
+
 /* Metrics as Firecracker bumps them (ns.rs, endpoint.rs, the net device):
  * rx_accepted per frame taken, rx_count per TCP segment handled, tx_count,
  * tx_frames and tx_bytes per frame given. */

@@ -22,7 +22,7 @@
 
 #include "mmds/http.h"
 #include "mmds/net_conn.h"
-#include "vmm/metrics.h"
+#include "mmds/metrics.h"
 
 /* Firecracker's MMDS MAC address (ns.rs DEFAULT_MAC_ADDR). */
 #define MMDS_NET_MAC {0x06, 0x01, 0x23, 0x45, 0x67, 0x01}

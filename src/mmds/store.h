@@ -10,7 +10,7 @@
 #include <jansson.h>
 
 #include "mmds/buf.h"
-#include "vmm/err.h"
+#include "util/err.h"
 
 /* Firecracker's --mmds-size-limit defaults to --http-api-max-payload-size,
  * whose default this is. */

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vmm/err.h"
+#include "util/err.h"
 
 #define MMDS_TOKEN_TTL_MIN 1
 #define MMDS_TOKEN_TTL_MAX 21600 /* 6 hours */

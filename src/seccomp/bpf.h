@@ -7,7 +7,7 @@
 #include <linux/filter.h>
 
 #include "seccomp/policy.h"
-#include "vmm/err.h"
+#include "util/err.h"
 
 struct seccomp_bpf {
 	struct sock_filter *insns;

@@ -7,7 +7,7 @@
 #define EMBER_SECCOMP_COMPILE_H
 
 #include "seccomp/policy.h"
-#include "vmm/err.h"
+#include "util/err.h"
 
 /* On success *out holds the policy (seccomp_policy_free it); on failure it is
  * left empty and e says what and where, in one line. */

@@ -4,7 +4,7 @@
 #define EMBER_SECCOMP_FILTER_H
 
 #include "seccomp/policy.h"
-#include "vmm/err.h"
+#include "util/err.h"
 
 /* Fills *out with the defaults (static tables: seccomp_policy_free is a
  * no-op on it). Fails only if libseccomp does not know a name. */

@@ -13,8 +13,6 @@
 #include "seccomp/bpf.h"
 #include "seccomp/compile.h"
 #include "seccomp/filter.h"
-#include "vmm/log.h"
-#include "vmm/metrics.h"
 
 #ifndef SYS_SECCOMP
 #define SYS_SECCOMP 1 /* si_code of a SECCOMP_RET_TRAP */
@@ -22,14 +20,11 @@
 
 static struct seccomp_bpf progs[SECCOMP_THREAD_KINDS];
 static bool enabled;
-/* Read by the SIGSYS handler; set before the filters are installed. */
-static struct metrics *volatile fault_metrics;
-static const struct metrics_sink *volatile fault_sink;
+static struct seccomp_reporter reporter; /* read by the SIGSYS handler */
 
-void seccomp_report_to(struct metrics *m, const struct metrics_sink *sink)
+void seccomp_set_reporter(const struct seccomp_reporter *r)
 {
-	fault_metrics = m;
-	fault_sink = sink;
+	reporter = *r;
 }
 
 /* ---- the SIGSYS handler: async-signal-safe only ------------------------ */
@@ -53,29 +48,15 @@ static char *put_u64(char *p, char *end, uint64_t v)
 	return p;
 }
 
-/* The last metrics line, hand-built: a full flush (metrics_write) builds
- * its JSON with jansson, that is with malloc, and the faulting thread may
- * have been inside malloc. So the line carries the timestamp and the seccomp
- * group only; earlier flushes carried the rest. */
-static void flush_fault_metric(void)
+static void report_line(const char *msg)
 {
-	struct metrics *m = fault_metrics;
-	const struct metrics_sink *s = fault_sink;
-	if (!m)
+	if (reporter.log) {
+		reporter.log(msg);
 		return;
-	metric_set(&m->seccomp.num_faults, 1); /* a store, as Firecracker's */
-	if (!s || s->fd < 0)
-		return;
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	char buf[160], *p = buf, *end = buf + sizeof(buf);
-	if (s->torn)
-		p = put_str(p, end, "\n");
-	p = put_str(p, end, "{\"utc_timestamp_ms\":");
-	p = put_u64(p, end, (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
-	p = put_str(p, end, ",\"seccomp\":{\"num_faults\":1}}\n");
-	ssize_t rc = write(s->fd, buf, (size_t)(p - buf));
-	(void)rc; /* a full FIFO loses it, as any flush */
+	}
+	ssize_t rc = write(STDERR_FILENO, msg, strlen(msg));
+	rc = write(STDERR_FILENO, "\n", 1);
+	(void)rc;
 }
 
 static void on_sigsys(int sig, siginfo_t *si, void *uctx)
@@ -89,7 +70,7 @@ static void on_sigsys(int sig, siginfo_t *si, void *uctx)
 		p = put_u64(p, end, (uint64_t)(unsigned)si->si_code);
 		p = put_str(p, end, ".");
 		*p = 0;
-		log_signal_safe(msg);
+		report_line(msg);
 		_exit(2); /* Firecracker's UnexpectedError */
 	}
 	/* Firecracker's words; the thread's name is in the line's prefix. */
@@ -97,8 +78,9 @@ static void on_sigsys(int sig, siginfo_t *si, void *uctx)
 	p = put_u64(p, end, (uint64_t)(unsigned)si->si_syscall);
 	p = put_str(p, end, ").");
 	*p = 0;
-	log_signal_safe(msg);
-	flush_fault_metric();
+	report_line(msg);
+	if (reporter.fault)
+		reporter.fault(reporter.ctx);
 	_exit(SECCOMP_EXIT_BAD_SYSCALL);
 }
 
@@ -156,7 +138,7 @@ void seccomp_apply_api_thread(void *unused)
 	(void)unused;
 	ember_err e;
 	if (seccomp_apply(SECCOMP_API, &e)) {
-		LOG_E("%s", e.msg);
+		report_line(e.msg);
 		_exit(1);
 	}
 }

@@ -8,10 +8,7 @@
 #include <stdbool.h>
 
 #include "seccomp/policy.h"
-#include "vmm/err.h"
-
-struct metrics;
-struct metrics_sink;
+#include "util/err.h"
 
 /* Firecracker's exit code after a bad syscall. */
 #define SECCOMP_EXIT_BAD_SYSCALL 148
@@ -23,9 +20,16 @@ struct metrics_sink;
  * installs nothing. -1 and e set if the file is bad. */
 int seccomp_setup(bool disabled, const char *path, ember_err *e);
 
-/* Where a fault is counted and flushed to. sink is read when a fault
- * happens, so it may be opened later (PUT /metrics). */
-void seccomp_report_to(struct metrics *m, const struct metrics_sink *sink);
+/* How the SIGSYS handler reports a bad syscall: log gets the line to log
+ * (Firecracker's words) and fault(ctx) counts and flushes the metric. Both
+ * run in the signal handler, so both must be async-signal-safe. Unset:
+ * the line goes to stderr and nothing is counted. */
+struct seccomp_reporter {
+	void (*log)(const char *msg);
+	void (*fault)(void *ctx);
+	void *ctx;
+};
+void seccomp_set_reporter(const struct seccomp_reporter *r);
 
 /* Installs kind's filter on the calling thread, for good. A thread inherits
  * the filters of the thread that created it, so each thread calls this

@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 #include "virtio/queue.h"
-#include "vmm/err.h"
+#include "util/err.h"
 #include "vmm/guest_mem.h"
 #include "vmm/io_bus.h"
 

@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#include "vmm/err.h"
+#include "util/err.h"
 #include "vmm/guest_mem.h"
 
 /* Feature bits the queue layer implements (offered by the transport). */

@@ -120,16 +120,29 @@ static int add_devices(struct vmm *m, const struct vmm_config *cfg,
 	    io_bus_add(&m->mmio, X86_BOOT_TIMER_ADDR, X86_BOOT_TIMER_SIZE, &boot_timer_ops,
 		       &m->boot_timer))
 		return err_set(e, "cannot register the boot timer");
+	struct device_env env = {
+		.gm = &m->vm.mem,
+		.metrics = m->metrics ? &m->metrics->devices : NULL,
+		.mmds_metrics = m->metrics ? &m->metrics->mmds : NULL,
+		.mmds = cfg->has_mmds ? opt->mmds : NULL,
+		.mmds_cfg = cfg->has_mmds ? &cfg->mmds : NULL,
+	};
 	for (size_t i = 0; i < cfg->drives.n; i++)
-		if (virtio_devs_add_block(&m->virtio, &m->vm, &m->mmio, &cfg->drives.v[i],
-					  m->metrics, e))
+		if (virtio_devs_add(&m->virtio, &m->vm, &m->mmio, m->metrics, &block_device_ops,
+				    &cfg->drives.v[i], env, e))
 			return -1;
 	for (size_t i = 0; i < cfg->nr_net; i++)
-		if (virtio_devs_add_net(&m->virtio, &m->vm, &m->mmio, &cfg->net[i], opt->mmds,
-					cfg->has_mmds ? &cfg->mmds : NULL, m->metrics, e))
+		if (virtio_devs_add(&m->virtio, &m->vm, &m->mmio, m->metrics, &net_device_ops,
+				    &cfg->net[i], env, e))
+			return -1;
+	for (size_t i = 0; i < cfg->nr_devices; i++)
+		if (virtio_devs_add(&m->virtio, &m->vm, &m->mmio, m->metrics, cfg->devices[i].ops,
+				    cfg->devices[i].cfg, env, e))
 			return -1;
 	return 0;
 }
+
+_Static_assert(VIRTIO_DEVS_MAX == MAX_VIRTIO_DEVICES, "one slot per configurable device");
 
 static int add_vcpus(struct vmm *m, uint64_t entry, ember_err *e)
 {

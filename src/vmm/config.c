@@ -32,6 +32,8 @@ void config_free(struct vmm_config *c)
 	for (size_t i = 0; i < c->nr_net; i++)
 		net_config_free(&c->net[i]);
 	drive_list_free(&c->drives);
+	for (size_t i = 0; i < c->nr_devices; i++)
+		c->devices[i].ops->config->free(c->devices[i].cfg);
 	config_init(c);
 }
 
@@ -44,19 +46,22 @@ void logger_config_free(struct logger_config *l)
 
 int config_parse_logger(json_t *j, struct logger_config *out, ember_err *e)
 {
-	const char *path = NULL, *level = NULL, *module = NULL;
-	int show_level = -1, show_origin = -1;
-	json_error_t je;
-	if (json_unpack_ex(j, &je, JSON_STRICT, "{s?s, s?s, s?b, s?b, s?s}", "log_path", &path,
-			   "level", &level, "show_level", &show_level, "show_log_origin",
-			   &show_origin, "module", &module)) {
-		static const struct field_spec spec[] = {
-			{"log_path", JSON_STRING, false},   {"level", JSON_STRING, false},
-			{"show_level", JSON_TRUE, false},   {"show_log_origin", JSON_TRUE, false},
-			{"module", JSON_STRING, false},
-		};
-		return config_unpack_error("logger", j, spec, 5, &je, e);
-	}
+	struct {
+		const char *log_path, *level;
+		int show_level, show_log_origin;
+		const char *module;
+	} v;
+	static const struct jfield f[] = {
+		JFIELD(__typeof__(v), log_path, JF_STRING, false),
+		JFIELD(__typeof__(v), level, JF_STRING, false),
+		JFIELD(__typeof__(v), show_level, JF_BOOL, false),
+		JFIELD(__typeof__(v), show_log_origin, JF_BOOL, false),
+		JFIELD(__typeof__(v), module, JF_STRING, false),
+	};
+	if (json_strict_parse("logger", j, f, 5, &v, e))
+		return -1;
+	const char *path = v.log_path, *level = v.level, *module = v.module;
+	int show_level = v.show_level, show_origin = v.show_log_origin;
 	struct logger_config l = {0};
 	if (level) {
 		if (log_level_parse(level, &l.level))
@@ -154,6 +159,39 @@ int config_put_net(struct vmm_config *c, struct net_config *n, ember_err *e)
 	return 0;
 }
 
+int config_check_device_count(const struct vmm_config *c, bool adding, ember_err *e)
+{
+	size_t n = c->drives.n + c->nr_net + c->nr_devices + (adding ? 1 : 0);
+	if (n > MAX_VIRTIO_DEVICES)
+		return err_set(e, "at most %d virtio devices: drives, network interfaces and "
+				  "other devices together (%zu here)", MAX_VIRTIO_DEVICES, n);
+	return 0;
+}
+
+struct device_config *config_find_device(struct vmm_config *c, const struct device_ops *ops)
+{
+	for (size_t i = 0; i < c->nr_devices; i++)
+		if (c->devices[i].ops == ops)
+			return &c->devices[i];
+	return NULL;
+}
+
+int config_put_device(struct vmm_config *c, const struct device_ops *ops, void *cfg, ember_err *e)
+{
+	struct device_config *d = config_find_device(c, ops);
+	if (d) {
+		ops->config->free(d->cfg);
+		d->cfg = cfg;
+		return 0;
+	}
+	if (config_check_device_count(c, true, e)) {
+		ops->config->free(cfg);
+		return -1;
+	}
+	c->devices[c->nr_devices++] = (struct device_config){ops, cfg};
+	return 0;
+}
+
 static int mmds_check_ifaces(const struct vmm_config *c, ember_err *e)
 {
 	const char *ids[MAX_NET_IFACES];
@@ -162,70 +200,19 @@ static int mmds_check_ifaces(const struct vmm_config *c, ember_err *e)
 	return mmds_config_check_ifaces(&c->mmds, ids, c->nr_net, e);
 }
 
-const char *json_type_name(const json_t *v)
-{
-	switch (json_typeof(v)) {
-	case JSON_OBJECT: return "object";
-	case JSON_ARRAY: return "array";
-	case JSON_STRING: return "string";
-	case JSON_INTEGER: return "integer";
-	case JSON_REAL: return "number";
-	case JSON_TRUE:
-	case JSON_FALSE: return "boolean";
-	default: return "null";
-	}
-}
-
-static bool type_ok(const json_t *v, json_type want)
-{
-	if (want == JSON_TRUE)
-		return json_is_boolean(v);
-	if (want == JSON_OBJECT) /* optional sub-objects may be null */
-		return json_is_object(v) || json_is_null(v);
-	return json_typeof(v) == want;
-}
-
-int config_unpack_error(const char *what, json_t *j, const struct field_spec *spec, size_t n,
-			const json_error_t *je, ember_err *e)
-{
-	if (!json_is_object(j))
-		return err_set(e, "%s: expected an object, got %s", what, json_type_name(j));
-	const char *key;
-	json_t *v;
-	json_object_foreach(j, key, v) {
-		size_t i;
-		for (i = 0; i < n && strcmp(key, spec[i].name); i++)
-			;
-		if (i == n)
-			return err_set(e, "%s: unknown field \"%s\"", what, key);
-		if (!type_ok(v, spec[i].type))
-			return err_set(e, "%s: %s: expected %s, got %s", what, key,
-				       spec[i].type == JSON_INTEGER ? "integer"
-				       : spec[i].type == JSON_STRING ? "string"
-				       : spec[i].type == JSON_OBJECT ? "object"
-				       : spec[i].type == JSON_ARRAY ? "array" : "boolean",
-				       json_type_name(v));
-	}
-	for (size_t i = 0; i < n; i++)
-		if (spec[i].required && !json_object_get(j, spec[i].name))
-			return err_set(e, "%s: missing field \"%s\"", what, spec[i].name);
-	return err_set(e, "%s: %s", what, je->text);
-}
-
 int config_parse_boot_source(json_t *j, struct boot_source_config *out, ember_err *e)
 {
-	const char *kernel = NULL, *initrd = NULL, *args = NULL;
-	json_error_t je;
-	if (json_unpack_ex(j, &je, JSON_STRICT, "{s:s, s?s, s?s}", "kernel_image_path", &kernel,
-			   "initrd_path", &initrd, "boot_args", &args))
-	{
-		static const struct field_spec spec[] = {
-			{"kernel_image_path", JSON_STRING, true},
-			{"initrd_path", JSON_STRING, false},
-			{"boot_args", JSON_STRING, false},
-		};
-		return config_unpack_error("boot-source", j, spec, 3, &je, e);
-	}
+	struct {
+		const char *kernel_image_path, *initrd_path, *boot_args;
+	} v;
+	static const struct jfield f[] = {
+		JFIELD(__typeof__(v), kernel_image_path, JF_STRING, true),
+		JFIELD(__typeof__(v), initrd_path, JF_STRING, false),
+		JFIELD(__typeof__(v), boot_args, JF_STRING, false),
+	};
+	if (json_strict_parse("boot-source", j, f, 3, &v, e))
+		return -1;
+	const char *kernel = v.kernel_image_path, *initrd = v.initrd_path, *args = v.boot_args;
 	if (!*kernel)
 		return err_set(e, "boot-source: kernel_image_path is empty");
 	struct boot_source_config b = {
@@ -250,29 +237,33 @@ const char *huge_pages_name(enum huge_pages h)
 
 int config_parse_machine_patch(json_t *j, struct machine_patch *out, ember_err *e)
 {
-	json_int_t vcpus = -1, mem = -1;
-	int smt = -1, dirty = -1;
-	const char *tmpl = NULL, *huge = NULL;
-	json_error_t je;
-	if (json_unpack_ex(j, &je, JSON_STRICT, "{s?I, s?I, s?b, s?b, s?s, s?s}", "vcpu_count",
-			   &vcpus, "mem_size_mib", &mem, "smt", &smt, "track_dirty_pages", &dirty,
-			   "cpu_template", &tmpl, "huge_pages", &huge)) {
-		static const struct field_spec spec[] = {
-			{"vcpu_count", JSON_INTEGER, false},	{"mem_size_mib", JSON_INTEGER, false},
-			{"smt", JSON_TRUE, false},		{"track_dirty_pages", JSON_TRUE, false},
-			{"cpu_template", JSON_STRING, false},	{"huge_pages", JSON_STRING, false},
-		};
-		return config_unpack_error("machine-config", j, spec, 6, &je, e);
-	}
+	struct {
+		struct jint vcpu_count, mem_size_mib;
+		int smt, track_dirty_pages;
+		const char *cpu_template, *huge_pages;
+	} v;
+	static const struct jfield f[] = {
+		JFIELD(__typeof__(v), vcpu_count, JF_INT, false),
+		JFIELD(__typeof__(v), mem_size_mib, JF_INT, false),
+		JFIELD(__typeof__(v), smt, JF_BOOL, false),
+		JFIELD(__typeof__(v), track_dirty_pages, JF_BOOL, false),
+		JFIELD(__typeof__(v), cpu_template, JF_STRING, false),
+		JFIELD(__typeof__(v), huge_pages, JF_STRING, false),
+	};
+	if (json_strict_parse("machine-config", j, f, 6, &v, e))
+		return -1;
+	json_int_t vcpus = v.vcpu_count.v, mem = v.mem_size_mib.v;
+	int smt = v.smt, dirty = v.track_dirty_pages;
+	const char *tmpl = v.cpu_template, *huge = v.huge_pages;
 	memset(out, 0, sizeof(*out));
-	if (json_object_get(j, "vcpu_count")) {
+	if (v.vcpu_count.set) {
 		if (vcpus < 1 || vcpus > MAX_VCPUS)
 			return err_set(e, "machine-config: vcpu_count must be between 1 and %d "
 					  "(got %lld)", MAX_VCPUS, (long long)vcpus);
 		out->has_vcpu_count = true;
 		out->v.vcpu_count = (unsigned)vcpus;
 	}
-	if (json_object_get(j, "mem_size_mib")) {
+	if (v.mem_size_mib.set) {
 		if (mem < 1 || mem > MAX_MEM_MIB)
 			return err_set(e, "machine-config: mem_size_mib must be between 1 and %d "
 					  "(got %lld)", MAX_MEM_MIB, (long long)mem);
@@ -342,19 +333,17 @@ json_t *config_machine_json(const struct machine_config *m)
 
 json_t *config_boot_source_json(const struct boot_source_config *b)
 {
-	json_t *j = json_pack("{s:s}", "kernel_image_path", b->kernel_image_path);
-	if (b->initrd_path)
-		json_object_set_new(j, "initrd_path", json_string(b->initrd_path));
-	json_object_set_new(j, "boot_args", json_string(b->boot_args ? b->boot_args
-								: DEFAULT_BOOT_ARGS));
-	return j;
+	/* As Firecracker: what was given, null where nothing was. */
+	return json_pack("{s:s, s:o, s:o}", "kernel_image_path", b->kernel_image_path,
+			 "initrd_path", b->initrd_path ? json_string(b->initrd_path) : json_null(),
+			 "boot_args", b->boot_args ? json_string(b->boot_args) : json_null());
 }
 
 /* Sections of Firecracker's config file that Ember does not implement yet:
  * they are refused by name rather than silently ignored. Empty device lists
  * are accepted, since many configs carry them. */
 static const char *const not_yet[] = {
-	"balloon", "vsock", "entropy", "cpu-config", "memory-hotplug", "serial",
+	"balloon", "vsock", "cpu-config", "memory-hotplug", "serial", "pmem",
 };
 
 static int parse_drive_list(json_t *list, struct vmm_config *out, ember_err *e)
@@ -426,6 +415,8 @@ int config_parse_text(const char *text, size_t len, struct vmm_config *out, embe
 		goto out;
 	}
 	json_object_foreach(root, key, val) {
+		if (json_is_null(val))
+			continue; /* as Firecracker's Option sections: null is absent */
 		if (!strcmp(key, "boot-source")) {
 			if (config_parse_boot_source(val, &out->boot_source, e))
 				goto out;
@@ -451,6 +442,11 @@ int config_parse_text(const char *text, size_t len, struct vmm_config *out, embe
 		} else if (!strcmp(key, "network-interfaces")) {
 			if (parse_net_list(val, out, e))
 				goto out;
+		} else if (device_kind_by_key(key)) {
+			const struct device_ops *ops = device_kind_by_key(key);
+			void *cfg;
+			if (ops->config->parse(val, &cfg, e) || config_put_device(out, ops, cfg, e))
+				goto out;
 		} else if (is_not_yet(key)) {
 			if (json_is_array(val) && json_array_size(val) == 0)
 				continue;
@@ -465,7 +461,8 @@ int config_parse_text(const char *text, size_t len, struct vmm_config *out, embe
 		err_set(e, "config: \"boot-source\" is missing");
 		goto out;
 	}
-	if (out->has_mmds && mmds_check_ifaces(out, e))
+	if ((out->has_mmds && mmds_check_ifaces(out, e)) ||
+	    config_check_device_count(out, false, e))
 		goto out;
 	rc = 0;
 out:

@@ -9,10 +9,12 @@
 
 #include <jansson.h>
 
+#include "devices/device.h"
 #include "devices/drive_config.h"
 #include "devices/net_config.h"
 #include "mmds/config.h"
-#include "vmm/err.h"
+#include "util/json_strict.h"
+#include "util/err.h"
 #include "vmm/log.h"
 #include "vmm/metrics.h"
 
@@ -57,6 +59,15 @@ struct logger_config {
 };
 
 #define MAX_NET_IFACES 16
+/* Drives, network interfaces and any other virtio device together: one
+ * GSI each, 5 to 20 (vmm/virtio_devs.h). */
+#define MAX_VIRTIO_DEVICES 16
+
+/* A device of a kind with its own config section (device_ops.config). */
+struct device_config {
+	const struct device_ops *ops;
+	void *cfg;
+};
 
 struct vmm_config {
 	bool has_boot_source;
@@ -71,24 +82,10 @@ struct vmm_config {
 	struct net_config net[MAX_NET_IFACES];
 	size_t nr_net;
 	struct drive_list drives;
+	/* At most one device of each such kind. */
+	struct device_config devices[MAX_VIRTIO_DEVICES];
+	size_t nr_devices;
 };
-
-/* What a resource's fields must be, to explain a failed strict unpack. */
-struct field_spec {
-	const char *name;
-	json_type type; /* JSON_INTEGER, JSON_STRING, or JSON_TRUE for booleans */
-	bool required;
-};
-
-/* "object", "array", "string", "integer", "number", "boolean" or "null",
- * for messages about a value of the wrong type. */
-const char *json_type_name(const json_t *v);
-
-/* Strict unpacking (json_unpack_ex with JSON_STRICT) does the work; when it
- * fails, this names the offending field (unknown, missing, wrong type), which
- * jansson's text does not. Returns -1. */
-int config_unpack_error(const char *what, json_t *j, const struct field_spec *spec, size_t n,
-			const json_error_t *je, ember_err *e);
 
 void config_init(struct vmm_config *c);
 void config_free(struct vmm_config *c);
@@ -118,6 +115,13 @@ int config_find_net(const struct vmm_config *c, const char *iface_id);
 /* Adds or replaces (same iface_id) an interface, moving *n in; Firecracker's
  * uniqueness rules for host_dev_name and guest_mac. */
 int config_put_net(struct vmm_config *c, struct net_config *n, ember_err *e);
+/* The config of kind ops, or NULL. */
+struct device_config *config_find_device(struct vmm_config *c, const struct device_ops *ops);
+/* Adds or replaces the device of kind ops, taking cfg (freed on failure). */
+int config_put_device(struct vmm_config *c, const struct device_ops *ops, void *cfg, ember_err *e);
+/* -1 and e set if the config has (with one more device, if adding) more
+ * virtio devices than MAX_VIRTIO_DEVICES. */
+int config_check_device_count(const struct vmm_config *c, bool adding, ember_err *e);
 /* A whole Firecracker config file, from text. */
 int config_parse_text(const char *text, size_t len, struct vmm_config *out, ember_err *e);
 int config_load_file(const char *path, struct vmm_config *out, ember_err *e);

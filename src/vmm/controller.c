@@ -9,8 +9,8 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-#include "seccomp/seccomp.h"
 #include "vmm/log.h"
+#include "vmm/seccomp_report.h"
 
 static void end_process(struct controller *c, int code, const char *why)
 {
@@ -84,6 +84,9 @@ int controller_init(struct controller *c, const struct vmm_options *opt, const c
 	c->opt = *opt;
 	c->chan = chan;
 	c->metrics = metrics;
+	for (size_t i = 0; metrics && device_kinds[i]; i++)
+		if (metrics_devices_add_kind(&metrics->devices, device_kinds[i]->metrics_group, e))
+			return -1;
 	metrics_sink_init(&c->sink);
 	seccomp_report_to(metrics, &c->sink); /* a bad syscall flushes num_faults here */
 	mmds_init(&c->mmds, mmds_limit);

@@ -8,56 +8,62 @@
 #include <unistd.h>
 #include <string.h>
 
+#include "devices/virtio_net.h"
 #include "mmds/json.h"
 #include "vmm/loader.h"
 #include "vmm/log.h"
+#include "vmm/routes.h"
 
 static const char *const state_names[] = {"Not started", "Running", "Paused"};
 
 #define ERR_AFTER_START "The requested operation is not supported after starting the microVM."
 #define ERR_BEFORE_START "The requested operation is not supported before starting the microVM."
 
-/* GET /vm/config leaves out what is not set rather than showing null, which
- * the spec's types do not allow. */
-static json_t *without_nulls(json_t *list)
-{
-	size_t i;
-	json_t *obj;
-	json_array_foreach(list, i, obj) {
-		const char *key;
-		json_t *v;
-		void *tmp;
-		json_object_foreach_safe(obj, tmp, key, v)
-			if (json_is_null(v))
-				json_object_del(obj, key);
-	}
-	return list;
-}
-
+/* GET /vm/config in Firecracker's shape (its VmmConfig): every section,
+ * null where a resource is not configured, and every optional field of a
+ * device null where unset; the body is a valid config file for the same VM.
+ * Unlike Firecracker, "logger" and "metrics" show their configuration once
+ * set (Firecracker always shows null). */
 static json_t *vm_config_json(struct controller *c)
 {
+	bool started = c->state != VM_NOT_STARTED;
 	json_t *j = json_object();
+	json_object_set_new(j, "balloon", json_null());
+	json_object_set_new(j, "drives", started ? virtio_devs_json(&c->vm.virtio, &block_device_ops)
+						  : drive_list_json(&c->cfg.drives));
 	if (c->cfg.has_boot_source)
 		json_object_set_new(j, "boot-source", config_boot_source_json(&c->cfg.boot_source));
+	json_object_set_new(j, "cpu-config", json_null());
+	json_object_set_new(j, "logger", c->cfg.has_logger ? config_logger_json(&c->cfg.logger)
+							   : json_null());
 	json_object_set_new(j, "machine-config", config_machine_json(&c->cfg.machine));
-	json_t *drives = c->state != VM_NOT_STARTED ? virtio_devs_drives_json(&c->vm.virtio)
-						    : drive_list_json(&c->cfg.drives);
-	json_object_set_new(j, "drives", without_nulls(drives));
+	json_object_set_new(j, "metrics", c->cfg.has_metrics ? metrics_config_json(&c->cfg.metrics)
+							     : json_null());
+	json_object_set_new(j, "mmds-config", c->cfg.has_mmds ? mmds_config_json(&c->cfg.mmds)
+							      : json_null());
 	json_t *net;
-	if (c->state != VM_NOT_STARTED) {
-		net = virtio_devs_net_json(&c->vm.virtio);
+	if (started) {
+		net = virtio_devs_json(&c->vm.virtio, &net_device_ops);
 	} else {
 		net = json_array();
 		for (size_t i = 0; i < c->cfg.nr_net; i++)
 			json_array_append_new(net, net_config_json(&c->cfg.net[i]));
 	}
-	json_object_set_new(j, "network-interfaces", without_nulls(net));
-	if (c->cfg.has_logger)
-		json_object_set_new(j, "logger", config_logger_json(&c->cfg.logger));
-	if (c->cfg.has_metrics)
-		json_object_set_new(j, "metrics", metrics_config_json(&c->cfg.metrics));
-	if (c->cfg.has_mmds)
-		json_object_set_new(j, "mmds-config", mmds_config_json(&c->cfg.mmds));
+	json_object_set_new(j, "network-interfaces", net);
+	/* Kinds with their own section, then Firecracker's sections Ember has
+	 * no kind for yet. */
+	for (size_t i = 0; device_kinds[i]; i++) {
+		const struct device_config_ops *dc = device_kinds[i]->config;
+		if (!dc)
+			continue;
+		struct device_config *d = config_find_device(&c->cfg, device_kinds[i]);
+		json_object_set_new(j, dc->key, d ? dc->to_json(d->cfg) : json_null());
+	}
+	static const char *const absent[] = {"vsock", "entropy", "memory-hotplug"};
+	for (size_t i = 0; i < sizeof(absent) / sizeof(absent[0]); i++)
+		if (!json_object_get(j, absent[i]))
+			json_object_set_new(j, absent[i], json_null());
+	json_object_set_new(j, "pmem", json_array());
 	return j;
 }
 
@@ -129,11 +135,25 @@ static int check_mmds_ifaces(const struct controller *c, const struct mmds_confi
 	return mmds_config_check_ifaces(m, ids, c->cfg.nr_net, e);
 }
 
+static int patch_device(struct controller *c, const struct device_ops *ops, const char *what,
+			const char *id, const void *patch, ember_err *e)
+{
+	struct virtio_slot *s = virtio_devs_find(&c->vm.virtio, ops, id);
+	if (!s)
+		return err_set(e, "Invalid ID: no %s with id %s", what, id);
+	return virtio_slot_patch(s, patch, e);
+}
+
 void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_response *r)
 {
 	ember_err e = {{0}};
 	bool started = c->state != VM_NOT_STARTED;
 	*r = (struct vmm_response){.status = 204};
+	unsigned when = api_request_when(q->kind);
+	if (!(when & (started ? ROUTE_AFTER_START : ROUTE_BEFORE_START))) {
+		vmm_response_fault(r, 400, started ? ERR_AFTER_START : ERR_BEFORE_START);
+		return;
+	}
 
 	switch (q->kind) {
 	case REQ_GET_INFO:
@@ -152,20 +172,12 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 		break;
 	case REQ_PUT_MACHINE_CONFIG:
 	case REQ_PATCH_MACHINE_CONFIG:
-		if (started) {
-			vmm_response_fault(r, 400, ERR_AFTER_START);
-			break;
-		}
 		if (q->kind == REQ_PUT_MACHINE_CONFIG)
 			c->cfg.machine = q->machine;
 		else
 			config_apply_machine_patch(&c->cfg.machine, &q->patch);
 		break;
 	case REQ_PUT_BOOT_SOURCE:
-		if (started) {
-			vmm_response_fault(r, 400, ERR_AFTER_START);
-			break;
-		}
 		if (check_boot_file("kernel_image_path", q->boot_source.kernel_image_path, r) ||
 		    check_boot_file("initrd_path", q->boot_source.initrd_path, r))
 			break;
@@ -175,17 +187,13 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 		c->cfg.has_boot_source = true;
 		break;
 	case REQ_INSTANCE_START:
-		if (started)
-			vmm_response_fault(r, 400, ERR_AFTER_START);
-		else if (!c->cfg.has_boot_source)
+		if (!c->cfg.has_boot_source)
 			vmm_response_fault(r, 400, "Cannot start microvm without kernel configuration.");
 		else if (controller_start_vm(c, &e))
 			vmm_response_fault(r, 400, "Start microvm error: %s", e.msg);
 		break;
 	case REQ_SEND_CTRL_ALT_DEL:
-		if (!started)
-			vmm_response_fault(r, 400, ERR_BEFORE_START);
-		else if (i8042_ctrl_alt_del(&c->vm.i8042))
+		if (i8042_ctrl_alt_del(&c->vm.i8042))
 			vmm_response_fault(r, 400, "Cannot send Ctrl+Alt+Del: the guest's keyboard "
 					   "is disabled or its input buffer is full");
 		break;
@@ -194,17 +202,13 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 			vmm_response_fault(r, 400, "Failed to flush metrics: %s", e.msg);
 		break;
 	case REQ_PUT_LOGGER:
-		if (started)
-			vmm_response_fault(r, 400, ERR_AFTER_START);
-		else if (config_apply_logger(&q->logger, &e))
+		if (config_apply_logger(&q->logger, &e))
 			vmm_response_fault(r, 400, "%s", e.msg);
 		else
 			merge_logger(&c->cfg, &q->logger);
 		break;
 	case REQ_PUT_METRICS:
-		if (started) {
-			vmm_response_fault(r, 400, ERR_AFTER_START);
-		} else if (c->cfg.has_metrics) {
+		if (c->cfg.has_metrics) {
 			vmm_response_fault(r, 400, "Reinitialization of metrics not allowed.");
 		} else if (metrics_sink_open(&c->sink, q->metrics.metrics_path, &e)) {
 			vmm_response_fault(r, 400, "Cannot initialize metrics: %s", e.msg);
@@ -234,10 +238,6 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 		break;
 	}
 	case REQ_PUT_MMDS_CONFIG:
-		if (started) {
-			vmm_response_fault(r, 400, ERR_AFTER_START);
-			break;
-		}
 		if (check_mmds_ifaces(c, &q->mmds_config, &e)) {
 			vmm_response_fault(r, 400, "%s", e.msg);
 			break;
@@ -249,8 +249,9 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 		mmds_configure(&c->mmds, &c->cfg.mmds);
 		break;
 	case REQ_PUT_NET: {
-		if (started) {
-			vmm_response_fault(r, 400, ERR_AFTER_START);
+		if (config_check_device_count(&c->cfg, config_find_net(&c->cfg,
+							q->net.iface_id) < 0, &e)) {
+			vmm_response_fault(r, 400, "%s", e.msg);
 			break;
 		}
 		/* As Firecracker: the TAP must open now, not at InstanceStart. */
@@ -265,25 +266,24 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 		break;
 	}
 	case REQ_PATCH_NET:
-		if (!started)
-			vmm_response_fault(r, 400, ERR_BEFORE_START);
-		else if (virtio_devs_patch_net(&c->vm.virtio, &q->net_patch, &e))
+		if (patch_device(c, &net_device_ops, "network interface", q->net_patch.iface_id,
+				      &q->net_patch, &e))
 			vmm_response_fault(r, 400, "%s", e.msg);
 		break;
+	case REQ_PUT_DEVICE:
+		if (config_put_device(&c->cfg, q->device_ops, q->device_cfg, &e))
+			vmm_response_fault(r, 400, "%s", e.msg);
+		q->device_cfg = NULL; /* taken, or freed */
+		break;
 	case REQ_PUT_DRIVE:
-		if (started) {
-			vmm_response_fault(r, 400, ERR_AFTER_START);
-			break;
-		}
-		if (check_drive_file(&q->drive, &e) || drive_list_put(&c->cfg.drives, &q->drive, &e))
+		if (config_check_device_count(&c->cfg, !drive_list_find(&c->cfg.drives,
+							q->drive.drive_id), &e) ||
+		    check_drive_file(&q->drive, &e) || drive_list_put(&c->cfg.drives, &q->drive, &e))
 			vmm_response_fault(r, 400, "%s", e.msg);
 		break;
 	case REQ_PATCH_DRIVE:
-		if (!started) {
-			vmm_response_fault(r, 400, ERR_BEFORE_START);
-			break;
-		}
-		if (virtio_devs_patch_block(&c->vm.virtio, &q->drive_patch, &e)) {
+		if (patch_device(c, &block_device_ops, "drive", q->drive_patch.drive_id,
+				 &q->drive_patch, &e)) {
 			vmm_response_fault(r, 400, "%s", e.msg);
 			break;
 		}
@@ -292,9 +292,7 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 			drive_config_apply_patch(d, &q->drive_patch, &e);
 		break;
 	case REQ_PAUSE:
-		if (!started) {
-			vmm_response_fault(r, 400, ERR_BEFORE_START);
-		} else if (c->state == VM_RUNNING) {
+		if (c->state == VM_RUNNING) {
 			uint64_t t0 = metrics_mono_us();
 			vmm_pause(&c->vm);
 			metric_set(&c->metrics->latencies_us.vmm_pause_vm, metrics_mono_us() - t0);
@@ -302,9 +300,7 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 		}
 		break;
 	case REQ_RESUME:
-		if (!started) {
-			vmm_response_fault(r, 400, ERR_BEFORE_START);
-		} else if (c->state == VM_PAUSED) {
+		if (c->state == VM_PAUSED) {
 			uint64_t t0 = metrics_mono_us();
 			vmm_resume(&c->vm);
 			metric_set(&c->metrics->latencies_us.vmm_resume_vm, metrics_mono_us() - t0);

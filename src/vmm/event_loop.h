@@ -2,11 +2,14 @@
 #ifndef EMBER_EVENT_LOOP_H
 #define EMBER_EVENT_LOOP_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
-#include "vmm/err.h"
+#include "util/err.h"
 
-#define EVENT_LOOP_MAX 64
+/* Events taken from epoll per wait; any number of fds can be watched. */
+#define EVENT_LOOP_BATCH 64
 
 typedef void (*event_fn)(void *ctx, uint32_t events);
 
@@ -16,9 +19,16 @@ struct event_handler {
 	void *ctx;
 };
 
+/* Handlers are allocated one by one, so the pointer epoll holds for each
+ * stays valid while the table grows; a handler removed during a batch is
+ * freed only after the batch, since a later event of the same batch may
+ * still name it. */
 struct event_loop {
 	int epfd;
-	struct event_handler handlers[EVENT_LOOP_MAX];
+	struct event_handler **h;
+	size_t n, cap;
+	bool dispatching;
+	bool dead; /* some handler was removed during the batch */
 };
 
 int event_loop_init(struct event_loop *l, ember_err *e);

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vmm/err.h"
+#include "util/err.h"
 
 #define GM_MAX_REGIONS 2
 

@@ -10,7 +10,7 @@
 
 #include <asm/bootparam.h>
 
-#include "vmm/err.h"
+#include "util/err.h"
 #include "vmm/guest_mem.h"
 
 struct kernel_image {

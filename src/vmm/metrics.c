@@ -11,83 +11,23 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "vmm/config.h"
+#include "util/json_strict.h"
 
-void metric_latency_record(struct metric_latency *l, uint64_t us)
-{
-	metric_add(&l->sum_us, us);
-	/* 0 means "nothing recorded yet", as in Firecracker. */
-	uint64_t cur = metric_get(&l->min_us);
-	while ((cur == 0 || us < cur) &&
-	       !atomic_compare_exchange_weak_explicit(&l->min_us.value, &cur, us,
-						      memory_order_relaxed, memory_order_relaxed))
-		;
-	cur = metric_get(&l->max_us);
-	while (us > cur &&
-	       !atomic_compare_exchange_weak_explicit(&l->max_us.value, &cur, us,
-						      memory_order_relaxed, memory_order_relaxed))
-		;
-}
+/* ---- The VMM-wide groups, in struct metrics ---- */
 
-static uint64_t clock_us(clockid_t clk)
-{
-	struct timespec ts;
-	clock_gettime(clk, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
+#define PLAIN(gname, list)                                                              \
+	{offsetof(struct metrics, gname),                                                \
+	 (const struct metrics_group)METRICS_GROUP(#gname, list, struct gname##_metrics)}
 
-uint64_t metrics_mono_us(void)
-{
-	return clock_us(CLOCK_MONOTONIC);
-}
-
-uint64_t metrics_utc_ms(void)
-{
-	return clock_us(CLOCK_REALTIME) / 1000;
-}
-
-/* ---- What each group holds, generated from the lists in metrics.h ---- */
-
-enum field_kind { FIELD_inc, FIELD_store, FIELD_latency };
-
-struct field_desc {
-	const char *name;
+static const struct {
 	size_t off;
-	enum field_kind kind;
-};
-
-#define FIELD_DESC(type, kind, name) {#name, offsetof(type, name), FIELD_##kind},
-#define FIELD_ONE(type, kind, name) +1
-#define FIELDS(list, type) \
-	.fields = (const struct field_desc[]){list(FIELD_DESC, type)}, .n = 0 list(FIELD_ONE, type)
-
-enum group_kind { GROUP_PLAIN, GROUP_BLOCK, GROUP_NET };
-
-struct group_desc {
-	const char *name;
-	enum group_kind kind;
-	size_t off; /* in struct metrics, for GROUP_PLAIN */
-	const struct field_desc *fields;
-	size_t n;
-};
-
-#define PLAIN(gname, list) \
-	{.name = #gname, .kind = GROUP_PLAIN, .off = offsetof(struct metrics, gname), \
-	 FIELDS(list, struct gname##_metrics)}
-
-/* Firecracker's order: its FirecrackerMetrics struct, with the legacy
- * devices (i8042, uart) where it flattens them in. */
-static const struct group_desc groups[] = {
+	struct metrics_group g;
+} groups[] = {
 	PLAIN(api_server, METRICS_API_SERVER),
-	{.name = "block", .kind = GROUP_BLOCK, FIELDS(METRICS_BLOCK, struct block_metrics)},
 	PLAIN(deprecated_api, METRICS_DEPRECATED_API),
 	PLAIN(get_api_requests, METRICS_GET_API_REQUESTS),
-	PLAIN(i8042, METRICS_I8042),
-	PLAIN(uart, METRICS_UART),
 	PLAIN(latencies_us, METRICS_LATENCIES_US),
 	PLAIN(logger, METRICS_LOGGER),
-	PLAIN(mmds, METRICS_MMDS),
-	{.name = "net", .kind = GROUP_NET, FIELDS(METRICS_NET, struct net_metrics)},
 	PLAIN(patch_api_requests, METRICS_PATCH_API_REQUESTS),
 	PLAIN(put_api_requests, METRICS_PUT_API_REQUESTS),
 	PLAIN(seccomp, METRICS_SECCOMP),
@@ -97,83 +37,26 @@ static const struct group_desc groups[] = {
 	PLAIN(interrupts, METRICS_INTERRUPTS),
 };
 
+/* The legacy devices and MMDS, whose groups their own headers declare. */
+static const struct {
+	size_t off;
+	const struct metrics_group *g;
+} device_groups[] = {
+	{offsetof(struct metrics, i8042), &i8042_metrics_group},
+	{offsetof(struct metrics, uart), &uart_metrics_group},
+	{offsetof(struct metrics, mmds), &mmds_metrics_group},
+};
+
 /* ---- Flushing ---- */
-
-/* JSON integers are signed 64-bit; no counter gets near that. */
-static json_t *json_u64(uint64_t v)
-{
-	return json_integer(v > INT64_MAX ? INT64_MAX : (json_int_t)v);
-}
-
-/* Returns the increase since the last flush and makes it the baseline. */
-static uint64_t inc_take(struct metric_inc *m)
-{
-	uint64_t now = metric_count(m);
-	uint64_t delta = now - m->flushed;
-	m->flushed = now;
-	return delta;
-}
 
 static int put(json_t *obj, const char *key, json_t *v)
 {
 	return v ? json_object_set_new(obj, key, v) : -1;
 }
 
-static json_t *latency_json(struct metric_latency *l, struct metric_latency *agg)
+static json_t *json_u64(uint64_t v)
 {
-	uint64_t sum = inc_take(&l->sum_us);
-	if (agg)
-		metric_add(&agg->sum_us, sum);
-	return json_pack("{s:o, s:o, s:o}", "min_us", json_u64(metric_get(&l->min_us)),
-			 "max_us", json_u64(metric_get(&l->max_us)), "sum_us", json_u64(sum));
-}
-
-/* One group's object. With agg (a device set), each field's delta is also
- * added to the aggregate set, as Firecracker builds "block" and "net": the
- * increments summed, the latency min/max left at 0. */
-static json_t *group_json(void *base, const struct group_desc *g, void *agg)
-{
-	json_t *obj = json_object();
-	int rc = obj ? 0 : -1;
-	for (size_t i = 0; i < g->n && !rc; i++) {
-		const struct field_desc *f = &g->fields[i];
-		void *p = (char *)base + f->off;
-		void *a = agg ? (char *)agg + f->off : NULL;
-		json_t *v;
-		if (f->kind == FIELD_inc) {
-			uint64_t d = inc_take(p);
-			if (a)
-				metric_add(a, d);
-			v = json_u64(d);
-		} else if (f->kind == FIELD_store) {
-			v = json_u64(metric_get(p));
-		} else {
-			v = latency_json(p, a);
-		}
-		rc = put(obj, f->name, v);
-	}
-	if (rc) {
-		json_decref(obj);
-		return NULL;
-	}
-	return obj;
-}
-
-static int devices_json(json_t *out, struct metrics_dev *list, const struct group_desc *g)
-{
-	/* The aggregate starts from zero each flush, so its deltas are the sums. */
-	union {
-		struct block_metrics block;
-		struct net_metrics net;
-	} agg;
-	memset(&agg, 0, sizeof(agg));
-	for (struct metrics_dev *d = list; d; d = d->next) {
-		char key[sizeof("block_") + METRICS_MAX_ID];
-		snprintf(key, sizeof(key), "%s_%s", g->name, d->id);
-		if (put(out, key, group_json(&d->c, g, &agg)))
-			return -1;
-	}
-	return put(out, g->name, group_json(&agg, g, NULL));
+	return json_integer(v > INT64_MAX ? INT64_MAX : (json_int_t)v);
 }
 
 json_t *metrics_flush_json(struct metrics *m, uint64_t utc_ms)
@@ -187,15 +70,15 @@ json_t *metrics_flush_json(struct metrics *m, uint64_t utc_ms)
 		rc = put(out, "id", json_string(m->instance_id));
 	if (!rc && m->properties)
 		rc = put(out, "properties", json_deep_copy(m->properties));
-	for (size_t i = 0; i < sizeof(groups) / sizeof(groups[0]) && !rc; i++) {
-		const struct group_desc *g = &groups[i];
-		if (g->kind == GROUP_BLOCK)
-			rc = devices_json(out, m->block_devs, g);
-		else if (g->kind == GROUP_NET)
-			rc = devices_json(out, m->net_devs, g);
-		else
-			rc = put(out, g->name, group_json((char *)m + g->off, g, NULL));
-	}
+	for (size_t i = 0; i < sizeof(groups) / sizeof(groups[0]) && !rc; i++)
+		rc = put(out, groups[i].g.name,
+			 metrics_group_json((char *)m + groups[i].off, &groups[i].g, NULL));
+	for (size_t i = 0; i < sizeof(device_groups) / sizeof(device_groups[0]) && !rc; i++)
+		rc = put(out, device_groups[i].g->name,
+			 metrics_group_json((char *)m + device_groups[i].off, device_groups[i].g,
+					    NULL));
+	if (!rc)
+		rc = metrics_devices_json(&m->devices, out);
 	pthread_mutex_unlock(&m->lock);
 	if (rc) {
 		json_decref(out);
@@ -210,108 +93,16 @@ void metrics_init(struct metrics *m)
 {
 	memset(m, 0, sizeof(*m));
 	pthread_mutex_init(&m->lock, NULL);
-}
-
-static void devs_free(struct metrics_dev *d)
-{
-	while (d) {
-		struct metrics_dev *next = d->next;
-		free(d->id);
-		free(d);
-		d = next;
-	}
+	metrics_devices_init(&m->devices);
 }
 
 void metrics_destroy(struct metrics *m)
 {
-	devs_free(m->block_devs);
-	devs_free(m->net_devs);
+	metrics_devices_destroy(&m->devices);
 	free(m->instance_id);
 	json_decref(m->properties);
 	pthread_mutex_destroy(&m->lock);
 	memset(m, 0, sizeof(*m));
-}
-
-static int id_check(const char *what, const char *id, ember_err *e)
-{
-	size_t len = strnlen(id, METRICS_MAX_ID + 1);
-	if (len == 0)
-		return err_set(e, "metrics: empty %s", what);
-	if (len > METRICS_MAX_ID)
-		return err_set(e, "metrics: %s longer than %d bytes", what, METRICS_MAX_ID);
-	/* It becomes a JSON key, which jansson only takes as UTF-8. */
-	json_t *probe = json_string(id);
-	if (!probe)
-		return err_set(e, "metrics: %s is not UTF-8", what);
-	json_decref(probe);
-	return 0;
-}
-
-static struct metrics_dev *dev_register(struct metrics *m, struct metrics_dev **list,
-					const char *what, const char *id, ember_err *e)
-{
-	if (id_check(what, id, e))
-		return NULL;
-	pthread_mutex_lock(&m->lock);
-	struct metrics_dev **pos = list;
-	int cmp = 1;
-	while (*pos && (cmp = strcmp((*pos)->id, id)) < 0)
-		pos = &(*pos)->next;
-	struct metrics_dev *d = NULL;
-	if (*pos && cmp == 0) {
-		d = *pos;
-		d->refs++;
-	} else if ((d = calloc(1, sizeof(*d))) && (d->id = strdup(id))) {
-		d->refs = 1;
-		d->next = *pos;
-		*pos = d;
-	} else {
-		free(d);
-		d = NULL;
-		err_set(e, "metrics: out of memory");
-	}
-	pthread_mutex_unlock(&m->lock);
-	return d;
-}
-
-static void dev_unregister(struct metrics *m, struct metrics_dev **list, const char *id)
-{
-	pthread_mutex_lock(&m->lock);
-	for (struct metrics_dev **pos = list; *pos; pos = &(*pos)->next) {
-		struct metrics_dev *d = *pos;
-		if (strcmp(d->id, id))
-			continue;
-		if (--d->refs == 0) {
-			*pos = d->next;
-			free(d->id);
-			free(d);
-		}
-		break;
-	}
-	pthread_mutex_unlock(&m->lock);
-}
-
-struct block_metrics *metrics_block_register(struct metrics *m, const char *drive_id,
-					     ember_err *e)
-{
-	struct metrics_dev *d = dev_register(m, &m->block_devs, "drive_id", drive_id, e);
-	return d ? &d->c.block : NULL;
-}
-
-void metrics_block_unregister(struct metrics *m, const char *drive_id)
-{
-	dev_unregister(m, &m->block_devs, drive_id);
-}
-
-struct net_metrics *metrics_net_register(struct metrics *m, const char *iface_id, ember_err *e)
-{
-	struct metrics_dev *d = dev_register(m, &m->net_devs, "iface_id", iface_id, e);
-	return d ? &d->c.net : NULL;
-}
-
-void metrics_net_unregister(struct metrics *m, const char *iface_id)
-{
-	dev_unregister(m, &m->net_devs, iface_id);
 }
 
 /* ---- Configuration: Firecracker's Metrics object ---- */
@@ -338,29 +129,25 @@ static int properties_check(json_t *props, ember_err *e)
 
 int metrics_config_parse(json_t *j, struct metrics_config *out, ember_err *e)
 {
-	const char *path = NULL;
-	size_t path_len = 0;
-	int emit_id = 0;
-	json_t *props = NULL;
-	json_error_t je;
-	/* Checked first: config_unpack_error only names scalar types. */
-	json_t *p = json_is_object(j) ? json_object_get(j, "properties") : NULL;
-	if (p && properties_check(p, e))
+	struct {
+		const char *metrics_path;
+		int emit_id;
+		json_t *properties;
+	} v;
+	static const struct jfield f[] = {
+		JFIELD(__typeof__(v), metrics_path, JF_STRING, true),
+		JFIELD(__typeof__(v), emit_id, JF_BOOL, false),
+		JFIELD(__typeof__(v), properties, JF_OBJECT, false),
+	};
+	if (json_strict_parse("metrics", j, f, 3, &v, e) ||
+	    (v.properties && properties_check(v.properties, e)))
 		return -1;
-	if (json_unpack_ex(j, &je, JSON_STRICT, "{s:s%, s?b, s?o}", "metrics_path", &path,
-			   &path_len, "emit_id", &emit_id, "properties", &props)) {
-		static const struct field_spec spec[] = {
-			{"metrics_path", JSON_STRING, true},
-			{"emit_id", JSON_TRUE, false},
-			{"properties", JSON_OBJECT, false},
-		};
-		return config_unpack_error("metrics", j, spec, 3, &je, e);
-	}
+	const char *path = v.metrics_path;
+	size_t path_len = strlen(path);
+	int emit_id = v.emit_id == 1;
+	json_t *props = v.properties;
 	if (path_len == 0)
 		return err_set(e, "metrics: metrics_path is empty");
-	/* A JSON string may hold \u0000, which would silently cut the path. */
-	if (strlen(path) != path_len)
-		return err_set(e, "metrics: metrics_path contains a NUL character");
 	if (path_len >= PATH_MAX)
 		return err_set(e, "metrics: metrics_path is longer than %d bytes", PATH_MAX - 1);
 	struct metrics_config c = {.metrics_path = strdup(path), .emit_id = emit_id};

@@ -23,67 +23,15 @@
 
 #include <jansson.h>
 
-#include "vmm/err.h"
+#include "devices/i8042.h"
+#include "devices/serial.h"
+#include "mmds/metrics.h"
+#include "util/err.h"
+#include "util/metrics.h"
 
 /* Firecracker flushes every 60 s once the microVM has started, once right
  * at InstanceStart, on the FlushMetrics action, and when the VMM stops. */
 #define METRICS_FLUSH_PERIOD_S 60
-/* Longest drive_id / iface_id accepted for a per-device set. */
-#define METRICS_MAX_ID 256
-
-struct metric_inc {
-	_Atomic uint64_t count;
-	uint64_t flushed; /* count at the previous flush; flush-side only */
-};
-
-struct metric_store {
-	_Atomic uint64_t value;
-};
-
-/* Firecracker's LatencyAggregateMetrics: min and max are stores (kept across
- * flushes, 0 = nothing recorded yet), the sum an increment. */
-struct metric_latency {
-	struct metric_store min_us;
-	struct metric_store max_us;
-	struct metric_inc sum_us;
-};
-
-static inline void metric_add(struct metric_inc *m, uint64_t n)
-{
-	atomic_fetch_add_explicit(&m->count, n, memory_order_relaxed);
-}
-
-#define metric_inc(m) metric_add((m), 1)
-
-/* For a counter kept elsewhere as a running total (the logger's lost
- * lines): makes the metric's total that value. */
-static inline void metric_inc_set_total(struct metric_inc *m, uint64_t total)
-{
-	atomic_store_explicit(&m->count, total, memory_order_relaxed);
-}
-
-static inline uint64_t metric_count(struct metric_inc *m)
-{
-	return atomic_load_explicit(&m->count, memory_order_relaxed);
-}
-
-static inline void metric_set(struct metric_store *m, uint64_t v)
-{
-	atomic_store_explicit(&m->value, v, memory_order_relaxed);
-}
-
-static inline uint64_t metric_get(struct metric_store *m)
-{
-	return atomic_load_explicit(&m->value, memory_order_relaxed);
-}
-
-/* Adds one sample of `us` microseconds: sum, and min/max if it is one. */
-void metric_latency_record(struct metric_latency *l, uint64_t us);
-/* CLOCK_MONOTONIC in microseconds, to time what metric_latency_record takes. */
-uint64_t metrics_mono_us(void);
-/* CLOCK_REALTIME in milliseconds: utc_timestamp_ms. */
-uint64_t metrics_utc_ms(void);
-
 /*
  * The groups. Each is a list X(arg, kind, name) from which both the C struct
  * and the JSON field names are generated, so a member is named exactly as
@@ -149,21 +97,6 @@ uint64_t metrics_utc_ms(void);
 	X(a, inc, metrics_fails) \
 	X(a, inc, missed_log_count)
 
-#define METRICS_MMDS(X, a) \
-	X(a, inc, rx_accepted) \
-	X(a, inc, rx_accepted_err) \
-	X(a, inc, rx_accepted_unusual) \
-	X(a, inc, rx_bad_eth) \
-	X(a, inc, rx_invalid_token) \
-	X(a, inc, rx_no_token) \
-	X(a, inc, rx_count) \
-	X(a, inc, tx_bytes) \
-	X(a, inc, tx_count) \
-	X(a, inc, tx_errors) \
-	X(a, inc, tx_frames) \
-	X(a, inc, connections_created) \
-	X(a, inc, connections_destroyed)
-
 /* Durations in microseconds of snapshot and pause/resume operations. */
 #define METRICS_LATENCIES_US(X, a) \
 	X(a, store, full_create_snapshot) \
@@ -209,106 +142,18 @@ uint64_t metrics_utc_ms(void);
 #define METRICS_VMM(X, a) \
 	X(a, store, panic_count)
 
-#define METRICS_I8042(X, a) \
-	X(a, inc, error_count) \
-	X(a, inc, missed_read_count) \
-	X(a, inc, missed_write_count) \
-	X(a, inc, read_count) \
-	X(a, inc, reset_count) \
-	X(a, inc, write_count)
-
-/* Firecracker's "uart": the serial port. */
-#define METRICS_UART(X, a) \
-	X(a, inc, error_count) \
-	X(a, inc, flush_count) \
-	X(a, inc, missed_read_count) \
-	X(a, inc, missed_write_count) \
-	X(a, inc, read_count) \
-	X(a, inc, write_count)
-
-#define METRICS_BLOCK(X, a) \
-	X(a, inc, activate_fails) \
-	X(a, inc, cfg_fails) \
-	X(a, inc, no_avail_buffer) \
-	X(a, inc, event_fails) \
-	X(a, inc, execute_fails) \
-	X(a, inc, invalid_reqs_count) \
-	X(a, inc, flush_count) \
-	X(a, inc, queue_event_count) \
-	X(a, inc, rate_limiter_event_count) \
-	X(a, inc, update_count) \
-	X(a, inc, update_fails) \
-	X(a, inc, read_bytes) \
-	X(a, inc, write_bytes) \
-	X(a, inc, read_count) \
-	X(a, inc, write_count) \
-	X(a, latency, read_agg) \
-	X(a, latency, write_agg) \
-	X(a, inc, rate_limiter_throttled_events) \
-	X(a, inc, io_engine_throttled_events) \
-	X(a, inc, remaining_reqs_count)
-
-#define METRICS_NET(X, a) \
-	X(a, inc, activate_fails) \
-	X(a, inc, cfg_fails) \
-	X(a, inc, mac_address_updates) \
-	X(a, inc, no_rx_avail_buffer) \
-	X(a, inc, no_tx_avail_buffer) \
-	X(a, inc, event_fails) \
-	X(a, inc, rx_queue_event_count) \
-	X(a, inc, rx_event_rate_limiter_count) \
-	X(a, inc, rx_rate_limiter_throttled) \
-	X(a, inc, rx_tap_event_count) \
-	X(a, inc, rx_bytes_count) \
-	X(a, inc, rx_packets_count) \
-	X(a, inc, rx_fails) \
-	X(a, inc, rx_count) \
-	X(a, inc, tap_read_fails) \
-	X(a, inc, tap_write_fails) \
-	X(a, latency, tap_write_agg) \
-	X(a, inc, tx_bytes_count) \
-	X(a, inc, tx_malformed_frames) \
-	X(a, inc, tx_fails) \
-	X(a, inc, tx_count) \
-	X(a, inc, tx_packets_count) \
-	X(a, inc, tx_partial_reads) \
-	X(a, inc, tx_queue_event_count) \
-	X(a, inc, tx_rate_limiter_event_count) \
-	X(a, inc, tx_rate_limiter_throttled) \
-	X(a, inc, tx_spoofed_mac_count) \
-	X(a, inc, tx_remaining_reqs_count)
-
-#define METRICS_MEMBER(a, kind, name) struct metric_##kind name;
-
 struct api_server_metrics { METRICS_API_SERVER(METRICS_MEMBER, _) };
 struct get_api_requests_metrics { METRICS_GET_API_REQUESTS(METRICS_MEMBER, _) };
 struct put_api_requests_metrics { METRICS_PUT_API_REQUESTS(METRICS_MEMBER, _) };
 struct patch_api_requests_metrics { METRICS_PATCH_API_REQUESTS(METRICS_MEMBER, _) };
 struct deprecated_api_metrics { METRICS_DEPRECATED_API(METRICS_MEMBER, _) };
 struct logger_metrics { METRICS_LOGGER(METRICS_MEMBER, _) };
-struct mmds_metrics { METRICS_MMDS(METRICS_MEMBER, _) };
 struct latencies_us_metrics { METRICS_LATENCIES_US(METRICS_MEMBER, _) };
 struct seccomp_metrics { METRICS_SECCOMP(METRICS_MEMBER, _) };
 struct signals_metrics { METRICS_SIGNALS(METRICS_MEMBER, _) };
 struct vcpu_metrics { METRICS_VCPU(METRICS_MEMBER, _) };
 struct interrupts_metrics { METRICS_INTERRUPTS(METRICS_MEMBER, _) };
 struct vmm_metrics { METRICS_VMM(METRICS_MEMBER, _) };
-struct i8042_metrics { METRICS_I8042(METRICS_MEMBER, _) };
-struct uart_metrics { METRICS_UART(METRICS_MEMBER, _) };
-struct block_metrics { METRICS_BLOCK(METRICS_MEMBER, _) };
-struct net_metrics { METRICS_NET(METRICS_MEMBER, _) };
-
-/* One device's counters, reported as "<prefix>_<id>" and summed into the
- * aggregate group. */
-struct metrics_dev {
-	struct metrics_dev *next; /* sorted by id, as Firecracker's BTreeMap */
-	unsigned refs;
-	char *id;
-	union {
-		struct block_metrics block;
-		struct net_metrics net;
-	} c;
-};
 
 struct metrics {
 	pthread_mutex_t lock; /* flush baselines, device lists, extras */
@@ -327,26 +172,13 @@ struct metrics {
 	struct vmm_metrics vmm;
 	struct i8042_metrics i8042;
 	struct uart_metrics uart;
-	struct metrics_dev *block_devs;
-	struct metrics_dev *net_devs;
+	struct metrics_devices devices; /* block_<id>, net_<id>, ... */
 	char *instance_id;    /* emitted as "id" if set (emit_id) */
 	json_t *properties;   /* emitted as "properties" if set */
 };
 
 void metrics_init(struct metrics *m);
 void metrics_destroy(struct metrics *m);
-
-/* The counter set of drive `drive_id` ("block_<drive_id>") or interface
- * `iface_id` ("net_<iface_id>"). Registering an id again returns the same
- * set (Firecracker keeps a device's counters by id) and takes a reference;
- * unregister drops one and frees the set with the last, after which the
- * device must not touch it. NULL and e set if the id is empty, too long or
- * not UTF-8. */
-struct block_metrics *metrics_block_register(struct metrics *m, const char *drive_id,
-					     ember_err *e);
-void metrics_block_unregister(struct metrics *m, const char *drive_id);
-struct net_metrics *metrics_net_register(struct metrics *m, const char *iface_id, ember_err *e);
-void metrics_net_unregister(struct metrics *m, const char *iface_id);
 
 /* The "metrics" object of PUT /metrics and of the config file. */
 struct metrics_config {

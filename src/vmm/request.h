@@ -8,7 +8,7 @@
 #include <stdbool.h>
 
 #include "vmm/config.h"
-#include "vmm/err.h"
+#include "util/err.h"
 
 enum vmm_req_kind {
 	REQ_GET_INFO,
@@ -33,6 +33,7 @@ enum vmm_req_kind {
 	REQ_PATCH_NET,
 	REQ_PUT_DRIVE,
 	REQ_PATCH_DRIVE,
+	REQ_PUT_DEVICE, /* PUT /<key> of a kind with its own config (device_ops.config) */
 };
 
 /* The parsed body of each kind; everything owned is freed with the request
@@ -50,6 +51,8 @@ struct vmm_request {
 	struct net_patch net_patch;
 	struct drive_config drive;
 	struct drive_patch drive_patch;
+	const struct device_ops *device_ops; /* REQ_PUT_DEVICE: the kind */
+	void *device_cfg;		     /* and its config, owned */
 };
 
 struct vmm_response {

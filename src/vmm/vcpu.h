@@ -10,7 +10,7 @@
 #include <stdbool.h>
 
 #include "arch/x86/cpuid.h"
-#include "vmm/err.h"
+#include "util/err.h"
 #include "vmm/io_bus.h"
 #include "vmm/metrics.h"
 #include "vmm/vm.h"

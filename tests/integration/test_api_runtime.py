@@ -194,7 +194,57 @@ def test_mmds_config_needs_its_interfaces(api_vm):
     cfg = vm_config(c)
     assert cfg["mmds-config"]["version"] == "V2"
     assert cfg["mmds-config"]["ipv4_address"] == "169.254.170.2"
-    assert cfg["network-interfaces"] == [{"iface_id": "eth0", "host_dev_name": "tap0"}]
+    assert cfg["network-interfaces"] == [{"iface_id": "eth0", "host_dev_name": "tap0",
+                                          "guest_mac": None, "mtu": None,
+                                          "rx_rate_limiter": None, "tx_rate_limiter": None}]
+
+
+# Firecracker's GET /vm/config: every section, null where not configured.
+FIRECRACKER_VM_CONFIG_KEYS = {"balloon", "drives", "boot-source", "cpu-config", "logger",
+                              "machine-config", "metrics", "mmds-config", "network-interfaces",
+                              "vsock", "entropy", "pmem", "memory-hotplug"}
+
+
+def test_vm_config_has_firecracker_shape_and_loads_back(api_ember, workdir, kernel_vmlinux,
+                                                       initramfs):
+    """GET /vm/config has Firecracker's keys and nulls, and fed back as a config
+    file it gives the same VM (its own GET /vm/config is the same)."""
+    first = api_ember.start()
+    c = first.client()
+    disk = workdir / "data.img"
+    disk.write_bytes(b"\0" * (1 << 20))
+    check_ok(c.put("/boot-source", {"kernel_image_path": str(kernel_vmlinux),
+                                    "initrd_path": str(initramfs),
+                                    "boot_args": guest_boot_args(end="wait")}), 204, None,
+             "PUT /boot-source")
+    check_ok(c.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 128}), 204, None,
+             "PUT /machine-config")
+    check_ok(c.put("/drives/data", {"drive_id": "data", "path_on_host": str(disk),
+                                    "is_root_device": False, "is_read_only": True}),
+             204, None, "PUT /drives/data")
+    check_ok(c.put("/network-interfaces/eth0", {"iface_id": "eth0", "host_dev_name": "tap7",
+                                                "guest_mac": "06:00:ac:10:00:02"}),
+             204, None, "PUT /network-interfaces/eth0")
+    cfg = vm_config(c)
+    assert set(cfg) == FIRECRACKER_VM_CONFIG_KEYS, sorted(cfg)
+    for key in ("balloon", "cpu-config", "logger", "metrics", "mmds-config", "vsock",
+                "entropy", "memory-hotplug"):
+        assert cfg[key] is None, (key, cfg[key])
+    assert cfg["pmem"] == []
+    drive = cfg["drives"][0]
+    for key in ("partuuid", "rate_limiter", "socket"):
+        assert key in drive and drive[key] is None, drive
+    assert cfg["network-interfaces"][0]["rx_rate_limiter"] is None
+    # The same VM from the file: it starts, and describes itself the same.
+    (workdir / "vm.json").write_text(json.dumps(cfg))
+    second = api_ember.start("--config-file", str(workdir / "vm.json"),
+                             sock=workdir / "api2.sock")
+    again = vm_config(second.client())
+    assert again == cfg, (cfg, again)
+    for vm in (first, second):
+        vm.proc.proc.terminate()
+        rc = vm.proc.wait_exit(EXIT_TIMEOUT)
+        assert rc == 0, vm.proc.report(f"SIGTERM: {describe_returncode(rc)}")
 
 
 def test_config_file_sections(api_ember, workdir, kernel_vmlinux, initramfs):

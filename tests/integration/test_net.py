@@ -202,3 +202,33 @@ def test_tx_rate_limit_throttles_without_corruption(ember, kernel_vmlinux, initr
     lines = [json.loads(line) for line in metrics.read_text().splitlines()]
     throttled = sum(line["net_eth0"]["tx_rate_limiter_throttled"] for line in lines)
     assert throttled > 0, f"no tx throttling counted: {[l['net_eth0'] for l in lines]}"
+
+
+def test_eleven_interfaces_with_mmds_and_four_drives(ember, kernel_vmlinux, initramfs,
+                                                    test_netns, workdir):
+    """15 virtio devices, MMDS on each interface: once more than the VMM's
+    event loop held (6 fds per interface with MMDS). The guest sees them all,
+    and MMDS answers on the last interface."""
+    mmds = "169.254.169.254"
+    script = ("echo EMBER-ETH=$(ls /sys/class/net | grep -c '^eth'); "
+              "echo EMBER-VD=$(ls /sys/block | grep -c '^vd'); "
+              "ip addr add 10.99.0.2/24 dev eth10 && ip link set eth10 up && "
+              f"ip route add {mmds} dev eth10; "
+              f"echo EMBER-MMDS=$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc {mmds} 80 "
+              "| head -1 | cut -d' ' -f1)")
+    config = vm_config(kernel_vmlinux, initramfs, mem_mib=256, boot_args=script_args(script))
+    ids = [f"eth{i}" for i in range(11)]
+    config["network-interfaces"] = [iface(n, f"tap{i}") for i, n in enumerate(ids)]
+    config["mmds-config"] = {"network_interfaces": ids}
+    config["drives"] = []
+    for i in range(4):
+        disk = workdir / f"d{i}.img"
+        disk.write_bytes(b"\0" * MIB)
+        config["drives"].append({"drive_id": f"d{i}", "path_on_host": str(disk),
+                                 "is_root_device": False, "is_read_only": True})
+    proc = ember.start(config=config)
+    proc.expect(hook_done("script"), BOOT_TIMEOUT + STEP_TIMEOUT)
+    assert proc.value("EMBER-ETH") == "11", proc.report("the guest's interfaces")
+    assert proc.value("EMBER-VD") == "4", proc.report("the guest's drives")
+    assert proc.value("EMBER-MMDS") == "HTTP/1.1", proc.report("MMDS on eth10")
+    finish(proc)

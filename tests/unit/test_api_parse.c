@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "api/parse.h"
+#include "vmm/routes.h"
 
 static int parse(const char *method, const char *path, const char *body,
 		 struct vmm_request *req, struct vmm_response *resp)
@@ -33,6 +34,42 @@ static void expect_fault(const char *method, const char *path, const char *body,
 		fail_msg("fault_message \"%s\" does not mention \"%s\"", msg, needle);
 	json_decref(j);
 	free(resp.body);
+}
+
+/* The table's pre/post-boot rules, which the VMM thread applies. */
+static void when_rules(void **state)
+{
+	(void)state;
+	assert_int_equal(api_request_when(REQ_INSTANCE_START), ROUTE_BEFORE_START);
+	assert_int_equal(api_request_when(REQ_SEND_CTRL_ALT_DEL), ROUTE_AFTER_START);
+	assert_int_equal(api_request_when(REQ_PAUSE), ROUTE_AFTER_START);
+	assert_int_equal(api_request_when(REQ_PUT_DRIVE), ROUTE_BEFORE_START);
+	assert_int_equal(api_request_when(REQ_PATCH_DRIVE), ROUTE_AFTER_START);
+	assert_int_equal(api_request_when(REQ_PATCH_NET), ROUTE_AFTER_START);
+	assert_int_equal(api_request_when(REQ_PUT_MMDS), ROUTE_ALWAYS);
+	assert_int_equal(api_request_when(REQ_GET_VM_CONFIG), ROUTE_ALWAYS);
+	/* Every route a method and path reach is the one the table lists. */
+	const char *id = NULL;
+	const struct api_route *r = api_route_find(API_PATCH, "/drives/rootfs", &id);
+	assert_non_null(r);
+	assert_int_equal(r->kind, REQ_PATCH_DRIVE);
+	assert_string_equal(id, "rootfs");
+	assert_null(api_route_find(API_GET, "/drives/rootfs", &id));
+	/* A device kind with its own config has PUT /<key>, before boot. */
+	r = api_route_find(API_PUT, "/entropy", NULL);
+	assert_non_null(r);
+	assert_int_equal(r->kind, REQ_PUT_DEVICE);
+	assert_ptr_equal(r->device, &entropy_device_ops);
+	assert_int_equal(api_request_when(REQ_PUT_DEVICE), ROUTE_BEFORE_START);
+	struct vmm_request req;
+	struct vmm_response resp = {0};
+	assert_int_equal(api_parse("PUT", "/entropy", "{}", 2, &req, &resp), 0);
+	assert_int_equal(req.kind, REQ_PUT_DEVICE);
+	assert_non_null(req.device_cfg);
+	vmm_request_free(&req);
+	r = api_route_find(API_GET, "/balloon/statistics", NULL);
+	assert_non_null(r);
+	assert_non_null(r->missing);
 }
 
 static void routes(void **state)
@@ -154,6 +191,7 @@ static void faults(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(when_rules),
 		cmocka_unit_test(routes),
 		cmocka_unit_test(bodies),
 		cmocka_unit_test(faults),

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <string.h>
 
 #include "vmm/config.h"
@@ -32,6 +33,129 @@ static void full_config(void **state)
 	assert_int_equal(c.machine.mem_size_mib, 512);
 	assert_true(c.machine.track_dirty_pages);
 	config_free(&c);
+}
+
+/* Firecracker's own example configs and its GET /vm/config carry explicit
+ * nulls for every unset optional field and section: null means absent. */
+static void nulls_mean_absent(void **state)
+{
+	(void)state;
+	struct vmm_config c;
+	ember_err e = {{0}};
+	assert_int_equal(parse("{\"boot-source\": {\"kernel_image_path\": \"/k\","
+			       "  \"initrd_path\": null, \"boot_args\": null},"
+			       " \"machine-config\": {\"vcpu_count\": 2, \"mem_size_mib\": 256,"
+			       "  \"smt\": null, \"cpu_template\": null, \"track_dirty_pages\": null,"
+			       "  \"huge_pages\": null},"
+			       " \"drives\": [{\"drive_id\": \"rootfs\", \"path_on_host\": \"/r\","
+			       "   \"is_root_device\": true, \"partuuid\": null, \"cache_type\": null,"
+			       "   \"is_read_only\": null, \"rate_limiter\": null, \"io_engine\": null,"
+			       "   \"socket\": null}],"
+			       " \"network-interfaces\": [{\"iface_id\": \"eth0\","
+			       "   \"host_dev_name\": \"tap0\", \"guest_mac\": null, \"mtu\": null,"
+			       "   \"rx_rate_limiter\": {\"bandwidth\": null, \"ops\": {\"size\": 10,"
+			       "     \"one_time_burst\": null, \"refill_time\": 100}},"
+			       "   \"tx_rate_limiter\": null}],"
+			       " \"logger\": {\"log_path\": null, \"level\": null, \"show_level\": null,"
+			       "   \"show_log_origin\": null, \"module\": null},"
+			       " \"metrics\": null, \"balloon\": null, \"vsock\": null,"
+			       " \"mmds-config\": {\"network_interfaces\": [\"eth0\"], \"version\": null,"
+			       "   \"ipv4_address\": null, \"imds_compat\": null},"
+			       " \"entropy\": null, \"cpu-config\": null}", &c, &e), 0);
+	assert_null(c.boot_source.initrd_path);
+	assert_null(c.boot_source.boot_args);
+	assert_int_equal(c.machine.vcpu_count, 2);
+	assert_int_equal(c.drives.n, 1);
+	assert_int_equal(c.drives.v[0].cache_type, DRIVE_CACHE_UNSAFE);
+	assert_false(c.net[0].has_guest_mac);
+	assert_false(c.net[0].rx.has_bandwidth);
+	assert_true(c.net[0].rx.has_ops);
+	assert_false(c.has_metrics);
+	assert_true(c.has_logger && !c.logger.has_level && !c.logger.log_path);
+	assert_true(c.has_mmds);
+	config_free(&c);
+	/* A required field is still required: null is not a value for it. */
+	assert_int_equal(parse("{\"boot-source\": {\"kernel_image_path\": null}}", &c, &e), -1);
+	assert_non_null(strstr(e.msg, "kernel_image_path: expected string, got null"));
+	config_free(&c);
+}
+
+/* A device kind with its own section (entropy) is parsed by its own
+ * parser, and a second section of the same kind is refused as JSON's
+ * duplicate key is. */
+static void device_kind_sections(void **state)
+{
+	(void)state;
+	struct vmm_config c;
+	ember_err e = {{0}};
+	assert_int_equal(parse("{\"boot-source\": {\"kernel_image_path\": \"/k\"},"
+			       " \"entropy\": {\"rate_limiter\": {\"ops\": {\"size\": 5,"
+			       " \"refill_time\": 10}}}}", &c, &e), 0);
+	assert_int_equal(c.nr_devices, 1);
+	assert_ptr_equal(c.devices[0].ops, &entropy_device_ops);
+	assert_non_null(config_find_device(&c, &entropy_device_ops));
+	json_t *j = entropy_device_ops.config->to_json(c.devices[0].cfg);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(json_object_get(
+				 j, "rate_limiter"), "ops"), "size")), 5);
+	json_decref(j);
+	config_free(&c);
+	assert_int_equal(parse("{\"boot-source\": {\"kernel_image_path\": \"/k\"},"
+			       " \"entropy\": {\"bogus\": 1}}", &c, &e), -1);
+	assert_non_null(strstr(e.msg, "entropy: unknown field \"bogus\""));
+	config_free(&c);
+}
+
+/* The config file checks ids as the API's paths do. */
+static void drive_ids_checked(void **state)
+{
+	(void)state;
+	struct vmm_config c;
+	ember_err e = {{0}};
+	assert_int_equal(parse("{\"boot-source\": {\"kernel_image_path\": \"/k\"},"
+			       " \"drives\": [{\"drive_id\": \"my drive!\", \"path_on_host\": \"/r\","
+			       "   \"is_root_device\": true}]}", &c, &e), -1);
+	assert_non_null(strstr(e.msg, "drive_id \"my drive!\" is invalid"));
+	config_free(&c);
+	char id[80];
+	memset(id, 'a', 65);
+	id[65] = 0;
+	char text[300];
+	snprintf(text, sizeof(text), "{\"boot-source\": {\"kernel_image_path\": \"/k\"},"
+		 " \"drives\": [{\"drive_id\": \"%s\", \"path_on_host\": \"/r\","
+		 "   \"is_root_device\": true}]}", id);
+	assert_int_equal(parse(text, &c, &e), -1);
+	assert_non_null(strstr(e.msg, "is invalid"));
+	config_free(&c);
+}
+
+/* 16 virtio devices at most (one GSI each): refused when parsed. */
+static void device_limit(void **state)
+{
+	(void)state;
+	struct vmm_config c;
+	ember_err e = {{0}};
+	char text[4096];
+	for (int drives = 4; drives <= 5; drives++) {
+		int n = snprintf(text, sizeof(text), "{\"boot-source\": {\"kernel_image_path\": \"/k\"},"
+				 " \"drives\": [");
+		for (int i = 0; i < drives; i++)
+			n += snprintf(text + n, sizeof(text) - (size_t)n, "%s{\"drive_id\": \"d%d\","
+				      " \"path_on_host\": \"/d\", \"is_root_device\": false}",
+				      i ? "," : "", i);
+		n += snprintf(text + n, sizeof(text) - (size_t)n, "], \"network-interfaces\": [");
+		for (int i = 0; i < 12; i++)
+			n += snprintf(text + n, sizeof(text) - (size_t)n, "%s{\"iface_id\": \"eth%d\","
+				      " \"host_dev_name\": \"tap%d\"}", i ? "," : "", i, i);
+		snprintf(text + n, sizeof(text) - (size_t)n, "]}");
+		int rc = parse(text, &c, &e);
+		config_free(&c);
+		if (drives == 4) {
+			assert_int_equal(rc, 0);
+		} else {
+			assert_int_equal(rc, -1);
+			assert_non_null(strstr(e.msg, "at most 16 virtio devices"));
+		}
+	}
 }
 
 static void device_and_service_sections(void **state)
@@ -139,6 +263,10 @@ int main(void)
 		cmocka_unit_test(full_config),
 		cmocka_unit_test(defaults),
 		cmocka_unit_test(device_and_service_sections),
+		cmocka_unit_test(nulls_mean_absent),
+		cmocka_unit_test(device_limit),
+		cmocka_unit_test(drive_ids_checked),
+		cmocka_unit_test(device_kind_sections),
 		cmocka_unit_test(rejects_bad_input),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -102,8 +102,6 @@ static void rejects_bad_drives(void **state)
 		     " \"cache_type\": \"WriteThrough\"}",
 		     "cache_type: must be Unsafe or Writeback (got \"WriteThrough\")");
 	expect_error("{\"drive_id\": \"d\", \"path_on_host\": \"/i\", \"is_root_device\": false,"
-		     " \"cache_type\": null}", "cache_type: expected string, got null");
-	expect_error("{\"drive_id\": \"d\", \"path_on_host\": \"/i\", \"is_root_device\": false,"
 		     " \"io_engine\": \"sync\"}", "io_engine: must be Sync or Async");
 	expect_error("{\"drive_id\": \"d\", \"path_on_host\": \"/i\", \"is_root_device\": false,"
 		     " \"rate_limiter\": {\"ops\": {\"size\": -1, \"refill_time\": 1}}}",

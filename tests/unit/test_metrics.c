@@ -16,7 +16,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "devices/virtio_block.h"
+#include "devices/virtio_net.h"
 #include "vmm/metrics.h"
+
+/* As the controller does: the device kinds' sums are in every flush. */
+static void init(struct metrics *m)
+{
+	metrics_init(m);
+	assert_int_equal(metrics_devices_add_kind(&m->devices, &block_metrics_group, NULL), 0);
+	assert_int_equal(metrics_devices_add_kind(&m->devices, &net_metrics_group, NULL), 0);
+	/* Adding a kind again changes nothing. */
+	assert_int_equal(metrics_devices_add_kind(&m->devices, &block_metrics_group, NULL), 0);
+	assert_int_equal(m->devices.n, 2);
+}
 
 /* The integer at "group.field" or "group.field.sub" in a flush; fails the
  * test if it is missing. */
@@ -48,7 +61,7 @@ static void inc_reports_deltas(void **state)
 {
 	(void)state;
 	struct metrics m;
-	metrics_init(&m);
+	init(&m);
 	metric_inc(&m.vcpu.exit_io_in);
 	metric_add(&m.vcpu.exit_io_in, 2);
 	metric_inc(&m.put_api_requests.actions_count);
@@ -79,7 +92,7 @@ static void store_reports_value(void **state)
 {
 	(void)state;
 	struct metrics m;
-	metrics_init(&m);
+	init(&m);
 	metric_set(&m.seccomp.num_faults, 7);
 	metric_set(&m.api_server.process_startup_time_us, 12345);
 	metric_set(&m.signals.sigsegv, 1);
@@ -117,14 +130,14 @@ static void per_device_sets(void **state)
 	(void)state;
 	struct metrics m;
 	ember_err e = {{0}};
-	metrics_init(&m);
-	struct block_metrics *root = metrics_block_register(&m, "rootfs", &e);
-	struct block_metrics *data = metrics_block_register(&m, "data", &e);
-	struct net_metrics *eth0 = metrics_net_register(&m, "eth0", &e);
+	init(&m);
+	struct block_metrics *root = metrics_device_register(&m.devices, &block_metrics_group, "rootfs", &e);
+	struct block_metrics *data = metrics_device_register(&m.devices, &block_metrics_group, "data", &e);
+	struct net_metrics *eth0 = metrics_device_register(&m.devices, &net_metrics_group, "eth0", &e);
 	assert_non_null(root);
 	assert_non_null(data);
 	assert_non_null(eth0);
-	assert_ptr_equal(metrics_block_register(&m, "rootfs", &e), root); /* same id, same set */
+	assert_ptr_equal(metrics_device_register(&m.devices, &block_metrics_group, "rootfs", &e), root); /* same id, same set */
 
 	metric_add(&root->read_bytes, 4096);
 	metric_inc(&root->read_count);
@@ -165,13 +178,13 @@ static void per_device_sets(void **state)
 	json_decref(j);
 
 	/* Two registrations of rootfs: the first unregister keeps it. */
-	metrics_block_unregister(&m, "rootfs");
+	metrics_device_unregister(&m.devices, &block_metrics_group, "rootfs");
 	j = metrics_flush_json(&m, 3);
 	assert_non_null(json_object_get(j, "block_rootfs"));
 	json_decref(j);
-	metrics_block_unregister(&m, "rootfs");
-	metrics_block_unregister(&m, "never-there");
-	metrics_net_unregister(&m, "eth0");
+	metrics_device_unregister(&m.devices, &block_metrics_group, "rootfs");
+	metrics_device_unregister(&m.devices, &block_metrics_group, "never-there");
+	metrics_device_unregister(&m.devices, &net_metrics_group, "eth0");
 	j = metrics_flush_json(&m, 4);
 	assert_null(json_object_get(j, "block_rootfs"));
 	assert_null(json_object_get(j, "net_eth0"));
@@ -182,14 +195,14 @@ static void per_device_sets(void **state)
 	char longid[METRICS_MAX_ID + 2];
 	memset(longid, 'a', sizeof(longid) - 1);
 	longid[sizeof(longid) - 1] = 0;
-	assert_null(metrics_block_register(&m, "", &e));
-	assert_non_null(strstr(e.msg, "drive_id"));
-	assert_null(metrics_net_register(&m, longid, &e));
-	assert_non_null(strstr(e.msg, "iface_id"));
-	assert_null(metrics_block_register(&m, "bad\xff", &e));
+	assert_null(metrics_device_register(&m.devices, &block_metrics_group, "", &e));
+	assert_non_null(strstr(e.msg, "empty device id"));
+	assert_null(metrics_device_register(&m.devices, &net_metrics_group, longid, &e));
+	assert_non_null(strstr(e.msg, "device id longer than"));
+	assert_null(metrics_device_register(&m.devices, &block_metrics_group, "bad\xff", &e));
 	assert_non_null(strstr(e.msg, "UTF-8"));
 	longid[METRICS_MAX_ID] = 0; /* exactly the limit */
-	assert_non_null(metrics_block_register(&m, longid, &e));
+	assert_non_null(metrics_device_register(&m.devices, &block_metrics_group, longid, &e));
 	assert_int_equal(flush_get(&m, "block.read_bytes"), 0);
 	metrics_destroy(&m); /* frees what is still registered */
 }
@@ -217,8 +230,8 @@ static void concurrent_increments(void **state)
 {
 	(void)state;
 	struct metrics m;
-	metrics_init(&m);
-	struct bumper b = {&m, metrics_block_register(&m, "rootfs", NULL)};
+	init(&m);
+	struct bumper b = {&m, metrics_device_register(&m.devices, &block_metrics_group, "rootfs", NULL)};
 	pthread_t t[THREADS];
 	for (int i = 0; i < THREADS; i++)
 		assert_int_equal(pthread_create(&t[i], NULL, bump, &b), 0);
@@ -301,7 +314,7 @@ static void firecracker_names_present(void **state)
 {
 	(void)state;
 	struct metrics m;
-	metrics_init(&m);
+	init(&m);
 	json_t *j = metrics_flush_json(&m, 1);
 	for (size_t i = 0; i < sizeof(firecracker_names) / sizeof(firecracker_names[0]); i++)
 		(void)at(j, firecracker_names[i]);
@@ -345,7 +358,7 @@ static void sink_regular_file(void **state)
 	struct metrics m;
 	struct metrics_sink s;
 	ember_err e = {{0}};
-	metrics_init(&m);
+	init(&m);
 	metrics_sink_init(&s);
 	assert_int_equal(metrics_write(&m, &s, 1, &e), 0); /* no sink: nothing, no error */
 	metric_inc(&m.vcpu.failures);
@@ -410,7 +423,7 @@ static void fifo_writes(const char *path, bool big_lines, bool with_reader)
 	struct metrics m;
 	struct metrics_sink s;
 	ember_err e = {{0}};
-	metrics_init(&m);
+	init(&m);
 	metrics_sink_init(&s);
 	if (big_lines) {
 		/* Lines longer than PIPE_BUF, which the kernel may split. */
@@ -502,7 +515,7 @@ static void config_parser(void **state)
 
 	/* The extras appear in the flush, after the timestamp. */
 	struct metrics m;
-	metrics_init(&m);
+	init(&m);
 	metrics_apply_config(&m, &c, "vm-42");
 	json_t *j = metrics_flush_json(&m, 9);
 	void *it = json_object_iter(j);

@@ -74,7 +74,7 @@ static void rejects_bad_input(void **state)
 	expect_error("[]", "expected an object");
 	expect_error("{}", "missing field \"network_interfaces\"");
 	expect_error("{\"network_interfaces\": []}", "network_interfaces is empty");
-	expect_error("{\"network_interfaces\": \"eth0\"}", "network_interfaces: expected array, got string");
+	expect_error("{\"network_interfaces\": \"eth0\"}", "network_interfaces: expected an array, got string");
 	expect_error("{\"network_interfaces\": [\"eth0\", 1]}", "network_interfaces[1]: expected string");
 	expect_error("{\"network_interfaces\": [\"eth0\"], \"bogus\": 1}", "unknown field \"bogus\"");
 	expect_error("{\"network_interfaces\": [\"eth0\"], \"version\": \"V3\"}", "V1 or V2");

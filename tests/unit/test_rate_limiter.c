@@ -555,6 +555,9 @@ static void parse_bad(void **state)
 		     "rate_limiter: bandwidth: missing field \"size\"");
 	expect_error("{\"ops\": {\"size\": 1}}", "rate_limiter: ops: missing field \"refill_time\"");
 	expect_error("{\"ops\": 5}", "rate_limiter: ops: expected an object, got integer");
+	/* A bad value given is named before a missing field. */
+	expect_error("{\"bandwidth\": {\"size\": -1}}",
+		     "rate_limiter: bandwidth: size: must not be negative (got -1)");
 	expect_error("{\"ops\": {\"size\": 1, \"refill_time\": 1}, \"bandwidth\": \"fast\"}",
 		     "rate_limiter: bandwidth: expected an object, got string");
 

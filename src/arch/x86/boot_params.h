@@ -4,7 +4,7 @@
 
 #include <asm/bootparam.h>
 
-#include "vmm/err.h"
+#include "util/err.h"
 #include "vmm/guest_mem.h"
 #include "vmm/loader.h"
 

@@ -7,7 +7,7 @@
 #include <linux/kvm.h>
 #include <stdint.h>
 
-#include "vmm/err.h"
+#include "util/err.h"
 
 #define CPUID_MAX_ENTRIES 256
 

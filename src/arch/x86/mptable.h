@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#include "vmm/err.h"
+#include "util/err.h"
 #include "vmm/guest_mem.h"
 
 #define MPTABLE_IOAPIC_PINS 24

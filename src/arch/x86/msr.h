@@ -2,7 +2,7 @@
 #ifndef EMBER_X86_MSR_H
 #define EMBER_X86_MSR_H
 
-#include "vmm/err.h"
+#include "util/err.h"
 
 int msr_setup_boot(int vcpu_fd, ember_err *e);
 

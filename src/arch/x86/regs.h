@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#include "vmm/err.h"
+#include "util/err.h"
 #include "vmm/guest_mem.h"
 
 /* Writes the GDT, an empty IDT and the boot page tables into guest memory. */

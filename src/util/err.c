@@ -1,4 +1,4 @@
-#include "vmm/err.h"
+#include "util/err.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,0 +1,100 @@
+/* The VMM's view of a virtio device. src/vmm/virtio_devs.c runs any device
+ * through this table without knowing its kind: it gives each device an MMIO
+ * window, a GSI and its irqfd, one ioeventfd per queue, a lock, and puts the
+ * device's own fds into the VMM thread's event loop. Everything else (the
+ * device model, its config, metrics, backend fds and state) stays in the
+ * device's own files. Adding a device kind: write its ops and create
+ * function, list it below, and create it from its config in the builder. */
+#ifndef EMBER_DEVICES_DEVICE_H
+#define EMBER_DEVICES_DEVICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "mmds/config.h"
+#include "mmds/http.h"
+#include "util/err.h"
+#include "virtio/mmio.h"
+#include "vmm/guest_mem.h"
+#include "mmds/metrics.h"
+#include "util/metrics.h"
+
+/* What the VM offers a device being created. */
+struct device_env {
+	const struct guest_mem *gm;
+	/* Interrupt and queue-notify hooks into the device's slot. */
+	struct virtio_mmio_hooks hooks;
+	/* Where the device registers its counter set; NULL: it counts
+	 * privately. */
+	struct metrics_devices *metrics;
+	/* The "mmds" group, for network devices' MMDS stacks (or NULL). */
+	struct mmds_metrics *mmds_metrics;
+	/* The MMDS data store (owned by the VMM thread) and mmds-config, for
+	 * network devices; NULL when MMDS is not configured. */
+	struct mmds *mmds;
+	const struct mmds_config *mmds_cfg;
+};
+
+/* An fd of the device's own for the VMM thread to watch. */
+struct device_event {
+	int fd;
+	uint32_t events; /* EPOLLIN, EPOLLET, ... */
+	void (*handle)(void *dev);
+};
+
+/* Up to this many fds of its own per device (beyond its queue ioeventfds). */
+#define DEVICE_MAX_EVENTS 8
+
+/* How a kind is configured when it has a config-file section, GET
+ * /vm/config key and API route (PUT /<key>, before boot) of its own, one
+ * device per VM, as Firecracker's entropy, vsock and balloon devices. The
+ * VMM then needs no line of its own for the kind: the config file, the
+ * API, GET /vm/config and the builder all go through this table. */
+struct device_config_ops {
+	const char *key; /* "entropy" */
+	/* A new config from its JSON object; -1 and e set if it is refused. */
+	int (*parse)(json_t *j, void **cfg, ember_err *e);
+	void (*free)(void *cfg);
+	json_t *(*to_json)(const void *cfg);
+};
+
+/* Every callback but create and destroy runs under the device's lock,
+ * which also serialises the vCPU threads' register accesses. */
+struct device_ops {
+	const char *kind; /* "block", "net": for messages */
+	/* Its per-device counter set ("<name>_<id>", summed into "<name>"). */
+	const struct metrics_group *metrics_group;
+	/* NULL for kinds the VMM configures by its own rules (drives and
+	 * network interfaces: lists with ids, a root drive, MMDS). */
+	const struct device_config_ops *config;
+	/* cfg is the kind's config struct (struct drive_config, ...). */
+	int (*create)(const void *cfg, const struct device_env *env, void **dev, ember_err *e);
+	void (*destroy)(void *dev);
+	struct virtio_mmio *(*mmio)(void *dev);
+	const char *(*id)(const void *dev);
+	/* The guest notified queue `queue` (its ioeventfd fired). */
+	void (*queue_event)(void *dev, unsigned queue);
+	/* The device's own fds (fd -1 entries are skipped); returns how many. */
+	size_t (*events)(void *dev, struct device_event *out, size_t max);
+	/* Its entry in GET /vm/config. */
+	json_t *(*config_json)(const void *dev);
+	/* PATCH on a running device, with the kind's parsed patch; NULL if the
+	 * kind has none. */
+	int (*patch)(void *dev, const void *patch, ember_err *e);
+	/* Snapshot state; NULL until snapshots land. */
+	int (*save)(void *dev, json_t **state, ember_err *e);
+	int (*restore)(void *dev, json_t *state, ember_err *e);
+};
+
+/* The device kinds: each is listed here and in device_kinds (device.c). */
+extern const struct device_ops block_device_ops;
+extern const struct device_ops net_device_ops;
+extern const struct device_ops entropy_device_ops;
+/* Every kind, NULL-terminated: their metrics groups are in every flush. */
+extern const struct device_ops *const device_kinds[];
+/* The kind configured by section/route `key`, or NULL. */
+const struct device_ops *device_kind_by_key(const char *key);
+
+#endif

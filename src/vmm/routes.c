@@ -1,0 +1,333 @@
+#include "vmm/routes.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "vmm/metrics.h"
+
+#define NONE ROUTE_NO_METRIC
+#define G(f) offsetof(struct metrics, get_api_requests.f)
+#define P(f) offsetof(struct metrics, put_api_requests.f)
+#define A(f) offsetof(struct metrics, patch_api_requests.f)
+
+/* ---- Body readers ---- */
+
+/* A body that is one string field naming what to do: {"action_type": ...}
+ * for /actions, {"state": ...} for /vm. */
+struct choice {
+	const char *value;
+	enum vmm_req_kind kind;
+	unsigned when;
+};
+
+static const struct choice actions[] = {
+	{"InstanceStart", REQ_INSTANCE_START, ROUTE_BEFORE_START},
+	{"SendCtrlAltDel", REQ_SEND_CTRL_ALT_DEL, ROUTE_AFTER_START},
+	{"FlushMetrics", REQ_FLUSH_METRICS, ROUTE_ALWAYS},
+};
+
+static const struct choice vm_states[] = {
+	{"Paused", REQ_PAUSE, ROUTE_AFTER_START},
+	{"Resumed", REQ_RESUME, ROUTE_AFTER_START},
+};
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+static int parse_choice(json_t *j, const char *what, const char *key, const struct choice *c,
+			size_t n, struct vmm_request *req, ember_err *e)
+{
+	const char *value = NULL;
+	const struct jfield f = {key, JF_STRING, true, 0};
+	if (json_strict_parse(what, j, &f, 1, &value, e))
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(value, c[i].value)) {
+			req->kind = c[i].kind;
+			return 0;
+		}
+	return err_set(e, "%s: unknown %s \"%s\"", what, key, value);
+}
+
+static int parse_action(json_t *j, struct vmm_request *r, ember_err *e)
+{
+	return parse_choice(j, "actions", "action_type", actions, N(actions), r, e);
+}
+
+static int parse_vm_state(json_t *j, struct vmm_request *r, ember_err *e)
+{
+	return parse_choice(j, "vm", "state", vm_states, N(vm_states), r, e);
+}
+
+static int parse_machine(json_t *j, struct vmm_request *r, ember_err *e)
+{
+	return config_parse_machine(j, &r->machine, e);
+}
+
+static int parse_machine_patch(json_t *j, struct vmm_request *r, ember_err *e)
+{
+	/* As Firecracker: a PATCH must change something. */
+	if (json_is_object(j) && json_object_size(j) == 0)
+		return err_set(e, "machine-config: the PATCH body sets no field");
+	return config_parse_machine_patch(j, &r->patch, e);
+}
+
+static int parse_boot_source(json_t *j, struct vmm_request *r, ember_err *e)
+{
+	return config_parse_boot_source(j, &r->boot_source, e);
+}
+
+static int parse_logger(json_t *j, struct vmm_request *r, ember_err *e)
+{
+	return config_parse_logger(j, &r->logger, e);
+}
+
+static int parse_metrics(json_t *j, struct vmm_request *r, ember_err *e)
+{
+	return metrics_config_parse(j, &r->metrics, e);
+}
+
+static int parse_mmds_config(json_t *j, struct vmm_request *r, ember_err *e)
+{
+	return mmds_config_parse(j, &r->mmds_config, e);
+}
+
+static int parse_drive(json_t *j, struct vmm_request *r, ember_err *e)
+{
+	return drive_config_parse(j, &r->drive, e);
+}
+
+static int parse_drive_patch(json_t *j, struct vmm_request *r, ember_err *e)
+{
+	return drive_patch_parse(j, &r->drive_patch, e);
+}
+
+static int parse_net(json_t *j, struct vmm_request *r, ember_err *e)
+{
+	return net_config_parse(j, &r->net, e);
+}
+
+static int parse_net_patch(json_t *j, struct vmm_request *r, ember_err *e)
+{
+	return net_patch_parse(j, &r->net_patch, e);
+}
+
+static const char *drive_id(const struct vmm_request *r)
+{
+	return r->drive.drive_id;
+}
+
+static const char *drive_patch_id(const struct vmm_request *r)
+{
+	return r->drive_patch.drive_id;
+}
+
+static const char *net_id(const struct vmm_request *r)
+{
+	return r->net.iface_id;
+}
+
+static const char *net_patch_id(const struct vmm_request *r)
+{
+	return r->net_patch.iface_id;
+}
+
+/* ---- The table ---- */
+
+#define BEFORE ROUTE_BEFORE_START
+#define AFTER ROUTE_AFTER_START
+#define ALWAYS ROUTE_ALWAYS
+
+static const struct api_route routes[] = {
+	/* method, path, id, kind, body, parse, body id, when, count, fails,
+	 * missing feature, device kind */
+	{API_GET, "/", false, REQ_GET_INFO, BODY_NONE, NULL, NULL, ALWAYS,
+	 G(instance_info_count), NONE, NULL, NULL},
+	{API_GET, "/version", false, REQ_GET_VERSION, BODY_NONE, NULL, NULL, ALWAYS,
+	 G(vmm_version_count), NONE, NULL, NULL},
+	{API_GET, "/vm/config", false, REQ_GET_VM_CONFIG, BODY_NONE, NULL, NULL, ALWAYS, NONE, NONE,
+	 NULL, NULL},
+	{API_GET, "/machine-config", false, REQ_GET_MACHINE_CONFIG, BODY_NONE, NULL, NULL, ALWAYS,
+	 G(machine_cfg_count), NONE, NULL, NULL},
+	{API_PUT, "/machine-config", false, REQ_PUT_MACHINE_CONFIG, BODY_JSON, parse_machine, NULL,
+	 BEFORE, P(machine_cfg_count), P(machine_cfg_fails), NULL, NULL},
+	{API_PATCH, "/machine-config", false, REQ_PATCH_MACHINE_CONFIG, BODY_JSON,
+	 parse_machine_patch, NULL, BEFORE, A(machine_cfg_count), A(machine_cfg_fails), NULL, NULL},
+	{API_PUT, "/boot-source", false, REQ_PUT_BOOT_SOURCE, BODY_JSON, parse_boot_source, NULL,
+	 BEFORE, P(boot_source_count), P(boot_source_fails), NULL, NULL},
+	/* The kind, and when it may run, depend on the action (actions[]). */
+	{API_PUT, "/actions", false, REQ_INSTANCE_START, BODY_JSON, parse_action, NULL, ALWAYS,
+	 P(actions_count), P(actions_fails), NULL, NULL},
+	{API_PATCH, "/vm", false, REQ_PAUSE, BODY_JSON, parse_vm_state, NULL, ALWAYS, NONE, NONE,
+	 NULL, NULL},
+	{API_PUT, "/logger", false, REQ_PUT_LOGGER, BODY_JSON, parse_logger, NULL, BEFORE,
+	 P(logger_count), P(logger_fails), NULL, NULL},
+	{API_PUT, "/metrics", false, REQ_PUT_METRICS, BODY_JSON, parse_metrics, NULL, BEFORE,
+	 P(metrics_count), P(metrics_fails), NULL, NULL},
+	{API_GET, "/mmds", false, REQ_GET_MMDS, BODY_NONE, NULL, NULL, ALWAYS, G(mmds_count), NONE,
+	 NULL, NULL},
+	{API_PUT, "/mmds", false, REQ_PUT_MMDS, BODY_MMDS, NULL, NULL, ALWAYS, P(mmds_count),
+	 P(mmds_fails), NULL, NULL},
+	{API_PATCH, "/mmds", false, REQ_PATCH_MMDS, BODY_MMDS, NULL, NULL, ALWAYS, A(mmds_count),
+	 A(mmds_fails), NULL, NULL},
+	{API_PUT, "/mmds/config", false, REQ_PUT_MMDS_CONFIG, BODY_JSON, parse_mmds_config, NULL,
+	 BEFORE, P(mmds_count), P(mmds_fails), NULL, NULL},
+	{API_PUT, "/drives", true, REQ_PUT_DRIVE, BODY_JSON, parse_drive, drive_id, BEFORE,
+	 P(drive_count), P(drive_fails), NULL, NULL},
+	{API_PATCH, "/drives", true, REQ_PATCH_DRIVE, BODY_JSON, parse_drive_patch, drive_patch_id,
+	 AFTER, A(drive_count), A(drive_fails), NULL, NULL},
+	{API_PUT, "/network-interfaces", true, REQ_PUT_NET, BODY_JSON, parse_net, net_id, BEFORE,
+	 P(network_count), P(network_fails), NULL, NULL},
+	{API_PATCH, "/network-interfaces", true, REQ_PATCH_NET, BODY_JSON, parse_net_patch,
+	 net_patch_id, AFTER, A(network_count), A(network_fails), NULL, NULL},
+
+	/* Firecracker's resources Ember does not serve yet: answered with a
+	 * 400 naming the feature, never a 2xx for something that will not
+	 * happen. Counted where Firecracker counts them. */
+	{API_PUT, "/cpu-config", false, 0, BODY_NONE, NULL, NULL, 0, P(cpu_cfg_count),
+	 P(cpu_cfg_fails), "CPU templates are", NULL},
+	{API_PUT, "/vsock", false, 0, BODY_NONE, NULL, NULL, 0, P(vsock_count), P(vsock_fails),
+	 "the vsock device is", NULL},
+	{API_PUT, "/pmem", false, 0, BODY_NONE, NULL, NULL, 0, P(pmem_count), P(pmem_fails),
+	 "pmem devices are", NULL},
+	{API_PUT, "/serial", false, 0, BODY_NONE, NULL, NULL, 0, P(serial_count), P(serial_fails),
+	 "serial configuration over the API is", NULL},
+	{API_GET, "/hotplug", false, 0, BODY_NONE, NULL, NULL, 0, G(hotplug_memory_count), NONE,
+	 "memory hotplug is", NULL},
+	{API_PUT, "/hotplug", false, 0, BODY_NONE, NULL, NULL, 0, P(hotplug_memory_count),
+	 P(hotplug_memory_fails), "memory hotplug is", NULL},
+	{API_PATCH, "/hotplug", false, 0, BODY_NONE, NULL, NULL, 0, A(hotplug_memory_count),
+	 A(hotplug_memory_fails), "memory hotplug is", NULL},
+	{API_OTHER, "/balloon", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE,
+	 "the balloon device is", NULL},
+	{API_OTHER, "/cpu-config", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE,
+	 "CPU templates are", NULL},
+	{API_OTHER, "/pmem", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE, "pmem devices are", NULL},
+	{API_OTHER, "/serial", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE,
+	 "serial configuration over the API is", NULL},
+	{API_OTHER, "/hotplug", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE,
+	 "memory hotplug is", NULL},
+	{API_OTHER, "/snapshot", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE,
+	 "snapshots are", NULL},
+	{API_OTHER, "/vsock", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE, "the vsock device is", NULL},
+};
+
+/* ---- Routes of device kinds with their own config (device_ops.config) ---- */
+
+/* PUT /<key>: the kind's parser makes the config (api_parse has set
+ * req->device_ops from the route). */
+static int parse_device(json_t *j, struct vmm_request *r, ember_err *e)
+{
+	if (r->device_ops->config->parse(j, &r->device_cfg, e))
+		return -1;
+	return 0;
+}
+
+/* The counter named "<key>_<suffix>" in put_api_requests, if Firecracker
+ * has one for this resource. */
+static const struct metrics_group put_group = METRICS_GROUP("put_api_requests",
+	METRICS_PUT_API_REQUESTS, struct put_api_requests_metrics);
+
+static size_t put_counter(const char *key, const char *suffix)
+{
+	const struct metrics_group *g = &put_group;
+	char name[64];
+	snprintf(name, sizeof(name), "%s_%s", key, suffix);
+	for (size_t i = 0; i < g->n; i++)
+		if (!strcmp(g->fields[i].name, name))
+			return offsetof(struct metrics, put_api_requests) + g->fields[i].off;
+	return NONE;
+}
+
+static struct api_route device_routes[MAX_VIRTIO_DEVICES];
+static pthread_once_t device_routes_once = PTHREAD_ONCE_INIT;
+
+static void make_device_routes(void)
+{
+	size_t n = 0;
+	for (size_t i = 0; device_kinds[i] && n < MAX_VIRTIO_DEVICES; i++) {
+		const struct device_config_ops *c = device_kinds[i]->config;
+		if (!c)
+			continue;
+		static char paths[MAX_VIRTIO_DEVICES][64];
+		snprintf(paths[n], sizeof(paths[n]), "/%s", c->key);
+		device_routes[n] = (struct api_route){
+			.method = API_PUT, .path = paths[n], .kind = REQ_PUT_DEVICE,
+			.body = BODY_JSON, .parse = parse_device, .when = BEFORE,
+			.count = put_counter(c->key, "count"), .fails = put_counter(c->key, "fails"),
+			.device = device_kinds[i]};
+		n++;
+	}
+}
+
+enum api_method api_method_parse(const char *method)
+{
+	return !strcmp(method, "GET")	  ? API_GET
+	       : !strcmp(method, "PUT")	  ? API_PUT
+	       : !strcmp(method, "PATCH") ? API_PATCH
+					  : API_OTHER;
+}
+
+/* path is the route's path, its path plus "/{id}" (has_id), or anything
+ * below it (missing). */
+static bool path_matches(const struct api_route *r, const char *path, const char **id)
+{
+	if (!strcmp(r->path, "/"))
+		return !strcmp(path, "/") || !*path;
+	size_t n = strlen(r->path);
+	if (strncmp(path, r->path, n))
+		return false;
+	if (r->missing)
+		return path[n] == 0 || path[n] == '/';
+	if (!r->has_id)
+		return path[n] == 0;
+	if (path[n] != 0 && path[n] != '/')
+		return false;
+	if (id)
+		*id = path + n + (path[n] == '/');
+	return true;
+}
+
+const struct api_route *api_route_find(enum api_method method, const char *path,
+				       const char **id)
+{
+	pthread_once(&device_routes_once, make_device_routes);
+	for (size_t i = 0; i < N(device_routes) && device_routes[i].path; i++)
+		if (device_routes[i].method == method && path_matches(&device_routes[i], path, id))
+			return &device_routes[i];
+	for (size_t i = 0; i < N(routes); i++) {
+		const struct api_route *r = &routes[i];
+		if ((r->method == method || (r->missing && r->method == API_OTHER)) &&
+		    path_matches(r, path, id))
+			return r;
+	}
+	return NULL;
+}
+
+const struct api_route *api_route_any(const char *path)
+{
+	pthread_once(&device_routes_once, make_device_routes);
+	for (size_t i = 0; i < N(device_routes) && device_routes[i].path; i++)
+		if (path_matches(&device_routes[i], path, NULL))
+			return &device_routes[i];
+	for (size_t i = 0; i < N(routes); i++)
+		if (path_matches(&routes[i], path, NULL))
+			return &routes[i];
+	return NULL;
+}
+
+unsigned api_request_when(enum vmm_req_kind kind)
+{
+	for (size_t i = 0; i < N(actions); i++)
+		if (actions[i].kind == kind)
+			return actions[i].when;
+	for (size_t i = 0; i < N(vm_states); i++)
+		if (vm_states[i].kind == kind)
+			return vm_states[i].when;
+	if (kind == REQ_PUT_DEVICE)
+		return ROUTE_BEFORE_START;
+	for (size_t i = 0; i < N(routes); i++)
+		if (!routes[i].missing && routes[i].kind == kind)
+			return routes[i].when;
+	return ROUTE_ALWAYS;
+}
