@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <linux/seccomp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -126,6 +127,13 @@ int seccomp_apply(enum seccomp_thread kind, ember_err *e)
 		return 0;
 	if ((unsigned)kind >= SECCOMP_THREAD_KINDS)
 		return err_set(e, "seccomp: no thread kind %d", (int)kind);
+	/* A trap while SIGSYS is blocked kills the process with the default
+	 * action, skipping the report: a thread that blocks signals (the API
+	 * thread does) must still take this one. */
+	sigset_t sys;
+	sigemptyset(&sys);
+	sigaddset(&sys, SIGSYS);
+	pthread_sigmask(SIG_UNBLOCK, &sys, NULL);
 	struct sock_fprog prog = {.len = progs[kind].len, .filter = progs[kind].insns};
 	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog))
 		return err_set(e, "cannot install the %s seccomp filter: %s",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from ember_harness import (BOOT_TIMEOUT, ERROR_TIMEOUT, EXIT_TIMEOUT, STEP_TIMEO
 
 BAD_SYSCALL_EXIT = 148
 # x86_64 numbers, as the log line gives them.
-SYS_IOCTL, SYS_EPOLL_WAIT, SYS_ACCEPT4 = 16, 232, 288
+SYS_IOCTL, SYS_SENDTO, SYS_EPOLL_WAIT = 16, 44, 232
 KVM_RUN = 0xAE80
 
 # The API thread installs its filter at its start in the API server being
@@ -159,14 +160,21 @@ def test_vcpu_thread_bad_syscall_is_logged_counted_and_exits_148(ember, kernel_v
 
 @API_THREAD_PENDING
 def test_api_thread_bad_syscall_is_logged_counted_and_exits_148(api_ember, workdir):
-    """The API thread accepts the harness's first connection."""
+    """The API thread sends its first response: PUT /metrics has opened the
+    sink by then (the VMM thread did), so the fault is flushed to it."""
     f = workdir / "filter.json"
-    f.write_text(denying(api=[{"syscall": "accept4"}]))
+    f.write_text(denying(api=[{"syscall": "sendto"}]))
+    vm = api_ember.start("--seccomp-filter", str(f))
     metrics = workdir / "metrics.json"
-    config = workdir / "vm.json"
-    config.write_text(json.dumps({"metrics": {"metrics_path": str(metrics)}}))
-    vm = api_ember.start("--seccomp-filter", str(f), "--config-file", str(config))
-    expect_bad_syscall(vm.proc, "fc_api", SYS_ACCEPT4, metrics)
+    body = json.dumps({"metrics_path": str(metrics)}).encode()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(STEP_TIMEOUT)
+        s.connect(str(vm.sock))
+        s.sendall(b"PUT /metrics HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        # No response comes: the thread that would send it is gone.
+        assert s.recv(4096) == b"", vm.proc.report("a response came")
+    expect_bad_syscall(vm.proc, "fc_api", SYS_SENDTO, metrics)
 
 
 # --- bad filter files -------------------------------------------------------------
