@@ -14,6 +14,7 @@
 #include "seccomp/bpf.h"
 #include "seccomp/compile.h"
 #include "seccomp/filter.h"
+#include "util/sigsafe_fmt.h"
 
 #ifndef SYS_SECCOMP
 #define SYS_SECCOMP 1 /* si_code of a SECCOMP_RET_TRAP */
@@ -29,25 +30,6 @@ void seccomp_set_reporter(const struct seccomp_reporter *r)
 }
 
 /* ---- the SIGSYS handler: async-signal-safe only ------------------------ */
-
-static char *put_str(char *p, char *end, const char *s)
-{
-	while (*s && p < end)
-		*p++ = *s++;
-	return p;
-}
-
-static char *put_u64(char *p, char *end, uint64_t v)
-{
-	char tmp[20];
-	int n = 0;
-	do
-		tmp[n++] = (char)('0' + v % 10);
-	while ((v /= 10) && n < 20);
-	while (n && p < end)
-		*p++ = tmp[--n];
-	return p;
-}
 
 static void report_line(const char *msg)
 {
@@ -65,19 +47,19 @@ static void on_sigsys(int sig, siginfo_t *si, void *uctx)
 	(void)uctx;
 	char msg[96], *p = msg, *end = msg + sizeof(msg) - 1;
 	if (sig != SIGSYS || si->si_code != SYS_SECCOMP) {
-		p = put_str(p, end, "Shutting down VM after intercepting signal ");
-		p = put_u64(p, end, (uint64_t)sig);
-		p = put_str(p, end, ", code ");
-		p = put_u64(p, end, (uint64_t)(unsigned)si->si_code);
-		p = put_str(p, end, ".");
+		p = sigsafe_str(p, end, "Shutting down VM after intercepting signal ");
+		p = sigsafe_u64(p, end, (uint64_t)sig, 0);
+		p = sigsafe_str(p, end, ", code ");
+		p = sigsafe_u64(p, end, (uint64_t)(unsigned)si->si_code, 0);
+		p = sigsafe_str(p, end, ".");
 		*p = 0;
 		report_line(msg);
 		_exit(2); /* Firecracker's UnexpectedError */
 	}
 	/* Firecracker's words; the thread's name is in the line's prefix. */
-	p = put_str(p, end, "Shutting down VM after intercepting a bad syscall (");
-	p = put_u64(p, end, (uint64_t)(unsigned)si->si_syscall);
-	p = put_str(p, end, ").");
+	p = sigsafe_str(p, end, "Shutting down VM after intercepting a bad syscall (");
+	p = sigsafe_u64(p, end, (uint64_t)(unsigned)si->si_syscall, 0);
+	p = sigsafe_str(p, end, ").");
 	*p = 0;
 	report_line(msg);
 	if (reporter.fault)

@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/sigsafe_fmt.h"
+
 static struct {
 	pthread_mutex_t lock;
 	enum log_level level;
@@ -162,27 +164,6 @@ void log_guest_errorv(const char *file, int line, uint64_t *count, const char *w
 		log_msg(LOG_DEBUG, file, line, "%s: %s", who, msg);
 }
 
-static char *put_str(char *p, char *end, const char *s)
-{
-	while (*s && p < end)
-		*p++ = *s++;
-	return p;
-}
-
-static char *put_num(char *p, char *end, uint64_t v, int width)
-{
-	char tmp[20];
-	int n = 0;
-	do
-		tmp[n++] = (char)('0' + v % 10);
-	while ((v /= 10) && n < 20);
-	while (n < width && n < 20)
-		tmp[n++] = '0';
-	while (n && p < end)
-		*p++ = tmp[--n];
-	return p;
-}
-
 /* gmtime_r takes glibc's time zone lock: not for a signal handler. This is
  * the proleptic Gregorian calendar from days since 1970-01-01. */
 static char *put_utc(char *p, char *end, const struct timespec *ts)
@@ -194,19 +175,19 @@ static char *put_utc(char *p, char *end, const struct timespec *ts)
 	int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
 	int64_t mp = (5 * doy + 2) / 153, d = doy - (153 * mp + 2) / 5 + 1;
 	int64_t m = mp < 10 ? mp + 3 : mp - 9, y = yoe + era * 400 + (m <= 2);
-	p = put_num(p, end, (uint64_t)y, 4);
-	p = put_str(p, end, "-");
-	p = put_num(p, end, (uint64_t)m, 2);
-	p = put_str(p, end, "-");
-	p = put_num(p, end, (uint64_t)d, 2);
-	p = put_str(p, end, "T");
-	p = put_num(p, end, (uint64_t)(secs / 3600), 2);
-	p = put_str(p, end, ":");
-	p = put_num(p, end, (uint64_t)(secs / 60 % 60), 2);
-	p = put_str(p, end, ":");
-	p = put_num(p, end, (uint64_t)(secs % 60), 2);
-	p = put_str(p, end, ".");
-	return put_num(p, end, (uint64_t)ts->tv_nsec, 9);
+	p = sigsafe_u64(p, end, (uint64_t)y, 4);
+	p = sigsafe_str(p, end, "-");
+	p = sigsafe_u64(p, end, (uint64_t)m, 2);
+	p = sigsafe_str(p, end, "-");
+	p = sigsafe_u64(p, end, (uint64_t)d, 2);
+	p = sigsafe_str(p, end, "T");
+	p = sigsafe_u64(p, end, (uint64_t)(secs / 3600), 2);
+	p = sigsafe_str(p, end, ":");
+	p = sigsafe_u64(p, end, (uint64_t)(secs / 60 % 60), 2);
+	p = sigsafe_str(p, end, ":");
+	p = sigsafe_u64(p, end, (uint64_t)(secs % 60), 2);
+	p = sigsafe_str(p, end, ".");
+	return sigsafe_u64(p, end, (uint64_t)ts->tv_nsec, 9);
 }
 
 void log_signal_safe(const char *msg)
@@ -215,15 +196,15 @@ void log_signal_safe(const char *msg)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	p = put_utc(p, end, &ts);
-	p = put_str(p, end, " [");
-	p = put_str(p, end, logger.id);
-	p = put_str(p, end, ":");
-	p = put_str(p, end, thread_name);
-	p = put_str(p, end, "]");
+	p = sigsafe_str(p, end, " [");
+	p = sigsafe_str(p, end, logger.id);
+	p = sigsafe_str(p, end, ":");
+	p = sigsafe_str(p, end, thread_name);
+	p = sigsafe_str(p, end, "]");
 	if (logger.show_level)
-		p = put_str(p, end, " [ERROR]");
-	p = put_str(p, end, " ");
-	p = put_str(p, end, msg);
+		p = sigsafe_str(p, end, " [ERROR]");
+	p = sigsafe_str(p, end, " ");
+	p = sigsafe_str(p, end, msg);
 	*p++ = '\n';
 	ssize_t rc = write(logger.fd, buf, (size_t)(p - buf));
 	(void)rc;

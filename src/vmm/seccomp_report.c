@@ -4,29 +4,11 @@
 #include <unistd.h>
 
 #include "seccomp/seccomp.h"
+#include "util/sigsafe_fmt.h"
 #include "vmm/log.h"
 
 static struct metrics *fault_metrics;
 static const struct metrics_sink *fault_sink;
-
-static char *put_str(char *p, char *end, const char *s)
-{
-	while (*s && p < end)
-		*p++ = *s++;
-	return p;
-}
-
-static char *put_u64(char *p, char *end, uint64_t v)
-{
-	char tmp[20];
-	int n = 0;
-	do
-		tmp[n++] = (char)('0' + v % 10);
-	while ((v /= 10) && n < 20);
-	while (n && p < end)
-		*p++ = tmp[--n];
-	return p;
-}
 
 /* In the SIGSYS handler. The last metrics line is hand-built: a full flush
  * (metrics_write) builds its JSON with jansson, that is with malloc, and
@@ -46,10 +28,10 @@ static void on_fault(void *ctx)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	char buf[160], *p = buf, *end = buf + sizeof(buf);
 	if (s->torn)
-		p = put_str(p, end, "\n");
-	p = put_str(p, end, "{\"utc_timestamp_ms\":");
-	p = put_u64(p, end, (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
-	p = put_str(p, end, ",\"seccomp\":{\"num_faults\":1}}\n");
+		p = sigsafe_str(p, end, "\n");
+	p = sigsafe_str(p, end, "{\"utc_timestamp_ms\":");
+	p = sigsafe_u64(p, end, (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000, 0);
+	p = sigsafe_str(p, end, ",\"seccomp\":{\"num_faults\":1}}\n");
 	ssize_t rc = write(s->fd, buf, (size_t)(p - buf));
 	(void)rc; /* a full FIFO loses it, as any flush */
 }
