@@ -27,10 +27,10 @@ BAD_SYSCALL_EXIT = 148
 SYS_IOCTL, SYS_SENDTO, SYS_EPOLL_WAIT = 16, 44, 232
 KVM_RUN = 0xAE80
 
-# The API thread installs its filter at its start in the API server being
-# rewritten (src/api/server.c calls seccomp_apply(SECCOMP_API)); until that
-# lands, libmicrohttpd's thread runs unfiltered. Strict: these fail loudly
-# once it is filtered, so that the marker goes.
+# The API thread installs its filter at its start once the API server
+# rewrite lands (main passes seccomp_apply_api_thread as the server's
+# on_thread_start hook); until then libmicrohttpd's thread runs unfiltered.
+# Strict: these fail loudly once it is filtered, so that the marker goes.
 API_THREAD_PENDING = pytest.mark.xfail(
     strict=True, reason="the API thread's filter comes with the src/api/server.c rewrite")
 
