@@ -1,6 +1,6 @@
 # Thin wrapper over Meson; see README.md.
 BUILD ?= build
-DEPS = meson ninja-build pkg-config gcc clang libjansson-dev libmicrohttpd-dev \
+DEPS = meson ninja-build pkg-config gcc clang libjansson-dev \
        liburing-dev libseccomp-dev libcmocka-dev python3-pytest python3-pytest-timeout python3-jsonschema python3-yaml curl \
        qemu-system-x86 busybox-static linux-source-6.1 e2fsprogs cpio flex bison bc \
        libelf-dev libssl-dev kmod xz-utils acpica-tools iproute2 util-linux libc6-dev gnuplot-nox

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -215,7 +216,7 @@ def test_eleven_interfaces_with_mmds_and_four_drives(ember, kernel_vmlinux, init
               "ip addr add 10.99.0.2/24 dev eth10 && ip link set eth10 up && "
               f"ip route add {mmds} dev eth10; "
               f"echo EMBER-MMDS=$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc {mmds} 80 "
-              "| head -1 | cut -d' ' -f1)")
+              "| head -1 | cut -d' ' -f2)")
     config = vm_config(kernel_vmlinux, initramfs, mem_mib=256, boot_args=script_args(script))
     ids = [f"eth{i}" for i in range(11)]
     config["network-interfaces"] = [iface(n, f"tap{i}") for i, n in enumerate(ids)]
@@ -230,5 +231,6 @@ def test_eleven_interfaces_with_mmds_and_four_drives(ember, kernel_vmlinux, init
     proc.expect(hook_done("script"), BOOT_TIMEOUT + STEP_TIMEOUT)
     assert proc.value("EMBER-ETH") == "11", proc.report("the guest's interfaces")
     assert proc.value("EMBER-VD") == "4", proc.report("the guest's drives")
-    assert proc.value("EMBER-MMDS") == "HTTP/1.1", proc.report("MMDS on eth10")
+    # Any HTTP status line proves the stack answered (the store is empty).
+    assert re.fullmatch(r"[1-5]\d\d", proc.value("EMBER-MMDS")), proc.report("MMDS on eth10")
     finish(proc)
