@@ -264,7 +264,11 @@ int main(int argc, char **argv)
 		controller_destroy(&ctl);
 		return fail(EXIT_BAD_CONFIGURATION, "%s", e.msg);
 	}
-	if (with_api && api_server_start(&api, cli.api_sock, cli.max_payload, &chan, &metrics, &e)) {
+	/* The API thread installs its own filter before it touches a client. */
+	struct api_server_opts api_opts = {.limits = API_DEFAULT_LIMITS,
+					   .on_thread_start = seccomp_apply_api_thread};
+	if (with_api && api_server_start_opts(&api, cli.api_sock, cli.max_payload, &chan, &metrics,
+					      &api_opts, &e)) {
 		controller_destroy(&ctl);
 		return fail(EXIT_GENERIC, "%s", e.msg);
 	}

@@ -5,6 +5,7 @@
 #include <linux/seccomp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -69,15 +70,36 @@ static void on_sigsys(int sig, siginfo_t *si, void *uctx)
 
 /* ---- set-up and installation ------------------------------------------ */
 
+/* The first time free() gives memory back from a thread's own arena, glibc
+ * reads /proc/sys/vm/overcommit_memory (once per process). Make that first
+ * time happen here, unfiltered, on a short-lived thread with its own arena:
+ * eight 64 KiB blocks (below the mmap threshold) freed together leave a top
+ * chunk above the trim threshold. */
+static void *prime_arena_trim(void *unused)
+{
+	(void)unused;
+	enum { N = 8, SIZE = 64 << 10 };
+	void *p[N];
+	for (int i = 0; i < N; i++)
+		p[i] = malloc(SIZE);
+	for (int i = N; i-- > 0;)
+		free(p[i]);
+	return NULL;
+}
+
 int seccomp_setup(bool disabled, const char *path, ember_err *e)
 {
 	if (disabled)
 		return 0;
 	/* Done once here, unfiltered, what would otherwise open files in
 	 * whichever thread came first: jansson seeds its hash function from
-	 * /dev/urandom, glibc reads /etc/localtime. */
+	 * /dev/urandom, glibc reads /etc/localtime and, in free(),
+	 * /proc/sys/vm/overcommit_memory. */
 	json_object_seed(0);
 	tzset();
+	pthread_t t;
+	if (pthread_create(&t, NULL, prime_arena_trim, NULL) == 0)
+		pthread_join(t, NULL);
 	struct seccomp_policy pol;
 	if (path ? seccomp_policy_load_file(path, &pol, e) : seccomp_default_policy(&pol, e))
 		return -1;

@@ -27,14 +27,6 @@ BAD_SYSCALL_EXIT = 148
 SYS_IOCTL, SYS_SENDTO, SYS_EPOLL_WAIT = 16, 44, 232
 KVM_RUN = 0xAE80
 
-# The API thread installs its filter at its start once the API server
-# rewrite lands (main passes seccomp_apply_api_thread as the server's
-# on_thread_start hook); until then libmicrohttpd's thread runs unfiltered.
-# Strict: these fail loudly once it is filtered, so that the marker goes.
-API_THREAD_PENDING = pytest.mark.xfail(
-    strict=True, reason="the API thread's filter comes with the src/api/server.c rewrite")
-
-
 def thread_status(pid: int) -> dict[int, dict[str, str]]:
     """Every thread of pid: its name and the Seccomp and NoNewPrivs lines."""
     out = {}
@@ -119,7 +111,6 @@ def test_api_mode_main_thread_is_filtered_and_no_thread_may_gain_privileges(api_
     assert not no_nnp, vm.proc.report(f"threads without no_new_privs: {no_nnp}")
 
 
-@API_THREAD_PENDING
 def test_api_thread_is_filtered(api_ember):
     vm = api_ember.start()
     check_ok(vm.client().get("/machine-config"), 200, "MachineConfiguration")
@@ -158,7 +149,6 @@ def test_vcpu_thread_bad_syscall_is_logged_counted_and_exits_148(ember, kernel_v
     expect_bad_syscall(proc, "fc_vcpu 0", SYS_IOCTL, workdir / "metrics.json")
 
 
-@API_THREAD_PENDING
 def test_api_thread_bad_syscall_is_logged_counted_and_exits_148(api_ember, workdir):
     """The API thread sends its first response: PUT /metrics has opened the
     sink by then (the VMM thread did), so the fault is flushed to it."""
