@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "api/server.h"
+#include "seccomp/seccomp.h"
 #include "vmm/config.h"
 #include "vmm/controller.h"
 #include "util/log.h"
@@ -31,9 +32,11 @@ struct cli {
 	const char *metrics_path;
 	const char *module;
 	const char *metadata;
+	const char *seccomp_filter;
 	size_t max_payload;
 	size_t mmds_limit;
 	bool no_api;
+	bool no_seccomp;
 	bool boot_timer;
 	bool show_level, show_origin;
 };
@@ -62,6 +65,10 @@ static const char usage[] =
 	"  --metrics-path PATH  write metrics to PATH (a file or FIFO) from the start\n"
 	"  --metadata FILE      start with FILE's JSON as the MMDS contents\n"
 	"  --id ID              the microVM's id (letters, digits and '-', 1 to 64)\n"
+	"  --seccomp-filter FILE\n"
+	"                       per-thread seccomp filters in seccompiler's JSON format\n"
+	"                       instead of Ember's default ones (docs/seccomp.md)\n"
+	"  --no-seccomp         install no seccomp filter (not for production)\n"
 	"  --version            print the version and exit\n"
 	"  --help               print this help and exit\n"
 	"\n"
@@ -97,7 +104,8 @@ static bool valid_id(const char *id)
 enum {
 	OPT_CONFIG = 256, OPT_NO_API, OPT_BOOT_TIMER, OPT_LEVEL, OPT_LOG_PATH, OPT_ID,
 	OPT_VERSION, OPT_HELP, OPT_SHOW_LEVEL, OPT_SHOW_ORIGIN, OPT_API_SOCK, OPT_MAX_PAYLOAD,
-	OPT_MMDS_LIMIT, OPT_METRICS_PATH, OPT_MODULE, OPT_METADATA,
+	OPT_MMDS_LIMIT, OPT_METRICS_PATH, OPT_MODULE, OPT_METADATA, OPT_SECCOMP_FILTER,
+	OPT_NO_SECCOMP,
 	/* Firecracker's, for features Ember lacks: refused with the reason. */
 	OPT_SNAPSHOT_VERSION, OPT_DESCRIBE_SNAPSHOT, OPT_ENABLE_PCI,
 	/* Passed by Firecracker's jailer; Ember accepts and ignores them for now. */
@@ -124,6 +132,8 @@ static const struct option options[] = {
 	{"snapshot-version", no_argument, NULL, OPT_SNAPSHOT_VERSION},
 	{"describe-snapshot", required_argument, NULL, OPT_DESCRIBE_SNAPSHOT},
 	{"enable-pci", no_argument, NULL, OPT_ENABLE_PCI},
+	{"seccomp-filter", required_argument, NULL, OPT_SECCOMP_FILTER},
+	{"no-seccomp", no_argument, NULL, OPT_NO_SECCOMP},
 	{"start-time-us", required_argument, NULL, OPT_START_TIME_US},
 	{"start-time-cpu-us", required_argument, NULL, OPT_START_TIME_CPU_US},
 	{"parent-cpu-time-us", required_argument, NULL, OPT_PARENT_CPU_TIME_US},
@@ -161,6 +171,8 @@ static int parse_cli(int argc, char **argv, struct cli *c)
 		case OPT_ENABLE_PCI:
 			return fail(EXIT_GENERIC, "%s: PCI is not supported by Ember: its devices "
 				    "are on virtio-mmio", "--enable-pci");
+		case OPT_SECCOMP_FILTER: c->seccomp_filter = optarg; break;
+		case OPT_NO_SECCOMP: c->no_seccomp = true; break;
 		case OPT_MAX_PAYLOAD:
 		case OPT_MMDS_LIMIT: {
 			char *end;
@@ -196,6 +208,8 @@ static int parse_cli(int argc, char **argv, struct cli *c)
 		return fail(EXIT_ARG_PARSING, "%s", "--no-api requires --config-file");
 	if (c->no_api && c->api_sock)
 		return fail(EXIT_ARG_PARSING, "%s", "--no-api and --api-sock exclude each other");
+	if (c->no_seccomp && c->seccomp_filter) /* as Firecracker */
+		return fail(EXIT_ARG_PARSING, "%s", "--no-seccomp and --seccomp-filter exclude each other");
 	if (!c->no_api && !c->api_sock)
 		c->api_sock = DEFAULT_API_SOCK;
 	if (!c->max_payload)
@@ -268,6 +282,12 @@ int main(int argc, char **argv)
 		return rc;
 	if ((rc = setup_logger(&cli)) >= 0)
 		return rc;
+	ember_err se;
+	if (seccomp_setup(cli.no_seccomp, cli.seccomp_filter, &se)) {
+		if (cli.seccomp_filter)
+			err_prefix(&se, "--seccomp-filter %s", cli.seccomp_filter);
+		return fail(EXIT_GENERIC, "%s", se.msg);
+	}
 
 	ember_err e = {{0}};
 	struct vmm_config cfg;
@@ -312,12 +332,15 @@ int main(int argc, char **argv)
 		return fail(EXIT_GENERIC, "%s", e.msg);
 	}
 	if (controller_set_config(&ctl, &cfg, &e) ||
-	    (cli.metadata && load_metadata(&ctl, cli.metadata, &e)) ||
-	    (cli.config_file && controller_start_vm(&ctl, &e))) {
+	    (cli.metadata && load_metadata(&ctl, cli.metadata, &e))) {
 		controller_destroy(&ctl);
 		return fail(EXIT_BAD_CONFIGURATION, "%s", e.msg);
 	}
-	if (with_api && api_server_start(&api, cli.api_sock, cli.max_payload, &chan, &metrics, &e)) {
+	/* The API thread installs its own filter before it touches a client. */
+	struct api_server_opts api_opts = {.limits = API_DEFAULT_LIMITS,
+					   .on_thread_start = seccomp_apply_api_thread};
+	if (with_api && api_server_start_opts(&api, cli.api_sock, cli.max_payload, &chan, &metrics,
+					      &api_opts, &e)) {
 		controller_destroy(&ctl);
 		return fail(EXIT_GENERIC, "%s", e.msg);
 	}
@@ -330,7 +353,15 @@ int main(int argc, char **argv)
 		metric_set(&metrics.api_server.process_startup_time_cpu_us,
 			   (uint64_t)cpu.tv_sec * 1000000 + (uint64_t)cpu.tv_nsec / 1000);
 	}
-	rc = controller_run(&ctl, &e);
+	/* The main thread's filter goes on now: after the API thread has
+	 * started (a thread inherits its creator's filters) and before the
+	 * guest's first instruction or any API request. */
+	if (seccomp_apply(SECCOMP_VMM, &e))
+		rc = EXIT_GENERIC;
+	else if (cli.config_file && controller_start_vm(&ctl, &e))
+		rc = EXIT_BAD_CONFIGURATION;
+	else
+		rc = controller_run(&ctl, &e);
 	if (with_api) {
 		api_server_stop(&api);
 		vmm_channel_destroy(&chan);

@@ -13,9 +13,10 @@
 #include <unistd.h>
 
 #include "util/out_queue.h"
+#include "util/sigsafe_fmt.h"
 
 /* Lines for stderr wait in a queue that a thread of its own writes out
- * (vmm/out_queue.h): a stderr nobody reads must not stop the thread that
+ * (util/out_queue.h): a stderr nobody reads must not stop the thread that
  * logs, which may be a vCPU or the VMM thread holding a device's lock. */
 #define STDERR_QUEUE (64u << 10)
 #define STDERR_FLUSH_IDLE_MS 1000
@@ -204,6 +205,52 @@ void log_guest_errorv(const char *file, int line, uint64_t *count, const char *w
 		log_msg(LOG_WARN, file, line, "%s: %s (further ones are only counted)", who, msg);
 	else
 		log_msg(LOG_DEBUG, file, line, "%s: %s", who, msg);
+}
+
+/* gmtime_r takes glibc's time zone lock: not for a signal handler. This is
+ * the proleptic Gregorian calendar from days since 1970-01-01. */
+static char *put_utc(char *p, char *end, const struct timespec *ts)
+{
+	int64_t days = ts->tv_sec / 86400, secs = ts->tv_sec % 86400;
+	int64_t z = days + 719468, era = z / 146097;
+	int64_t doe = z - era * 146097;
+	int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	int64_t mp = (5 * doy + 2) / 153, d = doy - (153 * mp + 2) / 5 + 1;
+	int64_t m = mp < 10 ? mp + 3 : mp - 9, y = yoe + era * 400 + (m <= 2);
+	p = sigsafe_u64(p, end, (uint64_t)y, 4);
+	p = sigsafe_str(p, end, "-");
+	p = sigsafe_u64(p, end, (uint64_t)m, 2);
+	p = sigsafe_str(p, end, "-");
+	p = sigsafe_u64(p, end, (uint64_t)d, 2);
+	p = sigsafe_str(p, end, "T");
+	p = sigsafe_u64(p, end, (uint64_t)(secs / 3600), 2);
+	p = sigsafe_str(p, end, ":");
+	p = sigsafe_u64(p, end, (uint64_t)(secs / 60 % 60), 2);
+	p = sigsafe_str(p, end, ":");
+	p = sigsafe_u64(p, end, (uint64_t)(secs % 60), 2);
+	p = sigsafe_str(p, end, ".");
+	return sigsafe_u64(p, end, (uint64_t)ts->tv_nsec, 9);
+}
+
+void log_signal_safe(const char *msg)
+{
+	char buf[512], *p = buf, *end = buf + sizeof(buf) - 1;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	p = put_utc(p, end, &ts);
+	p = sigsafe_str(p, end, " [");
+	p = sigsafe_str(p, end, logger.id);
+	p = sigsafe_str(p, end, ":");
+	p = sigsafe_str(p, end, thread_name);
+	p = sigsafe_str(p, end, "]");
+	if (logger.show_level)
+		p = sigsafe_str(p, end, " [ERROR]");
+	p = sigsafe_str(p, end, " ");
+	p = sigsafe_str(p, end, msg);
+	*p++ = '\n';
+	ssize_t rc = write(logger.fd, buf, (size_t)(p - buf));
+	(void)rc;
 }
 
 void log_msg(enum log_level level, const char *file, int line, const char *fmt, ...)

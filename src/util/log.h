@@ -43,6 +43,10 @@ void log_flush(void);
 void log_stderr(const char *line, size_t len);
 void log_thread_name(const char *name);
 
+/* An error line for a signal handler: no lock, no stdio, no allocation, one
+ * write(); written whatever the level, as Firecracker's error_unrestricted. */
+void log_signal_safe(const char *msg);
+
 void log_msg(enum log_level level, const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "util/log.h"
+#include "vmm/seccomp_report.h"
 
 static void end_process(struct controller *c, int code, const char *why)
 {
@@ -88,6 +89,7 @@ int controller_init(struct controller *c, const struct vmm_options *opt, const c
 		if (metrics_devices_add_kind(&metrics->devices, device_kinds[i]->metrics_group, e))
 			return -1;
 	metrics_sink_init(&c->sink);
+	seccomp_report_to(metrics, &c->sink); /* a bad syscall flushes num_faults here */
 	mmds_init(&c->mmds, mmds_limit);
 	c->opt.mmds = &c->mmds; /* the guest's side, through the net devices */
 	config_init(&c->cfg);

@@ -10,6 +10,7 @@
 
 #include "arch/x86/msr.h"
 #include "arch/x86/regs.h"
+#include "seccomp/seccomp.h"
 #include "util/log.h"
 #include "util/thread_stack.h"
 
@@ -142,6 +143,13 @@ static void *vcpu_thread(void *arg)
 	sigemptyset(&set);
 	sigaddset(&set, vcpu_kick_signal());
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+
+	/* Before the first KVM_RUN, that is before any guest input. */
+	ember_err e;
+	if (seccomp_apply(SECCOMP_VCPU, &e)) {
+		v->env->on_exit(v->env->ctx, 1, e.msg);
+		return NULL;
+	}
 
 	while (!atomic_load(v->env->stop)) {
 		struct vcpu_pause *p = v->env->pause;
