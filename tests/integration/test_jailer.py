@@ -561,6 +561,12 @@ def test_guest_boots_through_the_jailer(jails, ember_bin, kernel_vmlinux, initra
         for cap in ("CapPrm", "CapEff", "CapBnd"):
             assert int(status[cap], 16) == 0, f"{cap}: {status[cap]}"
         assert status["NSpid"].split()[1:] == ["1"], status["NSpid"]
+        # Every thread of the jailed Ember (main/VMM, vCPU) runs under its
+        # seccomp filter with no_new_privs (docs/seccomp.md).
+        for task in os.listdir(f"/proc/{pid}/task"):
+            t = proc_status(int(task))
+            assert t["Seccomp"] == "2" and t["NoNewPrivs"] == "1", (t["Name"], t["Seccomp"],
+                                                                   t["NoNewPrivs"])
         assert ns(pid, "mnt") != ns("self", "mnt")
         assert ns(pid, "net") == f"net:[{os.stat(f'/run/netns/{test_netns.name}').st_ino}]"
         assert sorted(os.listdir(f"/proc/{pid}/root")) == sorted(
