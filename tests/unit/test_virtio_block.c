@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "devices/virtio_block.h"
+#include "fake_mmio.h"
 #include "guest/guest_mem.h"
 
 #define MEM_SIZE (4 << 20)
@@ -66,34 +67,9 @@ static uint64_t fake_clock(void *ctx)
 	return ((struct tb *)ctx)->clock_ns;
 }
 
-static uint32_t r32(struct tb *t, uint64_t off)
-{
-	uint8_t b[4];
-	virtio_mmio_read(t->m, off, b, 4);
-	uint32_t v;
-	memcpy(&v, b, 4);
-	return v;
-}
 
-static void w32(struct tb *t, uint64_t off, uint32_t v)
-{
-	uint8_t b[4];
-	memcpy(b, &v, 4);
-	virtio_mmio_write(t->m, off, b, 4);
-}
 
-static void add_status(struct tb *t, uint32_t bit)
-{
-	w32(t, VIRTIO_MMIO_STATUS, r32(t, VIRTIO_MMIO_STATUS) | bit);
-}
 
-static uint64_t device_features(struct tb *t)
-{
-	w32(t, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
-	uint64_t f = (uint64_t)r32(t, VIRTIO_MMIO_DEVICE_FEATURES) << 32;
-	w32(t, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
-	return f | r32(t, VIRTIO_MMIO_DEVICE_FEATURES);
-}
 
 /* Linux's probe: accept every offered feature, one queue of qsize. */
 static void bring_up(struct tb *t, uint16_t qsize)

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "devices/virtio_rng.h"
+#include "fake_mmio.h"
 #include "guest/guest_mem.h"
 
 #define MEM_SIZE (1 << 20)
@@ -46,26 +47,8 @@ static uint64_t fake_clock(void *ctx)
 	return ((struct tb *)ctx)->clock_ns;
 }
 
-static uint32_t r32(struct tb *t, uint64_t off)
-{
-	uint8_t b[4];
-	virtio_mmio_read(t->m, off, b, 4);
-	uint32_t v;
-	memcpy(&v, b, 4);
-	return v;
-}
 
-static void w32(struct tb *t, uint64_t off, uint32_t v)
-{
-	uint8_t b[4];
-	memcpy(b, &v, 4);
-	virtio_mmio_write(t->m, off, b, 4);
-}
 
-static void add_status(struct tb *t, uint32_t bit)
-{
-	w32(t, VIRTIO_MMIO_STATUS, r32(t, VIRTIO_MMIO_STATUS) | bit);
-}
 
 static struct tb *tb_new(const struct rate_limiter_config *rl)
 {

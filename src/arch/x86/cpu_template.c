@@ -4,20 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* For messages about a value of the wrong type. */
-static const char *json_type_name(const json_t *v)
-{
-	switch (json_typeof(v)) {
-	case JSON_OBJECT: return "object";
-	case JSON_ARRAY: return "array";
-	case JSON_STRING: return "string";
-	case JSON_INTEGER: return "integer";
-	case JSON_REAL: return "number";
-	case JSON_TRUE:
-	case JSON_FALSE: return "boolean";
-	default: return "null";
-	}
-}
+#include "util/json_strict.h"
 
 int cpu_bitmap_parse(const char *s, unsigned bits, uint64_t *mask, uint64_t *value, ember_err *e)
 {
