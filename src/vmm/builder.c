@@ -180,36 +180,25 @@ static double lap_ms(struct timespec *t)
 	return ms;
 }
 
-/* CPU time of the calling thread (clock THREAD) or process, in ms. */
-static double cpu_ms(clockid_t clock)
-{
-	struct timespec t;
-	clock_gettime(clock, &t);
-	return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
-
 /* Where vmm_build's time went (ms). kvm and load overlap. */
 struct build_times {
 	double memory, kvm, load, join_wait, devices, boot_data, vcpus, total;
-	double cpu_kvm, cpu_load, cpu_total; /* CPU time, not wall */
-	double prep, cpu_prep; /* the VM made ahead (vm_prep.h), before InstanceStart */
 };
 
 /* The KVM side of the VM, finished on its own thread while the VMM thread
- * copies the kernel and initrd into guest memory: it takes the VM made
- * ahead (vm_prep.h; or makes it, if none was), then registers guest memory.
- * Both mostly sleep in the kernel: KVM_SET_USER_MEMORY_REGION waits for an
+ * copies the kernel and initrd into guest memory: it makes the VM, its
+ * interrupt controllers and PIT, and registers guest memory. Both mostly
+ * sleep in the kernel: KVM_SET_USER_MEMORY_REGION waits for an
  * SRCU grace period (3-12 ms on a busy host, whatever the memory size),
  * while loading is CPU: page faults (~6 ms for an 8 MiB bzImage and a
  * 1.7 MiB initrd here). Only this thread touches m->vm's fds until it is
  * joined. */
 struct kvm_side {
 	struct vm *vm;
-	struct vm_prep *prep; /* made ahead, or NULL */
 	struct cpuid_set supported;
 	int rc;
 	ember_err err;
-	double ms, cpu;
+	double ms;
 };
 
 static void *make_kvm_side(void *arg)
@@ -217,18 +206,10 @@ static void *make_kvm_side(void *arg)
 	struct kvm_side *ks = arg;
 	struct timespec t;
 	clock_gettime(CLOCK_MONOTONIC, &t);
-	double cpu0 = cpu_ms(CLOCK_THREAD_CPUTIME_ID);
-	if (ks->prep) {
-		ks->rc = vm_prep_take(ks->prep, ks->vm, &ks->supported, &ks->err);
-	} else {
-		ks->rc = vm_open_kvm(ks->vm, &ks->err);
-		if (!ks->rc)
-			ks->rc = cpuid_supported(ks->vm->kvm_fd, &ks->supported, &ks->err);
-	}
+	ks->rc = vm_create_kvm(ks->vm, &ks->err);
 	if (!ks->rc)
-		ks->rc = vm_add_memslots(ks->vm, &ks->err);
+		ks->rc = cpuid_supported(ks->vm->kvm_fd, &ks->supported, &ks->err);
 	ks->ms = lap_ms(&t);
-	ks->cpu = cpu_ms(CLOCK_THREAD_CPUTIME_ID) - cpu0;
 	return NULL;
 }
 
@@ -250,8 +231,7 @@ static bool start_kvm_side(pthread_t *t, struct kvm_side *ks)
  * Returns -1 with e set if memory or KVM failed; a failed load is left in
  * *load_err (load_rc -1) for the caller to report where it did before the
  * two overlapped: after the devices. */
-static int create_and_load(struct vmm *m, const struct vmm_config *cfg,
-			   const struct vmm_options *opt, struct kernel_image *k,
+static int create_and_load(struct vmm *m, const struct vmm_config *cfg, struct kernel_image *k,
 			   struct boot_info *bi, struct cpuid_set *supported, int *load_rc,
 			   ember_err *load_err, struct build_times *bt, ember_err *e)
 {
@@ -264,26 +244,17 @@ static int create_and_load(struct vmm *m, const struct vmm_config *cfg,
 		LOG_W("huge_pages Transparent: madvise: %s", strerror(errno));
 	bt->memory = lap_ms(&t);
 	struct kvm_side ks = {.vm = &m->vm};
-	if (opt->prep && vm_prep_pending(opt->prep))
-		ks.prep = opt->prep;
 	pthread_t th;
 	bool threaded = start_kvm_side(&th, &ks);
 	if (!threaded)
 		make_kvm_side(&ks);
 	lap_ms(&t); /* load starts here */
-	double cpu0 = cpu_ms(CLOCK_THREAD_CPUTIME_ID);
 	*load_rc = load_images(m, cfg, k, bi, load_err);
 	bt->load = lap_ms(&t);
-	bt->cpu_load = cpu_ms(CLOCK_THREAD_CPUTIME_ID) - cpu0;
 	if (threaded)
 		pthread_join(th, NULL);
 	bt->join_wait = lap_ms(&t);
 	bt->kvm = ks.ms;
-	bt->cpu_kvm = ks.cpu;
-	if (ks.prep) { /* joined: its times are final */
-		bt->prep = ks.prep->ms;
-		bt->cpu_prep = ks.prep->cpu_ms;
-	}
 	if (ks.rc) {
 		if (e)
 			*e = ks.err;
@@ -325,8 +296,7 @@ int vmm_build(struct vmm *m, const struct vmm_config *cfg, const struct vmm_opti
 	struct build_times bt = {0};
 	struct timespec t0, t;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	double cpu0 = cpu_ms(CLOCK_PROCESS_CPUTIME_ID);
-	if (create_and_load(m, cfg, opt, &k, &bi, &supported, &load_rc, &load_err, &bt, e))
+	if (create_and_load(m, cfg, &k, &bi, &supported, &load_rc, &load_err, &bt, e))
 		goto fail;
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	if (add_devices(m, cfg, opt, e))
@@ -344,15 +314,12 @@ int vmm_build(struct vmm *m, const struct vmm_config *cfg, const struct vmm_opti
 		goto fail;
 	bt.vcpus = lap_ms(&t);
 	bt.total = lap_ms(&t0);
-	bt.cpu_total = cpu_ms(CLOCK_PROCESS_CPUTIME_ID) - cpu0;
 	LOG_I("VM built: %u vCPUs, %u MiB, kernel entry 0x%llx", m->nr_vcpus,
 	      cfg->machine.mem_size_mib, (unsigned long long)k.entry);
 	/* key=value, for bench/native.py; kvm and load overlap. */
 	LOG_I("VM build phases (ms): total=%.3f memory=%.3f kvm=%.3f load=%.3f join_wait=%.3f "
-	      "devices=%.3f boot_data=%.3f vcpus=%.3f cpu_total=%.3f cpu_kvm=%.3f cpu_load=%.3f "
-	      "prep_ahead=%.3f cpu_prep_ahead=%.3f",
-	      bt.total, bt.memory, bt.kvm, bt.load, bt.join_wait, bt.devices, bt.boot_data, bt.vcpus,
-	      bt.cpu_total, bt.cpu_kvm, bt.cpu_load, bt.prep, bt.cpu_prep);
+	      "devices=%.3f boot_data=%.3f vcpus=%.3f", bt.total, bt.memory, bt.kvm, bt.load,
+	      bt.join_wait, bt.devices, bt.boot_data, bt.vcpus);
 	return 0;
 fail:
 	vmm_destroy(m);

@@ -80,7 +80,6 @@ int controller_init(struct controller *c, const struct vmm_options *opt, const c
 		    ember_err *e)
 {
 	memset(c, 0, sizeof(*c));
-	vm_prep_init(&c->prep);
 	c->signal_fd = c->metrics_timer_fd = -1;
 	c->opt = *opt;
 	c->chan = chan;
@@ -156,12 +155,6 @@ int controller_start_vm(struct controller *c, ember_err *e)
 
 int controller_run(struct controller *c, ember_err *e)
 {
-	/* The API is up: make the KVM VM while the client configures it
-	 * (vm_prep.h); InstanceStart takes it. */
-	if (c->state == VM_NOT_STARTED && c->chan) {
-		vm_prep_start(&c->prep);
-		c->opt.prep = &c->prep;
-	}
 	while (!c->exiting) {
 		if (event_loop_run_once(&c->loop, -1) < 0)
 			end_process(c, 1, "epoll_wait failed");
@@ -187,7 +180,6 @@ void controller_destroy(struct controller *c)
 		vmm_destroy(&c->vm); /* kicks and joins any vCPU still running */
 		c->state = VM_NOT_STARTED;
 	}
-	vm_prep_discard(&c->prep);
 	event_loop_destroy(&c->loop);
 	if (c->signal_fd >= 0)
 		close(c->signal_fd);

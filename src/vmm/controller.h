@@ -10,7 +10,6 @@
 #include "util/event_loop.h"
 #include "vmm/metrics.h"
 #include "vmm/request.h"
-#include "vmm/vm_prep.h"
 #include "vmm/vmm.h"
 
 enum vm_state { VM_NOT_STARTED, VM_RUNNING, VM_PAUSED };
@@ -31,7 +30,6 @@ struct controller {
 	bool mmds_put; /* a PUT /mmds happened (PATCH needs one first) */
 	enum vm_state state;
 	struct vmm vm; /* valid once state != VM_NOT_STARTED */
-	struct vm_prep prep; /* the KVM VM made while the API is configured */
 	bool exiting;
 	int exit_code;
 	ember_err exit_err;

@@ -44,7 +44,7 @@ int vm_alloc_memory(struct vm *vm, uint64_t mem_bytes, ember_err *e)
 	return gm_create(&vm->mem, mem_bytes, X86_MMIO_GAP_START, e);
 }
 
-int vm_open_kvm(struct vm *vm, ember_err *e)
+int vm_create_kvm(struct vm *vm, ember_err *e)
 {
 	if (open_kvm(vm, e))
 		return -1;
@@ -62,11 +62,7 @@ int vm_open_kvm(struct vm *vm, ember_err *e)
 	struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
 	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
 		return err_set(e, "KVM_CREATE_PIT2: %s", strerror(errno));
-	return 0;
-}
 
-int vm_add_memslots(struct vm *vm, ember_err *e)
-{
 	for (int i = 0; i < vm->mem.nr_regions; i++) {
 		const struct gm_region *r = &vm->mem.region[i];
 		struct kvm_userspace_memory_region slot = {
@@ -85,7 +81,7 @@ int vm_create(struct vm *vm, uint64_t mem_bytes, ember_err *e)
 {
 	if (vm_alloc_memory(vm, mem_bytes, e))
 		return -1;
-	return vm_open_kvm(vm, e) || vm_add_memslots(vm, e) ? -1 : 0;
+	return vm_create_kvm(vm, e);
 }
 
 void vm_destroy(struct vm *vm)

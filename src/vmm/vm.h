@@ -16,16 +16,13 @@ struct vm {
 };
 
 int vm_create(struct vm *vm, uint64_t mem_bytes, ember_err *e);
-/* vm_create in three steps, so that the KVM side can be made while guest
- * memory is filled, or before the configuration is known:
- * vm_alloc_memory maps guest RAM (no KVM; sets vm's fds to -1);
- * vm_open_kvm opens /dev/kvm, creates the VM, its interrupt controllers and
- * PIT (it needs no memory); vm_add_memslots registers guest RAM with KVM.
- * Most of the last two's time is spent waiting in the kernel, not
- * computing (bench/README.md, "Creation"). */
+/* vm_create in two steps, so that a caller can fill guest memory while the
+ * KVM side is made: vm_alloc_memory maps guest RAM (no KVM yet); then
+ * vm_create_kvm opens /dev/kvm, creates the VM, its interrupt controllers
+ * and PIT, and registers the memory with KVM. Most of vm_create_kvm's time
+ * is spent waiting in the kernel, not computing (bench/README.md, "Creation"). */
 int vm_alloc_memory(struct vm *vm, uint64_t mem_bytes, ember_err *e);
-int vm_open_kvm(struct vm *vm, ember_err *e);
-int vm_add_memslots(struct vm *vm, ember_err *e);
+int vm_create_kvm(struct vm *vm, ember_err *e);
 void vm_destroy(struct vm *vm);
 /* Creates an eventfd whose writes inject an edge on `gsi`. */
 int vm_irqfd(struct vm *vm, unsigned gsi, ember_err *e);

@@ -16,7 +16,6 @@
 #include "guest/io_bus.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
-#include "vmm/vm_prep.h"
 
 struct vmm_options {
 	bool boot_timer;
@@ -24,7 +23,6 @@ struct vmm_options {
 	int console_out; /* host fd receiving the guest's serial output */
 	struct metrics *metrics; /* the process's, or NULL */
 	struct mmds *mmds;	 /* the controller's MMDS data, or NULL */
-	struct vm_prep *prep;	 /* a KVM VM made ahead (taken by vmm_build), or NULL */
 };
 
 struct vmm {
