@@ -358,6 +358,8 @@ int main(int argc, char **argv)
 	 * guest's first instruction or any API request. */
 	if (seccomp_apply(SECCOMP_VMM, &e))
 		rc = EXIT_GENERIC;
+	else if (log_start_output() && err_set(&e, "cannot start the log's writer thread"))
+		rc = EXIT_GENERIC;
 	else if (cli.config_file && controller_start_vm(&ctl, &e))
 		rc = EXIT_BAD_CONFIGURATION;
 	else

@@ -49,6 +49,12 @@ void serial_init(struct serial *s, int out_fd, int irq_fd)
 	memset(s, 0, sizeof(*s));
 	pthread_mutex_init(&s->lock, NULL);
 	s->out = out_fd >= 0 ? out_queue_create(out_fd, SERIAL_OUT_QUEUE) : NULL;
+	/* Its writer starts here, on the VMM thread building the VM: never
+	 * from the vCPU that prints first (util/out_queue.h). */
+	if (s->out && out_queue_start(s->out)) {
+		out_queue_destroy(s->out, 0);
+		s->out = NULL;
+	}
 	s->irq_fd = irq_fd;
 	s->lcr = 0x03; /* 8N1 */
 	s->mcr = 0x08; /* OUT2, which gates the interrupt line on PCs */

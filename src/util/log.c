@@ -163,8 +163,8 @@ void log_flush(void)
 		out_queue_flush(q, STDERR_FLUSH_IDLE_MS);
 }
 
-/* With the lock held: one line to stderr, whole or not at all. */
-static bool put_stderr(const char *buf, size_t n)
+/* With the lock held. */
+static bool make_errq(void)
 {
 	if (!logger.errq) {
 		logger.errq = out_queue_create(STDERR_FILENO, STDERR_QUEUE);
@@ -172,7 +172,21 @@ static bool put_stderr(const char *buf, size_t n)
 			return false;
 		atexit(flush_at_exit);
 	}
-	return out_queue_put(logger.errq, buf, n, true) == n;
+	return true;
+}
+
+int log_start_output(void)
+{
+	pthread_mutex_lock(&logger.lock);
+	int rc = make_errq() ? out_queue_start(logger.errq) : -1;
+	pthread_mutex_unlock(&logger.lock);
+	return rc;
+}
+
+/* With the lock held: one line to stderr, whole or not at all. */
+static bool put_stderr(const char *buf, size_t n)
+{
+	return make_errq() && out_queue_put(logger.errq, buf, n, true) == n;
 }
 
 void log_stderr(const char *line, size_t len)

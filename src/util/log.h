@@ -37,6 +37,10 @@ uint64_t log_lost_lines(void);
  * thread that logs. log_flush waits until they are written, or until the
  * reader has taken nothing for a second; it also runs at exit. */
 void log_flush(void);
+/* Starts the thread that writes stderr's queue: on the VMM thread once its
+ * seccomp filter is on (util/out_queue.h says why). Lines logged before
+ * wait in the queue. */
+int log_start_output(void);
 /* Queues len bytes (whole lines) for stderr, after the log lines before
  * them: for messages that are not log lines, such as main's one-line error
  * at exit, which then waits no longer than log_flush for a reader. */

@@ -121,17 +121,30 @@ static int start_writer(struct out_queue *q)
 	return rc;
 }
 
+/* With the lock held. */
+static int start_locked(struct out_queue *q)
+{
+	if (q->started || q->stop)
+		return 0;
+	if (start_writer(q))
+		return -1;
+	q->started = true;
+	return 0;
+}
+
+int out_queue_start(struct out_queue *q)
+{
+	pthread_mutex_lock(&q->lock);
+	int rc = start_locked(q);
+	pthread_mutex_unlock(&q->lock);
+	return rc;
+}
+
 size_t out_queue_put(struct out_queue *q, const void *data, size_t len, bool whole)
 {
 	pthread_mutex_lock(&q->lock);
 	size_t room = q->broken || q->stop ? 0 : q->cap - q->len;
 	size_t n = len <= room ? len : whole ? 0 : room;
-	if (n && !q->started) {
-		if (start_writer(q))
-			n = 0;
-		else
-			q->started = true;
-	}
 	size_t tail = (q->head + q->len) % q->cap;
 	size_t first = n < q->cap - tail ? n : q->cap - tail;
 	memcpy(q->buf + tail, data, first);
@@ -184,6 +197,10 @@ static bool flush_locked(struct out_queue *q, unsigned idle_ms)
 bool out_queue_flush(struct out_queue *q, unsigned idle_ms)
 {
 	pthread_mutex_lock(&q->lock);
+	/* Bytes queued before the writer was started (an error at start-up)
+	 * still go out. */
+	if (q->len)
+		start_locked(q);
 	bool done = flush_locked(q, idle_ms);
 	pthread_mutex_unlock(&q->lock);
 	return done;
@@ -194,6 +211,8 @@ void out_queue_destroy(struct out_queue *q, unsigned idle_ms)
 	if (!q)
 		return;
 	pthread_mutex_lock(&q->lock);
+	if (q->len)
+		start_locked(q);
 	flush_locked(q, idle_ms);
 	q->stop = true;
 	if (!q->started) {

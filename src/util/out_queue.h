@@ -18,9 +18,17 @@
 struct out_queue;
 
 /* A queue of `capacity` bytes in front of fd (not owned: never closed).
- * The writer thread starts with the first byte queued. NULL if out of
- * memory. */
+ * NULL if out of memory. */
 struct out_queue *out_queue_create(int fd, size_t capacity);
+
+/* Starts the writer thread (once; later calls do nothing). Bytes queued
+ * before wait for it. It is started explicitly, never by a producer: the
+ * new thread inherits its creator's seccomp filters, and vCPU and API
+ * threads may not create threads at all (docs/seccomp.md). So the owner
+ * starts it on the VMM thread once that thread's filter is on, and the
+ * writer runs under the vmm filter. A flush or destroy starts it if bytes
+ * wait (an error at start-up). -1 if the thread cannot be created. */
+int out_queue_start(struct out_queue *q);
 
 /* Queues len bytes. With whole, all or nothing (a log line is never
  * torn); otherwise as many as fit. Returns how many were queued; the rest
