@@ -20,9 +20,6 @@ from test_bad_inputs import expect_error
 EXIT_ARG_PARSING = 153
 EXIT_BAD_CONFIGURATION = 152
 
-SECCOMP_XFAIL = pytest.mark.xfail(strict=True, reason="--no-seccomp and --seccomp-filter "
-                                  "come with real seccomp: seccomp branch")
-
 # Firecracker's flags (name, an example value or None for a switch).
 FIRECRACKER_FLAGS = [
     ("api-sock", "{workdir}/api.sock"), ("id", "vm-1"), ("start-time-us", "1"),
@@ -33,8 +30,8 @@ FIRECRACKER_FLAGS = [
     ("boot-timer", None), ("version", None), ("snapshot-version", None),
     ("describe-snapshot", "{workdir}/snap"), ("http-api-max-payload-size", "51200"),
     ("mmds-size-limit", "51200"), ("enable-pci", None), ("help", None),
-    pytest.param("no-seccomp", None, marks=SECCOMP_XFAIL),
-    pytest.param("seccomp-filter", "{workdir}/filter.bpf", marks=SECCOMP_XFAIL),
+    ("no-seccomp", None),
+    ("seccomp-filter", "{workdir}/filter.bpf"),
 ]
 
 
