@@ -210,8 +210,8 @@ def test_firecrackers_own_filter_file_is_accepted(ember, workdir):
     (checked with a config file that is then missing, exit 152, not 1)."""
     fc = Path(__file__).resolve().parents[3] / "shared/reference/firecracker-seccomp/" \
         "x86_64-unknown-linux-musl.json"
-    if not fc.is_file():
-        pytest.fail(f"Firecracker's filter file {fc} is missing", pytrace=False)
+    if not fc.is_file():  # ../shared is beside CI's clone, not a user's
+        pytest.skip(f"Firecracker's filter file is not at {fc} (../shared/reference is absent)")
     proc = ember.start("--seccomp-filter", str(fc), "--no-api", "--config-file",
                        str(workdir / "missing.json"))
     rc = proc.wait_exit(ERROR_TIMEOUT)
