@@ -211,10 +211,12 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 		break;
 	case REQ_PUT_MACHINE_CONFIG:
 	case REQ_PATCH_MACHINE_CONFIG:
-		if (q->kind == REQ_PUT_MACHINE_CONFIG)
-			c->cfg.machine = q->machine;
-		else
-			config_apply_machine_patch(&c->cfg.machine, &q->patch);
+		if (config_update_machine(&c->cfg, &q->patch, &e))
+			vmm_response_fault(r, 400, "%s", e.msg);
+		break;
+	case REQ_PUT_CPU_CONFIG:
+		config_set_cpu_custom(&c->cfg, q->cpu_template);
+		q->cpu_template = NULL; /* moved */
 		break;
 	case REQ_PUT_BOOT_SOURCE:
 		if (check_boot_file("kernel_image_path", q->boot_source.kernel_image_path, r) ||

@@ -105,8 +105,8 @@ static void bodies(void **state)
 	assert_int_equal(parse("PUT", "/machine-config", "{\"vcpu_count\": 2, \"mem_size_mib\": 256}",
 			       &req, &resp), 0);
 	assert_int_equal(req.kind, REQ_PUT_MACHINE_CONFIG);
-	assert_int_equal(req.machine.vcpu_count, 2);
-	assert_int_equal(req.machine.mem_size_mib, 256);
+	assert_int_equal(req.patch.v.vcpu_count, 2);
+	assert_int_equal(req.patch.v.mem_size_mib, 256);
 
 	assert_int_equal(parse("PATCH", "/machine-config", "{\"mem_size_mib\": 64}", &req, &resp),
 			 0);
