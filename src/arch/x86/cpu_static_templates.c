@@ -35,7 +35,9 @@ static const struct static_cpuid_bits c3_cpuid[] = {
 	{0x80000001, 0x0, 0, CPUID_EDX, 0x04000000, 0x00000000},
 };
 
-static const struct static_cpuid_bits t2_cpuid[] = {
+/* Leaves 1, 7 and 0xd are the same in the four T2 templates; they differ
+ * in the extended leaves. */
+static const struct static_cpuid_bits t2_family_cpuid[] = {
 	{0x1, 0x0, 0, CPUID_EAX, 0x0fff3fff, 0x000306f2},
 	{0x1, 0x0, 0, CPUID_ECX, 0x0004cdfc, 0x00000000},
 	{0x1, 0x0, 0, CPUID_EDX, 0xe8641080, 0x00001080},
@@ -44,58 +46,35 @@ static const struct static_cpuid_bits t2_cpuid[] = {
 	{0x7, 0x0, 1, CPUID_EDX, 0x0000011c, 0x00000000},
 	{0xd, 0x0, 1, CPUID_EAX, 0x000002f8, 0x00000000},
 	{0xd, 0x1, 1, CPUID_EAX, 0x0000000e, 0x00000000},
-	{0x80000001, 0x0, 0, CPUID_ECX, 0x20000100, 0x00000000},
-	{0x80000001, 0x0, 0, CPUID_EDX, 0x04000000, 0x00000000},
-	{0x80000008, 0x0, 0, CPUID_EBX, 0x00000200, 0x00000000},
 };
 
-static const struct static_cpuid_bits t2s_cpuid[] = {
-	{0x1, 0x0, 0, CPUID_EAX, 0x0fff3fff, 0x000306f2},
-	{0x1, 0x0, 0, CPUID_ECX, 0x0004cdfc, 0x00000000},
-	{0x1, 0x0, 0, CPUID_EDX, 0xe8641080, 0x00001080},
-	{0x7, 0x0, 1, CPUID_EBX, 0xffefda14, 0x00000200},
-	{0x7, 0x0, 1, CPUID_ECX, 0x40415f5e, 0x00000000},
-	{0x7, 0x0, 1, CPUID_EDX, 0x0000011c, 0x00000000},
-	{0xd, 0x0, 1, CPUID_EAX, 0x000002f8, 0x00000000},
-	{0xd, 0x1, 1, CPUID_EAX, 0x0000000e, 0x00000000},
+static const struct static_cpuid_bits t2_cpuid[] = { /* T2 and T2S */
 	{0x80000001, 0x0, 0, CPUID_ECX, 0x20000100, 0x00000000},
 	{0x80000001, 0x0, 0, CPUID_EDX, 0x04000000, 0x00000000},
 	{0x80000008, 0x0, 0, CPUID_EBX, 0x00000200, 0x00000000},
-};
-static const struct static_msr_bits t2s_msr[] = {
-	{0x10a, 0xffffffffffffffffULL, 0x000000000c0a0c4cULL},
 };
 
 static const struct static_cpuid_bits t2cl_cpuid[] = {
-	{0x1, 0x0, 0, CPUID_EAX, 0x0fff3fff, 0x000306f2},
-	{0x1, 0x0, 0, CPUID_ECX, 0x0004cdfc, 0x00000000},
-	{0x1, 0x0, 0, CPUID_EDX, 0xe8641080, 0x00001080},
-	{0x7, 0x0, 1, CPUID_EBX, 0xffefda14, 0x00000200},
-	{0x7, 0x0, 1, CPUID_ECX, 0x40415f5e, 0x00000000},
-	{0x7, 0x0, 1, CPUID_EDX, 0x0000011c, 0x00000000},
-	{0xd, 0x0, 1, CPUID_EAX, 0x000002f8, 0x00000000},
-	{0xd, 0x1, 1, CPUID_EAX, 0x0000000e, 0x00000000},
 	{0x80000001, 0x0, 0, CPUID_ECX, 0x200001c0, 0x00000000},
 	{0x80000001, 0x0, 0, CPUID_EDX, 0x07c00000, 0x00000000},
 	{0x80000008, 0x0, 0, CPUID_EBX, 0x00000200, 0x00000000},
+};
+
+static const struct static_cpuid_bits t2a_cpuid[] = {
+	{0x80000001, 0x0, 0, CPUID_ECX, 0x200001c4, 0x00000000},
+	{0x80000001, 0x0, 0, CPUID_EDX, 0x06400000, 0x00000000},
+	{0x80000008, 0x0, 0, CPUID_EBX, 0x001c0205, 0x001c0004},
+};
+
+/* IA32_ARCH_CAPABILITIES: T2S sets it whole; T2CL clears what KVM does not
+ * pass through and keeps the host's mitigation bits. */
+static const struct static_msr_bits t2s_msr[] = {
+	{0x10a, 0xffffffffffffffffULL, 0x000000000c0a0c4cULL},
 };
 static const struct static_msr_bits t2cl_msr[] = {
 	{0x10a, 0xffffffffe2f51e00ULL, 0x0000000000000000ULL},
 };
 
-static const struct static_cpuid_bits t2a_cpuid[] = {
-	{0x1, 0x0, 0, CPUID_EAX, 0x0fff3fff, 0x000306f2},
-	{0x1, 0x0, 0, CPUID_ECX, 0x0004cdfc, 0x00000000},
-	{0x1, 0x0, 0, CPUID_EDX, 0xe8641080, 0x00001080},
-	{0x7, 0x0, 1, CPUID_EBX, 0xffefda14, 0x00000200},
-	{0x7, 0x0, 1, CPUID_ECX, 0x40415f5e, 0x00000000},
-	{0x7, 0x0, 1, CPUID_EDX, 0x0000011c, 0x00000000},
-	{0xd, 0x0, 1, CPUID_EAX, 0x000002f8, 0x00000000},
-	{0xd, 0x1, 1, CPUID_EAX, 0x0000000e, 0x00000000},
-	{0x80000001, 0x0, 0, CPUID_ECX, 0x200001c4, 0x00000000},
-	{0x80000001, 0x0, 0, CPUID_EDX, 0x06400000, 0x00000000},
-	{0x80000008, 0x0, 0, CPUID_EBX, 0x001c0205, 0x001c0004},
-};
 /* A processor's family/model/stepping as CPUID leaf 1 EAX shows them,
  * without the reserved and processor-type bits. */
 #define FMS(eax) ((eax) & 0x0fff0fffu)
@@ -106,25 +85,33 @@ static const struct static_cpuid_bits t2a_cpuid[] = {
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
+/* A table and its length. */
+#define PART(a) {a, N(a)}
+
+struct cpuid_part {
+	const struct static_cpuid_bits *bits;
+	size_t n;
+};
+
 static const struct {
 	const char *name;
 	bool intel; /* the host vendor it runs on: Intel, or AMD */
 	uint32_t models[3]; /* the host models it runs on; 0 ends */
-	const struct static_cpuid_bits *cpuid;
-	size_t n_cpuid;
+	struct cpuid_part cpuid[2];
 	const struct static_msr_bits *msr;
 	size_t n_msr;
 } templates[] = {
-	[CPU_TEMPLATE_NONE] = {"None", false, {0}, NULL, 0, NULL, 0},
-	[CPU_TEMPLATE_C3] = {"C3", true, {SKYLAKE, CASCADE_LAKE, ICE_LAKE}, c3_cpuid, N(c3_cpuid),
+	[CPU_TEMPLATE_NONE] = {"None", false, {0}, {{0}}, NULL, 0},
+	[CPU_TEMPLATE_C3] = {"C3", true, {SKYLAKE, CASCADE_LAKE, ICE_LAKE}, {PART(c3_cpuid)},
 			     NULL, 0},
-	[CPU_TEMPLATE_T2] = {"T2", true, {SKYLAKE, CASCADE_LAKE, ICE_LAKE}, t2_cpuid, N(t2_cpuid),
-			     NULL, 0},
-	[CPU_TEMPLATE_T2S] = {"T2S", true, {SKYLAKE, CASCADE_LAKE}, t2s_cpuid, N(t2s_cpuid),
-			      t2s_msr, N(t2s_msr)},
-	[CPU_TEMPLATE_T2CL] = {"T2CL", true, {CASCADE_LAKE, ICE_LAKE}, t2cl_cpuid, N(t2cl_cpuid),
-			       t2cl_msr, N(t2cl_msr)},
-	[CPU_TEMPLATE_T2A] = {"T2A", false, {MILAN}, t2a_cpuid, N(t2a_cpuid), NULL, 0},
+	[CPU_TEMPLATE_T2] = {"T2", true, {SKYLAKE, CASCADE_LAKE, ICE_LAKE},
+			     {PART(t2_family_cpuid), PART(t2_cpuid)}, NULL, 0},
+	[CPU_TEMPLATE_T2S] = {"T2S", true, {SKYLAKE, CASCADE_LAKE},
+			      {PART(t2_family_cpuid), PART(t2_cpuid)}, t2s_msr, N(t2s_msr)},
+	[CPU_TEMPLATE_T2CL] = {"T2CL", true, {CASCADE_LAKE, ICE_LAKE},
+			       {PART(t2_family_cpuid), PART(t2cl_cpuid)}, t2cl_msr, N(t2cl_msr)},
+	[CPU_TEMPLATE_T2A] = {"T2A", false, {MILAN}, {PART(t2_family_cpuid), PART(t2a_cpuid)},
+			      NULL, 0},
 };
 
 int cpu_static_template_parse(const char *name, enum cpu_static_template *out)
@@ -159,14 +146,12 @@ int cpu_static_template_check(enum cpu_static_template t, const char vendor[12],
 		       "apply the CPU template.");
 }
 
-void cpu_static_template_get(enum cpu_static_template t, struct cpu_template *out)
+/* Adds a table's bits: one modifier per leaf/subleaf, as a custom template
+ * has them. */
+static void add_cpuid_part(const struct cpuid_part *part, struct cpu_template *out)
 {
-	memset(out, 0, sizeof(*out));
-	if ((size_t)t >= N(templates))
-		return;
-	/* One modifier per leaf/subleaf, as a custom template has them. */
-	for (size_t i = 0; i < templates[t].n_cpuid; i++) {
-		const struct static_cpuid_bits *b = &templates[t].cpuid[i];
+	for (size_t i = 0; i < part->n; i++) {
+		const struct static_cpuid_bits *b = &part->bits[i];
 		struct cpuid_modifier *m = NULL;
 		for (size_t k = 0; k < out->n_cpuid; k++)
 			if (out->cpuid[k].leaf == b->leaf && out->cpuid[k].subleaf == b->subleaf)
@@ -180,6 +165,15 @@ void cpu_static_template_get(enum cpu_static_template t, struct cpu_template *ou
 		m->has_reg[b->reg] = true;
 		m->reg[b->reg] = (struct cpu_bits32){b->mask, b->value};
 	}
+}
+
+void cpu_static_template_get(enum cpu_static_template t, struct cpu_template *out)
+{
+	memset(out, 0, sizeof(*out));
+	if ((size_t)t >= N(templates))
+		return;
+	for (size_t p = 0; p < N(templates[t].cpuid); p++)
+		add_cpuid_part(&templates[t].cpuid[p], out);
 	for (size_t i = 0; i < templates[t].n_msr; i++) {
 		const struct static_msr_bits *b = &templates[t].msr[i];
 		out->msr[out->n_msr++] = (struct msr_modifier){b->addr, {b->mask, b->value}};
