@@ -18,6 +18,7 @@ SERVED = {
     "/": ["get"],
     "/actions": ["put"],
     "/boot-source": ["put"],
+    "/cpu-config": ["put"],
     "/drives/{drive_id}": ["put", "patch"],
     "/entropy": ["put"],
     "/logger": ["put"],

@@ -53,9 +53,9 @@ static void queue_response(struct api_conn *c, const struct vmm_response *r)
 {
 	char head[256];
 	size_t blen = r->body ? strlen(r->body) : 0;
-	int n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nServer: Ember\r\n%s", r->status,
-			 reason(r->status),
-			 c->closing ? "Connection: close\r\n" : "");
+	int n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nServer: Ember\r\n%s%s", r->status,
+			 reason(r->status), c->closing ? "Connection: close\r\n" : "",
+			 r->deprecated ? "Deprecation: true\r\n" : "");
 	/* A 204 has neither body nor length. */
 	if (r->status != 204)
 		n += snprintf(head + n, sizeof(head) - (size_t)n, "%sContent-Length: %zu\r\n",

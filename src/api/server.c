@@ -30,6 +30,11 @@ static void dispatch(void *ctx, const struct api_http_head *h, const char *body,
 		struct vmm_request req;
 		if (api_parse(h->method, h->path, body, len, &req, resp) == 0) {
 			vmm_channel_call(s->chan, &req, resp);
+			if (req.deprecation) { /* as Firecracker: whatever the outcome */
+				resp->deprecated = true;
+				metric_inc(&s->metrics->deprecated_api.deprecated_http_api_calls);
+				LOG_W("%s", req.deprecation);
+			}
 			vmm_request_free(&req);
 		}
 	}

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -13,6 +14,7 @@
 
 #include "arch/x86/acpi.h"
 #include "arch/x86/boot_params.h"
+#include "arch/x86/cpu_template.h"
 #include "arch/x86/cpuid.h"
 #include "arch/x86/layout.h"
 #include "arch/x86/mptable.h"
@@ -157,17 +159,66 @@ static int add_devices(struct vmm *m, const struct vmm_config *cfg,
 
 _Static_assert(VIRTIO_DEVS_MAX == MAX_VIRTIO_DEVICES, "one slot per configurable device");
 
-static int add_vcpus(struct vmm *m, const struct cpuid_set *supported, uint64_t entry,
-		     ember_err *e)
+/* The CPU template the VM runs with, or NULL: the custom one, or the static
+ * one if this host may run it (Firecracker's check at start). */
+static struct cpu_template *resolve_cpu_template(const struct vmm_config *cfg, ember_err *e)
 {
+	if (cfg->cpu_custom) {
+		struct cpu_template *t = malloc(sizeof(*t));
+		if (!t)
+			err_set(e, "out of memory");
+		else
+			*t = *cfg->cpu_custom;
+		return t;
+	}
+	char vendor[12];
+	uint32_t leaf1;
+	cpu_host_identity(vendor, &leaf1);
+	if (cpu_static_template_check(cfg->machine.cpu_template, vendor, leaf1, e))
+		return NULL;
+	struct cpu_template *t = malloc(sizeof(*t));
+	if (!t)
+		err_set(e, "out of memory");
+	else
+		cpu_static_template_get(cfg->machine.cpu_template, t);
+	return t;
+}
+
+/* Firecracker's order: the template's CPUID bits, then each vCPU's
+ * normalised CPUID, then the template's MSRs (read back from vCPU 0, which
+ * only has the MSRs its CPUID gives it), then boot MSRs and registers. */
+static int add_vcpus(struct vmm *m, const struct vmm_config *cfg,
+		     const struct cpuid_set *supported, uint64_t entry, ember_err *e)
+{
+	bool templated = cfg->cpu_custom || cfg->machine.cpu_template != CPU_TEMPLATE_NONE;
+	struct cpu_template *t = templated ? resolve_cpu_template(cfg, e) : NULL;
+	struct cpuid_set *guest = malloc(sizeof(*guest));
+	int rc = -1;
+	if ((templated && !t) || !guest)
+		goto out;
+	*guest = *supported;
+	if (t && (cpu_template_check_caps(t, m->vm.kvm_fd, e) ||
+		  cpu_template_apply_cpuid(t, guest, e)))
+		goto out;
 	char brand[48];
 	cpuid_host_brand(brand);
+	int fds[MAX_VCPUS];
 	for (unsigned i = 0; i < m->nr_vcpus; i++) {
 		if (vcpu_create(&m->vcpus[i], &m->vm, i, e) ||
-		    vcpu_configure(&m->vcpus[i], supported, brand, m->nr_vcpus, entry, e))
-			return -1;
+		    vcpu_set_cpuid(&m->vcpus[i], guest, brand, m->nr_vcpus, cfg->machine.smt, e))
+			goto out;
+		fds[i] = m->vcpus[i].fd;
 	}
-	return 0;
+	if (t && cpu_template_apply_msrs(t, fds, m->nr_vcpus, e))
+		goto out;
+	for (unsigned i = 0; i < m->nr_vcpus; i++)
+		if (vcpu_setup_boot(&m->vcpus[i], entry, e))
+			goto out;
+	rc = 0;
+out:
+	free(guest);
+	free(t);
+	return rc;
 }
 
 /* Milliseconds since *t, and *t moved to now: the phases logged at Info. */
@@ -310,7 +361,7 @@ int vmm_build(struct vmm *m, const struct vmm_config *cfg, const struct vmm_opti
 	if (write_boot_data(m, cfg, &k, &bi, e))
 		goto fail;
 	bt.boot_data = lap_ms(&t);
-	if (add_vcpus(m, &supported, k.entry, e))
+	if (add_vcpus(m, cfg, &supported, k.entry, e))
 		goto fail;
 	bt.vcpus = lap_ms(&t);
 	bt.total = lap_ms(&t0);

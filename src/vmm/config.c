@@ -32,6 +32,7 @@ void config_free(struct vmm_config *c)
 	for (size_t i = 0; i < c->nr_net; i++)
 		net_config_free(&c->net[i]);
 	drive_list_free(&c->drives);
+	free(c->cpu_custom);
 	for (size_t i = 0; i < c->nr_devices; i++)
 		c->devices[i].ops->config->free(c->devices[i].cfg);
 	config_init(c);
@@ -261,9 +262,8 @@ int config_parse_machine_patch(json_t *j, struct machine_patch *out, ember_err *
 	memset(out, 0, sizeof(*out));
 	if (v.vcpu_count.set) {
 		if (vcpus < 1 || vcpus > MAX_VCPUS)
-			return err_set(e, "machine-config: vcpu_count %lld: The number of vCPUs "
-					  "must be greater than 0, less than %d and must be 1 or an "
-					  "even number if SMT is enabled.", (long long)vcpus, MAX_VCPUS);
+			return err_set(e, "machine-config: vcpu_count %lld: " VCPU_COUNT_RULE,
+				       (long long)vcpus);
 		out->has_vcpu_count = true;
 		out->v.vcpu_count = (unsigned)vcpus;
 	}
@@ -276,16 +276,21 @@ int config_parse_machine_patch(json_t *j, struct machine_patch *out, ember_err *
 		out->has_mem_size_mib = true;
 		out->v.mem_size_mib = (unsigned)mem;
 	}
-	if (smt == 1)
-		return err_set(e, "machine-config: smt is not supported by Ember yet");
-	out->has_smt = smt == 0;
+	if (smt >= 0) {
+		out->has_smt = true;
+		out->v.smt = smt;
+	}
 	if (dirty >= 0) {
 		out->has_track_dirty_pages = true;
 		out->v.track_dirty_pages = dirty;
 	}
-	if (tmpl && strcmp(tmpl, "None"))
-		return err_set(e, "machine-config: cpu_template \"%s\" is not supported by Ember yet",
-			       tmpl);
+	if (tmpl) {
+		if (cpu_static_template_parse(tmpl, &out->v.cpu_template))
+			return err_set(e, "machine-config: cpu_template: unknown variant `%.40s`, "
+				       "expected one of `C3`, `T2`, `T2S`, `None`, `T2CL`, `T2A`",
+				       tmpl);
+		out->has_cpu_template = true;
+	}
 	if (huge) {
 		if (!strcmp(huge, "None"))
 			out->v.huge_pages = HUGE_PAGES_NONE;
@@ -302,39 +307,71 @@ int config_parse_machine_patch(json_t *j, struct machine_patch *out, ember_err *
 	return 0;
 }
 
-void config_apply_machine_patch(struct machine_config *m, const struct machine_patch *p)
+int config_update_machine(struct vmm_config *c, const struct machine_patch *p, ember_err *e)
 {
+	struct machine_config m = c->machine;
 	if (p->has_vcpu_count)
-		m->vcpu_count = p->v.vcpu_count;
+		m.vcpu_count = p->v.vcpu_count;
 	if (p->has_mem_size_mib)
-		m->mem_size_mib = p->v.mem_size_mib;
+		m.mem_size_mib = p->v.mem_size_mib;
 	if (p->has_smt)
-		m->smt = p->v.smt;
+		m.smt = p->v.smt;
 	if (p->has_track_dirty_pages)
-		m->track_dirty_pages = p->v.track_dirty_pages;
+		m.track_dirty_pages = p->v.track_dirty_pages;
 	if (p->has_huge_pages)
-		m->huge_pages = p->v.huge_pages;
+		m.huge_pages = p->v.huge_pages;
+	if (p->has_cpu_template)
+		m.cpu_template = p->v.cpu_template;
+	/* SMT makes vCPUs pairs of threads: one vCPU, or an even number. */
+	if (m.smt && m.vcpu_count > 1 && m.vcpu_count % 2)
+		return err_set(e, VCPU_COUNT_RULE);
+	c->machine = m;
+	if (p->has_cpu_template) { /* "None" too: Firecracker drops a custom one */
+		free(c->cpu_custom);
+		c->cpu_custom = NULL;
+	}
+	return 0;
 }
 
-int config_parse_machine(json_t *j, struct machine_config *out, ember_err *e)
+void config_set_cpu_custom(struct vmm_config *c, struct cpu_template *t)
 {
-	struct machine_patch p;
-	if (config_parse_machine_patch(j, &p, e))
+	free(c->cpu_custom);
+	c->cpu_custom = t;
+	c->machine.cpu_template = CPU_TEMPLATE_NONE;
+}
+
+int config_parse_machine(json_t *j, struct machine_patch *out, ember_err *e)
+{
+	if (config_parse_machine_patch(j, out, e))
 		return -1;
-	if (!p.has_vcpu_count)
+	if (!out->has_vcpu_count)
 		return err_set(e, "machine-config: missing field `vcpu_count`");
-	if (!p.has_mem_size_mib)
+	if (!out->has_mem_size_mib)
 		return err_set(e, "machine-config: missing field `mem_size_mib`");
-	config_machine_defaults(out);
-	config_apply_machine_patch(out, &p);
+	/* A PUT sets every field: absent ones go back to their defaults. */
+	struct machine_config d;
+	config_machine_defaults(&d);
+	if (!out->has_smt)
+		out->v.smt = d.smt;
+	if (!out->has_track_dirty_pages)
+		out->v.track_dirty_pages = d.track_dirty_pages;
+	if (!out->has_huge_pages)
+		out->v.huge_pages = d.huge_pages;
+	out->has_smt = out->has_track_dirty_pages = out->has_huge_pages = true;
 	return 0;
 }
 
 json_t *config_machine_json(const struct machine_config *m)
 {
-	return json_pack("{s:i, s:i, s:b, s:b, s:s}", "vcpu_count", (int)m->vcpu_count,
-			 "mem_size_mib", (int)m->mem_size_mib, "smt", m->smt, "track_dirty_pages",
-			 m->track_dirty_pages, "huge_pages", huge_pages_name(m->huge_pages));
+	json_t *j = json_pack("{s:i, s:i, s:b, s:b, s:s}", "vcpu_count", (int)m->vcpu_count,
+			      "mem_size_mib", (int)m->mem_size_mib, "smt", m->smt,
+			      "track_dirty_pages", m->track_dirty_pages, "huge_pages",
+			      huge_pages_name(m->huge_pages));
+	/* As Firecracker: only a static template is shown. */
+	if (j && m->cpu_template != CPU_TEMPLATE_NONE)
+		json_object_set_new(j, "cpu_template",
+				    json_string(cpu_static_template_name(m->cpu_template)));
+	return j;
 }
 
 json_t *config_boot_source_json(const struct boot_source_config *b)
@@ -349,7 +386,7 @@ json_t *config_boot_source_json(const struct boot_source_config *b)
  * they are refused by name rather than silently ignored. Empty device lists
  * are accepted, since many configs carry them. */
 static const char *const not_yet[] = {
-	"balloon", "vsock", "cpu-config", "memory-hotplug", "serial", "pmem",
+	"balloon", "vsock", "memory-hotplug", "serial", "pmem",
 };
 
 static int parse_drive_list(json_t *list, struct vmm_config *out, ember_err *e)
@@ -416,6 +453,7 @@ int config_parse_text(const char *text, size_t len, struct vmm_config *out, embe
 	int rc = -1;
 	const char *key;
 	json_t *val;
+	struct cpu_template *custom = NULL;
 	if (!json_is_object(root)) {
 		err_set(e, "config: the top level must be a JSON object");
 		goto out;
@@ -428,7 +466,11 @@ int config_parse_text(const char *text, size_t len, struct vmm_config *out, embe
 				goto out;
 			out->has_boot_source = true;
 		} else if (!strcmp(key, "machine-config")) {
-			if (config_parse_machine(val, &out->machine, e))
+			struct machine_patch p;
+			if (config_parse_machine(val, &p, e) || config_update_machine(out, &p, e))
+				goto out;
+		} else if (!strcmp(key, "cpu-config")) {
+			if (config_parse_cpu_config(val, &custom, e))
 				goto out;
 		} else if (!strcmp(key, "logger")) {
 			if (config_parse_logger(val, &out->logger, e))
@@ -470,29 +512,80 @@ int config_parse_text(const char *text, size_t len, struct vmm_config *out, embe
 	if ((out->has_mmds && mmds_check_ifaces(out, e)) ||
 	    config_check_device_count(out, false, e))
 		goto out;
+	if (custom) { /* after machine-config, whatever the order, as Firecracker */
+		config_set_cpu_custom(out, custom);
+		custom = NULL;
+	}
 	rc = 0;
 out:
+	free(custom);
 	json_decref(root);
 	return rc;
 }
 
-int config_load_file(const char *path, struct vmm_config *out, ember_err *e)
+/* Config files are small; bound them so a wrong path can't eat memory. */
+#define MAX_CONFIG_FILE (1 << 20)
+
+/* The whole of a small file (what names it in messages); NULL and e set. */
+static char *read_small_file(const char *what, const char *path, size_t *len, ember_err *e)
 {
 	FILE *f = fopen(path, "re");
-	if (!f)
-		return err_set(e, "config file %s: %s", path, strerror(errno));
-	/* Config files are small; bound them so a wrong path can't eat memory. */
-	enum { MAX_CONFIG = 1 << 20 };
-	char *buf = malloc(MAX_CONFIG + 1);
-	size_t n = buf ? fread(buf, 1, MAX_CONFIG + 1, f) : 0;
+	if (!f) {
+		err_set(e, "%s %s: %s", what, path, strerror(errno));
+		return NULL;
+	}
+	char *buf = malloc(MAX_CONFIG_FILE + 1);
+	size_t n = buf ? fread(buf, 1, MAX_CONFIG_FILE + 1, f) : 0;
 	int bad = ferror(f);
 	fclose(f);
-	int rc;
 	if (!buf || bad)
-		rc = err_set(e, "config file %s: cannot read it", path);
-	else if (n > MAX_CONFIG)
-		rc = err_set(e, "config file %s: larger than %d bytes", path, MAX_CONFIG);
-	else if ((rc = config_parse_text(buf, n, out, e)))
+		err_set(e, "%s %s: cannot read it", what, path);
+	else if (n > MAX_CONFIG_FILE)
+		err_set(e, "%s %s: larger than %d bytes", what, path, MAX_CONFIG_FILE);
+	else {
+		*len = n;
+		return buf;
+	}
+	free(buf);
+	return NULL;
+}
+
+int config_parse_cpu_config(json_t *j, struct cpu_template **out, ember_err *e)
+{
+	json_t *loaded = NULL;
+	if (json_is_string(j)) { /* Firecracker's CustomCpuTemplateOrPath */
+		const char *path = json_string_value(j);
+		size_t n;
+		char *text = read_small_file("cpu-config: template file", path, &n, e);
+		if (!text)
+			return -1;
+		json_error_t je;
+		loaded = json_loadb(text, n, JSON_REJECT_DUPLICATES, &je);
+		free(text);
+		if (!loaded)
+			return err_set(e, "cpu-config: template file %s: invalid JSON at line %d, "
+				       "column %d: %s", path, je.line, je.column, je.text);
+		j = loaded;
+	}
+	struct cpu_template *t = malloc(sizeof(*t));
+	int rc = t ? cpu_template_parse(j, t, e) : err_set(e, "out of memory");
+	json_decref(loaded);
+	if (rc) {
+		free(t);
+		return -1;
+	}
+	*out = t;
+	return 0;
+}
+
+int config_load_file(const char *path, struct vmm_config *out, ember_err *e)
+{
+	size_t n;
+	char *buf = read_small_file("config file", path, &n, e);
+	if (!buf)
+		return -1;
+	int rc = config_parse_text(buf, n, out, e);
+	if (rc)
 		err_prefix(e, "config file %s", path);
 	free(buf);
 	return rc;

@@ -9,6 +9,8 @@
 
 #include <jansson.h>
 
+#include "arch/x86/cpu_template.h"
+
 #include "devices/device.h"
 #include "devices/drive_config.h"
 #include "devices/net_config.h"
@@ -20,6 +22,10 @@
 
 #define DEFAULT_BOOT_ARGS "console=ttyS0 reboot=k panic=1 pci=off"
 #define MAX_VCPUS 32
+/* Firecracker's words for a vcpu_count it refuses. */
+#define VCPU_COUNT_RULE                                                                    \
+	"The number of vCPUs must be greater than 0, less than 32 and must be 1 or an even "   \
+	"number if SMT is enabled."
 #define DEFAULT_VCPUS 1
 #define DEFAULT_MEM_MIB 128
 /* A sanity bound, far above any microVM: 1 TiB. */
@@ -39,12 +45,16 @@ struct machine_config {
 	bool smt;
 	bool track_dirty_pages;
 	enum huge_pages huge_pages;
+	/* A static template; a custom one (PUT /cpu-config) is in vmm_config. */
+	enum cpu_static_template cpu_template;
 };
 
 /* A MachineConfiguration body with every field optional (PATCH), each
- * present value already checked. */
+ * present value already checked on its own; config_update_machine checks
+ * them together. */
 struct machine_patch {
-	bool has_vcpu_count, has_mem_size_mib, has_smt, has_track_dirty_pages, has_huge_pages;
+	bool has_vcpu_count, has_mem_size_mib, has_smt, has_track_dirty_pages, has_huge_pages,
+		has_cpu_template;
 	struct machine_config v;
 };
 
@@ -73,6 +83,9 @@ struct vmm_config {
 	bool has_boot_source;
 	struct boot_source_config boot_source;
 	struct machine_config machine;
+	/* PUT /cpu-config or the config file's "cpu-config" (NULL: none); a
+	 * static machine-config cpu_template replaces it and it replaces one. */
+	struct cpu_template *cpu_custom;
 	bool has_logger;
 	struct logger_config logger;
 	bool has_metrics;
@@ -93,11 +106,20 @@ void boot_source_free(struct boot_source_config *b);
 
 /* Firecracker's BootSource object. */
 int config_parse_boot_source(json_t *j, struct boot_source_config *out, ember_err *e);
-/* Firecracker's MachineConfiguration object (PUT: vcpu_count and
- * mem_size_mib required, other fields back to their defaults). */
-int config_parse_machine(json_t *j, struct machine_config *out, ember_err *e);
+/* Firecracker's MachineConfiguration object as the update a PUT makes:
+ * vcpu_count and mem_size_mib required, other fields back to their
+ * defaults, except cpu_template, which an absent field leaves as it is. */
+int config_parse_machine(json_t *j, struct machine_patch *out, ember_err *e);
+/* A PATCH body: every field optional. */
 int config_parse_machine_patch(json_t *j, struct machine_patch *out, ember_err *e);
-void config_apply_machine_patch(struct machine_config *m, const struct machine_patch *p);
+/* Applies an update to c's machine config (and its CPU template), or
+ * refuses it with Firecracker's words, changing nothing. */
+int config_update_machine(struct vmm_config *c, const struct machine_patch *p, ember_err *e);
+/* Sets c's custom CPU template (taking t), dropping any static one. */
+void config_set_cpu_custom(struct vmm_config *c, struct cpu_template *t);
+/* The config file's "cpu-config": a template object, or the path of a
+ * file holding one. */
+int config_parse_cpu_config(json_t *j, struct cpu_template **out, ember_err *e);
 void config_machine_defaults(struct machine_config *m);
 const char *huge_pages_name(enum huge_pages h);
 /* JSON views, for GET /machine-config and GET /vm/config. */

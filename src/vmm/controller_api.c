@@ -7,11 +7,11 @@
 #include <stdlib.h>
 #include <unistd.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "devices/virtio_net.h"
 #include "mmds/json.h"
 #include "util/host_file.h"
-#include "arch/x86/loader.h"
 #include "util/log.h"
 #include "vmm/routes.h"
 
@@ -81,8 +81,6 @@ static json_t *vm_config_json(struct controller *c)
  * file PUT accepts is one InstanceStart can load. */
 static int check_boot_file(const char *what, const char *path, struct vmm_response *r)
 {
-	const uint8_t *data;
-	size_t len;
 	ember_err e;
 	if (!path)
 		return 0;
@@ -100,12 +98,16 @@ static int check_boot_file(const char *what, const char *path, struct vmm_respon
 		vmm_response_fault(r, 400, "Boot source error: %s", e.msg);
 		return -1;
 	}
+	/* What the loader would refuse later without reading the file: an
+	 * empty one (its mmap). */
+	struct stat st;
+	int bad = fstat(fd, &st) ? errno : 0;
 	close(fd);
-	if (loader_map_file(path, what, &data, &len, &e)) {
-		vmm_response_fault(r, 400, "%s", e.msg);
+	if (bad || st.st_size == 0) {
+		vmm_response_fault(r, 400, "%s %s: %s", what, path,
+				   bad ? strerror(bad) : "file is empty");
 		return -1;
 	}
-	loader_unmap_file(data, len);
 	return 0;
 }
 
@@ -211,10 +213,12 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 		break;
 	case REQ_PUT_MACHINE_CONFIG:
 	case REQ_PATCH_MACHINE_CONFIG:
-		if (q->kind == REQ_PUT_MACHINE_CONFIG)
-			c->cfg.machine = q->machine;
-		else
-			config_apply_machine_patch(&c->cfg.machine, &q->patch);
+		if (config_update_machine(&c->cfg, &q->patch, &e))
+			vmm_response_fault(r, 400, "%s", e.msg);
+		break;
+	case REQ_PUT_CPU_CONFIG:
+		config_set_cpu_custom(&c->cfg, q->cpu_template);
+		q->cpu_template = NULL; /* moved */
 		break;
 	case REQ_PUT_BOOT_SOURCE:
 		if (check_boot_file("kernel_image_path", q->boot_source.kernel_image_path, r) ||

@@ -20,6 +20,8 @@ void vmm_request_free(struct vmm_request *r)
 	net_patch_free(&r->net_patch);
 	drive_config_free(&r->drive);
 	drive_patch_free(&r->drive_patch);
+	free(r->cpu_template);
+	r->cpu_template = NULL;
 	if (r->device_cfg)
 		r->device_ops->config->free(r->device_cfg);
 	r->device_cfg = NULL;

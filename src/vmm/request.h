@@ -34,14 +34,19 @@ enum vmm_req_kind {
 	REQ_PUT_DRIVE,
 	REQ_PATCH_DRIVE,
 	REQ_PUT_DEVICE, /* PUT /<key> of a kind with its own config (device_ops.config) */
+	REQ_PUT_CPU_CONFIG,
 };
 
 /* The parsed body of each kind; everything owned is freed with the request
  * unless the VMM thread moved it out (and zeroed it). */
 struct vmm_request {
 	enum vmm_req_kind kind;
-	struct machine_config machine; /* PUT, or PATCH fields marked in patch */
-	struct machine_patch patch;
+	/* Firecracker's words for a deprecated field or value the request
+	 * used (a static string), or NULL: the answer then carries
+	 * "Deprecation: true" and the call is counted and logged. */
+	const char *deprecation;
+	struct machine_patch patch; /* PUT and PATCH /machine-config */
+	struct cpu_template *cpu_template; /* PUT /cpu-config, owned */
 	struct boot_source_config boot_source;
 	struct logger_config logger;
 	struct metrics_config metrics;
@@ -58,6 +63,7 @@ struct vmm_request {
 struct vmm_response {
 	int status;  /* HTTP status */
 	char *body;  /* JSON text (malloc'd) or NULL for 204 */
+	bool deprecated; /* send "Deprecation: true" */
 };
 
 void vmm_request_free(struct vmm_request *r);

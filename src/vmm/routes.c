@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "vmm/metrics.h"
@@ -65,9 +66,21 @@ static int parse_vm_state(json_t *j, struct vmm_request *r, ember_err *e)
 	return parse_choice(j, "vm", "state", vm_states, N(vm_states), r, e);
 }
 
+/* Firecracker deprecates machine-config's cpu_template (for custom
+ * templates, PUT /cpu-config), whatever its value, "None" too. */
+static bool has_cpu_template(json_t *j)
+{
+	json_t *t = json_object_get(j, "cpu_template");
+	return t && !json_is_null(t);
+}
+
 static int parse_machine(json_t *j, struct vmm_request *r, ember_err *e)
 {
-	return config_parse_machine(j, &r->machine, e);
+	if (config_parse_machine(j, &r->patch, e))
+		return -1;
+	if (has_cpu_template(j))
+		r->deprecation = "PUT /machine-config: cpu_template field is deprecated.";
+	return 0;
 }
 
 static int parse_machine_patch(json_t *j, struct vmm_request *r, ember_err *e)
@@ -75,7 +88,19 @@ static int parse_machine_patch(json_t *j, struct vmm_request *r, ember_err *e)
 	/* As Firecracker: a PATCH must change something. */
 	if (json_is_object(j) && json_object_size(j) == 0)
 		return err_set(e, "machine-config: the PATCH body sets no field");
-	return config_parse_machine_patch(j, &r->patch, e);
+	if (config_parse_machine_patch(j, &r->patch, e))
+		return -1;
+	if (has_cpu_template(j))
+		r->deprecation = "PATCH /machine-config: cpu_template field is deprecated.";
+	return 0;
+}
+
+static int parse_cpu_config(json_t *j, struct vmm_request *r, ember_err *e)
+{
+	r->cpu_template = malloc(sizeof(*r->cpu_template));
+	if (!r->cpu_template)
+		return err_set(e, "out of memory");
+	return cpu_template_parse(j, r->cpu_template, e);
 }
 
 static int parse_boot_source(json_t *j, struct vmm_request *r, ember_err *e)
@@ -95,7 +120,12 @@ static int parse_metrics(json_t *j, struct vmm_request *r, ember_err *e)
 
 static int parse_mmds_config(json_t *j, struct vmm_request *r, ember_err *e)
 {
-	return mmds_config_parse(j, &r->mmds_config, e);
+	if (mmds_config_parse(j, &r->mmds_config, e))
+		return -1;
+	/* V1 is still the default, and deprecated, as in Firecracker. */
+	if (r->mmds_config.version == MMDS_V1)
+		r->deprecation = "PUT /mmds/config: V1 is deprecated. Use V2 instead.";
+	return 0;
 }
 
 static int parse_drive(json_t *j, struct vmm_request *r, ember_err *e)
@@ -159,6 +189,8 @@ static const struct api_route routes[] = {
 	 BEFORE, P(machine_cfg_count), P(machine_cfg_fails), NULL, NULL},
 	{API_PATCH, "/machine-config", false, REQ_PATCH_MACHINE_CONFIG, BODY_JSON,
 	 parse_machine_patch, NULL, BEFORE, A(machine_cfg_count), A(machine_cfg_fails), NULL, NULL},
+	{API_PUT, "/cpu-config", false, REQ_PUT_CPU_CONFIG, BODY_JSON, parse_cpu_config, NULL,
+	 BEFORE, P(cpu_cfg_count), P(cpu_cfg_fails), NULL, NULL},
 	{API_PUT, "/boot-source", false, REQ_PUT_BOOT_SOURCE, BODY_JSON, parse_boot_source, NULL,
 	 BEFORE, P(boot_source_count), P(boot_source_fails), NULL, NULL},
 	/* The kind, and when it may run, depend on the action (actions[]). */
@@ -190,8 +222,6 @@ static const struct api_route routes[] = {
 	/* Firecracker's resources Ember does not serve yet: answered with a
 	 * 400 naming the feature, never a 2xx for something that will not
 	 * happen. Counted where Firecracker counts them. */
-	{API_PUT, "/cpu-config", false, 0, BODY_NONE, NULL, NULL, 0, P(cpu_cfg_count),
-	 P(cpu_cfg_fails), "CPU templates are", NULL},
 	{API_PUT, "/vsock", false, 0, BODY_NONE, NULL, NULL, 0, P(vsock_count), P(vsock_fails),
 	 "the vsock device is", NULL},
 	{API_PUT, "/pmem", false, 0, BODY_NONE, NULL, NULL, 0, P(pmem_count), P(pmem_fails),
@@ -206,8 +236,6 @@ static const struct api_route routes[] = {
 	 A(hotplug_memory_fails), "memory hotplug is", NULL},
 	{API_OTHER, "/balloon", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE,
 	 "the balloon device is", NULL},
-	{API_OTHER, "/cpu-config", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE,
-	 "CPU templates are", NULL},
 	{API_OTHER, "/pmem", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE, "pmem devices are", NULL},
 	{API_OTHER, "/serial", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE,
 	 "serial configuration over the API is", NULL},

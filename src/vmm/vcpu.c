@@ -47,13 +47,19 @@ int vcpu_create(struct vcpu *v, struct vm *vm, unsigned index, ember_err *e)
 	return 0;
 }
 
-int vcpu_configure(struct vcpu *v, const struct cpuid_set *supported, const char brand[48],
-		   unsigned count, uint64_t entry, ember_err *e)
+int vcpu_set_cpuid(struct vcpu *v, const struct cpuid_set *guest, const char brand[48],
+		   unsigned count, bool smt, ember_err *e)
 {
-	struct cpuid_set cpuid = *supported;
-	cpuid_normalize(&cpuid, v->index, count, brand);
-	if (cpuid_set_vcpu(v->fd, &cpuid, e) || msr_setup_boot(v->fd, e) || regs_setup_boot(v->fd, entry, e) ||
-	    regs_setup_lapic(v->fd, e))
+	struct cpuid_set cpuid = *guest;
+	cpuid_normalize(&cpuid, v->index, count, smt, brand);
+	if (cpuid_set_vcpu(v->fd, &cpuid, e))
+		return err_prefix(e, "vCPU %u", v->index);
+	return 0;
+}
+
+int vcpu_setup_boot(struct vcpu *v, uint64_t entry, ember_err *e)
+{
+	if (msr_setup_boot(v->fd, e) || regs_setup_boot(v->fd, entry, e) || regs_setup_lapic(v->fd, e))
 		return err_prefix(e, "vCPU %u", v->index);
 	return 0;
 }

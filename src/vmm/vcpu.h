@@ -48,9 +48,13 @@ struct vcpu {
 };
 
 int vcpu_create(struct vcpu *v, struct vm *vm, unsigned index, ember_err *e);
-/* CPUID (normalised for this vCPU), MSRs, registers at `entry`, LAPIC. */
-int vcpu_configure(struct vcpu *v, const struct cpuid_set *supported, const char brand[48],
-		   unsigned count, uint64_t entry, ember_err *e);
+/* The guest's CPUID (a CPU template already applied), normalised for this
+ * vCPU of `count`. Before any MSR: KVM decides which MSRs a vCPU has from
+ * its CPUID. */
+int vcpu_set_cpuid(struct vcpu *v, const struct cpuid_set *guest, const char brand[48],
+		   unsigned count, bool smt, ember_err *e);
+/* The boot MSRs, registers at `entry` and the LAPIC. */
+int vcpu_setup_boot(struct vcpu *v, uint64_t entry, ember_err *e);
 int vcpu_start(struct vcpu *v, const struct vcpu_env *env, ember_err *e);
 /* Makes a running KVM_RUN return so the thread sees env->stop. */
 void vcpu_kick(struct vcpu *v);

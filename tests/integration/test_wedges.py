@@ -55,7 +55,10 @@ def test_fifo_boot_files_are_refused_promptly(api_vm, workdir):
         resp, took = timed(c.put, "/boot-source", body)
         check_error(resp, field, str(fifo), context=f"PUT /boot-source with {field} a FIFO")
         assert took < PROMPT, f"the refusal of a FIFO {field} took {took:.1f} s"
-    for path, words in ((workdir, ("directory",)), ("/dev/null", ("character device",))):
+    empty = workdir / "empty-vmlinux"
+    empty.write_bytes(b"")
+    for path, words in ((workdir, ("directory",)), ("/dev/null", ("character device",)),
+                        (empty, ("empty",))):
         check_error(c.put("/boot-source", {"kernel_image_path": str(path)}), str(path), *words,
                     context=f"PUT /boot-source with kernel_image_path {path}")
     check_ok(c.put("/boot-source", {"kernel_image_path": kernel, "initrd_path": initrd}), 204,

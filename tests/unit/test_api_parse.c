@@ -105,8 +105,8 @@ static void bodies(void **state)
 	assert_int_equal(parse("PUT", "/machine-config", "{\"vcpu_count\": 2, \"mem_size_mib\": 256}",
 			       &req, &resp), 0);
 	assert_int_equal(req.kind, REQ_PUT_MACHINE_CONFIG);
-	assert_int_equal(req.machine.vcpu_count, 2);
-	assert_int_equal(req.machine.mem_size_mib, 256);
+	assert_int_equal(req.patch.v.vcpu_count, 2);
+	assert_int_equal(req.patch.v.mem_size_mib, 256);
 
 	assert_int_equal(parse("PATCH", "/machine-config", "{\"mem_size_mib\": 64}", &req, &resp),
 			 0);
@@ -215,6 +215,43 @@ static void faults_not_utf8(void **state)
 	expect_fault("GET", path, NULL, "Invalid request method and/or path: GET ab");
 }
 
+/* Firecracker's deprecations: set by the route's parser, whatever the
+ * value ("None" too), not by an explicit null. */
+static void deprecations(void **state)
+{
+	(void)state;
+	struct vmm_request req;
+	struct vmm_response resp;
+	assert_int_equal(parse("PUT", "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 64, "
+			       "\"cpu_template\": \"None\"}", &req, &resp), 0);
+	assert_string_equal(req.deprecation, "PUT /machine-config: cpu_template field is deprecated.");
+	assert_true(req.patch.has_cpu_template);
+	assert_int_equal(parse("PATCH", "/machine-config", "{\"cpu_template\": \"T2\"}", &req, &resp),
+			 0);
+	assert_string_equal(req.deprecation,
+			    "PATCH /machine-config: cpu_template field is deprecated.");
+	assert_int_equal(parse("PUT", "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 64, "
+			       "\"cpu_template\": null}", &req, &resp), 0);
+	assert_null(req.deprecation);
+	assert_false(req.patch.has_cpu_template);
+	assert_int_equal(parse("PUT", "/mmds/config", "{\"network_interfaces\": [\"eth0\"]}", &req,
+			       &resp), 0);
+	assert_non_null(req.deprecation);
+	vmm_request_free(&req);
+	assert_int_equal(parse("PUT", "/mmds/config", "{\"network_interfaces\": [\"eth0\"], "
+			       "\"version\": \"V2\"}", &req, &resp), 0);
+	assert_null(req.deprecation);
+	vmm_request_free(&req);
+
+	assert_int_equal(parse("PUT", "/cpu-config", "{\"kvm_capabilities\": [\"!7\"]}", &req,
+			       &resp), 0);
+	assert_int_equal(req.kind, REQ_PUT_CPU_CONFIG);
+	assert_int_equal(req.cpu_template->n_caps, 1);
+	vmm_request_free(&req);
+	expect_fault("PUT", "/cpu-config", "{\"msr_modifiers\": [{\"addr\": \"0x10a\"}]}",
+		     "bitmap");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -223,6 +260,7 @@ int main(void)
 		cmocka_unit_test(bodies),
 		cmocka_unit_test(faults),
 		cmocka_unit_test(faults_not_utf8),
+		cmocka_unit_test(deprecations),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

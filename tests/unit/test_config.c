@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "vmm/config.h"
 
@@ -257,6 +258,78 @@ static void rejects_bad_input(void **state)
 	expect_error(buf, "duplicate");
 }
 
+#define BOOT "\"boot-source\": {\"kernel_image_path\": \"/k\"}"
+
+/* smt, static templates and custom ones, as Firecracker combines them. */
+static void cpu_model(void **state)
+{
+	(void)state;
+	struct vmm_config c;
+	ember_err e = {{0}};
+	assert_int_equal(parse("{" BOOT ", \"machine-config\": {\"vcpu_count\": 2, "
+			       "\"mem_size_mib\": 64, \"smt\": true, \"cpu_template\": \"T2A\"}}",
+			       &c, &e), 0);
+	assert_true(c.machine.smt);
+	assert_int_equal(c.machine.cpu_template, CPU_TEMPLATE_T2A);
+	assert_null(c.cpu_custom);
+
+	/* An odd count with smt, whichever update makes it so; nothing changes. */
+	struct machine_patch p = {.has_vcpu_count = true, .v.vcpu_count = 3};
+	assert_int_equal(config_update_machine(&c, &p, &e), -1);
+	assert_non_null(strstr(e.msg, "even number if SMT is enabled"));
+	assert_int_equal(c.machine.vcpu_count, 2);
+	p = (struct machine_patch){.has_vcpu_count = true, .v.vcpu_count = 1};
+	assert_int_equal(config_update_machine(&c, &p, &e), 0);
+
+	/* A custom template replaces the static one... */
+	struct cpu_template *t = calloc(1, sizeof(*t));
+	config_set_cpu_custom(&c, t);
+	assert_int_equal(c.machine.cpu_template, CPU_TEMPLATE_NONE);
+	/* ...an update without cpu_template keeps it, with one ("None" too)
+	 * drops it. */
+	p = (struct machine_patch){.has_smt = true};
+	assert_int_equal(config_update_machine(&c, &p, &e), 0);
+	assert_ptr_equal(c.cpu_custom, t);
+	p = (struct machine_patch){.has_cpu_template = true, .v.cpu_template = CPU_TEMPLATE_NONE};
+	assert_int_equal(config_update_machine(&c, &p, &e), 0);
+	assert_null(c.cpu_custom);
+	config_free(&c);
+
+	/* The config file's cpu-config, an object, wins over machine-config's
+	 * template whatever the order. */
+	assert_int_equal(parse("{\"cpu-config\": {\"msr_modifiers\": [{\"addr\": \"0x10a\", "
+			       "\"bitmap\": \"0b1\"}]}, " BOOT ", \"machine-config\": "
+			       "{\"vcpu_count\": 1, \"mem_size_mib\": 64, \"cpu_template\": \"C3\"}}",
+			       &c, &e), 0);
+	assert_non_null(c.cpu_custom);
+	assert_int_equal(c.cpu_custom->n_msr, 1);
+	assert_int_equal(c.machine.cpu_template, CPU_TEMPLATE_NONE);
+	config_free(&c);
+
+	/* Or a file's path. */
+	char path[] = "/tmp/ember-test-cpu-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	const char tmpl[] = "{\"cpuid_modifiers\": [{\"leaf\": \"0x1\", \"subleaf\": \"0x0\", "
+			    "\"flags\": 0, \"modifiers\": [{\"register\": \"ecx\", "
+			    "\"bitmap\": \"0bxxxx0\"}]}]}";
+	assert_int_equal(write(fd, tmpl, sizeof(tmpl) - 1), (ssize_t)sizeof(tmpl) - 1);
+	close(fd);
+	char text[512];
+	snprintf(text, sizeof(text), "{" BOOT ", \"cpu-config\": \"%s\"}", path);
+	assert_int_equal(parse(text, &c, &e), 0);
+	assert_int_equal(c.cpu_custom->n_cpuid, 1);
+	config_free(&c);
+	unlink(path);
+	assert_int_equal(parse(text, &c, &e), -1);
+	assert_non_null(strstr(e.msg, path));
+	config_free(&c);
+	snprintf(text, sizeof(text), "{" BOOT ", \"cpu-config\": {\"cpuid_modifiers\": 5}}");
+	assert_int_equal(parse(text, &c, &e), -1);
+	assert_non_null(strstr(e.msg, "cpuid_modifiers"));
+	config_free(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -268,6 +341,7 @@ int main(void)
 		cmocka_unit_test(drive_ids_checked),
 		cmocka_unit_test(device_kind_sections),
 		cmocka_unit_test(rejects_bad_input),
+		cmocka_unit_test(cpu_model),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

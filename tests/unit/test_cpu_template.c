@@ -150,6 +150,70 @@ static void hostile(void **state)
 	free(big);
 }
 
+static void static_templates(void **state)
+{
+	(void)state;
+	enum cpu_static_template k;
+	assert_int_equal(cpu_static_template_parse("T2A", &k), 0);
+	assert_int_equal(k, CPU_TEMPLATE_T2A);
+	assert_string_equal(cpu_static_template_name(k), "T2A");
+	assert_int_equal(cpu_static_template_parse("None", &k), 0);
+	assert_int_equal(k, CPU_TEMPLATE_NONE);
+	assert_int_equal(cpu_static_template_parse("t2a", &k), -1);
+	assert_int_equal(cpu_static_template_parse("", &k), -1);
+
+	/* Who may run what: vendor first, then the exact model and stepping. */
+	ember_err e = {{0}};
+	const uint32_t milan = 0x00a00f11, skylake = 0x00050654, cascade = 0x00050657;
+	assert_int_equal(cpu_static_template_check(CPU_TEMPLATE_T2A, "AuthenticAMD", milan, &e), 0);
+	/* The processor-type bits (13:12) do not count. */
+	assert_int_equal(cpu_static_template_check(CPU_TEMPLATE_T2A, "AuthenticAMD",
+						   milan | 0x3000, &e), 0);
+	assert_int_equal(cpu_static_template_check(CPU_TEMPLATE_T2A, "GenuineIntel", milan, &e), -1);
+	assert_non_null(strstr(e.msg, "vendor mismatched"));
+	assert_int_equal(cpu_static_template_check(CPU_TEMPLATE_T2A, "AuthenticAMD", 0x00800f12,
+						   &e), -1);
+	assert_non_null(strstr(e.msg, "CPU model is not permitted"));
+	assert_int_equal(cpu_static_template_check(CPU_TEMPLATE_T2S, "GenuineIntel", skylake, &e),
+			 0);
+	assert_int_equal(cpu_static_template_check(CPU_TEMPLATE_T2CL, "GenuineIntel", skylake, &e),
+			 -1);
+	assert_int_equal(cpu_static_template_check(CPU_TEMPLATE_T2CL, "GenuineIntel", cascade, &e),
+			 0);
+	assert_int_equal(cpu_static_template_check(CPU_TEMPLATE_C3, "AuthenticAMD", skylake, &e), -1);
+	assert_int_equal(cpu_static_template_check(CPU_TEMPLATE_NONE, "GenuineIntel", skylake, &e),
+			 -1);
+
+	/* T2A's modifiers as a template: one per leaf/subleaf, leaf 1 shows a
+	 * family 6 model 0x3f stepping 2 processor, AVX-512 is hidden. */
+	cpu_static_template_get(CPU_TEMPLATE_T2A, &t);
+	assert_int_equal(t.n_cpuid, 6); /* 1, 7/0, 0xd/0, 0xd/1, 0x80000001, 0x80000008 */
+	assert_int_equal(t.n_msr, 0);
+	struct cpuid_set set = {0};
+	uint32_t leaves[][2] = {{1, 0}, {7, 0}, {0xd, 0}, {0xd, 1}, {0x80000001, 0}, {0x80000008, 0}};
+	for (size_t i = 0; i < 6; i++)
+		set.entries[set.nent++] = (struct kvm_cpuid_entry2){
+			.function = leaves[i][0], .index = leaves[i][1], .eax = 0xffffffff,
+			.ebx = 0xffffffff, .ecx = 0xffffffff, .edx = 0xffffffff};
+	assert_int_equal(cpu_template_apply_cpuid(&t, &set, &e), 0);
+	assert_int_equal(cpuid_find(&set, 1, 0)->eax, 0xf000c000u | 0x000306f2u);
+	assert_false(cpuid_find(&set, 7, 0)->ebx & (1u << 16)); /* AVX512F */
+	assert_true(cpuid_find(&set, 7, 0)->ebx & (1u << 9));	/* ERMS set */
+
+	/* T2S also sets IA32_ARCH_CAPABILITIES, whatever it was. */
+	cpu_static_template_get(CPU_TEMPLATE_T2S, &t);
+	assert_int_equal(t.n_msr, 1);
+	uint64_t msr = 0xdeadbeef;
+	assert_true(cpu_template_msr(&t, 0x10a, &msr));
+	assert_int_equal(msr, 0x0c0a0c4c);
+	/* T2CL leaves the mitigation bits KVM passes through and clears the
+	 * rest. */
+	cpu_static_template_get(CPU_TEMPLATE_T2CL, &t);
+	msr = ~0ULL;
+	assert_true(cpu_template_msr(&t, 0x10a, &msr));
+	assert_int_equal(msr, ~0xffffffffe2f51e00ULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -157,6 +221,7 @@ int main(void)
 		cmocka_unit_test(numbers),
 		cmocka_unit_test(parse_and_apply),
 		cmocka_unit_test(hostile),
+		cmocka_unit_test(static_templates),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -44,7 +44,7 @@ static void leaf1_per_vcpu(void **state)
 	(void)state;
 	struct cpuid_set s;
 	intel_set(&s);
-	cpuid_normalize(&s, 3, 4, brand);
+	cpuid_normalize(&s, 3, 4, false, brand);
 	struct kvm_cpuid_entry2 *l1 = cpuid_find(&s, 1, 0);
 	assert_int_equal(l1->ebx >> 24, 3);	   /* APIC id */
 	assert_int_equal((l1->ebx >> 16) & 0xff, 4); /* logical CPUs */
@@ -53,7 +53,7 @@ static void leaf1_per_vcpu(void **state)
 	assert_true(l1->edx & (1u << 28));	   /* HTT with > 1 CPU */
 
 	intel_set(&s);
-	cpuid_normalize(&s, 0, 1, brand);
+	cpuid_normalize(&s, 0, 1, false, brand);
 	l1 = cpuid_find(&s, 1, 0);
 	assert_int_equal(l1->ebx >> 24, 0);
 	assert_false(l1->edx & (1u << 28));
@@ -64,7 +64,7 @@ static void topology_leaves(void **state)
 	(void)state;
 	struct cpuid_set s;
 	intel_set(&s);
-	cpuid_normalize(&s, 5, 6, brand);
+	cpuid_normalize(&s, 5, 6, false, brand);
 	struct kvm_cpuid_entry2 *smt = cpuid_find(&s, 0xb, 0);
 	struct kvm_cpuid_entry2 *core = cpuid_find(&s, 0xb, 1);
 	struct kvm_cpuid_entry2 *none = cpuid_find(&s, 0xb, 2);
@@ -92,7 +92,7 @@ static void signature_pmu_brand(void **state)
 	(void)state;
 	struct cpuid_set s;
 	intel_set(&s);
-	cpuid_normalize(&s, 0, 2, brand);
+	cpuid_normalize(&s, 0, 2, false, brand);
 	struct kvm_cpuid_entry2 *kvm = cpuid_find(&s, 0x40000000, 0);
 	char sig[13] = {0};
 	memcpy(sig, &kvm->ebx, 4);
@@ -121,13 +121,49 @@ static void amd_leaves(void **state)
 	add(&s, 1, 0, 0, 0, 0, 0, 0);
 	add(&s, 0x80000008, 0, 0, 0x3030, 0, 0x700f, 0);
 	add(&s, 0x8000001e, 0, 0, 0, 0x100, 0x300, 0);
-	cpuid_normalize(&s, 2, 4, brand);
+	cpuid_normalize(&s, 2, 4, false, brand);
 	struct kvm_cpuid_entry2 *l = cpuid_find(&s, 0x80000008, 0);
 	assert_int_equal(l->ecx & 0xff, 3);
 	assert_int_equal((l->ecx >> 12) & 0xf, 2);
 	l = cpuid_find(&s, 0x8000001e, 0);
 	assert_int_equal(l->eax, 2);
 	assert_int_equal((l->ebx >> 8) & 0xff, 0); /* one thread per core */
+}
+
+/* smt: vCPUs 2k and 2k+1 are the two threads of core k. */
+static void smt_topology(void **state)
+{
+	(void)state;
+	struct cpuid_set s;
+	intel_set(&s);
+	cpuid_normalize(&s, 3, 4, true, brand);
+	struct kvm_cpuid_entry2 *smt = cpuid_find(&s, 0xb, 0);
+	struct kvm_cpuid_entry2 *core = cpuid_find(&s, 0xb, 1);
+	assert_int_equal(smt->ebx, 2); /* threads per core */
+	assert_int_equal(smt->eax, 1); /* one bit of APIC id for the thread */
+	assert_int_equal(core->ebx, 4);
+	assert_int_equal(smt->edx, 3);
+	struct kvm_cpuid_entry2 *l1d = cpuid_find(&s, 4, 0);
+	struct kvm_cpuid_entry2 *l3 = cpuid_find(&s, 4, 3);
+	assert_int_equal((l1d->eax >> 14) & 0xfff, 1); /* a core's 2 threads share L1 */
+	assert_int_equal((l3->eax >> 14) & 0xfff, 3);  /* the package shares L3 */
+	assert_int_equal(l1d->eax >> 26, 1);	       /* 2 cores */
+
+	/* One vCPU is one thread, smt or not. */
+	intel_set(&s);
+	cpuid_normalize(&s, 0, 1, true, brand);
+	assert_int_equal(cpuid_find(&s, 0xb, 0)->ebx, 1);
+	assert_int_equal(cpuid_find(&s, 0xb, 0)->eax, 0);
+
+	/* AMD: 0x8000001e has the core id and threads per core. */
+	memset(&s, 0, sizeof(s));
+	add(&s, 0, 0, 0, 0x10, 0x68747541, 0x444d4163, 0x69746e65); /* AuthenticAMD */
+	add(&s, 0x8000001e, 0, 0, 0, 0, 0, 0);
+	cpuid_normalize(&s, 3, 4, true, brand);
+	struct kvm_cpuid_entry2 *l = cpuid_find(&s, 0x8000001e, 0);
+	assert_int_equal(l->eax, 3);
+	assert_int_equal(l->ebx & 0xff, 1);	   /* core 1 */
+	assert_int_equal((l->ebx >> 8) & 0xff, 1); /* 2 threads per core */
 }
 
 int main(void)
@@ -137,6 +173,7 @@ int main(void)
 		cmocka_unit_test(topology_leaves),
 		cmocka_unit_test(signature_pmu_brand),
 		cmocka_unit_test(amd_leaves),
+		cmocka_unit_test(smt_topology),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

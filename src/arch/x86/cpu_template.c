@@ -1,9 +1,13 @@
 /* Custom CPU templates: parsing and applying (see cpu_template.h). */
 #include "arch/x86/cpu_template.h"
 
+#include <errno.h>
+#include <linux/kvm.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <string.h>
 
+#include "arch/x86/msr.h"
 #include "util/json_strict.h"
 
 int cpu_bitmap_parse(const char *s, unsigned bits, uint64_t *mask, uint64_t *value, ember_err *e)
@@ -252,4 +256,42 @@ bool cpu_template_msr(const struct cpu_template *t, uint32_t addr, uint64_t *val
 			hit = true;
 		}
 	return hit;
+}
+
+int cpu_template_check_caps(const struct cpu_template *t, int kvm_fd, ember_err *e)
+{
+	for (size_t i = 0; i < t->n_caps; i++) {
+		if (t->caps[i] < 0)
+			continue;
+		int r = ioctl(kvm_fd, KVM_CHECK_EXTENSION, (unsigned long)t->caps[i]);
+		if (r <= 0)
+			return err_set(e, "cpu-config: this host's KVM lacks capability %lld, which "
+				       "the CPU template requires", (long long)t->caps[i]);
+	}
+	return 0;
+}
+
+int cpu_template_apply_msrs(const struct cpu_template *t, const int *vcpu_fds, size_t n,
+			    ember_err *e)
+{
+	uint32_t addr[CPU_TEMPLATE_MAX_MODIFIERS];
+	uint64_t value[CPU_TEMPLATE_MAX_MODIFIERS];
+	size_t k = 0;
+	for (size_t i = 0; i < t->n_msr; i++) { /* each MSR once */
+		size_t j = 0;
+		while (j < k && addr[j] != t->msr[i].addr)
+			j++;
+		if (j == k)
+			addr[k++] = t->msr[i].addr;
+	}
+	if (!k || !n)
+		return 0;
+	if (msr_get(vcpu_fds[0], addr, value, k, e))
+		return err_prefix(e, "cpu-config: reading the template's MSRs");
+	for (size_t j = 0; j < k; j++)
+		cpu_template_msr(t, addr[j], &value[j]);
+	for (size_t i = 0; i < n; i++)
+		if (msr_set(vcpu_fds[i], addr, value, k, e))
+			return err_prefix(e, "cpu-config: vCPU %zu: writing the template's MSRs", i);
+	return 0;
 }

@@ -82,12 +82,13 @@ static unsigned id_bits(unsigned n)
 	return b;
 }
 
-static void topology_leaf(struct kvm_cpuid_entry2 *ent, unsigned apic_id, unsigned count)
+static void topology_leaf(struct kvm_cpuid_entry2 *ent, unsigned apic_id, unsigned count,
+			  unsigned threads)
 {
 	switch (ent->index) {
-	case 0: /* SMT level: one thread per core */
-		ent->eax = 0;
-		ent->ebx = 1;
+	case 0: /* SMT level: `threads` per core */
+		ent->eax = id_bits(threads);
+		ent->ebx = threads;
 		ent->ecx = (TOPO_LEVEL_SMT << 8) | ent->index;
 		break;
 	case 1: /* core level: all vCPUs in one package */
@@ -104,22 +105,28 @@ static void topology_leaf(struct kvm_cpuid_entry2 *ent, unsigned apic_id, unsign
 	ent->edx = apic_id;
 }
 
-static void set_cache_sharing(struct kvm_cpuid_entry2 *ent, unsigned count, bool intel)
+static void set_cache_sharing(struct kvm_cpuid_entry2 *ent, unsigned count, unsigned threads,
+			      bool intel)
 {
 	unsigned type = ent->eax & 0x1f;
 	unsigned level = (ent->eax >> 5) & 0x7;
 	if (!type)
 		return;
-	/* EAX[25:14]: logical processors sharing this cache, minus one. */
-	unsigned sharing = level >= 3 ? count - 1 : 0;
+	/* EAX[25:14]: logical processors sharing this cache, minus one: the
+	 * package's for L3, a core's threads for L1 and L2. */
+	unsigned sharing = level >= 3 ? count - 1 : threads - 1;
 	ent->eax = (ent->eax & ~(0xfffu << 14)) | (sharing << 14);
 	/* Intel's EAX[31:26]: cores in the package, minus one. */
 	if (intel)
-		ent->eax = (ent->eax & 0x03ffffffu) | ((count - 1) << 26);
+		ent->eax = (ent->eax & 0x03ffffffu) | ((count / threads - 1) << 26);
 }
 
-void cpuid_normalize(struct cpuid_set *set, unsigned index, unsigned count, const char brand[48])
+void cpuid_normalize(struct cpuid_set *set, unsigned index, unsigned count, bool smt,
+		     const char brand[48])
 {
+	/* As Firecracker: SMT pairs vCPUs 2k and 2k+1 as the two threads of
+	 * core k (vcpu_count is 1 or even then); one vCPU is one thread. */
+	unsigned threads = smt && count > 1 ? 2 : 1;
 	struct kvm_cpuid_entry2 *v = cpuid_find(set, 0, 0);
 	bool intel = v && v->ebx == 0x756e6547; /* "Genu" */
 	unsigned apic_id = index;
@@ -136,14 +143,14 @@ void cpuid_normalize(struct cpuid_set *set, unsigned index, unsigned count, cons
 				ent->edx &= ~LEAF1_EDX_HTT;
 			break;
 		case 0x4:
-			set_cache_sharing(ent, count, intel);
+			set_cache_sharing(ent, count, threads, intel);
 			break;
 		case 0xa: /* no virtual PMU */
 			ent->eax = ent->ebx = ent->ecx = ent->edx = 0;
 			break;
 		case 0xb:
 		case 0x1f:
-			topology_leaf(ent, apic_id, count);
+			topology_leaf(ent, apic_id, count, threads);
 			break;
 		case 0x40000000:
 			ent->ebx = 0x4b4d564b; /* "KVMKVMKVM\0\0\0" */
@@ -166,12 +173,12 @@ void cpuid_normalize(struct cpuid_set *set, unsigned index, unsigned count, cons
 			break;
 		case 0x8000001d:
 			if (!intel)
-				set_cache_sharing(ent, count, false);
+				set_cache_sharing(ent, count, threads, false);
 			break;
-		case 0x8000001e: /* AMD: extended APIC id, one thread per core, one node */
+		case 0x8000001e: /* AMD: extended APIC id, core id, threads per core, one node */
 			if (!intel) {
 				ent->eax = apic_id;
-				ent->ebx = apic_id & 0xff;
+				ent->ebx = ((threads - 1) << 8) | ((apic_id / threads) & 0xff);
 				ent->ecx = 0;
 			}
 			break;

@@ -1,10 +1,11 @@
 /* CPUID as the guest sees it: KVM's supported set, normalised so each vCPU
- * reports its own APIC id, a topology of `count` single-threaded cores in one
- * package, the hypervisor bit, KVM's signature and the host's brand string. */
+ * reports its own APIC id, a topology of `count` vCPUs in one package (one
+ * thread per core, or two with SMT), the hypervisor bit, KVM's signature and the host's brand string. */
 #ifndef EMBER_X86_CPUID_H
 #define EMBER_X86_CPUID_H
 
 #include <linux/kvm.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "util/err.h"
@@ -26,8 +27,10 @@ int cpuid_set_vcpu(int vcpu_fd, const struct cpuid_set *set, ember_err *e);
 /* The host's 48-byte brand string (leaves 0x80000002-4). */
 void cpuid_host_brand(char brand[48]);
 
-/* Rewrites `set` in place for vCPU `index` of `count`. */
-void cpuid_normalize(struct cpuid_set *set, unsigned index, unsigned count, const char brand[48]);
+/* Rewrites `set` in place for vCPU `index` of `count` (two threads per
+ * core with smt). */
+void cpuid_normalize(struct cpuid_set *set, unsigned index, unsigned count, bool smt,
+		     const char brand[48]);
 
 /* Finds leaf/subleaf in set, or NULL. */
 struct kvm_cpuid_entry2 *cpuid_find(struct cpuid_set *set, uint32_t function, uint32_t index);

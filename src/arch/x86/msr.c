@@ -56,3 +56,50 @@ int msr_setup_boot(int vcpu_fd, ember_err *e)
 		return err_set(e, "KVM_SET_MSRS: KVM refused MSR 0x%x", msrs->entries[r].index);
 	return 0;
 }
+
+/* A struct kvm_msrs with room for MSR_MAX_BATCH entries (it ends in a
+ * flexible array). */
+union msr_batch {
+	struct kvm_msrs hdr;
+	uint8_t bytes[sizeof(struct kvm_msrs) + MSR_MAX_BATCH * sizeof(struct kvm_msr_entry)];
+};
+
+static int msr_ioctl(int vcpu_fd, unsigned long req, const char *name, union msr_batch *b,
+		     size_t n, ember_err *e)
+{
+	int r = ioctl(vcpu_fd, req, &b->hdr);
+	if (r < 0)
+		return err_set(e, "%s: %s", name, strerror(errno));
+	if ((size_t)r != n)
+		return err_set(e, "%s: KVM refused MSR %#x", name, b->hdr.entries[r].index);
+	return 0;
+}
+
+int msr_get(int vcpu_fd, const uint32_t *index, uint64_t *value, size_t n, ember_err *e)
+{
+	union msr_batch b; /* 4 KiB */
+	if (n > MSR_MAX_BATCH)
+		return err_set(e, "KVM_GET_MSRS: %zu MSRs, at most %d", n, MSR_MAX_BATCH);
+	memset(&b, 0, sizeof(b));
+	b.hdr.nmsrs = (uint32_t)n;
+	for (size_t i = 0; i < n; i++)
+		b.hdr.entries[i].index = index[i];
+	int rc = msr_ioctl(vcpu_fd, KVM_GET_MSRS, "KVM_GET_MSRS", &b, n, e);
+	for (size_t i = 0; !rc && i < n; i++)
+		value[i] = b.hdr.entries[i].data;
+	return rc;
+}
+
+int msr_set(int vcpu_fd, const uint32_t *index, const uint64_t *value, size_t n, ember_err *e)
+{
+	union msr_batch b;
+	if (n > MSR_MAX_BATCH)
+		return err_set(e, "KVM_SET_MSRS: %zu MSRs, at most %d", n, MSR_MAX_BATCH);
+	memset(&b, 0, sizeof(b));
+	b.hdr.nmsrs = (uint32_t)n;
+	for (size_t i = 0; i < n; i++) {
+		b.hdr.entries[i].index = index[i];
+		b.hdr.entries[i].data = value[i];
+	}
+	return msr_ioctl(vcpu_fd, KVM_SET_MSRS, "KVM_SET_MSRS", &b, n, e);
+}
