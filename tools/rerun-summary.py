@@ -11,6 +11,18 @@ failed (or errored) in FIRST and passed in RERUN:
 
 so that a rerun shows up in CI output as a finding. Always exits 0: the
 rerun's own status is what counts for pass or fail.
+
+    rerun-summary.py --attempts OUTCOMES
+
+OUTCOMES is the log tests/integration/conftest.py writes across the
+attempts of tools/run-tests.sh (a new attempt after a test-host crash):
+one "<attempt> passed|failed <test id>" line per test phase. Prints one line
+per test that failed in an attempt and passed in a later one:
+
+    FLAKY (passed in attempt 2 after failing in attempt 1): test_mod.py::test_name
+
+A test that failed and passed within one attempt is the rerun's (the first
+form above), not named again here.
 """
 
 from __future__ import annotations
@@ -41,7 +53,39 @@ def outcomes(path: str) -> dict[str, str] | None:
     return out
 
 
+def across_attempts(path: str) -> int:
+    """The --attempts form: tests that failed in one attempt, passed in a later one."""
+    print("== summary across test-host attempts")
+    try:
+        lines = open(path, encoding="utf-8", errors="replace").read().splitlines()
+    except OSError:
+        print("no outcomes were recorded")
+        return 0
+    first_failed: dict[str, int] = {}
+    last: dict[str, tuple[int, str]] = {}
+    for line in lines:
+        parts = line.split(" ", 2)
+        if len(parts) != 3 or not parts[0].isdigit() or parts[1] not in ("passed", "failed"):
+            continue  # a line cut short by the crash
+        attempt, state, test = int(parts[0]), parts[1], parts[2]
+        if state == "failed":
+            first_failed.setdefault(test, attempt)
+        # A failed teardown after a passed call stays a failure.
+        if state == "failed" or last.get(test, (0, ""))[0] != attempt or last[test][1] != "failed":
+            last[test] = (attempt, state)
+    flaky = 0
+    for test, failed_in in first_failed.items():
+        attempt, state = last[test]
+        if state == "passed" and attempt > failed_in:
+            print(f"FLAKY (passed in attempt {attempt} after failing in attempt {failed_in}): {test}")
+            flaky += 1
+    print(f"{flaky} tests failed in one attempt and passed in a later one (flaky)")
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) == 3 and argv[1] == "--attempts":
+        return across_attempts(argv[2])
     if len(argv) != 3:
         print(__doc__.strip(), file=sys.stderr)
         return 2
