@@ -24,9 +24,11 @@ Phases (each prints its measurements; any failure makes the exit status 1):
 - parallel: --parallel embers at once, the same lifecycle each.
 
 "Grow" means: after a warm-up of the same work, the fd count and the thread
-count must be the same afterwards, and VmRSS may grow by at most --rss-slack
-KiB (the allocator keeps some slack; a leak of one buffer per request grows
-far beyond it).
+count must not be higher afterwards, and VmRSS may grow by at most
+--rss-slack KiB (the allocator keeps some slack; a leak of one buffer per
+request grows far beyond it). For a VMM with a guest, VmRSS is counted
+without the guest memory's resident part (/proc/PID/smaps), which the guest
+fills as it runs.
 """
 
 from __future__ import annotations
@@ -53,12 +55,31 @@ ECHO_READY = b"EMBER-READY"
 
 # --- measuring a process ----------------------------------------------------------------
 
-def measure(pid: int) -> dict:
-    """fds (entries of /proc/PID/fd), threads and VmRSS (KiB) of a process."""
+def guest_rss_kib(pid: int, guest_mib: int) -> int:
+    """Resident KiB of the mappings exactly guest_mib MiB large: the guest's
+    memory, which the guest itself fills as it runs (not Ember's growth)."""
+    total, size = 0, None
+    try:
+        text = Path(f"/proc/{pid}/smaps").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("Size:"):
+            size = int(line.split()[1])
+        elif line.startswith("Rss:") and size == guest_mib * 1024:
+            total += int(line.split()[1])
+    return total
+
+
+def measure(pid: int, guest_mib: int = 0) -> dict:
+    """fds (entries of /proc/PID/fd), threads and VmRSS (KiB) of a process;
+    with guest_mib, VmRSS less the guest memory's resident part."""
     fds = len(os.listdir(f"/proc/{pid}/fd"))
     status = Path(f"/proc/{pid}/status").read_text()
     threads = int(re.search(r"^Threads:\s+(\d+)", status, re.M).group(1))
     rss = int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M).group(1))
+    if guest_mib:
+        rss -= guest_rss_kib(pid, guest_mib)
     return {"fds": fds, "threads": threads, "rss_kib": rss}
 
 
@@ -246,7 +267,7 @@ def phase_vmm(a, tmp: str) -> list[str]:
         api.expect(204, "PUT", "/boot-source", {
             "kernel_image_path": a.kernel, "initrd_path": a.initrd,
             "boot_args": f"{BOOT_ARGS} ember.hook=echo ember.end=wait"})
-        api.expect(204, "PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": 64})
+        api.expect(204, "PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": a.mem_mib})
         api.expect(204, "PUT", "/drives/d0", {"drive_id": "d0", "path_on_host": str(files[0]),
                                               "is_root_device": False, "is_read_only": False})
         api.expect(204, "PUT", "/metrics", {"metrics_path": str(metrics)})
@@ -266,11 +287,12 @@ def phase_vmm(a, tmp: str) -> list[str]:
                     api.expect(204, "PUT", "/actions", {"action_type": "FlushMetrics"})
                     api.close()
         patches(max(1, a.patches // 10))
-        before = measure(ember.proc.pid)
+        # Without the guest's own memory, which it fills as it pleases.
+        before = measure(ember.proc.pid, a.mem_mib)
         t0 = time.monotonic()
         patches(a.patches)
         api.close()
-        after = measure(ember.proc.pid)
+        after = measure(ember.proc.pid, a.mem_mib)
         print(f"vmm: {a.patches} drive PATCH pairs, {a.patches // 10} pause/resume/flush in "
               f"{time.monotonic() - t0:.1f} s; before {before}, after {after}", flush=True)
         bad = growth("vmm", before, after, a.rss_slack)
@@ -292,7 +314,7 @@ def lifecycle(a, tmp: str, n: int) -> tuple[bool, float, str]:
     cfg.write_text(json.dumps({
         "boot-source": {"kernel_image_path": a.kernel, "initrd_path": a.initrd,
                         "boot_args": f"{BOOT_ARGS} ember.end=reboot"},
-        "machine-config": {"vcpu_count": 1, "mem_size_mib": 64}}))
+        "machine-config": {"vcpu_count": 1, "mem_size_mib": a.mem_mib}}))
     t0 = time.monotonic()
     ember = Ember([a.ember, "--no-api", "--config-file", str(cfg)], tmp)
     try:
@@ -362,6 +384,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--requests", type=int, default=20000, help="API requests (api phase)")
     p.add_argument("--patches", type=int, default=2000, help="drive PATCH pairs (vmm phase)")
     p.add_argument("--phases", default=",".join(PHASES))
+    p.add_argument("--mem-mib", type=int, default=64, help="guest memory of each VM")
     p.add_argument("--rss-slack", type=int, default=1024, help="KiB VmRSS may grow")
     p.add_argument("--boot-timeout", type=float, default=180,
                    help="bound on one lifecycle, seconds (a stuck VM fails at it)")
