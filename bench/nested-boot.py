@@ -12,9 +12,12 @@ OUT, then prints the table of everything OUT holds:
     bench/nested-boot.py -n 40 --out bench/results/nested-boot.jsonl
     bench/nested-boot.py --report bench/results/nested-boot.jsonl
 
-Run it in chunks (-n 5, several times: each call appends) to let others use
-the test host in between. --variants picks a subset (ember, ember-noi8042,
-qemu).
+Run it in chunks (-n 5, several times: each call appends; or
+--max-minutes) to let others use the test host in between. --variants picks
+a subset (ember, ember-noi8042, qemu). If the test host itself dies during
+a boot (status 124/125: it froze or its kernel locked up), that boot is
+recorded as "host-died" against the variant that was running, and a new
+test host goes on with the rest.
 
 A boot "reached userspace" when the initramfs' init printed
 "EMBER-INIT: started" within --timeout seconds. A failure is one of:
@@ -126,16 +129,21 @@ def one_boot(variant: str, ember: str, kernel: str, initrd: str, timeout: float)
 
 
 def inside(a) -> int:
-    """In the test host: the boots themselves."""
+    """In the test host: the boots of the plan, in order. Before each, the
+    boot about to run is named in CURRENT, so that a test host that dies
+    during it is blamed on the right variant."""
     out = open(a.out, "a")
-    for i in range(a.n):
-        for v in a.variants:
-            rec = one_boot(v, a.ember, a.kernel, a.initrd, a.timeout)
-            out.write(json.dumps(rec) + "\n")
-            out.flush()
-            where = "" if rec["outcome"] == "userspace" else \
-                f" at {rec['phase']!r}: {rec['console_tail'][-1:] or rec['stderr_tail'][-1:]}"
-            print(f"{v} boot {i + 1}/{a.n}: {rec['outcome']} {rec['seconds']} s{where}", flush=True)
+    current = a.out + ".current"
+    for i, v in enumerate(a.plan):
+        Path(current).write_text(v)
+        rec = one_boot(v, a.ember, a.kernel, a.initrd, a.timeout)
+        out.write(json.dumps(rec) + "\n")
+        out.flush()
+        where = "" if rec["outcome"] == "userspace" else \
+            f" at {rec['phase']!r}: {rec['console_tail'][-1:] or rec['stderr_tail'][-1:]}"
+        print(f"{v} boot {i + 1}/{len(a.plan)}: {rec['outcome']} {rec['seconds']} s{where}",
+              flush=True)
+    Path(current).unlink(missing_ok=True)
     return 0
 
 
@@ -144,8 +152,8 @@ def report(path: str) -> int:
     by = collections.defaultdict(list)
     for r in recs:
         by[r["variant"]].append(r)
-    print("| VMM | boots | reached userspace | stalled | VMM exited | where the failures stopped |")
-    print("|---|---|---|---|---|---|")
+    print("| VMM | boots | reached userspace | stalled | VMM exited | test host died | where the failures stopped |")
+    print("|---|---|---|---|---|---|---|")
     for v in VARIANTS:
         rs = by.get(v, [])
         if not rs:
@@ -156,6 +164,7 @@ def report(path: str) -> int:
         secs = sorted(r["seconds"] for r in rs if r["outcome"] == "userspace")
         med = f" (median {secs[len(secs) // 2]} s)" if secs else ""
         print(f"| {v} | {len(rs)} | {n['userspace']}{med} | {n['stall']} | {n['exit']} | "
+              f"{n['host-died']} | "
               + ("; ".join(f"{c}x {w}" for w, c in where.most_common()) or "-") + " |")
     return 0
 
@@ -175,22 +184,48 @@ def outside(a) -> int:
                                 capture_output=True, text=True, check=True).stdout.strip()
     out = Path(a.out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    results = tempfile.mkdtemp(prefix="nested-boot.")
-    inner = Path(results) / "boots.jsonl"
-    cmd = [str(ROOT / "tools/testhost/run"), "--results", results, "--",
-           "env", f"EMBER_DEBIAN_VMLINUZ={kernel}",
-           "/usr/bin/python3", str(Path(__file__).resolve()), "--inside",
-           "-n", str(a.n), "--timeout", str(a.timeout), "--variants", ",".join(a.variants),
-           "--ember", str(Path(a.ember).resolve()), "--kernel", kernel, "--initrd", initrd,
-           "--out", str(inner)]
-    rc = subprocess.run(cmd, env=dict(env, EMBER_TESTHOST_TIMEOUT=env.get(
-        "EMBER_TESTHOST_TIMEOUT", str(int(a.n * len(a.variants) * (a.timeout + 30) + 300))))).returncode
-    # Whatever boots ended are kept, even if the test host died midway.
-    if inner.exists():
+    # Round-robin, so that a measurement cut short stays balanced.
+    plan = [v for _ in range(a.n) for v in a.variants]
+    deadline = time.time() + a.max_minutes * 60 if a.max_minutes else None
+    rc = 0
+    while plan:
+        if deadline and time.time() > deadline:
+            print(f"== --max-minutes reached: {len(plan)} boots not run")
+            break
+        results = tempfile.mkdtemp(prefix="nested-boot.")
+        inner = Path(results) / "boots.jsonl"
+        cmd = [str(ROOT / "tools/testhost/run"), "--results", results, "--",
+               "env", f"EMBER_DEBIAN_VMLINUZ={kernel}",
+               "/usr/bin/python3", str(Path(__file__).resolve()), "--inside",
+               "--plan", ",".join(plan), "--timeout", str(a.timeout),
+               "--ember", str(Path(a.ember).resolve()), "--kernel", kernel, "--initrd", initrd,
+               "--out", str(inner)]
+        bound = int(len(plan) * (a.timeout + 30) + 300)
+        run = subprocess.run(cmd, env=dict(os.environ, EMBER_TESTHOST_TIMEOUT=os.environ.get(
+            "EMBER_TESTHOST_TIMEOUT", str(bound))), stderr=subprocess.PIPE, text=True)
+        rc = run.returncode
+        sys.stderr.write(run.stderr)
+        done = inner.read_text().splitlines() if inner.exists() else []
+        current = Path(str(inner) + ".current")
         with open(out, "a") as f:
-            f.write(inner.read_text())
-    subprocess.run(["rm", "-rf", results])
-    print(f"== test host status {rc}; all boots recorded in {out}:")
+            for line in done:
+                f.write(line + "\n")
+            if rc in (124, 125) and current.exists():
+                # The test host itself died during this boot: a failure of
+                # the whole stack, recorded against the variant that ran.
+                v = current.read_text().strip()
+                f.write(json.dumps({"variant": v, "outcome": "host-died", "seconds": None,
+                                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                    "status": rc, "phase": "test host",
+                                    "console_tail": run.stderr.splitlines()[-TAIL:],
+                                    "stderr_tail": []}) + "\n")
+                done.append("host-died")
+        subprocess.run(["rm", "-rf", results])
+        plan = plan[len(done):]
+        if rc not in (0, 124, 125) or (rc != 0 and not done):
+            print(f"== the test host ended with status {rc} without progress; stopping")
+            break
+    print(f"== all boots recorded in {out}:")
     report(str(out))
     return rc
 
@@ -205,7 +240,10 @@ def main() -> int:
     p.add_argument("--initrd", help="the busybox initramfs (default: tools/guest/build-initramfs.sh's)")
     p.add_argument("--out", default=str(ROOT / "bench/results/nested-boot.jsonl"))
     p.add_argument("--report", metavar="JSONL", help="only print the table of JSONL")
+    p.add_argument("--max-minutes", type=float, default=0,
+                   help="start no new test host after this many minutes (0: no bound)")
     p.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--plan", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.report:
         return report(a.report)
@@ -213,7 +251,10 @@ def main() -> int:
     bad = [v for v in a.variants if v not in VARIANTS]
     if bad:
         p.error(f"unknown variant(s) {bad}: choose from {VARIANTS}")
-    return inside(a) if a.inside else outside(a)
+    if a.inside:
+        a.plan = [v for v in a.plan.split(",") if v in VARIANTS]
+        return inside(a)
+    return outside(a)
 
 
 if __name__ == "__main__":
