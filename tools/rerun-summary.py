@@ -16,10 +16,12 @@ rerun's own status is what counts for pass or fail.
 
 OUTCOMES is the log tests/integration/conftest.py writes across the
 attempts of tools/run-tests.sh (a new attempt after a test-host crash):
-one "<attempt> passed|failed <test id>" line per test phase. Prints one line
-per test that failed in an attempt and passed in a later one:
+one "<attempt> started|passed|failed <test id>" line per test start and
+outcome. Prints one line per test that failed in an attempt, or was running
+when that attempt's test host died, and passed in a later one:
 
     FLAKY (passed in attempt 2 after failing in attempt 1): test_mod.py::test_name
+    FLAKY (passed in attempt 2; the test host died under it in attempt 1): test_mod.py::test_x
 
 A test that failed and passed within one attempt is the rerun's (the first
 form above), not named again here.
@@ -54,32 +56,43 @@ def outcomes(path: str) -> dict[str, str] | None:
 
 
 def across_attempts(path: str) -> int:
-    """The --attempts form: tests that failed in one attempt, passed in a later one."""
+    """The --attempts form: tests that failed in one attempt, or were running
+    when its test host died, and passed in a later one."""
     print("== summary across test-host attempts")
     try:
         lines = open(path, encoding="utf-8", errors="replace").read().splitlines()
     except OSError:
         print("no outcomes were recorded")
         return 0
-    first_failed: dict[str, int] = {}
-    last: dict[str, tuple[int, str]] = {}
+    # test -> attempt -> the states logged in it, in order
+    log: dict[str, dict[int, list[str]]] = {}
     for line in lines:
         parts = line.split(" ", 2)
-        if len(parts) != 3 or not parts[0].isdigit() or parts[1] not in ("passed", "failed"):
+        if len(parts) != 3 or not parts[0].isdigit() or \
+                parts[1] not in ("started", "passed", "failed"):
             continue  # a line cut short by the crash
-        attempt, state, test = int(parts[0]), parts[1], parts[2]
-        if state == "failed":
-            first_failed.setdefault(test, attempt)
-        # A failed teardown after a passed call stays a failure.
-        if state == "failed" or last.get(test, (0, ""))[0] != attempt or last[test][1] != "failed":
-            last[test] = (attempt, state)
+        log.setdefault(parts[2], {}).setdefault(int(parts[0]), []).append(parts[1])
     flaky = 0
-    for test, failed_in in first_failed.items():
-        attempt, state = last[test]
-        if state == "passed" and attempt > failed_in:
-            print(f"FLAKY (passed in attempt {attempt} after failing in attempt {failed_in}): {test}")
+    for test, attempts in log.items():
+        order = sorted(attempts)
+        last = order[-1]
+        states = attempts[last]
+        # Passed in its last attempt: a passed call and no failure there.
+        if "passed" not in states or "failed" in states:
+            continue
+        for a in order[:-1]:
+            earlier = attempts[a]
+            if "failed" in earlier:
+                print(f"FLAKY (passed in attempt {last} after failing in attempt {a}): {test}")
+            elif "passed" not in earlier:
+                print(f"FLAKY (passed in attempt {last}; the test host died under it in "
+                      f"attempt {a}): {test}")
+            else:
+                continue
             flaky += 1
-    print(f"{flaky} tests failed in one attempt and passed in a later one (flaky)")
+            break
+    print(f"{flaky} tests failed or lost their test host in one attempt and passed in a "
+          "later one (flaky)")
     return 0
 
 

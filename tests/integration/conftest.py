@@ -28,7 +28,8 @@ from ember_harness import EmberLauncher, guest_boot_args, vm_config
 # (EMBER_TEST_ATTEMPT), in EMBER_TEST_OUTCOMES: a test that failed in one
 # attempt and passed in a later one is flaky, and tools/rerun-summary.py
 # --attempts names it after the last attempt (tools/run-tests.sh), as the
-# rerun within one attempt does (tools/pytest-rerun.sh).
+# rerun within one attempt does (tools/pytest-rerun.sh); so is one that was
+# running when its test host died and passed in a later attempt.
 
 _PROGRESS = os.environ.get("EMBER_TEST_PROGRESS")
 _OUTCOMES = os.environ.get("EMBER_TEST_OUTCOMES")
@@ -51,6 +52,14 @@ def pytest_collection_modifyitems(config, items):
         print(f"\n== resuming: {len(skip)} tests ended in an earlier attempt whose test host "
               "crashed; they are not run again")
         config._ember_resumed = True
+
+
+def pytest_runtest_logstart(nodeid, location):
+    # A test that starts and never ends in this attempt: its test host died
+    # under it (tools/rerun-summary.py --attempts names it if it passes later).
+    if _OUTCOMES:
+        with open(_OUTCOMES, "a") as f:
+            f.write(f"{_ATTEMPT} started {nodeid}\n")
 
 
 def pytest_runtest_logreport(report):
