@@ -11,6 +11,20 @@ failed (or errored) in FIRST and passed in RERUN:
 
 so that a rerun shows up in CI output as a finding. Always exits 0: the
 rerun's own status is what counts for pass or fail.
+
+    rerun-summary.py --attempts OUTCOMES
+
+OUTCOMES is the log tests/integration/conftest.py writes across the
+attempts of tools/run-tests.sh (a new attempt after a test-host crash):
+one "<attempt> started|passed|failed <test id>" line per test start and
+outcome. Prints one line per test that failed in an attempt, or was running
+when that attempt's test host died, and passed in a later one:
+
+    FLAKY (passed in attempt 2 after failing in attempt 1): test_mod.py::test_name
+    FLAKY (passed in attempt 2; the test host died under it in attempt 1): test_mod.py::test_x
+
+A test that failed and passed within one attempt is the rerun's (the first
+form above), not named again here.
 """
 
 from __future__ import annotations
@@ -41,7 +55,50 @@ def outcomes(path: str) -> dict[str, str] | None:
     return out
 
 
+def across_attempts(path: str) -> int:
+    """The --attempts form: tests that failed in one attempt, or were running
+    when its test host died, and passed in a later one."""
+    print("== summary across test-host attempts")
+    try:
+        lines = open(path, encoding="utf-8", errors="replace").read().splitlines()
+    except OSError:
+        print("no outcomes were recorded")
+        return 0
+    # test -> attempt -> the states logged in it, in order
+    log: dict[str, dict[int, list[str]]] = {}
+    for line in lines:
+        parts = line.split(" ", 2)
+        if len(parts) != 3 or not parts[0].isdigit() or \
+                parts[1] not in ("started", "passed", "failed"):
+            continue  # a line cut short by the crash
+        log.setdefault(parts[2], {}).setdefault(int(parts[0]), []).append(parts[1])
+    flaky = 0
+    for test, attempts in log.items():
+        order = sorted(attempts)
+        last = order[-1]
+        states = attempts[last]
+        # Passed in its last attempt: a passed call and no failure there.
+        if "passed" not in states or "failed" in states:
+            continue
+        for a in order[:-1]:
+            earlier = attempts[a]
+            if "failed" in earlier:
+                print(f"FLAKY (passed in attempt {last} after failing in attempt {a}): {test}")
+            elif "passed" not in earlier:
+                print(f"FLAKY (passed in attempt {last}; the test host died under it in "
+                      f"attempt {a}): {test}")
+            else:
+                continue
+            flaky += 1
+            break
+    print(f"{flaky} tests failed or lost their test host in one attempt and passed in a "
+          "later one (flaky)")
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) == 3 and argv[1] == "--attempts":
+        return across_attempts(argv[2])
     if len(argv) != 3:
         print(__doc__.strip(), file=sys.stderr)
         return 2

@@ -47,6 +47,7 @@ if [ "$mode" = always ]; then
 		# "FLAKY (passed on rerun): <test>", after pytest's summary.
 		tools/testhost/run --results "$progress" -- env EMBER_BIN="$EMBER_BIN" \
 			EMBER_TEST_PROGRESS="$progress/ended.txt" \
+			EMBER_TEST_OUTCOMES="$progress/outcomes.txt" EMBER_TEST_ATTEMPT="$attempt" \
 			EMBER_KERNEL_VMLINUX="$EMBER_KERNEL_VMLINUX" EMBER_KERNEL_BZIMAGE="$EMBER_KERNEL_BZIMAGE" \
 			EMBER_DEBIAN_VMLINUZ="$EMBER_DEBIAN_VMLINUZ" EMBER_INITRAMFS="$EMBER_INITRAMFS" \
 			EMBER_ROOTFS="$EMBER_ROOTFS" EMBER_DEBIAN_INITRAMFS="$EMBER_DEBIAN_INITRAMFS" \
@@ -56,6 +57,11 @@ if [ "$mode" = always ]; then
 			"attempt $((attempt + 1)) of $attempts goes on after the" \
 			"$(wc -l <"$progress/ended.txt" 2>/dev/null || echo 0) tests that ended"
 	done
+	# A test that failed in an attempt whose test host then crashed and
+	# passed in a later attempt is flaky too: named as the rerun's are.
+	if [ "$attempt" -gt 1 ]; then
+		/usr/bin/python3 tools/rerun-summary.py --attempts "$progress/outcomes.txt"
+	fi
 	exit "$rc"
 else
 	"${pytest[@]}"

@@ -15,7 +15,9 @@
 
 /* preadv/pwritev until len bytes moved, EOF, or an error. Partial transfers
  * (a signal, a pipe-like file) continue where they stopped. Returns the
- * bytes moved if any, else -errno. */
+ * bytes moved at EOF, or -errno if an error stopped it, even after some
+ * bytes moved: a write that fills the host's file system moves part of the
+ * data, then fails with ENOSPC, and that is what the log must say. */
 static int64_t transfer(int fd, bool write, const struct iovec *iov_in, int iovcnt,
 			uint64_t offset, uint64_t len)
 {
@@ -33,7 +35,7 @@ static int64_t transfer(int fd, bool write, const struct iovec *iov_in, int iovc
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			return done ? (int64_t)done : -errno;
+			return -errno;
 		}
 		if (n == 0)
 			break; /* end of file */

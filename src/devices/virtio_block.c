@@ -231,7 +231,8 @@ static void finish(struct virtio_block *b, struct blk_slot *s, int64_t res)
 			complain(b, BLK_IO_ERROR, "%s of %u bytes failed: %s", type_name(s->type),
 				 s->data_len, strerror((int)-res));
 		else
-			complain(b, BLK_IO_ERROR, "%s of %u bytes moved only %lld (end of file?)",
+			complain(b, BLK_IO_ERROR, "%s of %u bytes moved only %lld (end of file, "
+				 "or the host's file system full?)",
 				 type_name(s->type), s->data_len, (long long)res);
 	}
 	complete(b, s->head, s->status_gpa, ok ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR, used);

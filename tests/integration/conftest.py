@@ -23,8 +23,17 @@ from ember_harness import EmberLauncher, guest_boot_args, vm_config
 # xfailed) is recorded there as it ends, and a later attempt does not run
 # those again: it goes on where the dead test host stopped. Failed tests
 # always run again.
+#
+# Every outcome is also logged, with the attempt's number
+# (EMBER_TEST_ATTEMPT), in EMBER_TEST_OUTCOMES: a test that failed in one
+# attempt and passed in a later one is flaky, and tools/rerun-summary.py
+# --attempts names it after the last attempt (tools/run-tests.sh), as the
+# rerun within one attempt does (tools/pytest-rerun.sh); so is one that was
+# running when its test host died and passed in a later attempt.
 
 _PROGRESS = os.environ.get("EMBER_TEST_PROGRESS")
+_OUTCOMES = os.environ.get("EMBER_TEST_OUTCOMES")
+_ATTEMPT = os.environ.get("EMBER_TEST_ATTEMPT", "1")
 
 
 def _done() -> set[str]:
@@ -45,14 +54,23 @@ def pytest_collection_modifyitems(config, items):
         config._ember_resumed = True
 
 
+def pytest_runtest_logstart(nodeid, location):
+    # A test that starts and never ends in this attempt: its test host died
+    # under it (tools/rerun-summary.py --attempts names it if it passes later).
+    if _OUTCOMES:
+        with open(_OUTCOMES, "a") as f:
+            f.write(f"{_ATTEMPT} started {nodeid}\n")
+
+
 def pytest_runtest_logreport(report):
-    if not _PROGRESS:
-        return
     ended = (report.when == "call" and (report.passed or report.skipped)) or \
         (report.when == "setup" and report.skipped)
-    if ended:
+    if _PROGRESS and ended:
         with open(_PROGRESS, "a") as f:
             f.write(report.nodeid + "\n")
+    if _OUTCOMES and (report.failed or (report.when == "call" and report.passed)):
+        with open(_OUTCOMES, "a") as f:
+            f.write(f"{_ATTEMPT} {'failed' if report.failed else 'passed'} {report.nodeid}\n")
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -4,6 +4,7 @@ prints them after pytest's summary, so a rerun shows up in CI output)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -22,7 +23,7 @@ def junit(path: Path, cases: dict[str, str]) -> Path:
     return path
 
 
-def summary(first: Path, rerun: Path) -> list[str]:
+def summary(first: Path | str, rerun: Path) -> list[str]:
     run = subprocess.run(["/usr/bin/python3", str(SCRIPT), str(first), str(rerun)],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
@@ -48,3 +49,61 @@ def test_no_first_report_names_nothing(tmp_path):
     lines = summary(tmp_path / "missing.xml", rerun)
     assert not [l for l in lines if l.startswith("FLAKY")], lines
     assert any("no report" in l for l in lines), lines
+
+
+def test_each_test_that_passed_only_in_a_later_attempt_is_named(tmp_path):
+    """tools/run-tests.sh after a test-host crash: the outcomes conftest.py
+    logged across attempts name each test that failed in one attempt, or
+    was running when its test host died, and passed in a later one; one
+    that failed and passed within an attempt is the in-attempt rerun's to
+    name, and a failed teardown stays a failure."""
+    log = tmp_path / "outcomes.txt"
+    log.write_text("\n".join([
+        "1 started test_mod.py::test_ok",
+        "1 passed test_mod.py::test_ok",
+        "1 started test_mod.py::test_flaky[x]",
+        "1 failed test_mod.py::test_flaky[x]",       # attempt 1 fails, host crashes
+        "1 started test_mod.py::test_rerun",
+        "1 failed test_mod.py::test_rerun",
+        "1 started test_mod.py::test_rerun",
+        "1 passed test_mod.py::test_rerun",          # passed on the in-attempt rerun
+        "1 failed test_mod.py::test_broken",
+        "1 failed test_mod.py::test_teardown",
+        "1 started test_mod.py::test_lost",          # the test host died under it
+        "2 passed test_mod.py::test_flaky[x]",
+        "2 failed test_mod.py::test_broken",
+        "2 started test_mod.py::test_lost",
+        "2 passed test_mod.py::test_lost",
+        "2 passed test_mod.py::test_teardown",
+        "2 failed test_mod.py::test_teardown",       # call passed, teardown failed
+        "3 passed test_mod.py::tes",                 # a new test, passed at once
+        "3 pas",                                     # cut short by a crash: ignored
+    ]) + "\n")
+    lines = summary("--attempts", log)
+    flaky = [l for l in lines if l.startswith("FLAKY")]
+    assert flaky == [
+        "FLAKY (passed in attempt 2 after failing in attempt 1): test_mod.py::test_flaky[x]",
+        "FLAKY (passed in attempt 2; the test host died under it in attempt 1): "
+        "test_mod.py::test_lost"], lines
+    assert any(l.startswith("2 tests failed or lost their test host in one attempt") for l in lines), lines
+
+
+def test_conftest_logs_each_outcome_with_its_attempt(tmp_path):
+    """The log above is what conftest.py writes: a pytest run with
+    EMBER_TEST_OUTCOMES and EMBER_TEST_ATTEMPT set logs one line per test
+    started and per test passed or failed, with the attempt."""
+    here = Path(__file__).resolve().parent
+    (tmp_path / "conftest.py").write_text((here / "conftest.py").read_text())
+    (tmp_path / "ember_harness.py").write_text((here / "ember_harness.py").read_text())
+    (tmp_path / "test_x.py").write_text("def test_pass():\n    pass\n\n"
+                                       "def test_fail():\n    assert False\n")
+    log = tmp_path / "outcomes.txt"
+    env = dict(os.environ, EMBER_TEST_OUTCOMES=str(log), EMBER_TEST_ATTEMPT="3")
+    env.pop("EMBER_TEST_PROGRESS", None)
+    run = subprocess.run(["/usr/bin/python3", "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          "-c", "/dev/null", "--rootdir", str(tmp_path), str(tmp_path)],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert sorted(log.read_text().splitlines()) == [
+        "3 failed test_x.py::test_fail", "3 passed test_x.py::test_pass",
+        "3 started test_x.py::test_fail", "3 started test_x.py::test_pass"], run.stdout

@@ -283,13 +283,14 @@ static const uint8_t *table_at(uint64_t addr, const char *sig)
 	return t;
 }
 
-static struct tables build(unsigned vcpus, const struct acpi_mmio_dev *devs, size_t ndev)
+static struct tables build_flags(unsigned vcpus, const struct acpi_mmio_dev *devs, size_t ndev,
+				 unsigned flags)
 {
 	struct guest_mem gm;
 	memset(mem, 0, sizeof(mem));
 	gm_init_from(&gm, mem, sizeof(mem), X86_MMIO_GAP_START);
 	ember_err e = {{0}};
-	assert_int_equal(acpi_build(&gm, vcpus, devs, ndev, &e), 0);
+	assert_int_equal(acpi_build(&gm, vcpus, devs, ndev, flags, &e), 0);
 
 	struct tables t;
 	t.rsdp = mem + ACPI_RSDP_ADDR;
@@ -312,6 +313,11 @@ static struct tables build(unsigned vcpus, const struct acpi_mmio_dev *devs, siz
 	assert_int_equal(t.fadt[109] | (t.fadt[110] << 8), 0x3c);
 	t.dsdt = table_at(rd64(t.fadt + 140), "DSDT");
 	return t;
+}
+
+static struct tables build(unsigned vcpus, const struct acpi_mmio_dev *devs, size_t ndev)
+{
+	return build_flags(vcpus, devs, ndev, 0);
 }
 
 static void count_madt(const uint8_t *madt, unsigned *lapics, unsigned *ioapics)
@@ -401,6 +407,23 @@ static void dsdt_devices(void **state)
 	}
 }
 
+/* ACPI_NO_I8042 (EMBER_DEBUG_NO_ACPI_I8042): the DSDT has no PS/2
+ * controller (no PNP0303, no PS2_), everything else stays. */
+static void dsdt_without_i8042(void **state)
+{
+	(void)state;
+	struct acpi_mmio_dev devs[2];
+	fill_devs(devs, 2);
+	struct tables t = build_flags(2, devs, 2, ACPI_NO_I8042);
+	uint32_t len = rd32(t.dsdt + 4);
+	assert_int_equal(count(t.dsdt, len, "\x0c\x41\xd0\x03\x03", 5), 0);
+	assert_int_equal(count(t.dsdt, len, "PS2_", 4), 0);
+	assert_int_equal(count(t.dsdt, len, "\x0c\x41\xd0\x05\x01", 5), 1);
+	assert_int_equal(count(t.dsdt, len, "\x0dLNRO0005", 10), 2);
+	/* Still no "8042" flag in the FADT: Linux must not probe it. */
+	assert_int_equal(t.fadt[109] & 0x2, 0);
+}
+
 static void rejects(void **state)
 {
 	(void)state;
@@ -411,28 +434,28 @@ static void rejects(void **state)
 	gm_init_from(&gm, mem, sizeof(mem), X86_MMIO_GAP_START);
 	ember_err e = {{0}};
 
-	assert_int_equal(acpi_build(&gm, 2, devs, ACPI_MAX_MMIO_DEVS + 1, &e), -1);
+	assert_int_equal(acpi_build(&gm, 2, devs, ACPI_MAX_MMIO_DEVS + 1, 0, &e), -1);
 	assert_non_null(strstr(e.msg, "virtio-mmio devices"));
-	assert_int_equal(acpi_build(&gm, 0, NULL, 0, &e), -1);
-	assert_int_equal(acpi_build(&gm, X86_MAX_VCPUS + 1, NULL, 0, &e), -1);
-	assert_int_equal(acpi_build(&gm, 1, NULL, 1, &e), -1);
+	assert_int_equal(acpi_build(&gm, 0, NULL, 0, 0, &e), -1);
+	assert_int_equal(acpi_build(&gm, X86_MAX_VCPUS + 1, NULL, 0, 0, &e), -1);
+	assert_int_equal(acpi_build(&gm, 1, NULL, 1, 0, &e), -1);
 
 	struct acpi_mmio_dev bad = {.addr = 0xc0001000, .size = 0x1000, .gsi = ACPI_IOAPIC_PINS};
-	assert_int_equal(acpi_build(&gm, 1, &bad, 1, &e), -1);
+	assert_int_equal(acpi_build(&gm, 1, &bad, 1, 0, &e), -1);
 	bad = (struct acpi_mmio_dev){.addr = 0xfffff000, .size = 0x2000, .gsi = 5};
-	assert_int_equal(acpi_build(&gm, 1, &bad, 1, &e), -1);
+	assert_int_equal(acpi_build(&gm, 1, &bad, 1, 0, &e), -1);
 	bad = (struct acpi_mmio_dev){.addr = 0x100000000, .size = 0x1000, .gsi = 5};
-	assert_int_equal(acpi_build(&gm, 1, &bad, 1, &e), -1);
+	assert_int_equal(acpi_build(&gm, 1, &bad, 1, 0, &e), -1);
 	bad = (struct acpi_mmio_dev){.addr = 0xc0001000, .size = 0, .gsi = 5};
-	assert_int_equal(acpi_build(&gm, 1, &bad, 1, &e), -1);
+	assert_int_equal(acpi_build(&gm, 1, &bad, 1, 0, &e), -1);
 	bad = (struct acpi_mmio_dev){.addr = UINT64_MAX, .size = 2, .gsi = 5};
-	assert_int_equal(acpi_build(&gm, 1, &bad, 1, &e), -1);
+	assert_int_equal(acpi_build(&gm, 1, &bad, 1, 0, &e), -1);
 	/* Nothing was written by the failed calls. */
 	assert_int_equal(count(mem + ACPI_RSDP_ADDR, 0x20000, "RSD PTR ", 8), 0);
 
 	/* Guest memory that ends before the tables do. */
 	gm_init_from(&gm, mem, ACPI_RSDP_ADDR + 0x100, X86_MMIO_GAP_START);
-	assert_int_equal(acpi_build(&gm, 1, NULL, 0, &e), -1);
+	assert_int_equal(acpi_build(&gm, 1, NULL, 0, 0, &e), -1);
 	assert_non_null(strstr(e.msg, "guest memory"));
 }
 
@@ -565,6 +588,7 @@ int main(void)
 		cmocka_unit_test(bounds),
 		cmocka_unit_test(madt_1_2_32),
 		cmocka_unit_test(dsdt_devices),
+		cmocka_unit_test(dsdt_without_i8042),
 		cmocka_unit_test(rejects),
 		cmocka_unit_test_setup_teardown(iasl_disassembles, make_dir, remove_dir),
 		cmocka_unit_test_setup_teardown(acpiexec_loads, make_dir, remove_dir),

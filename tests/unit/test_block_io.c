@@ -1,10 +1,10 @@
-/* The io_uring engine when the kernel refuses a submission: its requests
- * must still complete (retried, or failed with -EIO), never wait for ever.
- * Before, a refused submission left the SQEs in the ring to be "retried at
- * the next completion", which never came when nothing else was in flight:
- * the guest waited for good, and a drain (a path update, a reset, the end)
- * blocked the VMM thread in io_uring_wait_cqe. Alarms turn such a hang
- * into a failed test. */
+/* The I/O engines when the host fails them. The io_uring engine when the
+ * kernel refuses a submission: its requests must still complete (retried,
+ * or failed with -EIO), never wait for ever. Before, a refused submission
+ * left the SQEs in the ring to be "retried at the next completion", which
+ * never came when nothing else was in flight: the guest waited for good,
+ * and a drain (a path update, a reset, the end) blocked the VMM thread in
+ * io_uring_wait_cqe. Alarms turn such a hang into a failed test. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +14,8 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -169,6 +171,47 @@ static void drain_does_not_wait_for_refused_requests(void **state)
 	assert_int_equal(f->io->inflight, 0);
 }
 
+/* The Sync engine: a write that moves part of its data, then fails (the
+ * host's file system filling up: ENOSPC; here RLIMIT_FSIZE's EFBIG, which
+ * needs no small file system) reports the error, not the bytes it moved,
+ * so that the log says why (issue 16, docs/reliability.md). */
+static void sync_partial_write_then_error_reports_the_error(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/ember-test-bio-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	struct block_io *io;
+	ember_err e;
+	assert_int_equal(block_io_sync_create(&io, fd, &e), 0);
+	static char data[8192];
+	memset(data, 0xa5, sizeof(data));
+	struct iovec iov = {.iov_base = data, .iov_len = sizeof(data)};
+	struct block_io_req r = {.op = BLOCK_IO_WRITE, .offset = 0, .iov = &iov, .iovcnt = 1,
+				 .len = sizeof(data)};
+	struct rlimit old, lim;
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = 4096 + 512;
+	void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	int64_t res = 0;
+	enum block_io_submit_result sr = block_io_submit(io, &r, &res);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, prev);
+	assert_int_equal(sr, BLOCK_IO_DONE);
+	assert_int_equal(res, -EFBIG);
+	/* Part of it did reach the file. */
+	assert_int_equal(lseek(fd, 0, SEEK_END), 4096 + 512);
+	/* A read past the end is still a short count (EOF), not an error. */
+	r.op = BLOCK_IO_READ;
+	assert_int_equal(block_io_submit(io, &r, &res), BLOCK_IO_DONE);
+	assert_int_equal(res, 4096 + 512);
+	block_io_destroy(io);
+	close(fd);
+	unlink(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -176,6 +219,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(lasting_refusal_fails_the_requests, setup, teardown),
 		cmocka_unit_test_setup_teardown(drain_does_not_wait_for_refused_requests, setup,
 						teardown),
+		cmocka_unit_test(sync_partial_write_then_error_reports_the_error),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -167,7 +167,7 @@ static void crs_interrupt(struct aml *a, uint32_t gsi)
 
 /* The UART and the PS/2 controller. In hardware-reduced mode Linux sets up
  * no legacy ISA interrupts by itself, so they are described here. */
-static void dsdt_legacy(struct aml *a)
+static void dsdt_legacy(struct aml *a, unsigned flags)
 {
 	size_t dev = aml_device_open(a, "COM1");
 	aml_name(a, "_HID");
@@ -180,6 +180,8 @@ static void dsdt_legacy(struct aml *a)
 	crs_interrupt(a, SERIAL_COM1_IRQ);
 	aml_restemplate_close(a, crs);
 	aml_close(a, dev);
+	if (flags & ACPI_NO_I8042)
+		return;
 
 	/* Data port 0x60 and command/status port 0x64, as Linux's i8042
 	 * driver takes them from the first two I/O resources. */
@@ -236,7 +238,7 @@ static int check_devs(const struct acpi_mmio_dev *devs, size_t ndev, ember_err *
 
 /* The DSDT at t, at most cap bytes; returns its length, 0 on error. */
 static size_t write_dsdt(uint8_t *t, size_t cap, const struct acpi_mmio_dev *devs, size_t ndev,
-			 ember_err *e)
+			 unsigned flags, ember_err *e)
 {
 	struct aml a;
 	struct sdt_header h;
@@ -246,7 +248,7 @@ static size_t write_dsdt(uint8_t *t, size_t cap, const struct acpi_mmio_dev *dev
 	}
 	aml_init(&a, t + sizeof(h), cap - sizeof(h));
 	size_t sb = aml_scope_open(&a, "\\_SB_");
-	dsdt_legacy(&a);
+	dsdt_legacy(&a, flags);
 	for (size_t i = 0; i < ndev; i++)
 		dsdt_virtio(&a, (unsigned)i, &devs[i]);
 	aml_close(&a, sb);
@@ -323,7 +325,7 @@ static void write_rsdp(uint8_t *t, uint64_t xsdt_addr)
 }
 
 int acpi_build(const struct guest_mem *gm, unsigned vcpus, const struct acpi_mmio_dev *devs,
-	       size_t ndev, ember_err *e)
+	       size_t ndev, unsigned flags, ember_err *e)
 {
 	if (vcpus == 0 || vcpus > X86_MAX_VCPUS)
 		return err_set(e, "acpi: %u vCPUs is out of range", vcpus);
@@ -342,7 +344,7 @@ int acpi_build(const struct guest_mem *gm, unsigned vcpus, const struct acpi_mmi
 			  vcpus * sizeof(struct madt_lapic);
 	size_t dsdt_off = align_up(madt_off + madt_len);
 
-	size_t dsdt_len = write_dsdt(buf + dsdt_off, sizeof(buf) - dsdt_off, devs, ndev, e);
+	size_t dsdt_len = write_dsdt(buf + dsdt_off, sizeof(buf) - dsdt_off, devs, ndev, flags, e);
 	if (dsdt_len == 0)
 		return -1;
 	write_madt(buf + madt_off, madt_len, vcpus);

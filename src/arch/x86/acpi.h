@@ -25,9 +25,15 @@ struct acpi_mmio_dev {
 	uint32_t gsi;
 };
 
+/* acpi_build flags. ACPI_NO_I8042 leaves the PS/2 controller out of the
+ * DSDT (it is still emulated): Linux then does not probe it, as under
+ * QEMU's microvm. Only for the nested-boot measurement (docs/reliability.md),
+ * through EMBER_DEBUG_NO_ACPI_I8042=1. */
+#define ACPI_NO_I8042 0x1u
+
 /* Writes all tables for vcpus CPUs (APIC ids 0..vcpus-1) and the ndev
  * virtio-mmio devices into guest memory from ACPI_RSDP_ADDR on. */
 int acpi_build(const struct guest_mem *gm, unsigned vcpus, const struct acpi_mmio_dev *devs,
-	       size_t ndev, ember_err *e);
+	       size_t ndev, unsigned flags, ember_err *e);
 
 #endif

@@ -1,0 +1,422 @@
+#!/usr/bin/python3
+"""Soak test for Ember (issue 16): many VM lifecycles, one after another and
+at once, and long-lived processes driven hard, with their file descriptors,
+threads and memory measured before and after.
+
+    tools/soak.py [--sequential N] [--parallel N] [--requests N] [--patches N]
+
+Needs a KVM that boots a standard Linux guest: `make soak` runs it in the
+nested test host (tools/testhost) when this machine's cannot (see
+docs/reliability.md). EMBER_BIN, EMBER_KERNEL_VMLINUX and EMBER_INITRAMFS
+name what it boots (tools/run-tests.sh's variables).
+
+Phases (each prints its measurements; any failure makes the exit status 1):
+
+- api: one `ember --api-sock` with no guest serves --requests requests
+  (reads, valid and invalid PUTs, new connections, connections left idle
+  then closed); its fds, threads and VmRSS must not grow.
+- vmm: one ember boots a guest through the API, then takes --patches
+  PATCHes (a drive's file swapped, its rate limiter changed), pauses and
+  resumes, FlushMetrics; its fds, threads and VmRSS must not grow, and the
+  guest must still answer on its console.
+- sequential: --sequential lifecycles one after another: each ember boots
+  a guest to its init, which reboots, and must exit 0 within a bound.
+- parallel: --parallel embers at once, the same lifecycle each.
+
+"Grow" means: after a warm-up of the same work, the fd count and the thread
+count must not be higher afterwards, and VmRSS may grow by at most
+--rss-slack KiB (the allocator keeps some slack; a leak of one buffer per
+request grows far beyond it). For a VMM with a guest, VmRSS is counted
+without the guest memory's resident part (/proc/PID/smaps), which the guest
+fills as it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+BOOT_ARGS = "console=ttyS0 reboot=k panic=1 pci=off quiet loglevel=1"
+MARKER = b"EMBER-INIT: started"
+ECHO_READY = b"EMBER-READY"
+
+
+# --- measuring a process ----------------------------------------------------------------
+
+def guest_rss_kib(pid: int, guest_mib: int) -> int:
+    """Resident KiB of the mappings exactly guest_mib MiB large: the guest's
+    memory, which the guest itself fills as it runs (not Ember's growth)."""
+    total, size = 0, None
+    try:
+        text = Path(f"/proc/{pid}/smaps").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("Size:"):
+            size = int(line.split()[1])
+        elif line.startswith("Rss:") and size == guest_mib * 1024:
+            total += int(line.split()[1])
+    return total
+
+
+def measure(pid: int, guest_mib: int = 0) -> dict:
+    """fds (entries of /proc/PID/fd), threads and VmRSS (KiB) of a process;
+    with guest_mib, VmRSS less the guest memory's resident part."""
+    fds = len(os.listdir(f"/proc/{pid}/fd"))
+    status = Path(f"/proc/{pid}/status").read_text()
+    threads = int(re.search(r"^Threads:\s+(\d+)", status, re.M).group(1))
+    rss = int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M).group(1))
+    if guest_mib:
+        rss -= guest_rss_kib(pid, guest_mib)
+    return {"fds": fds, "threads": threads, "rss_kib": rss}
+
+
+def growth(what: str, before: dict, after: dict, rss_slack_kib: int) -> list[str]:
+    """The ways after grew over before, as failure messages (empty: none)."""
+    bad = []
+    for key in ("fds", "threads"):
+        if after[key] > before[key]:
+            bad.append(f"{what}: {key} grew from {before[key]} to {after[key]}")
+    if after["rss_kib"] - before["rss_kib"] > rss_slack_kib:
+        bad.append(f"{what}: VmRSS grew by {after['rss_kib'] - before['rss_kib']} KiB "
+                   f"({before['rss_kib']} -> {after['rss_kib']}), more than {rss_slack_kib} KiB")
+    return bad
+
+
+# --- talking to ember --------------------------------------------------------------------
+
+class Api:
+    """HTTP/1.1 over ember's Unix socket, one keep-alive connection."""
+
+    def __init__(self, path: str, timeout: float = 30):
+        self.path, self.timeout = path, timeout
+        self.conn = None
+
+    def _connect(self):
+        conn = http.client.HTTPConnection("localhost", timeout=self.timeout)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self.path)
+        conn.sock = sock
+        return conn
+
+    def request(self, method: str, path: str, body=None) -> tuple[int, bytes]:
+        if self.conn is None:
+            self.conn = self._connect()
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        self.conn.request(method, path, body=data, headers=headers)
+        resp = self.conn.getresponse()
+        raw = resp.read()
+        if resp.will_close:
+            self.close()
+        return resp.status, raw
+
+    def expect(self, status: int, method: str, path: str, body=None) -> bytes:
+        got, raw = self.request(method, path, body)
+        if got != status:
+            raise SoakError(f"{method} {path}: HTTP {got} {raw[:300]!r}, expected {status}")
+        return raw
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+class SoakError(Exception):
+    pass
+
+
+class Ember:
+    """One ember process: its console (stdout) collected on a thread."""
+
+    def __init__(self, argv: list[str], cwd: str):
+        self.argv = argv
+        self.proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, bufsize=0)
+        self.out, self.err = bytearray(), bytearray()
+        self._cond = threading.Condition()
+        self._threads = [threading.Thread(target=self._read, args=(p, b), daemon=True)
+                         for p, b in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
+        for t in self._threads:
+            t.start()
+
+    def _read(self, pipe, buf):
+        while chunk := os.read(pipe.fileno(), 65536):
+            with self._cond:
+                buf.extend(chunk)
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait_console(self, needle: bytes, timeout: float, start: int = 0) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while needle not in self.out[start:]:
+                left = deadline - time.monotonic()
+                if left <= 0 or self.proc.poll() is not None:
+                    return needle in self.out[start:]
+                self._cond.wait(min(left, 1))
+            return True
+
+    def tail(self) -> str:
+        con = bytes(self.out[-600:]).decode(errors="replace").replace("\r", "")
+        err = bytes(self.err[-600:]).decode(errors="replace")
+        return f"status {self.proc.poll()}; console ...{con!r}; stderr ...{err!r}"
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for t in self._threads:
+            t.join(5)
+
+
+def wait_socket(path: str, ember: Ember, timeout: float = 30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ember.proc.poll() is not None:
+            raise SoakError(f"ember exited before its API socket came up: {ember.tail()}")
+        try:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(path)
+            s.close()
+            return
+        except OSError:
+            time.sleep(0.05)  # polling a socket that is not there yet: no event to wait for
+    raise SoakError(f"the API socket {path} did not come up within {timeout} s")
+
+
+# --- phases ------------------------------------------------------------------------------
+
+def api_work(api: Api, sock: str, files: list[Path], i: int):
+    """One unit of API work: a mix of what clients send before a boot."""
+    api.expect(200, "GET", "/")
+    api.expect(200, "GET", "/machine-config")
+    api.expect(204, "PUT", "/machine-config", {"vcpu_count": 1 + i % 2, "mem_size_mib": 64})
+    api.expect(204, "PUT", "/drives/d0", {"drive_id": "d0", "path_on_host": str(files[i % 2]),
+                                          "is_root_device": False, "is_read_only": i % 3 == 0})
+    api.expect(400, "PUT", "/drives/d1", {"drive_id": "d1", "path_on_host": "/nonexistent/x",
+                                          "is_root_device": False, "is_read_only": False})
+    api.expect(400, "PUT", "/machine-config", {"vcpu_count": "many"})
+    api.expect(200, "GET", "/vm/config")
+    if i % 10 == 0:
+        # A new connection, and one left idle then closed without a request.
+        api.close()
+        idle = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        idle.connect(sock)
+        idle.close()
+
+
+def phase_api(a, tmp: str) -> list[str]:
+    sock = os.path.join(tmp, "api.sock")
+    files = []
+    for n in range(2):
+        f = Path(tmp, f"disk{n}.img")
+        f.write_bytes(b"\0" * 1024 * 1024)
+        files.append(f)
+    ember = Ember([a.ember, "--api-sock", sock], tmp)
+    try:
+        wait_socket(sock, ember)
+        api = Api(sock)
+        warm = max(1, a.requests // 10)
+        for i in range(warm):
+            api_work(api, sock, files, i)
+        api.close()
+        before = measure(ember.proc.pid)
+        t0 = time.monotonic()
+        units = max(1, a.requests // 7)  # api_work sends 7 requests
+        for i in range(units):
+            api_work(api, sock, files, i)
+        api.close()
+        after = measure(ember.proc.pid)
+        print(f"api: {units * 7} requests in {time.monotonic() - t0:.1f} s; "
+              f"before {before}, after {after}", flush=True)
+        return growth("api server", before, after, a.rss_slack)
+    except (SoakError, OSError, http.client.HTTPException) as e:
+        return [f"api: {e}"]
+    finally:
+        ember.kill()
+
+
+def phase_vmm(a, tmp: str) -> list[str]:
+    sock = os.path.join(tmp, "vmm.sock")
+    files = []
+    for n in range(2):
+        f = Path(tmp, f"vdisk{n}.img")
+        f.write_bytes(bytes([n]) * 1024 * 1024)
+        files.append(f)
+    metrics = Path(tmp, "metrics.json")
+    ember = Ember([a.ember, "--api-sock", sock], tmp)
+    try:
+        wait_socket(sock, ember)
+        api = Api(sock)
+        api.expect(204, "PUT", "/boot-source", {
+            "kernel_image_path": a.kernel, "initrd_path": a.initrd,
+            "boot_args": f"{BOOT_ARGS} ember.hook=echo ember.end=wait"})
+        api.expect(204, "PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": a.mem_mib})
+        api.expect(204, "PUT", "/drives/d0", {"drive_id": "d0", "path_on_host": str(files[0]),
+                                              "is_root_device": False, "is_read_only": False})
+        api.expect(204, "PUT", "/metrics", {"metrics_path": str(metrics)})
+        api.expect(204, "PUT", "/actions", {"action_type": "InstanceStart"})
+        if not ember.wait_console(ECHO_READY, a.boot_timeout):
+            return [f"vmm: the guest did not reach its echo hook: {ember.tail()}"]
+
+        def patches(n: int):
+            for i in range(n):
+                api.expect(204, "PATCH", "/drives/d0", {"drive_id": "d0",
+                                                        "path_on_host": str(files[i % 2])})
+                api.expect(204, "PATCH", "/drives/d0", {"drive_id": "d0", "rate_limiter": {
+                    "bandwidth": {"size": 1 << 20 + i % 4, "refill_time": 100}}})
+                if i % 10 == 0:
+                    api.expect(204, "PATCH", "/vm", {"state": "Paused"})
+                    api.expect(204, "PATCH", "/vm", {"state": "Resumed"})
+                    api.expect(204, "PUT", "/actions", {"action_type": "FlushMetrics"})
+                    api.close()
+        patches(max(1, a.patches // 10))
+        # Without the guest's own memory, which it fills as it pleases.
+        before = measure(ember.proc.pid, a.mem_mib)
+        t0 = time.monotonic()
+        patches(a.patches)
+        api.close()
+        after = measure(ember.proc.pid, a.mem_mib)
+        print(f"vmm: {a.patches} drive PATCH pairs, {a.patches // 10} pause/resume/flush in "
+              f"{time.monotonic() - t0:.1f} s; before {before}, after {after}", flush=True)
+        bad = growth("vmm", before, after, a.rss_slack)
+        # The guest is still alive and served: one line through its console.
+        mark = len(ember.out)
+        ember.proc.stdin.write(b"soak-still-here\n")
+        if not ember.wait_console(b"EMBER-ECHO=soak-still-here", a.boot_timeout, mark):
+            bad.append(f"vmm: the guest no longer answers on its console: {ember.tail()}")
+        return bad
+    except (SoakError, OSError, http.client.HTTPException) as e:
+        return [f"vmm: {e}; {ember.tail()}"]
+    finally:
+        ember.kill()
+
+
+def lifecycle(a, tmp: str, n: int, bound: float) -> tuple[bool, float, str]:
+    """One VM from start to exit: (ok, seconds, why not)."""
+    cfg = Path(tmp, f"vm{n}.json")
+    cfg.write_text(json.dumps({
+        "boot-source": {"kernel_image_path": a.kernel, "initrd_path": a.initrd,
+                        "boot_args": f"{BOOT_ARGS} ember.end=reboot"},
+        "machine-config": {"vcpu_count": 1, "mem_size_mib": a.mem_mib}}))
+    t0 = time.monotonic()
+    ember = Ember([a.ember, "--no-api", "--config-file", str(cfg)], tmp)
+    try:
+        ember.proc.wait(timeout=bound)
+    except subprocess.TimeoutExpired:
+        why = f"stuck: still running after {bound:.0f} s; {ember.tail()}"
+        ember.kill()
+        return False, time.monotonic() - t0, why
+    ember.kill()
+    took = time.monotonic() - t0
+    cfg.unlink()
+    if ember.proc.returncode != 0 or MARKER not in ember.out:
+        return False, took, f"exited {ember.proc.returncode}: {ember.tail()}"
+    return True, took, ""
+
+
+def report_lifecycles(name: str, results: list, wall: float) -> list[str]:
+    times = sorted(t for _, t, _ in results)
+    ok = sum(1 for r in results if r[0])
+    med = times[len(times) // 2] if times else 0
+    print(f"{name}: {ok} of {len(results)} lifecycles exited 0 after their guest's init; "
+          f"wall {wall:.0f} s, per VM median {med:.1f} s, max {times[-1] if times else 0:.1f} s",
+          flush=True)
+    return [f"{name} #{i}: {why}" for i, (good, _, why) in enumerate(results) if not good]
+
+
+def phase_sequential(a, tmp: str) -> list[str]:
+    t0 = time.monotonic()
+    results = []
+    for i in range(a.sequential):
+        results.append(lifecycle(a, tmp, i, a.boot_timeout))
+        if (i + 1) % 50 == 0:
+            print(f"  sequential: {i + 1} done, {sum(1 for r in results if not r[0])} failed",
+                  flush=True)
+    return report_lifecycles("sequential", results, time.monotonic() - t0)
+
+
+def phase_parallel(a, tmp: str) -> list[str]:
+    # N guests share the CPUs, so each takes longer: 10 s more per guest
+    # (a boot alone takes about 10 s in the nested test host).
+    bound = a.boot_timeout + 10 * a.parallel
+    t0 = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=a.parallel) as pool:
+        results = list(pool.map(lambda i: lifecycle(a, tmp, 100000 + i, bound),
+                                range(a.parallel)))
+    return report_lifecycles("parallel", results, time.monotonic() - t0)
+
+
+PHASES = {"api": phase_api, "vmm": phase_vmm, "sequential": phase_sequential,
+          "parallel": phase_parallel}
+
+
+def run(a) -> list[str]:
+    """Runs the chosen phases; returns every failure."""
+    failures = []
+    for name in a.phases:
+        if getattr(a, {"api": "requests", "vmm": "patches"}.get(name, name)) <= 0:
+            continue
+        tmp = tempfile.mkdtemp(prefix=f"soak-{name}.")
+        try:
+            failures += PHASES[name](a, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return failures
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sequential", type=int, default=1000)
+    p.add_argument("--parallel", type=int, default=50)
+    p.add_argument("--requests", type=int, default=20000, help="API requests (api phase)")
+    p.add_argument("--patches", type=int, default=2000, help="drive PATCH pairs (vmm phase)")
+    p.add_argument("--phases", default=",".join(PHASES))
+    p.add_argument("--mem-mib", type=int, default=64, help="guest memory of each VM")
+    p.add_argument("--rss-slack", type=int, default=1024, help="KiB VmRSS may grow")
+    p.add_argument("--boot-timeout", type=float, default=180,
+                   help="bound on one lifecycle, seconds (a stuck VM fails at it); "
+                   "plus 10 s per guest in the parallel phase")
+    p.add_argument("--ember", default=os.environ.get("EMBER_BIN"))
+    p.add_argument("--kernel", default=os.environ.get("EMBER_KERNEL_VMLINUX"))
+    p.add_argument("--initrd", default=os.environ.get("EMBER_INITRAMFS"))
+    return p
+
+
+def main(argv=None) -> int:
+    p = parser()
+    a = p.parse_args(argv)
+    a.phases = [x for x in a.phases.split(",") if x]
+    if a.ember:
+        a.ember = os.path.abspath(a.ember)
+    for need in ("ember", "kernel", "initrd"):
+        if not getattr(a, need):
+            p.error(f"--{need} (or its EMBER_* variable) is required")
+    t0 = time.monotonic()
+    failures = run(a)
+    for f in failures:
+        print(f"SOAK FAILURE: {f}")
+    print(f"soak: {'FAILED' if failures else 'passed'} in {time.monotonic() - t0:.0f} s "
+          f"(sequential {a.sequential}, parallel {a.parallel}, requests {a.requests}, "
+          f"patches {a.patches})")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

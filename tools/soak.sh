@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# make soak: tools/soak.py with the guest images, in the nested test host when
+# this machine's KVM cannot boot a standard Linux guest (tools/testhost/needed).
+# Arguments go to tools/soak.py (--sequential N --parallel N --requests N
+# --patches N ...). See docs/reliability.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+eval "$(tools/guest/artifacts.sh)"
+cmd=(/usr/bin/python3 tools/soak.py --ember "$PWD/$BUILD/ember"
+	--kernel "$EMBER_KERNEL_VMLINUX" --initrd "$EMBER_INITRAMFS" "$@")
+if [ "${EMBER_TESTHOST:-auto}" = always ] || { [ "${EMBER_TESTHOST:-auto}" = auto ] && tools/testhost/needed; }; then
+	# 50 guests at once need more than the default 4 GiB; the whole
+	# default soak takes hours under TCG, hence the long bound.
+	export EMBER_TESTHOST_TIMEOUT=${EMBER_TESTHOST_TIMEOUT:-36000}
+	exec tools/testhost/run --mem "${SOAK_TESTHOST_MEM:-8192}" -- "${cmd[@]}"
+fi
+exec "${cmd[@]}"
