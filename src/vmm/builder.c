@@ -237,7 +237,9 @@ static int create_and_load(struct vmm *m, const struct vmm_config *cfg, struct k
 {
 	struct timespec t;
 	clock_gettime(CLOCK_MONOTONIC, &t);
-	if (vm_alloc_memory(&m->vm, (uint64_t)cfg->machine.mem_size_mib << 20, e))
+	uint64_t mem = (uint64_t)cfg->machine.mem_size_mib << 20;
+	if (cfg->machine.huge_pages == HUGE_PAGES_2M ? vm_alloc_hugetlb_memory(&m->vm, mem, e)
+						      : vm_alloc_memory(&m->vm, mem, e))
 		return -1;
 	if (cfg->machine.huge_pages == HUGE_PAGES_TRANSPARENT &&
 	    madvise(m->vm.mem.mapping, m->vm.mem.mapping_size, MADV_HUGEPAGE) < 0)

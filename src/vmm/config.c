@@ -235,7 +235,16 @@ void config_machine_defaults(struct machine_config *m)
 
 const char *huge_pages_name(enum huge_pages h)
 {
-	return h == HUGE_PAGES_TRANSPARENT ? "Transparent" : "None";
+	return h == HUGE_PAGES_2M ? "2M" : h == HUGE_PAGES_TRANSPARENT ? "Transparent" : "None";
+}
+
+int config_check_machine(const struct machine_config *m, ember_err *e)
+{
+	if (m->huge_pages != HUGE_PAGES_NONE && m->mem_size_mib % 2)
+		return err_set(e, "machine-config: mem_size_mib %u: The memory size (MiB) is either "
+			       "0, or not a multiple of the configured page size (huge_pages %s: "
+			       "2 MiB).", m->mem_size_mib, huge_pages_name(m->huge_pages));
+	return 0;
 }
 
 int config_parse_machine_patch(json_t *j, struct machine_patch *out, ember_err *e)
@@ -292,8 +301,7 @@ int config_parse_machine_patch(json_t *j, struct machine_patch *out, ember_err *
 		else if (!strcmp(huge, "Transparent"))
 			out->v.huge_pages = HUGE_PAGES_TRANSPARENT;
 		else if (!strcmp(huge, "2M"))
-			return err_set(e, "machine-config: huge_pages \"2M\" is not supported by Ember "
-					  "yet");
+			out->v.huge_pages = HUGE_PAGES_2M;
 		else
 			return err_set(e, "machine-config: huge_pages must be None, Transparent or 2M "
 					  "(got \"%s\")", huge);
@@ -327,7 +335,7 @@ int config_parse_machine(json_t *j, struct machine_config *out, ember_err *e)
 		return err_set(e, "machine-config: missing field `mem_size_mib`");
 	config_machine_defaults(out);
 	config_apply_machine_patch(out, &p);
-	return 0;
+	return config_check_machine(out, e);
 }
 
 json_t *config_machine_json(const struct machine_config *m)

@@ -31,7 +31,9 @@ struct boot_source_config {
 	char *boot_args;   /* NULL means DEFAULT_BOOT_ARGS */
 };
 
-enum huge_pages { HUGE_PAGES_NONE, HUGE_PAGES_TRANSPARENT };
+/* Firecracker's HugePageConfig: 4 KiB pages, THP (madvise), or hugetlbfs
+ * 2 MiB pages from the host's pool. */
+enum huge_pages { HUGE_PAGES_NONE, HUGE_PAGES_TRANSPARENT, HUGE_PAGES_2M };
 
 struct machine_config {
 	unsigned vcpu_count;
@@ -99,6 +101,9 @@ int config_parse_machine(json_t *j, struct machine_config *out, ember_err *e);
 int config_parse_machine_patch(json_t *j, struct machine_patch *out, ember_err *e);
 void config_apply_machine_patch(struct machine_config *m, const struct machine_patch *p);
 void config_machine_defaults(struct machine_config *m);
+/* Checks a whole machine config as Firecracker does after a PUT or PATCH:
+ * with huge pages, mem_size_mib must be a multiple of 2 (MiB). */
+int config_check_machine(const struct machine_config *m, ember_err *e);
 const char *huge_pages_name(enum huge_pages h);
 /* JSON views, for GET /machine-config and GET /vm/config. */
 json_t *config_machine_json(const struct machine_config *m);

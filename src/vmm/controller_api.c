@@ -211,10 +211,18 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 		break;
 	case REQ_PUT_MACHINE_CONFIG:
 	case REQ_PATCH_MACHINE_CONFIG:
-		if (q->kind == REQ_PUT_MACHINE_CONFIG)
+		if (q->kind == REQ_PUT_MACHINE_CONFIG) {
 			c->cfg.machine = q->machine;
-		else
-			config_apply_machine_patch(&c->cfg.machine, &q->patch);
+		} else {
+			/* As Firecracker: the merged config must hold (huge pages and
+			 * an odd size), else nothing changes. */
+			struct machine_config m = c->cfg.machine;
+			config_apply_machine_patch(&m, &q->patch);
+			if (config_check_machine(&m, &e))
+				vmm_response_fault(r, 400, "%s", e.msg);
+			else
+				c->cfg.machine = m;
+		}
 		break;
 	case REQ_PUT_BOOT_SOURCE:
 		if (check_boot_file("kernel_image_path", q->boot_source.kernel_image_path, r) ||
