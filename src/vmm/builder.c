@@ -16,6 +16,7 @@
 #include "arch/x86/cpuid.h"
 #include "arch/x86/layout.h"
 #include "arch/x86/mptable.h"
+#include "arch/x86/pvh.h"
 #include "arch/x86/regs.h"
 #include "arch/x86/loader.h"
 #include "util/log.h"
@@ -81,12 +82,18 @@ static int write_boot_data(struct vmm *m, const struct vmm_config *cfg,
 	    boot_cmdline_write(gm, k, args, bi, e))
 		return -1;
 
+	/* boot_params is the Linux boot protocol's; a PVH boot gets the same
+	 * facts (command line, initrd, memory map) in an hvm_start_info. */
 	struct boot_params bp;
 	if (boot_params_build(&bp, k, gm, bi, e))
 		return -1;
-	if (gm_write(gm, X86_ZERO_PAGE_ADDR, &bp, sizeof(bp)))
+	if (k->pvh) {
+		if (pvh_write_start_info(gm, &bp, bi, e))
+			return -1;
+	} else if (gm_write(gm, X86_ZERO_PAGE_ADDR, &bp, sizeof(bp))) {
 		return err_set(e, "guest memory too small for boot_params");
-	if (regs_write_boot_tables(gm, e) || mptable_write(gm, m->nr_vcpus, e))
+	}
+	if (regs_write_boot_tables(gm, k->pvh, e) || mptable_write(gm, m->nr_vcpus, e))
 		return -1;
 	/* Both MP table and ACPI, as Firecracker: Linux prefers the MADT;
 	 * ACPI is how an unmodified kernel finds the virtio devices. */
@@ -157,14 +164,15 @@ static int add_devices(struct vmm *m, const struct vmm_config *cfg,
 
 _Static_assert(VIRTIO_DEVS_MAX == MAX_VIRTIO_DEVICES, "one slot per configurable device");
 
-static int add_vcpus(struct vmm *m, const struct cpuid_set *supported, uint64_t entry,
-		     ember_err *e)
+static int add_vcpus(struct vmm *m, const struct cpuid_set *supported,
+		     const struct kernel_image *k, ember_err *e)
 {
 	char brand[48];
 	cpuid_host_brand(brand);
 	for (unsigned i = 0; i < m->nr_vcpus; i++) {
 		if (vcpu_create(&m->vcpus[i], &m->vm, i, e) ||
-		    vcpu_configure(&m->vcpus[i], supported, brand, m->nr_vcpus, entry, e))
+		    vcpu_configure(&m->vcpus[i], supported, brand, m->nr_vcpus, k->entry,
+				   k->pvh, e))
 			return -1;
 	}
 	return 0;
@@ -312,12 +320,13 @@ int vmm_build(struct vmm *m, const struct vmm_config *cfg, const struct vmm_opti
 	if (write_boot_data(m, cfg, &k, &bi, e))
 		goto fail;
 	bt.boot_data = lap_ms(&t);
-	if (add_vcpus(m, &supported, k.entry, e))
+	if (add_vcpus(m, &supported, &k, e))
 		goto fail;
 	bt.vcpus = lap_ms(&t);
 	bt.total = lap_ms(&t0);
-	LOG_I("VM built: %u vCPUs, %u MiB, kernel entry 0x%llx", m->nr_vcpus,
-	      cfg->machine.mem_size_mib, (unsigned long long)k.entry);
+	LOG_I("VM built: %u vCPUs, %u MiB, kernel entry 0x%llx (%s)", m->nr_vcpus,
+	      cfg->machine.mem_size_mib, (unsigned long long)k.entry,
+	      k.pvh ? "PVH" : "Linux 64-bit boot");
 	/* key=value, for bench/native.py; kvm and load overlap. */
 	LOG_I("VM build phases (ms): total=%.3f memory=%.3f kvm=%.3f load=%.3f join_wait=%.3f "
 	      "devices=%.3f boot_data=%.3f vcpus=%.3f", bt.total, bt.memory, bt.kvm, bt.load,

@@ -48,11 +48,11 @@ int vcpu_create(struct vcpu *v, struct vm *vm, unsigned index, ember_err *e)
 }
 
 int vcpu_configure(struct vcpu *v, const struct cpuid_set *supported, const char brand[48],
-		   unsigned count, uint64_t entry, ember_err *e)
+		   unsigned count, uint64_t entry, bool pvh, ember_err *e)
 {
 	struct cpuid_set cpuid = *supported;
 	cpuid_normalize(&cpuid, v->index, count, brand);
-	if (cpuid_set_vcpu(v->fd, &cpuid, e) || msr_setup_boot(v->fd, e) || regs_setup_boot(v->fd, entry, e) ||
+	if (cpuid_set_vcpu(v->fd, &cpuid, e) || msr_setup_boot(v->fd, e) || regs_setup_boot(v->fd, entry, pvh, e) ||
 	    regs_setup_lapic(v->fd, e))
 		return err_prefix(e, "vCPU %u", v->index);
 	return 0;

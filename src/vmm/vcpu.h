@@ -48,9 +48,10 @@ struct vcpu {
 };
 
 int vcpu_create(struct vcpu *v, struct vm *vm, unsigned index, ember_err *e);
-/* CPUID (normalised for this vCPU), MSRs, registers at `entry`, LAPIC. */
+/* CPUID (normalised for this vCPU), MSRs, registers at `entry` (the PVH
+ * entry's 32-bit state if pvh), LAPIC. */
 int vcpu_configure(struct vcpu *v, const struct cpuid_set *supported, const char brand[48],
-		   unsigned count, uint64_t entry, ember_err *e);
+		   unsigned count, uint64_t entry, bool pvh, ember_err *e);
 int vcpu_start(struct vcpu *v, const struct vcpu_env *env, ember_err *e);
 /* Makes a running KVM_RUN return so the thread sees env->stop. */
 void vcpu_kick(struct vcpu *v);
