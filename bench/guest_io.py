@@ -110,11 +110,11 @@ def guest_script(parts, block_mib: int, k4_count: int, net_mib: int, probe=False
         for name, args, _ in BLOCK:
             s.append(f"r {name} 'dd {args.format(n=block_mib, k=k4_count)} 2>/dev/null'")
     if "net" in parts:
-        # Guest -> host from /dev/zero through a pipe (dd's 64 KiB blocks; nc
-        # alone would read /dev/zero in small pieces); host -> guest into
-        # /dev/null. nc -w bounds the connect.
-        s.append(f"r net-tx 'dd if=/dev/zero bs=64k count={net_mib * 16} 2>/dev/null"
-                 f"|nc -w 30 {HOST_IP} {TX_PORT}'")
+        # Guest -> host: tcp-send (tools/guest/bench), static, 256 KiB send()
+        # calls from one buffer: busybox `dd | nc` cost the guest a pipe and
+        # nc's small reads, and under TCG the guest's CPU is the bottleneck.
+        # Host -> guest into /dev/null; nc -w bounds the connect.
+        s.append(f"r net-tx 'tcp-send {HOST_IP} {TX_PORT} {net_mib}'")
         s.append(f"r net-rx 'nc -w 30 {HOST_IP} {RX_PORT} >/dev/null'")
     return ";".join(s)
 

@@ -131,7 +131,7 @@ def net_section(io, tcg_note):
             "(10.213.0.1 on the TAP) is the bench's Python process, the guest's address comes "
             "from `ip=` on its command line. QEMU: `-netdev tap,vhost=off` and "
             "`virtio-net-device`; Ember: a `network-interfaces` entry. Guest -> host: "
-            f"`dd if=/dev/zero bs=64k | nc` in the guest, {io['net_mib']} MiB; host -> guest: "
+            f"`tcp-send` in the guest (a static sender, 256 KiB send() calls; tools/guest/bench), {io['net_mib']} MiB; host -> guest: "
             f"the host sends {io['net_mib']} MiB to the guest's `nc > /dev/null`. Timed on the "
             "host, from the accept to the end of the stream (for host -> guest, until the "
             "guest's nc has read everything and closed). Ember's figures pool its two boots of "
