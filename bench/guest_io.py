@@ -57,6 +57,7 @@ QUEUE_LINE = re.compile(r"EMBER-QUEUE (.*)")
 QUEUE_LIMITS = ("max_sectors_kb", "max_hw_sectors_kb", "max_segments", "max_segment_size",
                 "read_ahead_kb", "nr_requests")
 IO_LINE = re.compile(r"EMBER-IO (\S+) (-?\d+) ([\d.]+) ([\d.]+)")
+IRQ_LINE = re.compile(r"EMBER-IRQ (a|z)((?: \d+)*)\s*$")
 KINDS = ("ember-sync", "ember-async", "qemu")
 WARMUP_MIB = 4
 
@@ -114,7 +115,12 @@ def guest_script(parts, block_mib: int, k4_count: int, net_mib: int, probe=False
         # calls from one buffer: busybox `dd | nc` cost the guest a pipe and
         # nc's small reads, and under TCG the guest's CPU is the bottleneck.
         # Host -> guest into /dev/null; nc -w bounds the connect.
+        # The guest's virtio interrupt counts around it (1 vCPU: one column):
+        # interrupts per MiB, a VMM's notification behaviour seen from inside.
+        s.append("q(){ echo EMBER-IRQ $1 $(grep virtio /proc/interrupts|tr -s ' '|cut -d' ' -f3);}")
+        s.append("q a")
         s.append(f"r net-tx 'tcp-send {HOST_IP} {TX_PORT} {net_mib}'")
+        s.append("q z")
         s.append(f"r net-rx 'nc -w 30 {HOST_IP} {RX_PORT} >/dev/null'")
     return ";".join(s)
 
@@ -299,6 +305,13 @@ def one_boot(kind, env, script, sizes, work):
             one_boot.queue = dict(kv.split("=", 1) for kv in probe[1].group(1).split() if "=" in kv)
         if m.group(1) != "0":
             errors.append(f"the script ended with status {m.group(1)}")
+        irqs = {}
+        for _, stream, text in vmm.lines:
+            hit = IRQ_LINE.search(text) if stream == "out" else None
+            if hit:
+                irqs[hit.group(1)] = sum(int(x) for x in hit.group(2).split() if x.isdigit())
+        if "net-tx" in samples and {"a", "z"} <= irqs.keys():
+            samples["net-tx"]["guest_irqs"] = irqs["z"] - irqs["a"]
         if peer:
             peer.close()
             if peer.error:
