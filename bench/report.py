@@ -17,6 +17,7 @@ import platform
 import subprocess
 import sys
 
+import density
 import report_io
 from benchlib import summary, write_json
 
@@ -334,7 +335,7 @@ def failure_lines(work, name, what, data) -> list | None:
     return lines
 
 
-ALL_PARTS = ("native", "guest", "block", "net")
+ALL_PARTS = ("native", "guest", "block", "net", "density")
 
 
 def stem_suffix(work) -> str:
@@ -370,9 +371,11 @@ def main():
     work, out_dir, elapsed = sys.argv[1], sys.argv[2], int(sys.argv[3])
     os.makedirs(out_dir, exist_ok=True)
     native, guest, io = load(work, "native.json"), load(work, "guest.json"), load(work, "io.json")
+    dens = load(work, "density.json")
+    dens_failed = failure_lines(work, "density", "density part", dens)
     guest_failed = failure_lines(work, "guest", "guest part", guest)
     io_failed = failure_lines(work, "io", "block and network part", io)
-    if not native and not guest and not io:
+    if not native and not guest and not io and not dens:
         raise SystemExit("report: no results in " + work)
     host = platform.node().split(".")[0] or "host"
     date = datetime.date.today().isoformat()
@@ -411,9 +414,15 @@ def main():
         if not io:
             lines += ["## 4-5. Block and network: Ember against QEMU microvm", ""]
         lines += io_failed + [""]
+    if dens:
+        lines += density.section(dens) + [""]
+    if dens_failed:
+        if not dens:
+            lines += ["## 6. Density: many microVMs at once, Ember against QEMU microvm", ""]
+        lines += dens_failed + [""]
     lines += ["## Commands", "", "```"]
     lines.append("make bench        # = bench/run; EMBER_BENCH_QUICK=1 for a quick look")
-    for name in ("guest", "io"):
+    for name in ("guest", "io", "density"):
         testhost_cmd = os.path.join(work, f"{name}-testhost-command")
         if os.path.exists(testhost_cmd):
             with open(testhost_cmd) as fh:
