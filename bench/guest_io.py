@@ -115,9 +115,11 @@ def guest_script(parts, block_mib: int, k4_count: int, net_mib: int, probe=False
         # calls from one buffer: busybox `dd | nc` cost the guest a pipe and
         # nc's small reads, and under TCG the guest's CPU is the bottleneck.
         # Host -> guest into /dev/null; nc -w bounds the connect.
-        # The guest's virtio interrupt counts around it (1 vCPU: one column):
-        # interrupts per MiB, a VMM's notification behaviour seen from inside.
-        s.append("q(){ echo EMBER-IRQ $1 $(grep virtio /proc/interrupts|tr -s ' '|cut -d' ' -f3);}")
+        # The guest's eth0 tx_packets and virtio interrupt counts (1 vCPU:
+        # one column) around it: frames and interrupts per MiB, a VMM's
+        # batching and notification behaviour seen from inside.
+        s.append("q(){ echo EMBER-IRQ $1 $(cat /sys/class/net/eth0/statistics/tx_packets)"
+                 " $(grep virtio /proc/interrupts|tr -s ' '|cut -d' ' -f3);}")
         s.append("q a")
         s.append(f"r net-tx 'tcp-send {HOST_IP} {TX_PORT} {net_mib}'")
         s.append("q z")
@@ -305,13 +307,16 @@ def one_boot(kind, env, script, sizes, work):
             one_boot.queue = dict(kv.split("=", 1) for kv in probe[1].group(1).split() if "=" in kv)
         if m.group(1) != "0":
             errors.append(f"the script ended with status {m.group(1)}")
-        irqs = {}
+        counts = {}
         for _, stream, text in vmm.lines:
             hit = IRQ_LINE.search(text) if stream == "out" else None
             if hit:
-                irqs[hit.group(1)] = sum(int(x) for x in hit.group(2).split() if x.isdigit())
-        if "net-tx" in samples and {"a", "z"} <= irqs.keys():
-            samples["net-tx"]["guest_irqs"] = irqs["z"] - irqs["a"]
+                nums = [int(x) for x in hit.group(2).split()]
+                if nums:
+                    counts[hit.group(1)] = (nums[0], sum(nums[1:]))
+        if "net-tx" in samples and {"a", "z"} <= counts.keys():
+            samples["net-tx"]["guest_tx_packets"] = counts["z"][0] - counts["a"][0]
+            samples["net-tx"]["guest_irqs"] = counts["z"][1] - counts["a"][1]
         if peer:
             peer.close()
             if peer.error:
