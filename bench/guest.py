@@ -219,9 +219,10 @@ def kvmtool(lkvm, kernel, initrd, work, settle_s):
 
 
 def kvmtool_argv(lkvm, bzimage, initrd):
-    return [lkvm, "run", "--nodefaults", "--name", f"bench-{os.getpid()}", "-c", str(VCPUS),
-            "-m", str(MEM_MIB), "--console", "serial", "-k", bzimage, "-i", initrd,
-            "-p", BOOT_ARGS]
+    # No --name: lkvm names each guest after its own pid (guest-PID), so a
+    # socket one boot leaves in ~/.lkvm cannot clash with the next.
+    return [lkvm, "run", "--nodefaults", "-c", str(VCPUS), "-m", str(MEM_MIB),
+            "--console", "serial", "-k", bzimage, "-i", initrd, "-p", BOOT_ARGS]
 
 
 def bzimage_of(vmlinux):
