@@ -221,8 +221,17 @@ def kvmtool(lkvm, kernel, initrd, work, settle_s):
 def kvmtool_argv(lkvm, bzimage, initrd):
     # No --name: lkvm names each guest after its own pid (guest-PID), so a
     # socket one boot leaves in ~/.lkvm cannot clash with the next.
+    # --nodefaults also drops kvmtool's x86 kernel parameters, which its
+    # machine needs: they go back in front of the common ones.
     return [lkvm, "run", "--nodefaults", "-c", str(VCPUS), "-m", str(MEM_MIB),
-            "--console", "serial", "-k", bzimage, "-i", initrd, "-p", BOOT_ARGS]
+            "--console", "serial", "-k", bzimage, "-i", initrd,
+            "-p", f"{KVMTOOL_X86_ARGS} {BOOT_ARGS}"]
+
+
+# kvmtool's own x86 defaults (x86/kvm.c, kvm__arch_set_cmdline) but for
+# pci=conf1 (no PCI device here: pci=off stays) and earlyprintk: its
+# interrupts and timer go through the PIC, and it has no ACPI tables.
+KVMTOOL_X86_ARGS = "noapic noacpi i8042.direct=1 i8042.dumbkbd=1 i8042.nopnp=1 i8042.noaux=1"
 
 
 def bzimage_of(vmlinux):
