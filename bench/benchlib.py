@@ -201,12 +201,16 @@ def smaps_rollup(pid: int, guest_bytes: int) -> dict:
                 maps.append(cur)
                 continue
             key = first[:-1]
-            if key in ("Rss", "Pss", "Private_Clean", "Private_Dirty") and cur is not None:
+            if key in ("Rss", "Pss", "Private_Clean", "Private_Dirty", "Private_Hugetlb",
+                       "Shared_Hugetlb") and cur is not None:
                 cur[key] = int(line.split()[1])
     want_kb = guest_bytes // 1024
     candidates = [m for m in maps if want_kb <= m["size_kb"] <= want_kb + 8 * 1024]
     if not candidates:
         raise RuntimeError(f"no mapping of {want_kb} kB (guest RAM) in /proc/{pid}/smaps")
+    # hugetlbfs pages (huge_pages "2M") are not in Rss but in *_Hugetlb.
+    for m in maps:
+        m["Rss"] = m.get("Rss", 0) + m.get("Private_Hugetlb", 0) + m.get("Shared_Hugetlb", 0)
     guest = max(candidates, key=lambda m: m.get("Rss", 0))
     rss = sum(m.get("Rss", 0) for m in maps)
     private = sum(m.get("Private_Clean", 0) + m.get("Private_Dirty", 0) for m in maps)

@@ -11,7 +11,13 @@ rotating order:
 - qemu:       `qemu-system-x86_64 -M microvm -accel kvm`, the same kernel,
               initramfs and command line: the same two measurements;
 - ember-api:  `ember --api-sock`, configured over the API: InstanceStart ->
-              the boot-timer log line, and exec -> the marker by that path.
+              the boot-timer log line, and exec -> the marker by that path;
+- ember-nopvh: ember-file with the vmlinux's PVH note taken out (Linux
+              64-bit boot instead of the PVH entry);
+- ember-2m:   ember-file with huge_pages "2M" (hugetlbfs; the pool is grown
+              for the run and put back);
+- kvmtool:    kvmtool's `lkvm run --nodefaults` with the same kernel's
+              bzImage, when bench/run built it (EMBER_BENCH_KVMTOOL).
 
 Guests run 1 vCPU and 128 MiB with `ember.end=wait`, so they stay up after
 the marker for the memory reading and never reboot. One uncounted warm-up
@@ -123,9 +129,11 @@ class Vmm:
         return [f"{name}: {text}" for _, name, text in self.lines[-TAIL:]]
 
 
-def ember_file(ember, kernel, initrd, work, settle_s):
+def ember_file(ember, kernel, initrd, work, settle_s, huge_pages=None):
     cfg = {"boot-source": json.loads(boot_source(kernel, initrd, BOOT_ARGS)),
            "machine-config": json.loads(machine_config(VCPUS, MEM_MIB))}
+    if huge_pages:
+        cfg["machine-config"]["huge_pages"] = huge_pages
     path = f"{work}/vm.json"
     with open(path, "w") as f:
         json.dump(cfg, f)
@@ -184,7 +192,107 @@ def ember_api(ember, kernel, initrd, work, settle_s):
         ember_api.last = vmm
 
 
-KINDS = {"ember-file": ember_file, "qemu": qemu_microvm, "ember-api": ember_api}
+def ember_nopvh(ember, kernel, initrd, work, settle_s):
+    """ember-file with the same vmlinux minus its PVH note: the Linux 64-bit
+    boot protocol instead of the PVH entry, the one difference."""
+    return ember_file(ember, nopvh_copy(kernel, work), initrd, work, settle_s)
+
+
+def ember_2m(ember, kernel, initrd, work, settle_s):
+    """ember-file with huge_pages "2M" (the pool is sized in main())."""
+    return ember_file(ember, kernel, initrd, work, settle_s, huge_pages="2M")
+
+
+def kvmtool(lkvm, kernel, initrd, work, settle_s):
+    """kvmtool's lkvm with no default devices and the serial console. It
+    boots bzImages only (no ELF loader on x86): the bzImage of the same
+    kernel build, which decompresses itself first."""
+    vmm = Vmm(kvmtool_argv(lkvm, bzimage_of(kernel), initrd))
+    try:
+        t_marker, _ = vmm.wait_for("out", MARKER)
+        vmm.settle(settle_s)
+        mem = smaps_rollup(vmm.proc.pid, MEM_MIB << 20)
+        return {"exec_to_marker_ms": t_marker / MS, **mem}
+    finally:
+        vmm.stop()
+        kvmtool.last = vmm
+
+
+def kvmtool_argv(lkvm, bzimage, initrd):
+    # No --name: lkvm names each guest after its own pid (guest-PID), so a
+    # socket one boot leaves in ~/.lkvm cannot clash with the next.
+    # --nodefaults also drops kvmtool's x86 kernel parameters, which its
+    # machine needs: they go back in front of the common ones.
+    return [lkvm, "run", "--nodefaults", "-c", str(VCPUS), "-m", str(MEM_MIB),
+            "--console", "serial", "-k", bzimage, "-i", initrd,
+            "-p", f"{KVMTOOL_X86_ARGS} {BOOT_ARGS}"]
+
+
+# kvmtool's own x86 defaults (x86/kvm.c, kvm__arch_set_cmdline) but for
+# pci=conf1 (no PCI device here: pci=off stays) and earlyprintk: its
+# interrupts and timer go through the PIC, and it has no ACPI tables.
+KVMTOOL_X86_ARGS = "noapic noacpi i8042.direct=1 i8042.dumbkbd=1 i8042.nopnp=1 i8042.noaux=1"
+
+
+def bzimage_of(vmlinux):
+    return os.path.join(os.path.dirname(vmlinux), "bzImage")
+
+
+XEN_ELFNOTE_PHYS32_ENTRY = 18
+
+
+def nopvh_copy(kernel, work):
+    """A copy of the ELF kernel whose Xen PHYS32_ENTRY note has another type,
+    so that no VMM finds a PVH entry point in it (made once per run)."""
+    path = f"{work}/vmlinux-nopvh"
+    if os.path.exists(path):
+        return path
+    import struct
+    data = bytearray(open(kernel, "rb").read())
+    phoff, = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    patched = 0
+    for i in range(phnum):
+        p_type, _, p_offset, _, _, p_filesz = struct.unpack_from("<IIQQQQ", data, phoff + i * phentsize)
+        if p_type != 4:  # PT_NOTE
+            continue
+        pos, end = p_offset, p_offset + p_filesz
+        while pos + 12 <= end:
+            namesz, descsz, ntype = struct.unpack_from("<III", data, pos)
+            name = bytes(data[pos + 12:pos + 12 + namesz])
+            if ntype == XEN_ELFNOTE_PHYS32_ENTRY and name == b"Xen\0":
+                struct.pack_into("<I", data, pos + 8, 0x7e)  # an unused Xen note type
+                patched += 1
+            pos += 12 + (namesz + 3) // 4 * 4 + (descsz + 3) // 4 * 4
+    if not patched:
+        raise RuntimeError(f"{kernel} has no PVH note to take out")
+    with open(path + ".tmp", "wb") as f:
+        f.write(data)
+    os.rename(path + ".tmp", path)
+    return path
+
+
+HUGEPAGES = "/proc/sys/vm/nr_hugepages"
+
+
+def reserve_hugepages(pages):
+    """Sizes the host's 2 MiB pool for ember-2m; the previous size, or None
+    if it cannot (not root, not the test host): ember-2m is then skipped."""
+    try:
+        with open(HUGEPAGES) as f:
+            before = int(f.read())
+        with open(HUGEPAGES, "w") as f:
+            f.write(f"{before + pages}\n")
+        with open(HUGEPAGES) as f:
+            if int(f.read()) < before + pages:
+                return None
+        return before
+    except OSError:
+        return None
+
+
+KINDS = {"ember-file": ember_file, "qemu": qemu_microvm, "ember-api": ember_api,
+         "ember-nopvh": ember_nopvh, "ember-2m": ember_2m, "kvmtool": kvmtool}
 
 
 def facts(qemu):
@@ -208,6 +316,13 @@ def main():
     kernel = os.environ["EMBER_KERNEL_VMLINUX"]
     initrd = os.environ["EMBER_INITRAMFS"]
     qemu = os.environ.get("EMBER_BENCH_QEMU", "qemu-system-x86_64")
+    lkvm = os.environ.get("EMBER_BENCH_KVMTOOL")  # bench/run: tools/peers/build-kvmtool.sh
+    skipped = {}
+    if not lkvm:
+        skipped["kvmtool"] = os.environ.get("EMBER_BENCH_KVMTOOL_SKIPPED", "not built")
+    hugepages_before = reserve_hugepages(MEM_MIB // 2 + 4)
+    if hugepages_before is None:
+        skipped["ember-2m"] = f"cannot grow the 2 MiB huge page pool ({HUGEPAGES})"
     result = {"host": facts(qemu), "rounds_wanted": rounds, "settle_s": settle_s,
               "vcpus": VCPUS, "mem_mib": MEM_MIB, "boot_args": BOOT_ARGS,
               "kernel": kernel, "initrd": initrd,
@@ -217,9 +332,15 @@ def main():
                   "qemu": " ".join(a if " " not in a else f'"{a}"' for a in qemu_argv(qemu, kernel, initrd)),
                   "ember-api": f"{ember} --api-sock SOCK --boot-timer --level Info"
                                "   (PUT /boot-source, PUT /machine-config, PUT /actions InstanceStart)",
+                  "ember-nopvh": "as ember-file, with a copy of the vmlinux whose PVH note "
+                                 "(XEN_ELFNOTE_PHYS32_ENTRY) has another type: Linux 64-bit boot",
+                  "ember-2m": "as ember-file, with machine-config huge_pages \"2M\"",
+                  "kvmtool": " ".join(a if " " not in a else f'"{a}"' for a in
+                                      kvmtool_argv(lkvm or "lkvm", bzimage_of(kernel), initrd)),
               },
-              "runs": {k: [] for k in KINDS}, "failures": []}
-    kinds = list(KINDS)
+              "skipped": skipped,
+              "runs": {k: [] for k in KINDS if k not in skipped}, "failures": []}
+    kinds = [k for k in KINDS if k not in skipped]
     start = time.monotonic()
     progress = Progress(out + ".log", start)
     result["complete"] = False
@@ -228,13 +349,15 @@ def main():
             if r >= 0 and time.monotonic() - start > budget_s:
                 result["stopped_early"] = f"time budget of {budget_s} s used up after {r} rounds"
                 break
-            order = kinds[r % 3:] + kinds[:r % 3] if r >= 0 else kinds
+            n = len(kinds)
+            order = kinds[r % n:] + kinds[:r % n] if r >= 0 else kinds
             for kind in order:
                 fn = KINDS[kind]
                 t = time.monotonic()
                 progress.say(f"{kind} round {r}: starting")
+                vmm_bin = {"qemu": qemu, "kvmtool": lkvm}.get(kind, ember)
                 try:
-                    sample = fn(ember if kind != "qemu" else qemu, kernel, initrd, work, settle_s)
+                    sample = fn(vmm_bin, kernel, initrd, work, settle_s)
                 except Exception as e:  # noqa: BLE001 -- any failure is reported, not fatal
                     vmm = getattr(fn, "last", None)
                     result["failures"].append({"kind": kind, "round": r, "error": str(e),
@@ -251,6 +374,9 @@ def main():
                 save(out, result, start)
     result["complete"] = True
     save(out, result, start)
+    if hugepages_before is not None:
+        with open(HUGEPAGES, "w") as f:
+            f.write(f"{hugepages_before}\n")
     progress.say("done")
 
 

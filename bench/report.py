@@ -17,6 +17,7 @@ import platform
 import subprocess
 import sys
 
+import density
 import report_io
 from benchlib import summary, write_json
 
@@ -179,20 +180,33 @@ def guest_section(g):
             f"`{g['boot_args']}` (the guest stays up after the marker; nothing reboots). "
             f"Memory is read from /proc/PID/smaps {g['settle_s']} s after the marker: RSS minus "
             "the RSS of the guest-RAM mapping (found by its size).",
-            "", "Cells: median (q1-q3; min-max) n=runs.", "",
-            "| metric | Ember | QEMU microvm | ratio Ember/QEMU |", "|---|---|---|---|"]
+            "", "Cells: median (q1-q3; min-max) n=runs.", ""]
+    skipped = g.get("skipped", {})
+    k = runs.get("kvmtool", [])
+    ks = g["stats"].get("kvmtool", {})
+    if "kvmtool" in skipped:
+        out += [f"kvmtool: skipped ({skipped['kvmtool']}).", ""]
+    elif "kvmtool" in runs:
+        out += ["kvmtool boots the bzImage of the same kernel build (it has no ELF loader on "
+                "x86), which decompresses itself first: its boot time includes that.", ""]
+    out += ["| metric | Ember | QEMU microvm | kvmtool | ratio Ember/QEMU | ratio Ember/kvmtool |",
+            "|---|---|---|---|---|---|"]
     es = g["stats"]["ember-file"]
     qs = g["stats"]["qemu"]
-    rows = [("process exec -> `EMBER-INIT: started`, ms", es.get("exec_to_marker_ms"), qs.get("exec_to_marker_ms"), 0)]
+    rows = [("process exec -> `EMBER-INIT: started`, ms", es.get("exec_to_marker_ms"),
+             qs.get("exec_to_marker_ms"), ks.get("exec_to_marker_ms"))]
     if e and q:
         for label, key in (("VMM overhead: RSS - guest RAM RSS, MiB", "overhead_rss_kb"),
                            ("VMM overhead, private pages only, MiB", "overhead_private_kb"),
                            ("VMM overhead, dirty private pages only (each further VM), MiB",
                             "overhead_dirty_kb"),
                            ("guest RAM touched (its mapping's RSS), MiB", "guest_rss_kb")):
-            rows.append((label, mib_summary(e, key), mib_summary(q, key), 1))
-    for label, a, b, _ in rows:
-        out.append(f"| {label} | {spread(a)} | {spread(b)} | {ratio(a, b)} |")
+            rows.append((label, mib_summary(e, key), mib_summary(q, key),
+                         mib_summary(k, key) if k else None))
+    for label, a, b, c in rows:
+        out.append(f"| {label} | {spread(a)} | {spread(b)} | {spread(c) if c else '-'} | "
+                   f"{ratio(a, b)} | {ratio(a, c) if c else '-'} |")
+    out += pvh_hugepages_rows(g)
     as_ = g["stats"]["ember-api"]
     out += ["", "Ember only:", "", "| metric | median (q1-q3; min-max) n |", "|---|---|"]
     for label, s in (("InstanceStart sent -> boot-timer log line, ms (API)", as_.get("start_to_boot_timer_line_ms")),
@@ -209,6 +223,31 @@ def guest_section(g):
         for fl in g["failures"]:
             out.append(f"- {fl['kind']} round {fl['round']}: {fl['error']}")
             out += [f"    {line}" for line in fl["tail"][-8:]]
+    return out
+
+
+def pvh_hugepages_rows(g):
+    """Ember's own variants, each against ember-file in the same rounds."""
+    runs, st, skipped = g["runs"], g["stats"], g.get("skipped", {})
+    es = st["ember-file"]
+    out = ["", "Ember's boot paths and memory backings (ember-file: the vmlinux through its PVH "
+           "entry point, 4 KiB pages):", "",
+           "| variant | exec -> marker, ms | ratio to ember-file | boot-timer, ms | "
+           "guest RAM touched, MiB | VMM overhead, MiB |", "|---|---|---|---|---|---|"]
+    for kind, label in (("ember-file", "PVH entry (default for an ELF with the note)"),
+                        ("ember-nopvh", "Linux 64-bit boot (the same vmlinux, PVH note taken out)"),
+                        ("ember-2m", "PVH, huge_pages \"2M\" (hugetlbfs)")):
+        if kind in skipped:
+            out.append(f"| {label} | skipped: {skipped[kind]} | | | | |")
+            continue
+        r, s = runs.get(kind, []), st.get(kind, {})
+        if not r:
+            out.append(f"| {label} | no runs | | | | |")
+            continue
+        out.append(f"| {label} | {spread(s.get('exec_to_marker_ms'))} | "
+                   f"{ratio(s.get('exec_to_marker_ms'), es.get('exec_to_marker_ms'))} | "
+                   f"{spread(s.get('boot_timer_ms'))} | {spread(mib_summary(r, 'guest_rss_kb'))} | "
+                   f"{spread(mib_summary(r, 'overhead_rss_kb'))} |")
     return out
 
 
@@ -296,7 +335,7 @@ def failure_lines(work, name, what, data) -> list | None:
     return lines
 
 
-ALL_PARTS = ("native", "guest", "block", "net")
+ALL_PARTS = ("native", "guest", "block", "net", "density")
 
 
 def stem_suffix(work) -> str:
@@ -332,9 +371,11 @@ def main():
     work, out_dir, elapsed = sys.argv[1], sys.argv[2], int(sys.argv[3])
     os.makedirs(out_dir, exist_ok=True)
     native, guest, io = load(work, "native.json"), load(work, "guest.json"), load(work, "io.json")
+    dens = load(work, "density.json")
+    dens_failed = failure_lines(work, "density", "density part", dens)
     guest_failed = failure_lines(work, "guest", "guest part", guest)
     io_failed = failure_lines(work, "io", "block and network part", io)
-    if not native and not guest and not io:
+    if not native and not guest and not io and not dens:
         raise SystemExit("report: no results in " + work)
     host = platform.node().split(".")[0] or "host"
     date = datetime.date.today().isoformat()
@@ -373,9 +414,15 @@ def main():
         if not io:
             lines += ["## 4-5. Block and network: Ember against QEMU microvm", ""]
         lines += io_failed + [""]
+    if dens:
+        lines += density.section(dens) + [""]
+    if dens_failed:
+        if not dens:
+            lines += ["## 6. Density: many microVMs at once, Ember against QEMU microvm", ""]
+        lines += dens_failed + [""]
     lines += ["## Commands", "", "```"]
     lines.append("make bench        # = bench/run; EMBER_BENCH_QUICK=1 for a quick look")
-    for name in ("guest", "io"):
+    for name in ("guest", "io", "density"):
         testhost_cmd = os.path.join(work, f"{name}-testhost-command")
         if os.path.exists(testhost_cmd):
             with open(testhost_cmd) as fh:

@@ -131,7 +131,7 @@ def net_section(io, tcg_note):
             "(10.213.0.1 on the TAP) is the bench's Python process, the guest's address comes "
             "from `ip=` on its command line. QEMU: `-netdev tap,vhost=off` and "
             "`virtio-net-device`; Ember: a `network-interfaces` entry. Guest -> host: "
-            f"`dd if=/dev/zero bs=64k | nc` in the guest, {io['net_mib']} MiB; host -> guest: "
+            f"`tcp-send` in the guest (a static sender, 256 KiB send() calls; tools/guest/bench), {io['net_mib']} MiB; host -> guest: "
             f"the host sends {io['net_mib']} MiB to the guest's `nc > /dev/null`. Timed on the "
             "host, from the accept to the end of the stream (for host -> guest, until the "
             "guest's nc has read everything and closed). Ember's figures pool its two boots of "
@@ -142,6 +142,18 @@ def net_section(io, tcg_note):
         e = rates(io, ["ember-sync", "ember-async"], name)
         q = rates(io, ["qemu"], name)
         out.append(f"| {label} | {cell(e)} | {cell(q)} | {ratio(e, q)} |")
+    rows = []
+    for key, label in (("guest_irqs", "virtio interrupts per MiB"),
+                       ("guest_tx_packets", "eth0 frames sent per MiB (TSO frames count once)")):
+        e, q = (summary([r["net-tx"][key] / io["net_mib"] for k in kinds
+                         for r in io["runs"][k] if key in r.get("net-tx", {})])
+                for kinds in (["ember-sync", "ember-async"], ["qemu"]))
+        if e.get("n") or q.get("n"):
+            rows.append(f"| {label} | {cell(e)} | {cell(q)} | {ratio(e, q)} |")
+    if rows:
+        out += ["", "Seen from inside the guest during guest -> host (its /proc/interrupts and "
+                "eth0 statistics before and after; fewer is less guest work per byte):", "",
+                "| per MiB | Ember | QEMU microvm | Ember/QEMU |", "|---|---|---|---|"] + rows
     return out
 
 

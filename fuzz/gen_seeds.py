@@ -96,19 +96,31 @@ def config_seeds():
 
 # ---- Kernel loader: ELF vmlinux and bzImage (+ trailing initrd bytes) ----
 
-def elf(segments, entry):
+def elf(segments, entry, notes=b""):
+    """notes: the bytes of one PT_NOTE segment (after the loads), if any."""
     ehdr_size, phdr_size = 64, 56
     phoff = ehdr_size
-    data_off = phoff + phdr_size * len(segments)
+    nph = len(segments) + (1 if notes else 0)
+    data_off = phoff + phdr_size * nph
     eh = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)
     eh += struct.pack("<HHIQQQIHHHHHH", 2, 62, 1, entry, phoff, 0, 0, ehdr_size, phdr_size,
-                      len(segments), 64, 0, 0)
+                      nph, 64, 0, 0)
     phs, body = b"", b""
     for paddr, filesz, memsz in segments:
         phs += struct.pack("<IIQQQQQQ", 1, 5, data_off + len(body), paddr, paddr, filesz,
                            memsz, 0x1000)
         body += bytes((paddr + i) & 0xff for i in range(filesz))
+    if notes:
+        phs += struct.pack("<IIQQQQQQ", 4, 4, data_off + len(body), 0, 0, len(notes),
+                           len(notes), 4)
+        body += notes
     return eh + phs + body
+
+
+def elf_note(owner, ntype, desc):
+    name = owner + b"\0"
+    pad = lambda b: b + bytes(-len(b) % 4)
+    return struct.pack("<III", len(name), len(desc), ntype) + pad(name) + pad(desc)
 
 
 def bzimage(version=0x20f, setup_sects=1, payload=2048, init_size=0x10000, initrd_max=0):
@@ -134,6 +146,11 @@ def loader_seeds():
     write("loader_fuzz", "elf-two", elf([(mib, 128, 128), (2 * mib, 64, 8192)], 2 * mib))
     write("loader_fuzz", "elf-high", elf([(1 << 32, 64, 64), (mib, 64, 64)], mib))
     write("loader_fuzz", "elf-initrd", elf([(mib, 64, 64)], mib) + bytes(range(256)) * 2)
+    # Xen's PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY = 18), after a GNU one.
+    pvh = elf_note(b"GNU", 3, bytes(20)) + elf_note(b"Xen", 18, struct.pack("<Q", mib + 32))
+    write("loader_fuzz", "elf-pvh", elf([(mib, 256, 4096)], mib + 16, pvh))
+    write("loader_fuzz", "elf-pvh32", elf([(mib, 256, 4096)], mib + 16,
+                                          elf_note(b"Xen", 18, struct.pack("<I", mib + 64))))
     write("loader_fuzz", "bz-2.15", bzimage())
     write("loader_fuzz", "bz-2.06", bzimage(version=0x206, setup_sects=0, payload=1024,
                                             init_size=0))

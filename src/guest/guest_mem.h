@@ -28,6 +28,10 @@ struct guest_mem {
 /* Maps `size` bytes of anonymous memory and lays it out at guest physical 0,
  * split around the 32-bit MMIO gap [gap_start, 4 GiB). */
 int gm_create(struct guest_mem *gm, uint64_t size, uint64_t gap_start, ember_err *e);
+/* The same from 2 MiB hugetlbfs pages (guest_mem_hugetlb.c): all of them
+ * reserved from the host's pool now, or an error that says the pool is
+ * short. `size` must be a multiple of 2 MiB. */
+int gm_create_hugetlb(struct guest_mem *gm, uint64_t size, uint64_t gap_start, ember_err *e);
 /* Lays out caller-provided host memory the same way (unit tests). */
 void gm_init_from(struct guest_mem *gm, uint8_t *host, uint64_t size, uint64_t gap_start);
 void gm_destroy(struct guest_mem *gm);

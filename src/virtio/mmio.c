@@ -474,6 +474,27 @@ void virtio_mmio_write(struct virtio_mmio *m, uint64_t offset, const uint8_t *da
 	write_register(m, offset, v);
 }
 
+bool virtio_mmio_interrupt_read(struct virtio_mmio *m, uint64_t offset, uint8_t *data,
+				uint32_t len)
+{
+	if (len != 4 || offset != VIRTIO_MMIO_INTERRUPT_STATUS)
+		return false;
+	uint32_t v = __atomic_load_n(&m->interrupt_status, __ATOMIC_SEQ_CST);
+	memcpy(data, &v, 4);
+	return true;
+}
+
+bool virtio_mmio_interrupt_write(struct virtio_mmio *m, uint64_t offset, const uint8_t *data,
+				 uint32_t len)
+{
+	if (len != 4 || offset != VIRTIO_MMIO_INTERRUPT_ACK)
+		return false;
+	uint32_t v;
+	memcpy(&v, data, 4);
+	__atomic_fetch_and(&m->interrupt_status, ~v, __ATOMIC_SEQ_CST);
+	return true;
+}
+
 static void io_read(void *ctx, uint64_t offset, uint8_t *data, uint32_t len)
 {
 	virtio_mmio_read(ctx, offset, data, len);

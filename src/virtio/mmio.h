@@ -177,6 +177,15 @@ void virtio_mmio_config_changed(struct virtio_mmio *m);
  * configuration change interrupt (spec 2.1.2). */
 void virtio_mmio_needs_reset(struct virtio_mmio *m);
 
+/* The driver's InterruptStatus read and InterruptACK write (whole aligned
+ * words at those offsets): they touch only the atomic interrupt_status, so
+ * a caller may serve them without the lock that guards everything else
+ * (vmm/virtio_devs.c). Returns false for any other access, done nothing. */
+bool virtio_mmio_interrupt_read(struct virtio_mmio *m, uint64_t offset, uint8_t *data,
+				uint32_t len);
+bool virtio_mmio_interrupt_write(struct virtio_mmio *m, uint64_t offset, const uint8_t *data,
+				 uint32_t len);
+
 /* Writes the kernel command-line fragment
  * "virtio_mmio.device=<size>@<base>:<irq>" to buf. Returns its length, or -1
  * if it does not fit. */

@@ -18,6 +18,7 @@
 #include "arch/x86/cpuid.h"
 #include "arch/x86/layout.h"
 #include "arch/x86/mptable.h"
+#include "arch/x86/pvh.h"
 #include "arch/x86/regs.h"
 #include "arch/x86/loader.h"
 #include "util/log.h"
@@ -83,12 +84,18 @@ static int write_boot_data(struct vmm *m, const struct vmm_config *cfg,
 	    boot_cmdline_write(gm, k, args, bi, e))
 		return -1;
 
+	/* boot_params is the Linux boot protocol's; a PVH boot gets the same
+	 * facts (command line, initrd, memory map) in an hvm_start_info. */
 	struct boot_params bp;
 	if (boot_params_build(&bp, k, gm, bi, e))
 		return -1;
-	if (gm_write(gm, X86_ZERO_PAGE_ADDR, &bp, sizeof(bp)))
+	if (k->pvh) {
+		if (pvh_write_start_info(gm, &bp, bi, e))
+			return -1;
+	} else if (gm_write(gm, X86_ZERO_PAGE_ADDR, &bp, sizeof(bp))) {
 		return err_set(e, "guest memory too small for boot_params");
-	if (regs_write_boot_tables(gm, e) || mptable_write(gm, m->nr_vcpus, e))
+	}
+	if (regs_write_boot_tables(gm, k->pvh, e) || mptable_write(gm, m->nr_vcpus, e))
 		return -1;
 	/* Both MP table and ACPI, as Firecracker: Linux prefers the MADT;
 	 * ACPI is how an unmodified kernel finds the virtio devices. */
@@ -197,7 +204,7 @@ static struct cpu_template *resolve_cpu_template(const struct vmm_config *cfg, e
  * normalised CPUID, then the template's MSRs (read back from vCPU 0, which
  * only has the MSRs its CPUID gives it), then boot MSRs and registers. */
 static int add_vcpus(struct vmm *m, const struct vmm_config *cfg,
-		     const struct cpuid_set *supported, uint64_t entry, ember_err *e)
+		     const struct cpuid_set *supported, const struct kernel_image *k, ember_err *e)
 {
 	bool templated = cfg->cpu_custom || cfg->machine.cpu_template != CPU_TEMPLATE_NONE;
 	struct cpu_template *t = templated ? resolve_cpu_template(cfg, e) : NULL;
@@ -221,7 +228,7 @@ static int add_vcpus(struct vmm *m, const struct vmm_config *cfg,
 	if (t && cpu_template_apply_msrs(t, fds, m->nr_vcpus, e))
 		goto out;
 	for (unsigned i = 0; i < m->nr_vcpus; i++)
-		if (vcpu_setup_boot(&m->vcpus[i], entry, e))
+		if (vcpu_setup_boot(&m->vcpus[i], k->entry, k->pvh, e))
 			goto out;
 	rc = 0;
 out:
@@ -297,7 +304,9 @@ static int create_and_load(struct vmm *m, const struct vmm_config *cfg, struct k
 {
 	struct timespec t;
 	clock_gettime(CLOCK_MONOTONIC, &t);
-	if (vm_alloc_memory(&m->vm, (uint64_t)cfg->machine.mem_size_mib << 20, e))
+	uint64_t mem = (uint64_t)cfg->machine.mem_size_mib << 20;
+	if (cfg->machine.huge_pages == HUGE_PAGES_2M ? vm_alloc_hugetlb_memory(&m->vm, mem, e)
+						      : vm_alloc_memory(&m->vm, mem, e))
 		return -1;
 	if (cfg->machine.huge_pages == HUGE_PAGES_TRANSPARENT &&
 	    madvise(m->vm.mem.mapping, m->vm.mem.mapping_size, MADV_HUGEPAGE) < 0)
@@ -370,12 +379,13 @@ int vmm_build(struct vmm *m, const struct vmm_config *cfg, const struct vmm_opti
 	if (write_boot_data(m, cfg, &k, &bi, e))
 		goto fail;
 	bt.boot_data = lap_ms(&t);
-	if (add_vcpus(m, cfg, &supported, k.entry, e))
+	if (add_vcpus(m, cfg, &supported, &k, e))
 		goto fail;
 	bt.vcpus = lap_ms(&t);
 	bt.total = lap_ms(&t0);
-	LOG_I("VM built: %u vCPUs, %u MiB, kernel entry 0x%llx", m->nr_vcpus,
-	      cfg->machine.mem_size_mib, (unsigned long long)k.entry);
+	LOG_I("VM built: %u vCPUs, %u MiB, kernel entry 0x%llx (%s)", m->nr_vcpus,
+	      cfg->machine.mem_size_mib, (unsigned long long)k.entry,
+	      k.pvh ? "PVH" : "Linux 64-bit boot");
 	/* key=value, for bench/native.py; kvm and load overlap. */
 	LOG_I("VM build phases (ms): total=%.3f memory=%.3f kvm=%.3f load=%.3f join_wait=%.3f "
 	      "devices=%.3f boot_data=%.3f vcpus=%.3f", bt.total, bt.memory, bt.kvm, bt.load,

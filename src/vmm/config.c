@@ -236,7 +236,16 @@ void config_machine_defaults(struct machine_config *m)
 
 const char *huge_pages_name(enum huge_pages h)
 {
-	return h == HUGE_PAGES_TRANSPARENT ? "Transparent" : "None";
+	return h == HUGE_PAGES_2M ? "2M" : h == HUGE_PAGES_TRANSPARENT ? "Transparent" : "None";
+}
+
+int config_check_machine(const struct machine_config *m, ember_err *e)
+{
+	if (m->huge_pages != HUGE_PAGES_NONE && m->mem_size_mib % 2)
+		return err_set(e, "machine-config: mem_size_mib %u: The memory size (MiB) is either "
+			       "0, or not a multiple of the configured page size (huge_pages %s: "
+			       "2 MiB).", m->mem_size_mib, huge_pages_name(m->huge_pages));
+	return 0;
 }
 
 int config_parse_machine_patch(json_t *j, struct machine_patch *out, ember_err *e)
@@ -297,8 +306,7 @@ int config_parse_machine_patch(json_t *j, struct machine_patch *out, ember_err *
 		else if (!strcmp(huge, "Transparent"))
 			out->v.huge_pages = HUGE_PAGES_TRANSPARENT;
 		else if (!strcmp(huge, "2M"))
-			return err_set(e, "machine-config: huge_pages \"2M\" is not supported by Ember "
-					  "yet");
+			out->v.huge_pages = HUGE_PAGES_2M;
 		else
 			return err_set(e, "machine-config: huge_pages must be None, Transparent or 2M "
 					  "(got \"%s\")", huge);
@@ -325,6 +333,8 @@ int config_update_machine(struct vmm_config *c, const struct machine_patch *p, e
 	/* SMT makes vCPUs pairs of threads: one vCPU, or an even number. */
 	if (m.smt && m.vcpu_count > 1 && m.vcpu_count % 2)
 		return err_set(e, VCPU_COUNT_RULE);
+	if (config_check_machine(&m, e))
+		return -1;
 	c->machine = m;
 	if (p->has_cpu_template) { /* "None" too: Firecracker drops a custom one */
 		free(c->cpu_custom);

@@ -37,7 +37,9 @@ struct boot_source_config {
 	char *boot_args;   /* NULL means DEFAULT_BOOT_ARGS */
 };
 
-enum huge_pages { HUGE_PAGES_NONE, HUGE_PAGES_TRANSPARENT };
+/* Firecracker's HugePageConfig: 4 KiB pages, THP (madvise), or hugetlbfs
+ * 2 MiB pages from the host's pool. */
+enum huge_pages { HUGE_PAGES_NONE, HUGE_PAGES_TRANSPARENT, HUGE_PAGES_2M };
 
 struct machine_config {
 	unsigned vcpu_count;
@@ -121,6 +123,9 @@ void config_set_cpu_custom(struct vmm_config *c, struct cpu_template *t);
  * file holding one. */
 int config_parse_cpu_config(json_t *j, struct cpu_template **out, ember_err *e);
 void config_machine_defaults(struct machine_config *m);
+/* Checks a whole machine config as Firecracker does after a PUT or PATCH:
+ * with huge pages, mem_size_mib must be a multiple of 2 (MiB). */
+int config_check_machine(const struct machine_config *m, ember_err *e);
 const char *huge_pages_name(enum huge_pages h);
 /* JSON views, for GET /machine-config and GET /vm/config. */
 json_t *config_machine_json(const struct machine_config *m);

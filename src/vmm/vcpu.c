@@ -57,9 +57,10 @@ int vcpu_set_cpuid(struct vcpu *v, const struct cpuid_set *guest, const char bra
 	return 0;
 }
 
-int vcpu_setup_boot(struct vcpu *v, uint64_t entry, ember_err *e)
+int vcpu_setup_boot(struct vcpu *v, uint64_t entry, bool pvh, ember_err *e)
 {
-	if (msr_setup_boot(v->fd, e) || regs_setup_boot(v->fd, entry, e) || regs_setup_lapic(v->fd, e))
+	if (msr_setup_boot(v->fd, e) || regs_setup_boot(v->fd, entry, pvh, e) ||
+	    regs_setup_lapic(v->fd, e))
 		return err_prefix(e, "vCPU %u", v->index);
 	return 0;
 }

@@ -53,8 +53,9 @@ int vcpu_create(struct vcpu *v, struct vm *vm, unsigned index, ember_err *e);
  * its CPUID. */
 int vcpu_set_cpuid(struct vcpu *v, const struct cpuid_set *guest, const char brand[48],
 		   unsigned count, bool smt, ember_err *e);
-/* The boot MSRs, registers at `entry` and the LAPIC. */
-int vcpu_setup_boot(struct vcpu *v, uint64_t entry, ember_err *e);
+/* The boot MSRs, registers at `entry` (the PVH entry's 32-bit state if pvh)
+ * and the LAPIC. */
+int vcpu_setup_boot(struct vcpu *v, uint64_t entry, bool pvh, ember_err *e);
 int vcpu_start(struct vcpu *v, const struct vcpu_env *env, ember_err *e);
 /* Makes a running KVM_RUN return so the thread sees env->stop. */
 void vcpu_kick(struct vcpu *v);

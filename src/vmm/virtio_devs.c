@@ -39,9 +39,17 @@ static void queue_notify(void *ctx, uint32_t queue)
 	}
 }
 
+/* The interrupt handler's two accesses, InterruptStatus read and
+ * InterruptACK write, skip the device's lock (virtio_mmio_interrupt_read/_write):
+ * a vCPU taking a device's interrupt does not wait while the VMM thread
+ * holds the lock for a queue's whole batch (for virtio-net TX, a TAP write
+ * per frame, each through the host's network stack). Everything else goes
+ * under the lock. */
 static void locked_read(void *ctx, uint64_t offset, uint8_t *data, uint32_t len)
 {
 	struct virtio_slot *s = ctx;
+	if (virtio_mmio_interrupt_read(s->mmio, offset, data, len))
+		return;
 	pthread_mutex_lock(&s->lock);
 	virtio_mmio_read(s->mmio, offset, data, len);
 	pthread_mutex_unlock(&s->lock);
@@ -50,6 +58,8 @@ static void locked_read(void *ctx, uint64_t offset, uint8_t *data, uint32_t len)
 static void locked_write(void *ctx, uint64_t offset, const uint8_t *data, uint32_t len)
 {
 	struct virtio_slot *s = ctx;
+	if (virtio_mmio_interrupt_write(s->mmio, offset, data, len))
+		return;
 	pthread_mutex_lock(&s->lock);
 	virtio_mmio_write(s->mmio, offset, data, len);
 	pthread_mutex_unlock(&s->lock);

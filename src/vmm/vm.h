@@ -22,6 +22,8 @@ int vm_create(struct vm *vm, uint64_t mem_bytes, ember_err *e);
  * and PIT, and registers the memory with KVM. Most of vm_create_kvm's time
  * is spent waiting in the kernel, not computing (bench/README.md, "Creation"). */
 int vm_alloc_memory(struct vm *vm, uint64_t mem_bytes, ember_err *e);
+/* The same from 2 MiB hugetlbfs pages (huge_pages "2M"). */
+int vm_alloc_hugetlb_memory(struct vm *vm, uint64_t mem_bytes, ember_err *e);
 int vm_create_kvm(struct vm *vm, ember_err *e);
 void vm_destroy(struct vm *vm);
 /* Creates an eventfd whose writes inject an edge on `gsi`. */

@@ -357,8 +357,11 @@ BAD_BODIES = [
      ["vCPUs", "SMT"]),
     ("PUT", "/machine-config", {"vcpu_count": 2, "mem_size_mib": 256, "cpu_template": "T3"},
      ["cpu_template", "T3"]),
-    ("PUT", "/machine-config", {"vcpu_count": 2, "mem_size_mib": 256, "huge_pages": "2M"},
-     ["huge_pages", NOT_YET]),
+    # Firecracker: huge pages need a whole number of 2 MiB pages.
+    ("PUT", "/machine-config", {"vcpu_count": 2, "mem_size_mib": 255, "huge_pages": "2M"},
+     ["mem_size_mib", "page size"]),
+    ("PUT", "/machine-config", {"vcpu_count": 2, "mem_size_mib": 255,
+                                "huge_pages": "Transparent"}, ["mem_size_mib", "page size"]),
     ("PUT", "/machine-config", [2, 256], []),
     # PATCH /machine-config
     ("PATCH", "/machine-config", {"vcpu_count": "4"}, ["vcpu_count"]),
@@ -366,7 +369,8 @@ BAD_BODIES = [
     ("PATCH", "/machine-config", {"memory": 512}, ["memory"]),
     ("PATCH", "/machine-config", {"vcpu_count": 64}, ["vcpu_count"]),
     ("PATCH", "/machine-config", {"smt": True, "vcpu_count": 5}, ["vCPUs", "SMT"]),
-    ("PATCH", "/machine-config", {"huge_pages": "2M"}, ["huge_pages", NOT_YET]),
+    ("PATCH", "/machine-config", {"mem_size_mib": 129, "huge_pages": "2M"},
+     ["mem_size_mib", "page size"]),
     ("PATCH", "/machine-config", {"cpu_template": "c3"}, ["cpu_template", "c3"]),
     ("PATCH", "/machine-config", {}, ["PATCH"]),              # as Firecracker: must set something
     # PUT /boot-source

@@ -58,6 +58,34 @@ def test_minimal_kernel_boots_to_init_and_exits_on_reboot(request, ember, initra
     assert guest_release == release, proc.report(f"guest runs kernel {guest_release!r}, expected {release!r}")
 
 
+# boot_params' type_of_loader as the guest's kernel saw it: Ember's Linux
+# boot sets 0xff; Linux's own PVH entry code records 0xb0 (a non-Xen PVH
+# loader), whatever Ember wrote anywhere else.
+LOADER_LINUX_BOOT, LOADER_PVH = "0xff", "0xb0"
+
+
+@pytest.mark.parametrize("kernel_fixture,loader", [("kernel_vmlinux", LOADER_PVH),
+                                                   ("kernel_bzimage", LOADER_LINUX_BOOT)],
+                         ids=["vmlinux-pvh", "bzimage-linux-boot"])
+def test_elf_kernel_with_pvh_note_boots_through_pvh(request, ember, initramfs, kernel_fixture,
+                                                     loader):
+    """As Firecracker: a vmlinux with XEN_ELFNOTE_PHYS32_ENTRY (the test
+    kernel has CONFIG_PVH=y) boots through its PVH entry point, with the
+    command line, initrd and memory map from hvm_start_info (the info hook
+    and init ran, so all three arrived). A bzImage has no ELF notes."""
+    kernel = request.getfixturevalue(kernel_fixture)
+    proc = boot_info(ember, kernel, initramfs, args=("--level", "Info"), mem_mib=256)
+    got = proc.value("EMBER-BOOT-LOADER")
+    assert got == loader, proc.report(f"guest's boot_params type_of_loader is {got}, "
+                                      f"expected {loader}")
+    proto = "PVH" if loader == LOADER_PVH else "Linux 64-bit boot"
+    assert any(f"({proto})" in line for line in proc.log_lines()), \
+        proc.report(f"ember did not log a {proto} entry")
+    memtotal = int(proc.value("EMBER-MEMTOTAL-KB")) * 1024
+    assert 0.75 * 256 * MIB < memtotal <= 256 * MIB, proc.report(
+        f"guest MemTotal {memtotal / MIB:.1f} MiB: the memory map did not arrive whole")
+
+
 @pytest.mark.parametrize("vcpus", [1, 2, 4])
 def test_guest_sees_configured_vcpus(ember, kernel_vmlinux, initramfs, vcpus):
     proc = boot_info(ember, kernel_vmlinux, initramfs, vcpus=vcpus)

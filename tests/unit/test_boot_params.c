@@ -8,7 +8,9 @@
 #include <string.h>
 
 #include "arch/x86/boot_params.h"
+#include "arch/x86/acpi.h"
 #include "arch/x86/layout.h"
+#include "arch/x86/pvh.h"
 
 static void e820_for_small_guest(void **state)
 {
@@ -103,6 +105,51 @@ static void e820_table_full(void **state)
 	assert_int_equal(e820_add(&bp, 0, 1, E820_RAM), -1);
 }
 
+/* PVH: hvm_start_info carries the same facts as boot_params. */
+static void pvh_start_info(void **state)
+{
+	(void)state;
+	uint8_t *mem = calloc(1, 64 << 20);
+	struct guest_mem gm;
+	gm_init_from(&gm, mem, 64 << 20, X86_MMIO_GAP_START);
+	struct kernel_image k = {.cmdline_max = X86_CMDLINE_MAX, .pvh = true};
+	struct boot_info bi = {0};
+	struct boot_params bp;
+	assert_int_equal(boot_cmdline_write(&gm, &k, "console=ttyS0", &bi, NULL), 0);
+	bi.initrd_addr = 0x3000000;
+	bi.initrd_size = 12345;
+	assert_int_equal(boot_params_build(&bp, &k, &gm, &bi, NULL), 0);
+	assert_int_equal(pvh_write_start_info(&gm, &bp, &bi, NULL), 0);
+
+	struct hvm_start_info si;
+	memcpy(&si, mem + X86_PVH_INFO_ADDR, sizeof(si));
+	assert_int_equal(si.magic, 0x336ec578);
+	assert_int_equal(si.version, 1);
+	assert_int_equal(si.cmdline_paddr, X86_CMDLINE_ADDR);
+	assert_int_equal(si.rsdp_paddr, ACPI_RSDP_ADDR);
+	assert_int_equal(si.nr_modules, 1);
+	struct hvm_modlist_entry mod;
+	memcpy(&mod, mem + si.modlist_paddr, sizeof(mod));
+	assert_int_equal(mod.paddr, 0x3000000);
+	assert_int_equal(mod.size, 12345);
+	assert_int_equal(si.memmap_entries, 2);
+	struct hvm_memmap_table_entry mm[2];
+	memcpy(mm, mem + si.memmap_paddr, sizeof(mm));
+	assert_int_equal(mm[0].addr, 0);
+	assert_int_equal(mm[0].size, X86_EBDA_START);
+	assert_int_equal(mm[1].addr, X86_HIMEM_START);
+	assert_int_equal(mm[1].size, (64 << 20) - X86_HIMEM_START);
+	assert_int_equal(mm[1].type, E820_RAM);
+
+	/* Without an initrd: no module list. */
+	bi.initrd_size = 0;
+	assert_int_equal(pvh_write_start_info(&gm, &bp, &bi, NULL), 0);
+	memcpy(&si, mem + X86_PVH_INFO_ADDR, sizeof(si));
+	assert_int_equal(si.nr_modules, 0);
+	assert_int_equal(si.modlist_paddr, 0);
+	free(mem);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -110,6 +157,7 @@ int main(void)
 		cmocka_unit_test(e820_splits_at_gap),
 		cmocka_unit_test(bzimage_header_is_kept),
 		cmocka_unit_test(e820_table_full),
+		cmocka_unit_test(pvh_start_info),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -201,6 +201,28 @@ static void defaults(void **state)
 	config_free(&c);
 }
 
+static void huge_pages(void **state)
+{
+	(void)state;
+	struct vmm_config c;
+	assert_int_equal(parse("{\"boot-source\": {\"kernel_image_path\": \"/k\"}, "
+			       "\"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 64, "
+			       "\"huge_pages\": \"2M\"}}", &c, NULL), 0);
+	assert_int_equal(c.machine.huge_pages, HUGE_PAGES_2M);
+	assert_string_equal(huge_pages_name(c.machine.huge_pages), "2M");
+	/* A PATCH is checked merged: odd sizes are fine with 4 KiB pages only. */
+	struct machine_config m = c.machine;
+	ember_err e = {{0}};
+	m.mem_size_mib = 65;
+	assert_int_equal(config_check_machine(&m, &e), -1);
+	assert_non_null(strstr(e.msg, "page size"));
+	m.huge_pages = HUGE_PAGES_TRANSPARENT;
+	assert_int_equal(config_check_machine(&m, NULL), -1);
+	m.huge_pages = HUGE_PAGES_NONE;
+	assert_int_equal(config_check_machine(&m, NULL), 0);
+	config_free(&c);
+}
+
 static void expect_error(const char *text, const char *needle)
 {
 	struct vmm_config c;
@@ -243,6 +265,10 @@ static void rejects_bad_input(void **state)
 	expect_error(buf, "mem_size_mib: expected integer");
 	snprintf(buf, sizeof(buf), "{%s, \"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 8, \"smt\": 1}}", k);
 	expect_error(buf, "smt: expected boolean");
+	snprintf(buf, sizeof(buf), "{%s, \"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 65, \"huge_pages\": \"2M\"}}", k);
+	expect_error(buf, "not a multiple of the configured page size");
+	snprintf(buf, sizeof(buf), "{%s, \"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 64, \"huge_pages\": \"1G\"}}", k);
+	expect_error(buf, "huge_pages");
 	snprintf(buf, sizeof(buf), "{%s, \"machine-config\": []}", k);
 	expect_error(buf, "expected an object");
 	snprintf(buf, sizeof(buf), "{%s, \"mmds-config\": {\"network_interfaces\": [\"eth9\"]}}", k);
@@ -335,6 +361,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(full_config),
 		cmocka_unit_test(defaults),
+		cmocka_unit_test(huge_pages),
 		cmocka_unit_test(device_and_service_sections),
 		cmocka_unit_test(nulls_mean_absent),
 		cmocka_unit_test(device_limit),

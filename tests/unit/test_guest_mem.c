@@ -3,6 +3,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <cmocka.h>
 
 #include "arch/x86/layout.h"
@@ -66,12 +67,28 @@ static void create_aligns_to_2_mib(void **state)
 	}
 }
 
+/* huge_pages "2M": a size that is not whole 2 MiB pages is refused before
+ * any mapping; a mapping the pool cannot hold is an error naming the pool
+ * (this host's pool is whatever it is: only a failure is checked). */
+static void hugetlb_checks(void **state)
+{
+	(void)state;
+	struct guest_mem gm;
+	ember_err e = {{0}};
+	assert_int_equal(gm_create_hugetlb(&gm, (3ULL << 20), X86_MMIO_GAP_START, &e), -1);
+	assert_non_null(strstr(e.msg, "2 MiB pages"));
+	/* 1 TiB: no test machine's pool holds that many. */
+	assert_int_equal(gm_create_hugetlb(&gm, 1ULL << 40, X86_MMIO_GAP_START, &e), -1);
+	assert_non_null(strstr(e.msg, "huge_pages 2M"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(ptr_checks_bounds),
 		cmocka_unit_test(splits_around_gap),
 		cmocka_unit_test(create_aligns_to_2_mib),
+		cmocka_unit_test(hugetlb_checks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

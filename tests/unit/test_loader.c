@@ -83,6 +83,104 @@ static void elf_loads(void **state)
 	assert_int_equal(k.cmdline_max, X86_CMDLINE_MAX);
 }
 
+/* A vmlinux with a PT_NOTE segment: an unrelated note, then Xen's PVH
+ * entry note (type 18) with an 8-byte address, as Linux writes it. */
+struct pvh_img {
+	Elf64_Ehdr eh;
+	Elf64_Phdr ph[2];
+	struct {
+		Elf64_Nhdr nh;
+		char name[4];
+		uint32_t desc;
+	} other;
+	struct {
+		Elf64_Nhdr nh;
+		char name[4];
+		uint32_t desc[2]; /* 8 bytes, 4-aligned: notes are not padded to 8 */
+	} pvh;
+	uint8_t code[64];
+};
+
+_Static_assert(offsetof(struct pvh_img, pvh) == offsetof(struct pvh_img, other) + 20,
+	       "the notes follow each other without padding");
+
+static void make_pvh(struct pvh_img *img)
+{
+	memset(img, 0, sizeof(*img));
+	memcpy(img->eh.e_ident, ELFMAG, SELFMAG);
+	img->eh.e_ident[EI_CLASS] = ELFCLASS64;
+	img->eh.e_ident[EI_DATA] = ELFDATA2LSB;
+	img->eh.e_machine = EM_X86_64;
+	img->eh.e_entry = 0x1000000;
+	img->eh.e_phoff = offsetof(struct pvh_img, ph);
+	img->eh.e_phentsize = sizeof(Elf64_Phdr);
+	img->eh.e_phnum = 2;
+	img->ph[0].p_type = PT_LOAD;
+	img->ph[0].p_offset = offsetof(struct pvh_img, code);
+	img->ph[0].p_paddr = 0x1000000;
+	img->ph[0].p_filesz = 64;
+	img->ph[0].p_memsz = 64;
+	img->ph[1].p_type = PT_NOTE;
+	img->ph[1].p_offset = offsetof(struct pvh_img, other);
+	img->ph[1].p_filesz = sizeof(img->other) + sizeof(img->pvh);
+	img->other.nh = (Elf64_Nhdr){.n_namesz = 4, .n_descsz = 4, .n_type = 18};
+	memcpy(img->other.name, "GNU", 4);
+	img->pvh.nh = (Elf64_Nhdr){.n_namesz = 4, .n_descsz = 8, .n_type = 18};
+	memcpy(img->pvh.name, "Xen", 4);
+	img->pvh.desc[0] = 0x1000020;
+}
+
+static void elf_pvh_note(void **state)
+{
+	(void)state;
+	struct pvh_img img;
+	struct kernel_image k;
+	ember_err e = {{0}};
+	make_pvh(&img);
+	assert_int_equal(load(&img, sizeof(img), &k, &e), 0);
+	assert_true(k.pvh);
+	assert_int_equal(k.entry, 0x1000020);
+
+	/* No note for Xen: the ELF entry, Linux boot. */
+	make_pvh(&img);
+	img.pvh.nh.n_type = 1;
+	assert_int_equal(load(&img, sizeof(img), &k, &e), 0);
+	assert_false(k.pvh);
+	assert_int_equal(k.entry, 0x1000000);
+
+	make_pvh(&img);
+	img.pvh.desc[0] = 0x5000000; /* not in a loaded segment */
+	assert_int_equal(load(&img, sizeof(img), &k, &e), -1);
+	assert_non_null(strstr(e.msg, "PVH entry point"));
+
+	make_pvh(&img);
+	img.pvh.desc[1] = 1; /* a 32-bit entry cannot be above 4 GiB */
+	assert_int_equal(load(&img, sizeof(img), &k, &e), -1);
+
+	make_pvh(&img);
+	img.pvh.nh.n_descsz = 2;
+	assert_int_equal(load(&img, sizeof(img), &k, &e), -1);
+
+	make_pvh(&img);
+	img.pvh.nh.n_descsz = UINT32_MAX; /* runs past the segment, length wraps if unchecked */
+	assert_int_equal(load(&img, sizeof(img), &k, &e), -1);
+	assert_non_null(strstr(e.msg, "note"));
+
+	make_pvh(&img);
+	img.other.nh.n_namesz = UINT32_MAX - 1;
+	assert_int_equal(load(&img, sizeof(img), &k, &e), -1);
+
+	make_pvh(&img);
+	img.ph[1].p_filesz = sizeof(img) * 2; /* note segment past end of file */
+	assert_int_equal(load(&img, sizeof(img), &k, &e), -1);
+
+	/* A segment too short for a note header holds no note. */
+	make_pvh(&img);
+	img.ph[1].p_filesz = 5;
+	assert_int_equal(load(&img, sizeof(img), &k, &e), 0);
+	assert_false(k.pvh);
+}
+
 static void elf_malformed(void **state)
 {
 	(void)state;
@@ -327,6 +425,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(elf_loads),	     cmocka_unit_test(elf_malformed),
+		cmocka_unit_test(elf_pvh_note),
 		cmocka_unit_test(bzimage_loads),     cmocka_unit_test(bzimage_malformed),
 		cmocka_unit_test(initrd_placement),  cmocka_unit_test(map_file_refuses_non_files),
 	};

@@ -3,20 +3,24 @@
 # guest, as static binaries (Debian's libc6-dev has libc.a):
 #   evil/virtio-evil.c  a hostile virtio-block driver (test_block_hostile.py)
 #   evil/net-evil.c     hostile frames for the MMDS stack (test_mmds_hostile.py)
-# Both land in one cache directory, with a MANIFEST (each binary's sha256
+#   bench/tcp-send.c    the bench's guest -> host TCP sender (bench/guest_io.py)
+# All land in one cache directory, with a MANIFEST (each binary's sha256
 # and name). Prints the MANIFEST's path: the initramfs and rootfs builders
-# hash that file, so a change to either binary changes their keys; stage.sh
-# installs the binaries beside it as /usr/bin/virtio-evil and /usr/bin/net-evil.
-# Cache key: this script, both sources and evil-time.h, `gcc --version`
+# hash that file, so a change to any binary changes their keys; stage.sh
+# installs the binaries beside it in /usr/bin.
+# Cache key: this script, the sources and evil-time.h, `gcc --version`
 # and the libc6-dev version.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib.sh"
 
-progs=(virtio-evil net-evil)
-srcs=()
-for p in "${progs[@]}"; do
-	srcs+=("$here/evil/$p.c")
+# Each program's source, under tools/guest: the hostile ones in evil/, the
+# bench's own guest tools in bench/.
+srcs=("$here/evil/virtio-evil.c" "$here/evil/net-evil.c" "$here/bench/tcp-send.c")
+progs=()
+for src in "${srcs[@]}"; do
+	p=${src##*/}
+	progs+=("${p%.c}")
 done
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || die "no static libc (apt-get install libc6-dev)"
 libc=$(dpkg-query -W -f='${Version}' libc6-dev 2>/dev/null || echo unknown)
@@ -33,8 +37,9 @@ trap 'rm -rf "$tmp"' EXIT
 # publish() moves its one file into $tmp/out and renames that directory to
 # $out: the binaries go into $tmp/out first, so all three appear at once.
 mkdir -p "$tmp/out"
-for p in "${progs[@]}"; do
-	gcc -std=gnu11 -O2 -Wall -Wextra -Werror -static -s -o "$tmp/out/$p" "$here/evil/$p.c" >&2
+for src in "${srcs[@]}"; do
+	p=${src##*/}
+	gcc -std=gnu11 -O2 -Wall -Wextra -Werror -static -s -o "$tmp/out/${p%.c}" "$src" >&2
 done
 (cd "$tmp/out" && sha256sum "${progs[@]}") >"$tmp/MANIFEST"
 publish "$tmp/MANIFEST" "$out"

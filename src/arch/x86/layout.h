@@ -4,6 +4,12 @@
 
 #define X86_GDT_ADDR 0x500ULL
 #define X86_IDT_ADDR 0x520ULL
+/* PVH boot (Firecracker's layout): hvm_start_info, the module list (the
+ * initrd) and the memory map; the map takes the zero page's place, which a
+ * PVH boot does not use. */
+#define X86_PVH_INFO_ADDR 0x6000ULL
+#define X86_PVH_MODLIST_ADDR 0x6040ULL
+#define X86_PVH_MEMMAP_ADDR 0x7000ULL
 #define X86_ZERO_PAGE_ADDR 0x7000ULL
 #define X86_BOOT_STACK_POINTER 0x8ff0ULL
 #define X86_PML4_ADDR 0x9000ULL

@@ -18,6 +18,52 @@
 /* What a 64-bit kernel without a header to say otherwise accepts. */
 #define DEFAULT_INITRD_ADDR_MAX 0x7fffffffULL
 
+/* Xen's ELF note that names the PVH entry point (a 32-bit physical
+ * address): XEN_ELFNOTE_PHYS32_ENTRY, owner "Xen". */
+#define XEN_ELFNOTE_PHYS32_ENTRY 18
+
+/* Looks for the PVH entry note in one PT_NOTE segment [off, off+size) of
+ * the file (already checked to lie inside it). Returns 1 and sets *entry if
+ * found, 0 if not, -1 for a note that runs past its segment. */
+static int find_pvh_note(const uint8_t *img, uint64_t off, uint64_t size, uint64_t *entry,
+			 ember_err *e)
+{
+	uint64_t pos = 0;
+	while (size - pos >= sizeof(Elf64_Nhdr)) {
+		Elf64_Nhdr nh;
+		memcpy(&nh, img + off + pos, sizeof(nh));
+		pos += sizeof(nh);
+		/* Name and descriptor are each padded to 4 bytes. */
+		uint64_t name_len = ((uint64_t)nh.n_namesz + 3) & ~3ULL;
+		uint64_t desc_len = ((uint64_t)nh.n_descsz + 3) & ~3ULL;
+		if (name_len > size - pos || desc_len > size - pos - name_len)
+			return err_set(e, "kernel image: ELF note runs past its segment");
+		const uint8_t *name = img + off + pos, *desc = name + name_len;
+		pos += name_len + desc_len;
+		if (nh.n_type != XEN_ELFNOTE_PHYS32_ENTRY || nh.n_namesz != 4 ||
+		    memcmp(name, "Xen", 4))
+			continue;
+		/* Linux writes it as a pointer-sized value: 4 or 8 bytes. */
+		uint64_t v = 0;
+		if (nh.n_descsz == 4) {
+			uint32_t v32;
+			memcpy(&v32, desc, 4);
+			v = v32;
+		} else if (nh.n_descsz == 8) {
+			memcpy(&v, desc, 8);
+		} else {
+			return err_set(e, "kernel image: PVH entry note of %u bytes (expected 4 or 8)",
+				       nh.n_descsz);
+		}
+		if (v > UINT32_MAX)
+			return err_set(e, "kernel image: PVH entry point 0x%llx is above 4 GiB",
+				       (unsigned long long)v);
+		*entry = v;
+		return 1;
+	}
+	return 0;
+}
+
 static int load_elf(const struct guest_mem *gm, const uint8_t *img, size_t len,
 		    struct kernel_image *k, ember_err *e)
 {
@@ -34,8 +80,23 @@ static int load_elf(const struct guest_mem *gm, const uint8_t *img, size_t len,
 	if (eh.e_phoff > len || (uint64_t)eh.e_phnum * sizeof(Elf64_Phdr) > len - eh.e_phoff)
 		return err_set(e, "kernel image: ELF program headers past end of file (truncated?)");
 
-	bool entry_loaded = false;
+	bool entry_loaded = false, pvh = false, pvh_loaded = false;
+	uint64_t pvh_entry = 0;
 	int loads = 0;
+	/* Notes first: where the PVH entry point is, if the kernel has one. */
+	for (unsigned i = 0; i < eh.e_phnum && !pvh; i++) {
+		Elf64_Phdr ph;
+		memcpy(&ph, img + eh.e_phoff + i * sizeof(ph), sizeof(ph));
+		if (ph.p_type != PT_NOTE)
+			continue;
+		if (ph.p_offset > len || ph.p_filesz > len - ph.p_offset)
+			return err_set(e, "kernel image: ELF note segment %u extends past end of "
+					  "file (truncated?)", i);
+		int rc = find_pvh_note(img, ph.p_offset, ph.p_filesz, &pvh_entry, e);
+		if (rc < 0)
+			return -1;
+		pvh = rc == 1;
+	}
 	k->load_start = UINT64_MAX;
 	k->load_end = 0;
 	for (unsigned i = 0; i < eh.e_phnum; i++) {
@@ -65,6 +126,8 @@ static int load_elf(const struct guest_mem *gm, const uint8_t *img, size_t len,
 			k->load_end = ph.p_paddr + ph.p_memsz;
 		if (eh.e_entry >= ph.p_paddr && eh.e_entry < ph.p_paddr + ph.p_memsz)
 			entry_loaded = true;
+		if (pvh && pvh_entry >= ph.p_paddr && pvh_entry < ph.p_paddr + ph.p_memsz)
+			pvh_loaded = true;
 		loads++;
 	}
 	if (!loads)
@@ -72,7 +135,12 @@ static int load_elf(const struct guest_mem *gm, const uint8_t *img, size_t len,
 	if (!entry_loaded)
 		return err_set(e, "kernel image: ELF entry point 0x%llx is outside its segments",
 			       (unsigned long long)eh.e_entry);
-	k->entry = eh.e_entry;
+	if (pvh && !pvh_loaded)
+		return err_set(e, "kernel image: PVH entry point 0x%llx is outside its segments",
+			       (unsigned long long)pvh_entry);
+	/* As Firecracker: a kernel with a PVH entry point boots through it. */
+	k->pvh = pvh;
+	k->entry = pvh ? pvh_entry : eh.e_entry;
 	k->is_bzimage = false;
 	k->cmdline_max = X86_CMDLINE_MAX;
 	k->initrd_addr_max = DEFAULT_INITRD_ADDR_MAX;

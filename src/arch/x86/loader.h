@@ -14,7 +14,8 @@
 #include "guest/guest_mem.h"
 
 struct kernel_image {
-	uint64_t entry;      /* guest physical 64-bit entry point */
+	uint64_t entry;      /* guest physical entry point: 64-bit, or PVH's 32-bit */
+	bool pvh;            /* boot through the PVH entry (Xen's PHYS32_ENTRY note) */
 	uint64_t load_start; /* guest range the kernel occupies, including */
 	uint64_t load_end;   /* what a bzImage needs to decompress itself */
 	bool is_bzimage;
@@ -26,7 +27,8 @@ struct kernel_image {
 };
 
 /* Loads an ELF vmlinux (64-bit, x86_64, PT_LOAD segments at physical
- * addresses) or a bzImage (boot protocol >= 2.06 with a 64-bit entry). */
+ * addresses) or a bzImage (boot protocol >= 2.06 with a 64-bit entry). A
+ * vmlinux with the XEN_ELFNOTE_PHYS32_ENTRY note boots through PVH. */
 int loader_load_kernel(const struct guest_mem *gm, const uint8_t *img, size_t len,
 		       struct kernel_image *k, ember_err *e);
 
