@@ -20,6 +20,7 @@ SERVED = {
     "/boot-source": ["put"],
     "/drives/{drive_id}": ["put", "patch"],
     "/entropy": ["put"],
+    "/vsock": ["put"],
     "/logger": ["put"],
     "/machine-config": ["get", "put", "patch"],
     "/metrics": ["put"],

@@ -192,8 +192,6 @@ static const struct api_route routes[] = {
 	 * happen. Counted where Firecracker counts them. */
 	{API_PUT, "/cpu-config", false, 0, BODY_NONE, NULL, NULL, 0, P(cpu_cfg_count),
 	 P(cpu_cfg_fails), "CPU templates are", NULL},
-	{API_PUT, "/vsock", false, 0, BODY_NONE, NULL, NULL, 0, P(vsock_count), P(vsock_fails),
-	 "the vsock device is", NULL},
 	{API_PUT, "/pmem", false, 0, BODY_NONE, NULL, NULL, 0, P(pmem_count), P(pmem_fails),
 	 "pmem devices are", NULL},
 	{API_PUT, "/serial", false, 0, BODY_NONE, NULL, NULL, 0, P(serial_count), P(serial_fails),
@@ -215,7 +213,6 @@ static const struct api_route routes[] = {
 	 "memory hotplug is", NULL},
 	{API_OTHER, "/snapshot", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE,
 	 "snapshots are", NULL},
-	{API_OTHER, "/vsock", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE, "the vsock device is", NULL},
 };
 
 /* ---- Routes of device kinds with their own config (device_ops.config) ---- */
