@@ -276,7 +276,8 @@ static void vsock_config_write(void *dev, uint32_t offset, const uint8_t *data, 
 static int vsock_activate(void *dev, struct virtio_mmio *m)
 {
 	struct virtio_vsock *v = dev;
-	for (unsigned q = 0; q < VSOCK_NR_QUEUES; q++)
+	/* The event queue is not needed: Ember sends no events. */
+	for (unsigned q = VSOCK_RXQ; q <= VSOCK_TXQ; q++)
 		if (!virtio_mmio_queue(m, q)->ready) {
 			metric_inc(&v->m->activate_fails);
 			complain(v, VS_NOT_READY, "DRIVER_OK without queue %u ready", q);

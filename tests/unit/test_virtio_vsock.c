@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -58,6 +59,7 @@ static struct tb *tb_new(void)
 {
 	struct tb *t = calloc(1, sizeof(*t));
 	assert_non_null(t);
+	signal(SIGPIPE, SIG_IGN); /* as main.c */
 	memset(backing, 0, sizeof(backing));
 	gm_init_from(&t->gm, backing, MEM_SIZE, 1ULL << 31);
 	snprintf(t->dir, sizeof(t->dir), "/tmp/ember-vsock-XXXXXX");
