@@ -4,17 +4,18 @@
 #   evil/virtio-evil.c  a hostile virtio-block driver (test_block_hostile.py)
 #   evil/net-evil.c     hostile frames for the MMDS stack (test_mmds_hostile.py)
 #   evil/vsock-tool.c   AF_VSOCK echo server, client and bulk sender (test_vsock.py)
+#   evil/vsock-evil.c   a hostile virtio-vsock driver (test_vsock.py)
 # All land in one cache directory, with a MANIFEST (each binary's sha256
 # and name). Prints the MANIFEST's path: the initramfs and rootfs builders
-# hash that file, so a change to either binary changes their keys; stage.sh
-# installs the binaries beside it as /usr/bin/virtio-evil and /usr/bin/net-evil.
-# Cache key: this script, both sources and evil-time.h, `gcc --version`
+# hash that file, so a change to any binary changes their keys; stage.sh
+# installs the binaries beside it in /usr/bin.
+# Cache key: this script, every source and evil-time.h, `gcc --version`
 # and the libc6-dev version.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib.sh"
 
-progs=(virtio-evil net-evil vsock-tool)
+progs=(virtio-evil net-evil vsock-tool vsock-evil)
 srcs=()
 for p in "${progs[@]}"; do
 	srcs+=("$here/evil/$p.c")
