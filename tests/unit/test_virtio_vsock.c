@@ -633,6 +633,85 @@ static void device_reset_drops_connections(void **state)
 	tb_free(t);
 }
 
+/* 1 MiB each way through one connection, with credit both ways: the
+ * guest sends within the credit Ember gives, Ember within the guest's. */
+static void bulk_both_ways(void **state)
+{
+	(void)state;
+	struct tb *t = tb_new();
+	int l = listen_at(t, 52);
+	give_rx(t, 16);
+	struct vsock_hdr req = hdr(VSOCK_OP_REQUEST, 1000, 52, 0);
+	req.buf_alloc = 256 * 1024;
+	tx(t, req, NULL);
+	struct vsock_hdr h;
+	expect_rx(t, VSOCK_OP_RESPONSE, 52, 1000, &h, NULL);
+	int s = accept(l, NULL, NULL);
+	fcntl(s, F_SETFL, O_NONBLOCK);
+	enum { TOTAL = 1 << 20, CHUNK = 3000 };
+	static uint8_t out[TOTAL], got_host[TOTAL], got_guest[TOTAL];
+	for (size_t i = 0; i < TOTAL; i++)
+		out[i] = (uint8_t)(i * 7 + i / 251);
+	uint32_t sent = 0, host_got = 0, host_sent = 0, guest_got = 0, guest_fwd = 0;
+	uint32_t ember_buf = h.buf_alloc, ember_fwd = h.fwd_cnt;
+	for (int round = 0; round < 100000 && (host_got < TOTAL || guest_got < TOTAL); round++) {
+		/* guest -> host, within Ember's credit */
+		uint32_t credit = ember_buf - (sent - ember_fwd);
+		if (sent < TOTAL && credit) {
+			uint32_t n = TOTAL - sent < CHUNK ? TOTAL - sent : CHUNK;
+			n = n < credit ? n : credit;
+			struct vsock_hdr rw = hdr(VSOCK_OP_RW, 1000, 52, n);
+			rw.buf_alloc = 256 * 1024;
+			rw.fwd_cnt = guest_fwd;
+			tx(t, rw, out + sent);
+			sent += n;
+		}
+		ssize_t r = read(s, got_host + host_got, TOTAL - host_got);
+		if (r > 0)
+			host_got += (uint32_t)r;
+		/* host -> guest */
+		if (host_sent < TOTAL) {
+			ssize_t w = write(s, out + host_sent, TOTAL - host_sent < 8192 ? TOTAL - host_sent : 8192);
+			if (w > 0)
+				host_sent += (uint32_t)w;
+		}
+		struct pollfd p = {.fd = virtio_vsock_epoll_fd(t->v), .events = POLLIN};
+		if (poll(&p, 1, 0) == 1)
+			virtio_vsock_backend_event(t->v);
+		virtio_vsock_queue_event(t->v, VSOCK_RXQ);
+		uint8_t data[RXBUF];
+		bool read_some = false;
+		while (rx(t, &h, data)) {
+			ember_buf = h.buf_alloc;
+			ember_fwd = h.fwd_cnt;
+			if (h.op == VSOCK_OP_RW) {
+				assert_true(guest_got + h.len <= TOTAL);
+				memcpy(got_guest + guest_got, data, h.len);
+				guest_got += h.len;
+				read_some = true;
+			} else {
+				assert_int_equal(h.op, VSOCK_OP_CREDIT_UPDATE);
+			}
+		}
+		if (read_some) { /* the guest's app read it all: tell Ember */
+			guest_fwd = guest_got;
+			struct vsock_hdr cu = hdr(VSOCK_OP_CREDIT_UPDATE, 1000, 52, 0);
+			cu.buf_alloc = 256 * 1024;
+			cu.fwd_cnt = guest_fwd;
+			tx(t, cu, NULL);
+		}
+	}
+	assert_int_equal(host_got, TOTAL);
+	assert_int_equal(guest_got, TOTAL);
+	assert_memory_equal(got_host, out, TOTAL);
+	assert_memory_equal(got_guest, out, TOTAL);
+	struct vsock_metrics *m = virtio_vsock_metrics(t->v);
+	assert_int_equal(metric_count(&m->conns_killed), 0);
+	close(s);
+	close(l);
+	tb_free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -650,6 +729,7 @@ int main(void)
 		cmocka_unit_test(hostile_packets),
 		cmocka_unit_test(control_queue_bounded),
 		cmocka_unit_test(device_reset_drops_connections),
+		cmocka_unit_test(bulk_both_ways),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
