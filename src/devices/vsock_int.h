@@ -39,9 +39,11 @@ struct vsock_conn {
 	bool local_eof, peer_shut_rcv, peer_shut_send, wr_shut;
 	bool hup; /* EPOLLHUP/ERR seen: no longer in the epoll set */
 	uint64_t deadline_ns; /* 0: none */
-	/* Guest to host: bytes the socket did not take yet (a ring). */
+	/* Guest to host: bytes the socket did not take yet (a ring of
+	 * VSOCK_TXRING bytes); the first ctl_len of them are Ember's own
+	 * ("OK <port>\n"), not the guest's, and do not count in fwd_cnt. */
 	uint8_t *txbuf;
-	uint32_t tx_head, tx_len;
+	uint32_t tx_head, tx_len, ctl_len;
 	uint32_t fwd_cnt, last_fwd_cnt_sent;
 	/* Host to guest. */
 	uint32_t rx_cnt, peer_buf_alloc, peer_fwd_cnt;
@@ -51,6 +53,8 @@ struct vsock_conn {
 };
 
 #define VSOCK_HASH_SIZE 256
+/* The guest's credit, and room for the "OK <port>\n" line before it. */
+#define VSOCK_TXRING (VSOCK_CONN_TX_BUF_SIZE + VSOCK_CONNECT_LINE_MAX)
 
 struct virtio_vsock {
 	struct virtio_mmio mmio;

@@ -140,7 +140,7 @@ static void close_fd(struct virtio_vsock *v, struct vsock_conn *c)
 	c->fd = -1;
 	free(c->txbuf);
 	c->txbuf = NULL;
-	c->tx_len = 0;
+	c->tx_len = c->ctl_len = 0;
 }
 
 static struct vsock_conn *conn_new(struct virtio_vsock *v, int fd, enum vsock_conn_state st,
@@ -254,7 +254,7 @@ static void after_drain(struct virtio_vsock *v, struct vsock_conn *c)
 static void conn_flush(struct virtio_vsock *v, struct vsock_conn *c)
 {
 	while (c->tx_len) {
-		uint32_t first = VSOCK_CONN_TX_BUF_SIZE - c->tx_head;
+		uint32_t first = VSOCK_TXRING - c->tx_head;
 		if (first > c->tx_len)
 			first = c->tx_len;
 		struct iovec iov[2] = {{c->txbuf + c->tx_head, first},
@@ -269,9 +269,11 @@ static void conn_flush(struct virtio_vsock *v, struct vsock_conn *c)
 			conn_kill(v, c);
 			return;
 		}
-		c->tx_head = (c->tx_head + (uint32_t)w) % VSOCK_CONN_TX_BUF_SIZE;
+		uint32_t ours = (uint32_t)w < c->ctl_len ? (uint32_t)w : c->ctl_len;
+		c->tx_head = (c->tx_head + (uint32_t)w) % VSOCK_TXRING;
 		c->tx_len -= (uint32_t)w;
-		c->fwd_cnt += (uint32_t)w;
+		c->ctl_len -= ours;
+		c->fwd_cnt += (uint32_t)w - ours;
 	}
 	if (!c->tx_len) {
 		free(c->txbuf);
@@ -288,13 +290,13 @@ static int tx_append(struct virtio_vsock *v, struct vsock_conn *c, const struct 
 {
 	if (!len)
 		return 0;
-	if (c->tx_len + len > VSOCK_CONN_TX_BUF_SIZE)
+	if (c->tx_len - c->ctl_len + len > (src ? VSOCK_TXRING : VSOCK_CONN_TX_BUF_SIZE))
 		return -1;
-	if (!c->txbuf && !(c->txbuf = malloc(VSOCK_CONN_TX_BUF_SIZE)))
+	if (!c->txbuf && !(c->txbuf = malloc(VSOCK_TXRING)))
 		return -1;
 	for (uint32_t done = 0; done < len;) {
-		uint32_t tail = (c->tx_head + c->tx_len) % VSOCK_CONN_TX_BUF_SIZE;
-		uint32_t n = VSOCK_CONN_TX_BUF_SIZE - tail;
+		uint32_t tail = (c->tx_head + c->tx_len) % VSOCK_TXRING;
+		uint32_t n = VSOCK_TXRING - tail;
 		if (n > len - done)
 			n = len - done;
 		if (src)
@@ -403,7 +405,8 @@ static void conn_packet(struct virtio_vsock *v, struct vsock_conn *c, const stru
 		c->deadline_ns = 0;
 		char ok[24];
 		int n = snprintf(ok, sizeof(ok), "OK %u\n", c->local_port);
-		tx_append(v, c, NULL, 0, ok, (uint32_t)n);
+		if (tx_append(v, c, NULL, 0, ok, (uint32_t)n) == 0)
+			c->ctl_len = (uint32_t)n;
 		conn_flush(v, c);
 		break;
 	case VSOCK_OP_RW:

@@ -419,6 +419,13 @@ static void host_connects(void **state)
 	struct vsock_hdr h;
 	expect_rx(t, VSOCK_OP_RW, local, 1234, &h, buf);
 	assert_memory_equal(buf, "ping", 4);
+	assert_int_equal(h.fwd_cnt, 0); /* the OK line is Ember's, not the guest's */
+	tx(t, hdr(VSOCK_OP_RW, 1234, local, 3), "abc");
+	read_exactly(s, buf, 3);
+	assert_int_equal(write(s, "x", 1), 1);
+	pump(t);
+	expect_rx(t, VSOCK_OP_RW, local, 1234, &h, buf);
+	assert_int_equal(h.fwd_cnt, 3);
 	/* the guest resets: the host sees the end */
 	tx(t, hdr(VSOCK_OP_RST, 1234, local, 0), NULL);
 	assert_int_equal(read(s, buf, sizeof(buf)), 0);
