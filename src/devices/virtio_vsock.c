@@ -284,10 +284,13 @@ static int vsock_activate(void *dev, struct virtio_mmio *m)
 			return -1;
 		}
 	v->active = true;
-	vsock_fill_rx(v); /* host connections may be waiting */
+	/* Host connections may be waiting: the VMM thread serves them (this
+	 * runs on a vCPU thread, whose seccomp policy has no socket calls). */
+	v->mmio.hooks.queue_notify(v->mmio.hooks.ctx, VSOCK_RXQ);
 	return 0;
 }
 
+/* On a vCPU thread: closes sockets (close only) and frees, nothing else. */
 static void vsock_reset(void *dev)
 {
 	struct virtio_vsock *v = dev;

@@ -131,11 +131,14 @@ static void set_deadline(struct virtio_vsock *v, struct vsock_conn *c, uint64_t 
 	arm_timer(v, c->deadline_ns);
 }
 
+/* close() alone takes the fd out of the epoll set (it has no other
+ * copy): this also runs on a vCPU thread (a device reset), whose seccomp
+ * policy has no epoll_ctl. */
 static void close_fd(struct virtio_vsock *v, struct vsock_conn *c)
 {
+	(void)v;
 	if (c->fd < 0)
 		return;
-	epoll_ctl(v->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	c->fd = -1;
 	free(c->txbuf);
