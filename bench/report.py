@@ -335,7 +335,38 @@ def failure_lines(work, name, what, data) -> list | None:
     return lines
 
 
-ALL_PARTS = ("native", "guest", "block", "net", "density")
+ALL_PARTS = ("native", "guest", "block", "net", "density", "vsock")
+
+
+def vsock_section(v) -> list:
+    """Part 7: Ember's virtio-vsock against QEMU's vhost-vsock-device."""
+    lines = ["## 7. vsock: Ember against QEMU microvm with vhost-vsock", "",
+             f"{v['mib']} MiB guest->host (timed by the host from accept to EOF), the same "
+             f"echoed host->guest->host (payload MiB/s one way), and {v['conns']} connection "
+             "set-ups one after another (socket() until usable: Ember's `CONNECT 52` until "
+             "`OK`, QEMU's AF_VSOCK connect()); median of "
+             f"{len(v['runs'].get('ember', []))} round(s). Goals (issue 12): throughput >= 0.8x "
+             "vhost, set-up <= QEMU's.", ""]
+    if v.get("qemu_skipped"):
+        lines += [f"QEMU not measured: {v['qemu_skipped']}.", ""]
+    st = v.get("stats", {})
+    lines += ["| | guest->host MiB/s | echo MiB/s | set-up p50 ms | set-up p90 ms |",
+              "|---|---|---|---|---|"]
+
+    def med(kind, key):
+        s = st.get(kind, {}).get(key, {})
+        return s.get("median") if s.get("n") else None
+    for kind in ("ember", "qemu"):
+        if kind in st:
+            lines.append(f"| {kind} | {f(med(kind, 'g2h_mib_s'), 1)} | {f(med(kind, 'echo_mib_s'), 1)} "
+                         f"| {f(med(kind, 'setup_p50_ms'))} | {f(med(kind, 'setup_p90_ms'))} |")
+    if "ember" in st and "qemu" in st:
+        cells = [ratio(st["ember"].get(k), st["qemu"].get(k))
+                 for k in ("g2h_mib_s", "echo_mib_s", "setup_p50_ms", "setup_p90_ms")]
+        lines.append("| Ember / QEMU | " + " | ".join(cells) + " |")
+    for fail in v.get("failures", []):
+        lines.append(f"- {fail['kind']} round {fail['round']} failed: {fail['error']}")
+    return lines + [""]
 
 
 def stem_suffix(work) -> str:
@@ -373,9 +404,11 @@ def main():
     native, guest, io = load(work, "native.json"), load(work, "guest.json"), load(work, "io.json")
     dens = load(work, "density.json")
     dens_failed = failure_lines(work, "density", "density part", dens)
+    vsock = load(work, "vsock.json")
+    vsock_failed = failure_lines(work, "vsock", "vsock part", vsock)
     guest_failed = failure_lines(work, "guest", "guest part", guest)
     io_failed = failure_lines(work, "io", "block and network part", io)
-    if not native and not guest and not io and not dens:
+    if not native and not guest and not io and not dens and not vsock:
         raise SystemExit("report: no results in " + work)
     host = platform.node().split(".")[0] or "host"
     date = datetime.date.today().isoformat()
@@ -392,7 +425,7 @@ def main():
              "", "## Machine", ""]
     if native:
         lines += machine_lines(native["host"], "This host (native parts)")
-    for data, what in ((guest, "Guest boots"), (io, "Block and network")):
+    for data, what in ((guest, "Guest boots"), (io, "Block and network"), (vsock, "vsock")):
         if data:
             gh = data["host"]
             where = ("the nested test host (QEMU TCG, emulated AMD SVM+NPT)" if gh.get("testhost")
@@ -420,14 +453,20 @@ def main():
         if not dens:
             lines += ["## 6. Density: many microVMs at once, Ember against QEMU microvm", ""]
         lines += dens_failed + [""]
+    if vsock:
+        lines += vsock_section(vsock)
+    if vsock_failed:
+        if not vsock:
+            lines += ["## 7. vsock: Ember against QEMU microvm with vhost-vsock", ""]
+        lines += vsock_failed + [""]
     lines += ["## Commands", "", "```"]
     lines.append("make bench        # = bench/run; EMBER_BENCH_QUICK=1 for a quick look")
-    for name in ("guest", "io", "density"):
+    for name in ("guest", "io", "density", "vsock"):
         testhost_cmd = os.path.join(work, f"{name}-testhost-command")
         if os.path.exists(testhost_cmd):
             with open(testhost_cmd) as fh:
                 lines.append(fh.read().strip())
-    for part in (native, guest, io):
+    for part in (native, guest, io, vsock):
         if part:
             for kind, cmd in part["commands"].items():
                 lines.append(f"[{kind}] {cmd}")
@@ -443,7 +482,7 @@ def main():
     if native:  # the raw round-trip times are in the plot; keep the JSON small
         native["api"].pop("ember_raw_us", None)
         native["api"].pop("floor_raw_us", None)
-    write_json(stem + ".json", {"native": native, "guest": guest, "io": io})
+    write_json(stem + ".json", {"native": native, "guest": guest, "io": io, "vsock": vsock})
     print(f"bench: wrote {stem}.md, {stem}.png, {stem}.json")
 
 

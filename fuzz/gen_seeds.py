@@ -255,6 +255,37 @@ def rng_seeds():
           + chain(0, [seg(8, fill=b"x" * 8)], indirect=True) + notify)
 
 
+def vsock_hdr(op, src_port, dst_port, n=0, src_cid=3, dst_cid=2, typ=1, flags=0,
+              buf_alloc=65536, fwd_cnt=0):
+    return struct.pack("<QQIIIHHIII", src_cid, dst_cid, src_port, dst_port, n, typ, op, flags,
+                       buf_alloc, fwd_cnt)
+
+
+def vsock_seeds():
+    t = "virtio_vsock_fuzz"
+    tx_notify, rx_notify, timer = u8(7), u8(8), u8(11)
+    host = lambda data: u8(9) + u8(len(data)) + data  # noqa: E731
+    client = lambda line: u8(10) + u8(len(line)) + line  # noqa: E731
+
+    def pkt(op, sp, dp, payload=b"", **kw):
+        h = vsock_hdr(op, sp, dp, len(payload), **kw) + payload
+        return chain(1, [seg(len(h), fill=h)])
+    rx = chain(0, [seg(4096, write=True)]) * 4 + rx_notify
+    write(t, "guest-connect", u8(0x40) + rx + pkt(1, 1000, 52) + tx_notify + host(b"hello")
+          + pkt(5, 1000, 52, b"abc") + pkt(6, 1000, 52) + pkt(7, 1000, 52) + tx_notify
+          + rx + host(b"") + pkt(4, 1000, 52, flags=3) + tx_notify)
+    write(t, "host-connect", u8(0x40) + rx + client(b"CONNECT 9\n") + pkt(2, 9, 1 << 30)
+          + tx_notify + client(b"connect 10\n") + rx + host(b"") + pkt(3, 10, (1 << 30) + 1)
+          + pkt(5, 9, 1 << 30, b"x" * 100) + tx_notify + client(b"HELLO\n") + timer)
+    hdr_split = vsock_hdr(1, 1001, 52)
+    write(t, "bad", u8(0x40) + rx + chain(1, [seg(20, fill=b"s" * 20)])
+          + chain(1, [seg(44, fill=vsock_hdr(5, 1, 52, 1000))])
+          + pkt(1, 1, 52, src_cid=9) + pkt(1, 1, 52, typ=2) + pkt(5, 7, 7, b"zz")
+          + chain(1, [seg(10, fill=hdr_split[:10]), seg(34, fill=hdr_split[10:])])
+          + chain(1, [seg(44, write=True)]) + tx_notify + chain(0, [seg(8, write=True)])
+          + rx_notify + reg_write(0x070, 0) + tx_notify)
+
+
 VNET = bytes(12)
 ETH = bytes.fromhex("06 00 ac 10 00 02 06 00 ac 10 00 01 08 00")
 
@@ -348,7 +379,8 @@ def mmds_seeds():
 
 # The corpora written here; others in fuzz/corpus/ (api_http) are kept.
 TARGETS = ["api_parse_fuzz", "config_fuzz", "loader_fuzz", "virtio_mmio_fuzz",
-           "virtio_block_fuzz", "virtio_net_fuzz", "virtio_rng_fuzz", "mmds_http_fuzz",
+           "virtio_block_fuzz", "virtio_net_fuzz", "virtio_rng_fuzz", "virtio_vsock_fuzz",
+           "mmds_http_fuzz",
            "mmds_netstack_fuzz"]
 
 
@@ -362,6 +394,7 @@ def main():
     block_seeds()
     net_seeds()
     rng_seeds()
+    vsock_seeds()
     mmds_seeds()
 
 

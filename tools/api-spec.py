@@ -21,6 +21,7 @@ SERVED = {
     "/cpu-config": ["put"],
     "/drives/{drive_id}": ["put", "patch"],
     "/entropy": ["put"],
+    "/vsock": ["put"],
     "/logger": ["put"],
     "/machine-config": ["get", "put", "patch"],
     "/metrics": ["put"],

@@ -92,6 +92,7 @@ struct device_ops {
 extern const struct device_ops block_device_ops;
 extern const struct device_ops net_device_ops;
 extern const struct device_ops entropy_device_ops;
+extern const struct device_ops vsock_device_ops;
 /* Every kind, NULL-terminated: their metrics groups are in every flush. */
 extern const struct device_ops *const device_kinds[];
 /* The kind configured by section/route `key`, or NULL. */

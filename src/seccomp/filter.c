@@ -91,6 +91,11 @@ static struct seccomp_rule vmm_rules[] = {
 	/* Stopping the API server at exit (on this thread): its sockets are
 	 * shut down, its socket file removed. */
 	ANY(shutdown), ANY(unlink),
+	/* The vsock device's Unix sockets: its listener at uds_path (bound
+	 * when the VM is built), host clients, and guest connections to
+	 * "<uds_path>_<port>". */
+	EQ(socket, 0, AF_UNIX), ANY(bind), ANY(listen), ANY(connect),
+	EQ(accept4, 3, SOCK_CLOEXEC | SOCK_NONBLOCK),
 	/* Starting vCPU threads (pthread_create) and kicking them. */
 	ANY(clone3), ANY(set_robust_list), ANY(rseq), EQ(tgkill, 2, 34 /* SIGRTMIN */),
 	EQ(prctl, 0, PR_SET_NAME), /* names a thread: "fc_vcpu N" */

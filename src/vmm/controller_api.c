@@ -68,7 +68,7 @@ static json_t *vm_config_json(struct controller *c)
 		struct device_config *d = config_find_device(&c->cfg, device_kinds[i]);
 		json_object_set_new(j, dc->key, d ? dc->to_json(d->cfg) : json_null());
 	}
-	static const char *const absent[] = {"vsock", "memory-hotplug"};
+	static const char *const absent[] = {"memory-hotplug"};
 	for (size_t i = 0; i < sizeof(absent) / sizeof(absent[0]); i++)
 		if (!json_object_get(j, absent[i]))
 			json_object_set_new(j, absent[i], json_null());

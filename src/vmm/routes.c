@@ -222,8 +222,6 @@ static const struct api_route routes[] = {
 	/* Firecracker's resources Ember does not serve yet: answered with a
 	 * 400 naming the feature, never a 2xx for something that will not
 	 * happen. Counted where Firecracker counts them. */
-	{API_PUT, "/vsock", false, 0, BODY_NONE, NULL, NULL, 0, P(vsock_count), P(vsock_fails),
-	 "the vsock device is", NULL},
 	{API_PUT, "/pmem", false, 0, BODY_NONE, NULL, NULL, 0, P(pmem_count), P(pmem_fails),
 	 "pmem devices are", NULL},
 	{API_PUT, "/serial", false, 0, BODY_NONE, NULL, NULL, 0, P(serial_count), P(serial_fails),
@@ -243,7 +241,6 @@ static const struct api_route routes[] = {
 	 "memory hotplug is", NULL},
 	{API_OTHER, "/snapshot", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE,
 	 "snapshots are", NULL},
-	{API_OTHER, "/vsock", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE, "the vsock device is", NULL},
 };
 
 /* ---- Routes of device kinds with their own config (device_ops.config) ---- */

@@ -1,0 +1,415 @@
+/* The virtio-vsock device model: the tx queue's packets go to the muxer
+ * (vsock_muxer.c), the muxer's packets go into the rx queue's buffers.
+ * The event queue is never used (Firecracker sends on it only after a
+ * snapshot restore). */
+#include "devices/vsock_int.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util/json_strict.h"
+#include "util/log.h"
+
+const struct metrics_group vsock_metrics_group =
+	METRICS_SINGLE_GROUP("vsock", METRICS_VSOCK, struct vsock_metrics);
+
+enum { VS_BAD_TX, VS_BAD_RX, VS_BROKEN, VS_NOT_READY };
+
+__attribute__((format(printf, 3, 4))) static void complain(struct virtio_vsock *v, int kind,
+							   const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	log_guest_errorv(__FILE__, __LINE__, &v->complaints[kind], "vsock", fmt, ap);
+	va_end(ap);
+}
+
+uint64_t vsock_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- Packet headers ---- */
+
+static uint64_t get_le(const uint8_t *p, unsigned n)
+{
+	uint64_t x = 0;
+	for (unsigned i = 0; i < n; i++)
+		x |= (uint64_t)p[i] << (8 * i);
+	return x;
+}
+
+static void put_le(uint8_t *p, uint64_t x, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		p[i] = (uint8_t)(x >> (8 * i));
+}
+
+void vsock_hdr_decode(const uint8_t r[VSOCK_HDR_SIZE], struct vsock_hdr *h)
+{
+	h->src_cid = get_le(r, 8);
+	h->dst_cid = get_le(r + 8, 8);
+	h->src_port = (uint32_t)get_le(r + 16, 4);
+	h->dst_port = (uint32_t)get_le(r + 20, 4);
+	h->len = (uint32_t)get_le(r + 24, 4);
+	h->type = (uint16_t)get_le(r + 28, 2);
+	h->op = (uint16_t)get_le(r + 30, 2);
+	h->flags = (uint32_t)get_le(r + 32, 4);
+	h->buf_alloc = (uint32_t)get_le(r + 36, 4);
+	h->fwd_cnt = (uint32_t)get_le(r + 40, 4);
+}
+
+void vsock_hdr_encode(const struct vsock_hdr *h, uint8_t r[VSOCK_HDR_SIZE])
+{
+	put_le(r, h->src_cid, 8);
+	put_le(r + 8, h->dst_cid, 8);
+	put_le(r + 16, h->src_port, 4);
+	put_le(r + 20, h->dst_port, 4);
+	put_le(r + 24, h->len, 4);
+	put_le(r + 28, h->type, 2);
+	put_le(r + 30, h->op, 2);
+	put_le(r + 32, h->flags, 4);
+	put_le(r + 36, h->buf_alloc, 4);
+	put_le(r + 40, h->fwd_cnt, 4);
+}
+
+/* ---- Queues ---- */
+
+static bool queue_broken(struct virtio_vsock *v, struct virtq_chain *c, const char *which)
+{
+	complain(v, VS_BROKEN, "%s queue broken (%s); device needs reset", which,
+		 virtq_strerror(c->err));
+	virtio_mmio_needs_reset(&v->mmio);
+	v->active = false;
+	return false;
+}
+
+/* Pops the next usable rx chain into v->rx_chain (v->rx_held); false if
+ * there is none. */
+static bool get_rx_chain(struct virtio_vsock *v, bool *pushed)
+{
+	struct virtq *q = virtio_mmio_queue(&v->mmio, VSOCK_RXQ);
+	while (!v->rx_held) {
+		switch (virtq_pop(q, v->gm, &v->rx_chain)) {
+		case VIRTQ_EMPTY:
+			if (virtq_enable_notify(q, v->gm))
+				continue;
+			return false;
+		case VIRTQ_BROKEN:
+			metric_inc(&v->m->rx_queue_event_fails);
+			return queue_broken(v, &v->rx_chain, "rx");
+		case VIRTQ_BAD_CHAIN:
+			complain(v, VS_BAD_RX, "bad rx descriptor chain (%s)",
+				 virtq_strerror(v->rx_chain.err));
+			metric_inc(&v->m->rx_queue_event_fails);
+			*pushed |= virtq_push(q, v->gm, v->rx_chain.head, 0) == 0;
+			continue;
+		case VIRTQ_CHAIN:
+			break;
+		}
+		if (v->rx_chain.nr_read || v->rx_chain.write_len < VSOCK_HDR_SIZE) {
+			complain(v, VS_BAD_RX, "rx buffer with %u readable and %u writable bytes",
+				 v->rx_chain.read_len, v->rx_chain.write_len);
+			metric_inc(&v->m->rx_queue_event_fails);
+			*pushed |= virtq_push(q, v->gm, v->rx_chain.head, 0) == 0;
+			continue;
+		}
+		v->rx_held = true;
+	}
+	return true;
+}
+
+void vsock_fill_rx(struct virtio_vsock *v)
+{
+	if (!v->active)
+		return;
+	struct virtq *q = virtio_mmio_queue(&v->mmio, VSOCK_RXQ);
+	bool pushed = false;
+	while (vsock_muxer_has_rx(v) && get_rx_chain(v, &pushed)) {
+		uint32_t room = v->rx_chain.write_len - VSOCK_HDR_SIZE;
+		if (room > VSOCK_MAX_PKT_BUF_SIZE)
+			room = VSOCK_MAX_PKT_BUF_SIZE;
+		struct vsock_hdr h;
+		if (!vsock_muxer_recv_pkt(v, &h, &v->rx_chain, room))
+			continue; /* the chain stays held */
+		uint8_t raw[VSOCK_HDR_SIZE];
+		vsock_hdr_encode(&h, raw);
+		if (virtq_chain_write(v->gm, &v->rx_chain, 0, raw, sizeof(raw)))
+			metric_inc(&v->m->rx_queue_event_fails); /* checked above: cannot happen */
+		v->rx_held = false;
+		if (virtq_push(q, v->gm, v->rx_chain.head, VSOCK_HDR_SIZE + h.len) == 0)
+			pushed = true;
+		metric_inc(&v->m->rx_packets_count);
+		metric_add(&v->m->rx_bytes_count, h.len);
+	}
+	if (pushed)
+		virtio_mmio_signal_used(&v->mmio, q);
+}
+
+/* One tx chain: a header, then h.len bytes of payload. */
+static void tx_packet(struct virtio_vsock *v)
+{
+	const struct virtq_chain *c = &v->tx_chain;
+	uint8_t raw[VSOCK_HDR_SIZE];
+	struct vsock_hdr h;
+	if (virtq_chain_read(v->gm, c, 0, raw, sizeof(raw))) {
+		complain(v, VS_BAD_TX, "tx packet of %u readable bytes: no header", c->read_len);
+		metric_inc(&v->m->tx_queue_event_fails);
+		return;
+	}
+	vsock_hdr_decode(raw, &h);
+	if (h.len > VSOCK_MAX_PKT_BUF_SIZE || h.len > c->read_len - VSOCK_HDR_SIZE) {
+		complain(v, VS_BAD_TX, "tx packet says %u bytes of payload, has %u (at most %u)",
+			 h.len, c->read_len - VSOCK_HDR_SIZE, VSOCK_MAX_PKT_BUF_SIZE);
+		metric_inc(&v->m->tx_queue_event_fails);
+		return;
+	}
+	if (h.op != VSOCK_OP_RW)
+		h.len = 0; /* only data packets carry a payload */
+	metric_inc(&v->m->tx_packets_count);
+	vsock_muxer_send_pkt(v, &h, c);
+}
+
+static void process_tx(struct virtio_vsock *v)
+{
+	if (!v->active)
+		return;
+	struct virtq *q = virtio_mmio_queue(&v->mmio, VSOCK_TXQ);
+	bool pushed = false;
+	for (unsigned served = 0;; served++) {
+		if (served == VSOCK_QUEUE_SIZE) { /* let the VMM thread serve others */
+			v->mmio.hooks.queue_notify(v->mmio.hooks.ctx, VSOCK_TXQ);
+			break;
+		}
+		/* Resets owed to the guest wait for its rx buffers; the rest of
+		 * the tx queue waits with them (the rx queue event comes back
+		 * here), as Firecracker's full rx queue stops tx. */
+		if (v->ctlq_len == VSOCK_CTLQ_SIZE)
+			break;
+		enum virtq_pop_result res = virtq_pop(q, v->gm, &v->tx_chain);
+		if (res == VIRTQ_EMPTY) {
+			if (virtq_enable_notify(q, v->gm))
+				continue;
+			break;
+		}
+		if (res == VIRTQ_BROKEN) {
+			metric_inc(&v->m->tx_queue_event_fails);
+			queue_broken(v, &v->tx_chain, "tx");
+			break;
+		}
+		if (res == VIRTQ_BAD_CHAIN) {
+			complain(v, VS_BAD_TX, "bad tx descriptor chain (%s)",
+				 virtq_strerror(v->tx_chain.err));
+			metric_inc(&v->m->tx_queue_event_fails);
+		} else {
+			tx_packet(v);
+		}
+		pushed |= virtq_push(q, v->gm, v->tx_chain.head, 0) == 0;
+	}
+	if (pushed)
+		virtio_mmio_signal_used(&v->mmio, q);
+}
+
+void virtio_vsock_queue_event(struct virtio_vsock *v, unsigned queue)
+{
+	switch (queue) {
+	case VSOCK_RXQ:
+		metric_inc(&v->m->rx_queue_event_count);
+		vsock_fill_rx(v);
+		process_tx(v); /* it may have waited for room for its resets */
+		break;
+	case VSOCK_TXQ:
+		metric_inc(&v->m->tx_queue_event_count);
+		process_tx(v);
+		break;
+	default:
+		return; /* event queue buffers wait for an event Ember never sends */
+	}
+	vsock_fill_rx(v);
+	vsock_muxer_reap(v);
+}
+
+void virtio_vsock_backend_event(struct virtio_vsock *v)
+{
+	vsock_muxer_epoll_event(v);
+	vsock_fill_rx(v);
+	vsock_muxer_reap(v);
+}
+
+void virtio_vsock_timer_event(struct virtio_vsock *v)
+{
+	vsock_muxer_timer_event(v);
+	vsock_fill_rx(v);
+	vsock_muxer_reap(v);
+}
+
+/* ---- virtio_dev_ops ---- */
+
+static uint64_t vsock_features(void *dev)
+{
+	(void)dev;
+	return 0; /* stream sockets only: no VIRTIO_VSOCK_F_SEQPACKET */
+}
+
+static void vsock_config_read(void *dev, uint32_t offset, uint8_t *data, uint32_t len)
+{
+	struct virtio_vsock *v = dev;
+	uint8_t cfg[8];
+	put_le(cfg, v->cfg.guest_cid, 8);
+	memcpy(data, cfg + offset, len); /* offset + len <= 8: checked by the transport */
+}
+
+static void vsock_config_write(void *dev, uint32_t offset, const uint8_t *data, uint32_t len)
+{
+	struct virtio_vsock *v = dev;
+	(void)offset, (void)data, (void)len;
+	metric_inc(&v->m->cfg_fails); /* guest_cid is read-only */
+}
+
+static int vsock_activate(void *dev, struct virtio_mmio *m)
+{
+	struct virtio_vsock *v = dev;
+	/* The event queue is not needed: Ember sends no events. */
+	for (unsigned q = VSOCK_RXQ; q <= VSOCK_TXQ; q++)
+		if (!virtio_mmio_queue(m, q)->ready) {
+			metric_inc(&v->m->activate_fails);
+			complain(v, VS_NOT_READY, "DRIVER_OK without queue %u ready", q);
+			return -1;
+		}
+	v->active = true;
+	/* Host connections may be waiting: the VMM thread serves them (this
+	 * runs on a vCPU thread, whose seccomp policy has no socket calls). */
+	v->mmio.hooks.queue_notify(v->mmio.hooks.ctx, VSOCK_RXQ);
+	return 0;
+}
+
+/* On a vCPU thread: closes sockets (close only) and frees, nothing else. */
+static void vsock_reset(void *dev)
+{
+	struct virtio_vsock *v = dev;
+	v->active = v->rx_held = false;
+	vsock_muxer_reset(v);
+}
+
+static const struct virtio_dev_ops vsock_ops = {
+	.device_id = VIRTIO_ID_VSOCK,
+	.nr_queues = VSOCK_NR_QUEUES,
+	.queue_max_size = {VSOCK_QUEUE_SIZE, VSOCK_QUEUE_SIZE, VSOCK_QUEUE_SIZE},
+	.config_size = 8,
+	.features = vsock_features,
+	.config_read = vsock_config_read,
+	.config_write = vsock_config_write,
+	.activate = vsock_activate,
+	.reset = vsock_reset,
+};
+
+/* ---- Life cycle ---- */
+
+int virtio_vsock_create(struct virtio_vsock **out, const struct virtio_vsock_params *p,
+			ember_err *e)
+{
+	struct virtio_vsock *v = calloc(1, sizeof(*v));
+	if (!v)
+		return err_set(e, "vsock: out of memory");
+	v->listen_fd = v->epfd = v->timer_fd = -1;
+	v->gm = p->gm;
+	v->cfg = *p->cfg;
+	v->m = p->metrics ? p->metrics : &v->own_metrics;
+	virtq_chain_init(&v->rx_chain, v->rx_segs, VSOCK_QUEUE_SIZE);
+	virtq_chain_init(&v->tx_chain, v->tx_segs, VSOCK_QUEUE_SIZE);
+	if (virtio_mmio_init(&v->mmio, &vsock_ops, v, p->gm, &p->hooks, e) ||
+	    vsock_muxer_open(v, e)) {
+		virtio_vsock_destroy(v);
+		return err_prefix(e, "vsock");
+	}
+	*out = v;
+	return 0;
+}
+
+void virtio_vsock_destroy(struct virtio_vsock *v)
+{
+	if (!v)
+		return;
+	vsock_muxer_close(v);
+	free(v);
+}
+
+struct virtio_mmio *virtio_vsock_mmio(struct virtio_vsock *v)
+{
+	return &v->mmio;
+}
+
+struct vsock_metrics *virtio_vsock_metrics(struct virtio_vsock *v)
+{
+	return v->m;
+}
+
+int virtio_vsock_epoll_fd(const struct virtio_vsock *v)
+{
+	return v->epfd;
+}
+
+int virtio_vsock_timer_fd(const struct virtio_vsock *v)
+{
+	return v->timer_fd;
+}
+
+size_t virtio_vsock_nr_conns(const struct virtio_vsock *v)
+{
+	return v->nr_conns;
+}
+
+json_t *virtio_vsock_config_json(const struct virtio_vsock *v)
+{
+	return vsock_config_json(&v->cfg);
+}
+
+/* ---- Config ---- */
+
+int vsock_config_parse(json_t *j, struct vsock_config *out, ember_err *e)
+{
+	struct {
+		struct jint guest_cid;
+		const char *uds_path, *vsock_id;
+	} f;
+	static const struct jfield fields[] = {
+		JFIELD(__typeof__(f), guest_cid, JF_INT, true),
+		JFIELD(__typeof__(f), uds_path, JF_STRING, true),
+		JFIELD(__typeof__(f), vsock_id, JF_STRING, false),
+	};
+	if (json_strict_parse("vsock", j, fields, 3, &f, e))
+		return -1;
+	struct vsock_config c = {0};
+	if (f.guest_cid.v < 3 || f.guest_cid.v > UINT32_MAX)
+		return err_set(e, "vsock: guest_cid must be between 3 and %u, not %lld", UINT32_MAX,
+			       (long long)f.guest_cid.v);
+	c.guest_cid = (uint32_t)f.guest_cid.v;
+	size_t n = strlen(f.uds_path);
+	if (!n || n > VSOCK_UDS_PATH_MAX)
+		return err_set(e, "vsock: uds_path must be 1 to %d bytes long", VSOCK_UDS_PATH_MAX);
+	memcpy(c.uds_path, f.uds_path, n + 1);
+	if (f.vsock_id) {
+		if (!json_id_valid(f.vsock_id))
+			return err_set(e, "vsock: vsock_id must be 1 to %d letters, digits or '_'",
+				       JSON_ID_MAX);
+		snprintf(c.vsock_id, sizeof(c.vsock_id), "%s", f.vsock_id);
+	}
+	*out = c;
+	return 0;
+}
+
+json_t *vsock_config_json(const struct vsock_config *c)
+{
+	json_t *j = json_pack("{s:I,s:s}", "guest_cid", (json_int_t)c->guest_cid, "uds_path",
+			      c->uds_path);
+	if (j && c->vsock_id[0])
+		json_object_set_new(j, "vsock_id", json_string(c->vsock_id));
+	return j;
+}
