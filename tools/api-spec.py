@@ -25,6 +25,7 @@ SERVED = {
     "/metrics": ["put"],
     "/mmds": ["get", "put", "patch"],
     "/mmds/config": ["put"],
+    "/serial": ["put"],
     "/network-interfaces/{iface_id}": ["put", "patch"],
     "/version": ["get"],
     "/vm": ["patch"],

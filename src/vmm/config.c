@@ -27,6 +27,7 @@ void config_free(struct vmm_config *c)
 {
 	boot_source_free(&c->boot_source);
 	logger_config_free(&c->logger);
+	free(c->serial_out_path);
 	metrics_config_free(&c->metrics);
 	mmds_config_free(&c->mmds);
 	for (size_t i = 0; i < c->nr_net; i++)
@@ -42,6 +43,29 @@ void logger_config_free(struct logger_config *l)
 	free(l->log_path);
 	free(l->module);
 	memset(l, 0, sizeof(*l));
+}
+
+int config_parse_serial(json_t *j, char **path, ember_err *e)
+{
+	struct {
+		const char *serial_out_path;
+		json_t *rate_limiter;
+	} v;
+	static const struct jfield f[] = {
+		JFIELD(__typeof__(v), serial_out_path, JF_STRING, false),
+		JFIELD(__typeof__(v), rate_limiter, JF_OBJECT, false),
+	};
+	if (json_strict_parse("serial", j, f, 2, &v, e))
+		return -1;
+	/* Never a 2xx for a limit that would not be applied. */
+	if (v.rate_limiter)
+		return err_set(e, "serial: rate_limiter is not supported by Ember yet");
+	if (v.serial_out_path && !*v.serial_out_path)
+		return err_set(e, "serial: serial_out_path is empty");
+	*path = dup_opt(v.serial_out_path);
+	if (v.serial_out_path && !*path)
+		return err_set(e, "serial: out of memory");
+	return 0;
 }
 
 int config_parse_logger(json_t *j, struct logger_config *out, ember_err *e)

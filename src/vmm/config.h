@@ -85,6 +85,10 @@ struct vmm_config {
 	/* At most one device of each such kind. */
 	struct device_config devices[MAX_VIRTIO_DEVICES];
 	size_t nr_devices;
+	/* PUT /serial: the guest's console goes to this file instead of
+	 * stdout (NULL: stdout). API only, as Firecracker (no config-file
+	 * section, not in GET /vm/config). */
+	char *serial_out_path;
 };
 
 void config_init(struct vmm_config *c);
@@ -103,6 +107,8 @@ const char *huge_pages_name(enum huge_pages h);
 /* JSON views, for GET /machine-config and GET /vm/config. */
 json_t *config_machine_json(const struct machine_config *m);
 json_t *config_boot_source_json(const struct boot_source_config *b);
+/* Firecracker's SerialDevice object: *path is NULL or a new string. */
+int config_parse_serial(json_t *j, char **path, ember_err *e);
 int config_parse_logger(json_t *j, struct logger_config *out, ember_err *e);
 void logger_config_free(struct logger_config *l);
 json_t *config_logger_json(const struct logger_config *l);

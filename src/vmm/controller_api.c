@@ -247,6 +247,11 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 		else
 			merge_logger(&c->cfg, &q->logger);
 		break;
+	case REQ_PUT_SERIAL:
+		free(c->cfg.serial_out_path);
+		c->cfg.serial_out_path = q->serial_out_path;
+		q->serial_out_path = NULL;
+		break;
 	case REQ_PUT_METRICS:
 		if (c->cfg.has_metrics) {
 			vmm_response_fault(r, 400, ERR_METRICS_INIT "Reinitialization of metrics "

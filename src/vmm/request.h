@@ -33,6 +33,7 @@ enum vmm_req_kind {
 	REQ_PATCH_NET,
 	REQ_PUT_DRIVE,
 	REQ_PATCH_DRIVE,
+	REQ_PUT_SERIAL,
 	REQ_PUT_DEVICE, /* PUT /<key> of a kind with its own config (device_ops.config) */
 };
 
@@ -51,6 +52,7 @@ struct vmm_request {
 	struct net_patch net_patch;
 	struct drive_config drive;
 	struct drive_patch drive_patch;
+	char *serial_out_path; /* PUT /serial */
 	const struct device_ops *device_ops; /* REQ_PUT_DEVICE: the kind */
 	void *device_cfg;		     /* and its config, owned */
 };

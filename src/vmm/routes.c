@@ -88,6 +88,11 @@ static int parse_logger(json_t *j, struct vmm_request *r, ember_err *e)
 	return config_parse_logger(j, &r->logger, e);
 }
 
+static int parse_serial(json_t *j, struct vmm_request *r, ember_err *e)
+{
+	return config_parse_serial(j, &r->serial_out_path, e);
+}
+
 static int parse_metrics(json_t *j, struct vmm_request *r, ember_err *e)
 {
 	return metrics_config_parse(j, &r->metrics, e);
@@ -170,6 +175,8 @@ static const struct api_route routes[] = {
 	 P(logger_count), P(logger_fails), NULL, NULL},
 	{API_PUT, "/metrics", false, REQ_PUT_METRICS, BODY_JSON, parse_metrics, NULL, BEFORE,
 	 P(metrics_count), P(metrics_fails), NULL, NULL},
+	{API_PUT, "/serial", false, REQ_PUT_SERIAL, BODY_JSON, parse_serial, NULL, BEFORE,
+	 P(serial_count), P(serial_fails), NULL, NULL},
 	{API_GET, "/mmds", false, REQ_GET_MMDS, BODY_NONE, NULL, NULL, ALWAYS, G(mmds_count), NONE,
 	 NULL, NULL},
 	{API_PUT, "/mmds", false, REQ_PUT_MMDS, BODY_MMDS, NULL, NULL, ALWAYS, P(mmds_count),
@@ -196,8 +203,6 @@ static const struct api_route routes[] = {
 	 "the vsock device is", NULL},
 	{API_PUT, "/pmem", false, 0, BODY_NONE, NULL, NULL, 0, P(pmem_count), P(pmem_fails),
 	 "pmem devices are", NULL},
-	{API_PUT, "/serial", false, 0, BODY_NONE, NULL, NULL, 0, P(serial_count), P(serial_fails),
-	 "serial configuration over the API is", NULL},
 	{API_GET, "/hotplug", false, 0, BODY_NONE, NULL, NULL, 0, G(hotplug_memory_count), NONE,
 	 "memory hotplug is", NULL},
 	{API_PUT, "/hotplug", false, 0, BODY_NONE, NULL, NULL, 0, P(hotplug_memory_count),
@@ -209,8 +214,6 @@ static const struct api_route routes[] = {
 	{API_OTHER, "/cpu-config", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE,
 	 "CPU templates are", NULL},
 	{API_OTHER, "/pmem", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE, "pmem devices are", NULL},
-	{API_OTHER, "/serial", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE,
-	 "serial configuration over the API is", NULL},
 	{API_OTHER, "/hotplug", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE,
 	 "memory hotplug is", NULL},
 	{API_OTHER, "/snapshot", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE,
