@@ -17,6 +17,11 @@ import yaml
 SERVED = {
     "/": ["get"],
     "/actions": ["put"],
+    "/balloon": ["get", "put", "patch"],
+    "/balloon/hinting/start": ["patch"],
+    "/balloon/hinting/status": ["get"],
+    "/balloon/hinting/stop": ["patch"],
+    "/balloon/statistics": ["get", "patch"],
     "/boot-source": ["put"],
     "/drives/{drive_id}": ["put", "patch"],
     "/entropy": ["put"],

@@ -6,6 +6,7 @@ const struct device_ops *const device_kinds[] = {
 	&block_device_ops,
 	&net_device_ops,
 	&entropy_device_ops,
+	&balloon_device_ops,
 	NULL,
 };
 

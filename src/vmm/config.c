@@ -219,6 +219,17 @@ int config_put_device(struct vmm_config *c, const struct device_ops *ops, void *
 	return 0;
 }
 
+int config_check_devices_mem(const struct vmm_config *c, uint64_t mem_size_mib, bool mem_changed,
+			     ember_err *e)
+{
+	for (size_t i = 0; i < c->nr_devices; i++) {
+		const struct device_config_ops *o = c->devices[i].ops->config;
+		if (o->check_mem && o->check_mem(c->devices[i].cfg, mem_size_mib, mem_changed, e))
+			return -1;
+	}
+	return 0;
+}
+
 static int mmds_check_ifaces(const struct vmm_config *c, ember_err *e)
 {
 	const char *ids[MAX_NET_IFACES];
@@ -373,7 +384,7 @@ json_t *config_boot_source_json(const struct boot_source_config *b)
  * they are refused by name rather than silently ignored. Empty device lists
  * are accepted, since many configs carry them. */
 static const char *const not_yet[] = {
-	"balloon", "vsock", "cpu-config", "memory-hotplug", "serial", "pmem",
+	"vsock", "cpu-config", "memory-hotplug", "serial", "pmem",
 };
 
 static int parse_drive_list(json_t *list, struct vmm_config *out, ember_err *e)
@@ -491,8 +502,11 @@ int config_parse_text(const char *text, size_t len, struct vmm_config *out, embe
 		err_set(e, "config: \"boot-source\" is missing");
 		goto out;
 	}
+	/* Firecracker applies machine-config before the devices, whatever
+	 * the order of the file. */
 	if ((out->has_mmds && mmds_check_ifaces(out, e)) ||
-	    config_check_device_count(out, false, e))
+	    config_check_device_count(out, false, e) ||
+	    config_check_devices_mem(out, out->machine.mem_size_mib, false, e))
 		goto out;
 	rc = 0;
 out:

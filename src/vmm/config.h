@@ -125,6 +125,10 @@ int config_put_net(struct vmm_config *c, struct net_config *n, ember_err *e);
 struct device_config *config_find_device(struct vmm_config *c, const struct device_ops *ops);
 /* Adds or replaces the device of kind ops, taking cfg (freed on failure). */
 int config_put_device(struct vmm_config *c, const struct device_ops *ops, void *cfg, ember_err *e);
+/* -1 and e set (the kind's message) if a device of the config does not fit
+ * a VM of mem_size_mib (device_config_ops.check_mem). */
+int config_check_devices_mem(const struct vmm_config *c, uint64_t mem_size_mib, bool mem_changed,
+			     ember_err *e);
 /* -1 and e set if the config has (with one more device, if adding) more
  * virtio devices than MAX_VIRTIO_DEVICES. */
 int config_check_device_count(const struct vmm_config *c, bool adding, ember_err *e);

@@ -34,6 +34,7 @@ enum vmm_req_kind {
 	REQ_PUT_DRIVE,
 	REQ_PATCH_DRIVE,
 	REQ_PUT_SERIAL,
+	REQ_DEVICE_REQUEST, /* a kind's own request (device_config_ops.requests) */
 	REQ_PUT_DEVICE, /* PUT /<key> of a kind with its own config (device_ops.config) */
 };
 
@@ -55,6 +56,8 @@ struct vmm_request {
 	char *serial_out_path; /* PUT /serial */
 	const struct device_ops *device_ops; /* REQ_PUT_DEVICE: the kind */
 	void *device_cfg;		     /* and its config, owned */
+	const struct device_request *device_req; /* REQ_DEVICE_REQUEST */
+	void *device_arg;			 /* and its parsed body, owned */
 };
 
 struct vmm_response {
