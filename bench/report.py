@@ -17,6 +17,7 @@ import platform
 import subprocess
 import sys
 
+import guest_balloon
 import report_io
 from benchlib import summary, write_json
 
@@ -296,7 +297,7 @@ def failure_lines(work, name, what, data) -> list | None:
     return lines
 
 
-ALL_PARTS = ("native", "guest", "block", "net")
+ALL_PARTS = ("native", "guest", "block", "net", "balloon")
 
 
 def stem_suffix(work) -> str:
@@ -332,9 +333,11 @@ def main():
     work, out_dir, elapsed = sys.argv[1], sys.argv[2], int(sys.argv[3])
     os.makedirs(out_dir, exist_ok=True)
     native, guest, io = load(work, "native.json"), load(work, "guest.json"), load(work, "io.json")
+    balloon = load(work, "balloon.json")
+    balloon_failed = failure_lines(work, "balloon", "balloon part", balloon)
     guest_failed = failure_lines(work, "guest", "guest part", guest)
     io_failed = failure_lines(work, "io", "block and network part", io)
-    if not native and not guest and not io:
+    if not native and not guest and not io and not balloon:
         raise SystemExit("report: no results in " + work)
     host = platform.node().split(".")[0] or "host"
     date = datetime.date.today().isoformat()
@@ -373,14 +376,20 @@ def main():
         if not io:
             lines += ["## 4-5. Block and network: Ember against QEMU microvm", ""]
         lines += io_failed + [""]
+    if balloon:
+        lines += guest_balloon.section(balloon) + [""]
+    if balloon_failed:
+        if not balloon:
+            lines += ["## 6. Soft allocation: the balloon, Ember against QEMU", ""]
+        lines += balloon_failed + [""]
     lines += ["## Commands", "", "```"]
     lines.append("make bench        # = bench/run; EMBER_BENCH_QUICK=1 for a quick look")
-    for name in ("guest", "io"):
+    for name in ("guest", "io", "balloon"):
         testhost_cmd = os.path.join(work, f"{name}-testhost-command")
         if os.path.exists(testhost_cmd):
             with open(testhost_cmd) as fh:
                 lines.append(fh.read().strip())
-    for part in (native, guest, io):
+    for part in (native, guest, io, balloon):
         if part:
             for kind, cmd in part["commands"].items():
                 lines.append(f"[{kind}] {cmd}")
@@ -396,7 +405,7 @@ def main():
     if native:  # the raw round-trip times are in the plot; keep the JSON small
         native["api"].pop("ember_raw_us", None)
         native["api"].pop("floor_raw_us", None)
-    write_json(stem + ".json", {"native": native, "guest": guest, "io": io})
+    write_json(stem + ".json", {"native": native, "guest": guest, "io": io, "balloon": balloon})
     print(f"bench: wrote {stem}.md, {stem}.png, {stem}.json")
 
 

@@ -3,17 +3,18 @@
 # guest, as static binaries (Debian's libc6-dev has libc.a):
 #   evil/virtio-evil.c  a hostile virtio-block driver (test_block_hostile.py)
 #   evil/net-evil.c     hostile frames for the MMDS stack (test_mmds_hostile.py)
+#   evil/balloon-evil.c a hostile virtio-balloon driver (test_balloon.py)
 # Both land in one cache directory, with a MANIFEST (each binary's sha256
 # and name). Prints the MANIFEST's path: the initramfs and rootfs builders
 # hash that file, so a change to either binary changes their keys; stage.sh
-# installs the binaries beside it as /usr/bin/virtio-evil and /usr/bin/net-evil.
+# installs the binaries beside it in /usr/bin.
 # Cache key: this script, both sources and evil-time.h, `gcc --version`
 # and the libc6-dev version.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib.sh"
 
-progs=(virtio-evil net-evil)
+progs=(virtio-evil net-evil balloon-evil)
 srcs=()
 for p in "${progs[@]}"; do
 	srcs+=("$here/evil/$p.c")

@@ -2,9 +2,10 @@
 # build-initramfs-debian.sh [KERNEL_DIR]: the busybox initramfs of
 # build-initramfs.sh plus what Debian's stock kernel needs to mount an ext4
 # root from a virtio-mmio disk: virtio_mmio, virtio_blk, crc32c_generic and
-# ext4 with their dependencies, under /lib/modules/<version>/ with a modules.dep
-# (busybox modprobe resolves dependencies with it), and /etc/modules-load
-# naming the four for init to load. KERNEL_DIR is the unpacked
+# ext4, and virtio_balloon (test_balloon.py), with their dependencies, under
+# /lib/modules/<version>/ with a modules.dep (busybox modprobe resolves
+# dependencies with it), and /etc/modules-load naming the five for init to
+# load. KERNEL_DIR is the unpacked
 # linux-image-amd64 of debian-kernel.sh (run when not given).
 # Prints the path of initramfs-debian.cpio.gz: the base archive followed by a
 # second gzip'd cpio archive with the modules (the kernel unpacks both).
@@ -17,7 +18,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # ext4 only soft-depends on crc32c ("pre: crypto-crc32c"), which busybox
 # modprobe does not follow; without it ext4 cannot mount a metadata_csum
 # file system (mkfs.ext4's default). The generic one works on every CPU.
-modules=(virtio_mmio virtio_blk crc32c_generic ext4)
+modules=(virtio_mmio virtio_blk crc32c_generic ext4 virtio_balloon)
 
 kdir=${1:-$("$here/debian-kernel.sh")}
 vmlinuz=("$kdir"/boot/vmlinuz-*)

@@ -31,7 +31,7 @@ done
 # The integration tests' hostile guest programs (cached by build-evil.sh,
 # which prints the path of their MANIFEST).
 evil=$(dirname "$("$here/build-evil.sh")")
-install -m 755 "$evil/virtio-evil" "$evil/net-evil" usr/bin/
+install -m 755 "$evil/virtio-evil" "$evil/net-evil" "$evil/balloon-evil" usr/bin/
 printf 'root:x:0:0:root:/root:/bin/sh\n' >etc/passwd
 printf 'root:x:0:\n' >etc/group
 printf 'ember\n' >etc/hostname
