@@ -63,6 +63,13 @@ API = [
     ("PUT", "/vsock", {"guest_cid": 3, "uds_path": "/v.sock"}),
     ("PUT", "/balloon", {"amount_mib": 1}), ("GET", "/balloon/statistics", None),
     ("PUT", "/snapshot/create", {"snapshot_path": "/s"}),
+    ("PUT", "/balloon", {"amount_mib": 64, "deflate_on_oom": True, "stats_polling_interval_s": 1,
+                         "free_page_hinting": True, "free_page_reporting": True}),
+    ("PATCH", "/balloon", {"amount_mib": 32}), ("GET", "/balloon", None),
+    ("PATCH", "/balloon/statistics", {"stats_polling_interval_s": 5}),
+    ("PATCH", "/balloon/hinting/start", {"acknowledge_on_stop": False}),
+    ("PATCH", "/balloon/hinting/stop", None), ("GET", "/balloon/hinting/status", None),
+    ("PUT", "/serial", {"serial_out_path": "/tmp/console"}),
 ]
 
 
@@ -84,7 +91,9 @@ def config_seeds():
                  cache_type="Unsafe", is_read_only=True, rate_limiter=None)],
             "network-interfaces": [NET, {"iface_id": "eth1", "host_dev_name": "tap1"}],
             "logger": LOGGER, "metrics": METRICS, "mmds-config": MMDS_CFG,
-            "balloon": None, "vsock": None, "entropy": {"rate_limiter": RL},
+            "balloon": {"amount_mib": 16, "deflate_on_oom": True, "stats_polling_interval_s": 2,
+                        "free_page_hinting": False, "free_page_reporting": True},
+            "vsock": None, "entropy": {"rate_limiter": RL},
             "cpu-config": None}
     write("config_fuzz", "minimal.json", json.dumps(minimal))
     write("config_fuzz", "full.json", json.dumps(full, indent=1))
