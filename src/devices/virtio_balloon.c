@@ -444,6 +444,11 @@ static int balloon_activate(void *dev, struct virtio_mmio *m)
 			return -1;
 		}
 	b->active = true;
+	/* Linux queues its first statistics buffer, and kicks, before it sets
+	 * DRIVER_OK: that kick found the device inactive. Look at every queue
+	 * again, on the VMM thread (this runs on a vCPU's). */
+	for (unsigned i = 0; i < b->ops.nr_queues; i++)
+		m->hooks.queue_notify(m->hooks.ctx, i);
 	return 0;
 }
 

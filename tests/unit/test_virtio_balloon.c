@@ -78,6 +78,9 @@ static struct tb *tb_new(struct balloon_config cfg)
 	}
 	add_status(t, VIRTIO_STATUS_DRIVER_OK);
 	assert_int_equal(r32(t, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_NEEDS_RESET, 0);
+	/* Every queue looked at again once active (a kick before DRIVER_OK
+	 * found the device inactive). */
+	assert_int_equal(t->notifies, (int)t->nq);
 	return t;
 }
 
