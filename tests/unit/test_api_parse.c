@@ -92,6 +92,12 @@ static void when_rules(void **state)
 			 0);
 	assert_int_equal(*(uint32_t *)req.device_arg, 64);
 	vmm_request_free(&req);
+	assert_int_equal(api_parse("PUT", "/serial", "{\"serial_out_path\": \"/tmp/c\"}", 29,
+				   &req, &resp), 0);
+	assert_int_equal(req.kind, REQ_PUT_SERIAL);
+	assert_string_equal(req.serial_out_path, "/tmp/c");
+	assert_int_equal(api_request_when(REQ_PUT_SERIAL), ROUTE_BEFORE_START);
+	vmm_request_free(&req);
 }
 
 static void routes(void **state)
@@ -174,6 +180,9 @@ static void faults(void **state)
 	expect_fault("PUT", "/drives/root", "{}", "drive_id");
 	expect_fault("PUT", "/drives/root", "{\"drive_id\": \"vda\", \"path_on_host\": \"/x\", \"is_root_device\": true}", "does not match");
 	expect_fault("PUT", "/balloon", "{}", "missing field `amount_mib`");
+	expect_fault("PUT", "/serial", "{\"serial_out_path\": \"\"}", "serial_out_path is empty");
+	expect_fault("PUT", "/serial", "{\"rate_limiter\": {}}", "rate_limiter is not supported");
+	expect_fault("PUT", "/serial", "{\"path\": \"x\"}", "unknown field `path`");
 	expect_fault("PATCH", "/balloon", "{\"amount_mib\": -1}", "amount_mib");
 	expect_fault("PATCH", "/balloon/statistics", "{}", "stats_polling_interval_s");
 	expect_fault("PATCH", "/balloon/hinting/start", "{\"ack\": 1}", "ack");
