@@ -103,17 +103,25 @@ static bool test_and_set(uint64_t *map, uint32_t bit, bool value)
 	return was;
 }
 
-static int cmp_u32(const void *a, const void *b)
+/* An insertion sort of at most VIRTIO_BALLOON_MAX_PFNS numbers, nearly
+ * sorted as Linux sends them. Not qsort: glibc's asks sysinfo() for the
+ * machine's memory, a syscall no thread's seccomp filter allows. */
+static void sort_u32(uint32_t *v, size_t n)
 {
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return (x > y) - (x < y);
+	for (size_t i = 1; i < n; i++) {
+		uint32_t x = v[i];
+		size_t j = i;
+		for (; j > 0 && v[j - 1] > x; j--)
+			v[j] = v[j - 1];
+		v[j] = x;
+	}
 }
 
 /* Gives pfn[0..n) back to the host, as few madvise calls as runs of
  * consecutive pages. */
 static void discard_pages(struct virtio_balloon *b, uint32_t *pfn, size_t n)
 {
-	qsort(pfn, n, sizeof(*pfn), cmp_u32);
+	sort_u32(pfn, n);
 	for (size_t i = 0; i < n;) {
 		size_t j = i + 1;
 		while (j < n && pfn[j] == pfn[j - 1] + 1)
