@@ -18,6 +18,7 @@ import subprocess
 import sys
 
 import density
+import guest_balloon
 import report_io
 from benchlib import summary, write_json
 
@@ -335,7 +336,7 @@ def failure_lines(work, name, what, data) -> list | None:
     return lines
 
 
-ALL_PARTS = ("native", "guest", "block", "net", "density", "vsock")
+ALL_PARTS = ("native", "guest", "block", "net", "density", "vsock", "balloon")
 
 
 def vsock_section(v) -> list:
@@ -406,9 +407,11 @@ def main():
     dens_failed = failure_lines(work, "density", "density part", dens)
     vsock = load(work, "vsock.json")
     vsock_failed = failure_lines(work, "vsock", "vsock part", vsock)
+    balloon = load(work, "balloon.json")
+    balloon_failed = failure_lines(work, "balloon", "balloon part", balloon)
     guest_failed = failure_lines(work, "guest", "guest part", guest)
     io_failed = failure_lines(work, "io", "block and network part", io)
-    if not native and not guest and not io and not dens and not vsock:
+    if not native and not guest and not io and not dens and not vsock and not balloon:
         raise SystemExit("report: no results in " + work)
     host = platform.node().split(".")[0] or "host"
     date = datetime.date.today().isoformat()
@@ -459,14 +462,20 @@ def main():
         if not vsock:
             lines += ["## 7. vsock: Ember against QEMU microvm with vhost-vsock", ""]
         lines += vsock_failed + [""]
+    if balloon:
+        lines += guest_balloon.section(balloon) + [""]
+    if balloon_failed:
+        if not balloon:
+            lines += ["## 8. Soft allocation: the balloon, Ember against QEMU", ""]
+        lines += balloon_failed + [""]
     lines += ["## Commands", "", "```"]
     lines.append("make bench        # = bench/run; EMBER_BENCH_QUICK=1 for a quick look")
-    for name in ("guest", "io", "density", "vsock"):
+    for name in ("guest", "io", "density", "vsock", "balloon"):
         testhost_cmd = os.path.join(work, f"{name}-testhost-command")
         if os.path.exists(testhost_cmd):
             with open(testhost_cmd) as fh:
                 lines.append(fh.read().strip())
-    for part in (native, guest, io, vsock):
+    for part in (native, guest, io, dens, vsock, balloon):
         if part:
             for kind, cmd in part["commands"].items():
                 lines.append(f"[{kind}] {cmd}")
@@ -482,7 +491,8 @@ def main():
     if native:  # the raw round-trip times are in the plot; keep the JSON small
         native["api"].pop("ember_raw_us", None)
         native["api"].pop("floor_raw_us", None)
-    write_json(stem + ".json", {"native": native, "guest": guest, "io": io, "vsock": vsock})
+    write_json(stem + ".json", {"native": native, "guest": guest, "io": io, "density": dens,
+                               "vsock": vsock, "balloon": balloon})
     print(f"bench: wrote {stem}.md, {stem}.png, {stem}.json")
 
 

@@ -212,13 +212,13 @@ static inline uint64_t fz_alloc(struct fz_driver *d, uint32_t len)
 #define FZ_MAX_CHAIN 16
 
 /* A chain of 1..FZ_MAX_CHAIN buffers for queue q, then offered:
- *   u8 q_and_n: queue (bit 7), buffers - 1 (low 4 bits), indirect (bit 4)
+ *   u8 q_and_n: queue (bit 7; fz_chain_on: the caller's q), buffers - 1
+ *     (low 4 bits), indirect (bit 4)
  *   per buffer: u8 flags (bit 0 device-writable, bit 1 filled from the
  *     input, bit 2 at a fuzzed address), u16 len, [gpa], [len bytes]. */
-static inline void fz_chain(struct fz_driver *d, struct fz *f)
+static inline void fz_chain_on(struct fz_driver *d, struct fz *f, unsigned q, uint8_t c)
 {
-	uint8_t c = fz_u8(f);
-	unsigned q = c >> 7, n = (c & 15) + 1;
+	unsigned n = (c & 15) + 1;
 	bool indirect = c & 16;
 	struct virtq *vq = virtio_mmio_queue(d->m, q);
 	if (!vq || !vq->size)
@@ -248,6 +248,12 @@ static inline void fz_chain(struct fz_driver *d, struct fz *f)
 		d->next_desc[q] = i;
 		fz_offer(d, q, first);
 	}
+}
+
+static inline void fz_chain(struct fz_driver *d, struct fz *f)
+{
+	uint8_t c = fz_u8(f);
+	fz_chain_on(d, f, c >> 7, c);
 }
 
 /* The generic ops; returns false if op is not one of them. */

@@ -63,6 +63,13 @@ API = [
     ("PUT", "/vsock", {"guest_cid": 3, "uds_path": "/v.sock"}),
     ("PUT", "/balloon", {"amount_mib": 1}), ("GET", "/balloon/statistics", None),
     ("PUT", "/snapshot/create", {"snapshot_path": "/s"}),
+    ("PUT", "/balloon", {"amount_mib": 64, "deflate_on_oom": True, "stats_polling_interval_s": 1,
+                         "free_page_hinting": True, "free_page_reporting": True}),
+    ("PATCH", "/balloon", {"amount_mib": 32}), ("GET", "/balloon", None),
+    ("PATCH", "/balloon/statistics", {"stats_polling_interval_s": 5}),
+    ("PATCH", "/balloon/hinting/start", {"acknowledge_on_stop": False}),
+    ("PATCH", "/balloon/hinting/stop", None), ("GET", "/balloon/hinting/status", None),
+    ("PUT", "/serial", {"serial_out_path": "/tmp/console"}),
 ]
 
 
@@ -84,7 +91,9 @@ def config_seeds():
                  cache_type="Unsafe", is_read_only=True, rate_limiter=None)],
             "network-interfaces": [NET, {"iface_id": "eth1", "host_dev_name": "tap1"}],
             "logger": LOGGER, "metrics": METRICS, "mmds-config": MMDS_CFG,
-            "balloon": None, "vsock": None, "entropy": {"rate_limiter": RL},
+            "balloon": {"amount_mib": 16, "deflate_on_oom": True, "stats_polling_interval_s": 2,
+                        "free_page_hinting": False, "free_page_reporting": True},
+            "vsock": None, "entropy": {"rate_limiter": RL},
             "cpu-config": None}
     write("config_fuzz", "minimal.json", json.dumps(minimal))
     write("config_fuzz", "full.json", json.dumps(full, indent=1))
@@ -286,6 +295,33 @@ def vsock_seeds():
           + rx_notify + reg_write(0x070, 0) + tx_notify)
 
 
+def balloon_seeds():
+    t = "virtio_balloon_fuzz"
+
+    def bchain(q, segs):
+        return u8(7) + u8(q) + u8(len(segs) - 1) + b"".join(segs)
+
+    def notify(q):
+        return u8(8) + u8(q)
+
+    def pfns(*p):
+        return b"".join(u32(x) for x in p)
+
+    def stat(tag, val):
+        return u16(tag) + u64(val)
+    write(t, "inflate-deflate", u8(0x0f) + bchain(0, [seg(16, fill=pfns(1, 2, 3, 3))]) + notify(0)
+          + bchain(1, [seg(8, fill=pfns(2, 0x99999))]) + notify(1)
+          + bchain(0, [seg(8, fill=pfns(0x100000, 0x100003))]) + notify(0) + u8(9) + u16(1))
+    write(t, "stats", u8(0x01) + bchain(2, [seg(30, fill=stat(4, 1000) + stat(5, 9) + stat(77, 1))])
+          + notify(2) + u8(11) + u8(3) + u8(10) + u8(2) + bchain(2, [seg(10, fill=stat(0, 5))])
+          + notify(2) + u8(11) + u8(3))
+    write(t, "hinting", u8(0x02) + u8(11) + u8(0) + u8(1) + bchain(2, [seg(4, fill=u32(2))])
+          + bchain(2, [seg(4096, write=True)]) + notify(2) + bchain(2, [seg(4, fill=u32(0))])
+          + notify(2) + u8(11) + u8(2) + u8(11) + u8(1))
+    write(t, "reporting", u8(0x04) + bchain(2, [seg(4096, write=True), seg(8192, write=True)])
+          + notify(2))
+
+
 VNET = bytes(12)
 ETH = bytes.fromhex("06 00 ac 10 00 02 06 00 ac 10 00 01 08 00")
 
@@ -380,6 +416,7 @@ def mmds_seeds():
 # The corpora written here; others in fuzz/corpus/ (api_http) are kept.
 TARGETS = ["api_parse_fuzz", "config_fuzz", "loader_fuzz", "virtio_mmio_fuzz",
            "virtio_block_fuzz", "virtio_net_fuzz", "virtio_rng_fuzz", "virtio_vsock_fuzz",
+           "virtio_balloon_fuzz",
            "mmds_http_fuzz",
            "mmds_netstack_fuzz"]
 
@@ -395,6 +432,7 @@ def main():
     net_seeds()
     rng_seeds()
     vsock_seeds()
+    balloon_seeds()
     mmds_seeds()
 
 

@@ -26,7 +26,8 @@ while getopts "t:o:" opt; do
 done
 shift $((OPTIND - 1))
 
-all=(virtio_mmio_fuzz virtio_block_fuzz virtio_net_fuzz virtio_rng_fuzz api_parse_fuzz config_fuzz
+all=(virtio_mmio_fuzz virtio_block_fuzz virtio_net_fuzz virtio_rng_fuzz virtio_balloon_fuzz
+     api_parse_fuzz config_fuzz
      loader_fuzz mmds_http_fuzz mmds_netstack_fuzz api_http_fuzz)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")

@@ -72,6 +72,10 @@ static int read_body(const char *method, const struct api_route *r, const char *
 		req->mmds_data = mmds_json_parse(body, len, &e);
 		return req->mmds_data ? 0 : bad_body(resp, &e, body, len);
 	}
+	if (r->body == BODY_JSON_OPTIONAL && !len) {
+		ember_err pe;
+		return r->parse(NULL, req, &pe) ? bad_body(resp, &pe, body, len) : 0;
+	}
 	json_t *j = body_json(method, body, len, resp);
 	if (!j)
 		return -1;
@@ -123,6 +127,7 @@ int api_parse(const char *method, const char *path, const char *body, size_t len
 	}
 	req->kind = r->kind;
 	req->device_ops = r->device;
+	req->device_req = r->device_req;
 	if (r->body != BODY_NONE && read_body(method, r, body, len, req, resp)) {
 		vmm_request_free(req);
 		return -1;

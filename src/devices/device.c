@@ -7,6 +7,7 @@ const struct device_ops *const device_kinds[] = {
 	&net_device_ops,
 	&entropy_device_ops,
 	&vsock_device_ops,
+	&balloon_device_ops,
 	NULL,
 };
 

@@ -8,6 +8,7 @@
 #ifndef EMBER_DEVICES_DEVICE_H
 #define EMBER_DEVICES_DEVICE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,6 +48,37 @@ struct device_event {
 /* Up to this many fds of its own per device (beyond its queue ioeventfds). */
 #define DEVICE_MAX_EVENTS 8
 
+/* When a kind's request may run (the same bits as vmm/routes.h's). */
+#define DEVICE_BEFORE_START 1u
+#define DEVICE_AFTER_START 2u
+
+enum device_body {
+	DEVICE_BODY_NONE,     /* no body is read */
+	DEVICE_BODY_JSON,     /* a JSON object, required */
+	DEVICE_BODY_OPTIONAL, /* a JSON object, or no body at all */
+};
+
+/* A request of a kind's own beyond PUT /<key>, as GET /balloon/statistics
+ * or PATCH /balloon: the API thread parses its body (parse), the VMM thread
+ * runs it on the kind's config before InstanceStart (run_config) or on the
+ * device after it (run). Messages are whole: Firecracker's prefix ("Balloon
+ * update error: ...") is the kind's to write, since it differs by request. */
+struct device_request {
+	const char *method; /* "GET" or "PATCH" */
+	const char *path;   /* below /<key>: "" or "/statistics" */
+	unsigned when;	    /* DEVICE_BEFORE_START and/or DEVICE_AFTER_START */
+	enum device_body body;
+	/* The body (NULL if none) into a new *arg (may stay NULL); -1 and e
+	 * set if it is refused. NULL: no argument. */
+	int (*parse)(json_t *j, void **arg, ember_err *e);
+	void (*free_arg)(void *arg);
+	/* Before start, on the kind's config (NULL: none configured). *out
+	 * is the 200 body, or stays NULL for a 204. -1 and e set on failure. */
+	int (*run_config)(const void *cfg, const void *arg, json_t **out, ember_err *e);
+	/* After start, on the device (NULL: the VM has none), under its lock. */
+	int (*run)(void *dev, const void *arg, json_t **out, ember_err *e);
+};
+
 /* How a kind is configured when it has a config-file section, GET
  * /vm/config key and API route (PUT /<key>, before boot) of its own, one
  * device per VM, as Firecracker's entropy, vsock and balloon devices. The
@@ -58,6 +90,13 @@ struct device_config_ops {
 	int (*parse)(json_t *j, void **cfg, ember_err *e);
 	void (*free)(void *cfg);
 	json_t *(*to_json)(const void *cfg);
+	/* NULL, or whether cfg fits a VM of mem_size_mib: -1 with e set (whole
+	 * message) if not. mem_changed: the check is for a new machine-config
+	 * (else for a new device config). */
+	int (*check_mem)(const void *cfg, uint64_t mem_size_mib, bool mem_changed, ember_err *e);
+	/* The kind's requests beyond PUT /<key>, ended by one with a NULL
+	 * method; NULL for none. */
+	const struct device_request *requests;
 };
 
 /* Every callback but create and destroy runs under the device's lock,
@@ -93,6 +132,7 @@ extern const struct device_ops block_device_ops;
 extern const struct device_ops net_device_ops;
 extern const struct device_ops entropy_device_ops;
 extern const struct device_ops vsock_device_ops;
+extern const struct device_ops balloon_device_ops;
 /* Every kind, NULL-terminated: their metrics groups are in every flush. */
 extern const struct device_ops *const device_kinds[];
 /* The kind configured by section/route `key`, or NULL. */

@@ -91,6 +91,23 @@ int gm_write(const struct guest_mem *gm, uint64_t gpa, const void *src, uint64_t
 	return 0;
 }
 
+#define GM_PAGE 4096ULL
+
+int gm_discard(const struct guest_mem *gm, uint64_t gpa, uint64_t len)
+{
+	if (!len || (gpa | len) & (GM_PAGE - 1))
+		return -1;
+	uint8_t *p = gm_ptr(gm, gpa, len);
+	if (!p || (uintptr_t)p & (GM_PAGE - 1))
+		return -1;
+	/* Private anonymous memory: the pages are freed and read back as
+	 * zeros. hugetlbfs-backed memory (machine-config huge_pages) would
+	 * need whole huge pages instead: round the range inward to them and
+	 * punch them out of the file (fallocate PUNCH_HOLE, or MADV_REMOVE),
+	 * since MADV_DONTNEED on hugetlb frees nothing for a shared mapping. */
+	return madvise(p, (size_t)len, MADV_DONTNEED) ? -1 : 0;
+}
+
 uint64_t gm_lowmem_end(const struct guest_mem *gm)
 {
 	return gm->region[0].size;

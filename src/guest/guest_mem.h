@@ -41,6 +41,13 @@ void gm_destroy(struct guest_mem *gm);
 void *gm_ptr(const struct guest_mem *gm, uint64_t gpa, uint64_t len);
 int gm_read(const struct guest_mem *gm, uint64_t gpa, void *dst, uint64_t len);
 int gm_write(const struct guest_mem *gm, uint64_t gpa, const void *src, uint64_t len);
+/* Gives guest RAM [gpa, gpa+len) back to the host (the balloon's inflated,
+ * hinted and reported pages): the host frees what backs it, and the guest
+ * reads zeros there the next time it touches it. The range must be 4 KiB
+ * aligned and inside one region; -1 otherwise (nothing done), or if the
+ * host refused. The one place that knows how guest memory is backed:
+ * anonymous memory takes MADV_DONTNEED. */
+int gm_discard(const struct guest_mem *gm, uint64_t gpa, uint64_t len);
 /* End of the RAM below the MMIO gap. */
 uint64_t gm_lowmem_end(const struct guest_mem *gm);
 uint64_t gm_total(const struct guest_mem *gm);

@@ -70,6 +70,9 @@ static struct seccomp_rule vmm_rules[] = {
 	ANY(preadv), ANY(pwritev), ANY(fdatasync), ANY(fsync), ANY(readv), ANY(writev),
 	FCNTL(F_GETFL), FCNTL(F_SETFL), FCNTL(F_GETFD), FCNTL(F_GETPIPE_SZ),
 	IOCTL(FIONREAD), /* metrics FIFO: room left */
+	/* An out_queue writer (console, stderr) waiting for room on a
+	 * non-blocking fd: PUT /serial's file is opened O_NONBLOCK. */
+	ANY(poll), ANY(ppoll),
 	/* The event loop and its fds. */
 	ANY(epoll_create1), ANY(epoll_ctl), ANY(epoll_wait), ANY(epoll_pwait), ANY(eventfd2),
 	ANY(timerfd_create), ANY(timerfd_settime), ANY(timerfd_gettime),

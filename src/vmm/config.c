@@ -27,6 +27,7 @@ void config_free(struct vmm_config *c)
 {
 	boot_source_free(&c->boot_source);
 	logger_config_free(&c->logger);
+	free(c->serial_out_path);
 	metrics_config_free(&c->metrics);
 	mmds_config_free(&c->mmds);
 	for (size_t i = 0; i < c->nr_net; i++)
@@ -43,6 +44,29 @@ void logger_config_free(struct logger_config *l)
 	free(l->log_path);
 	free(l->module);
 	memset(l, 0, sizeof(*l));
+}
+
+int config_parse_serial(json_t *j, char **path, ember_err *e)
+{
+	struct {
+		const char *serial_out_path;
+		json_t *rate_limiter;
+	} v;
+	static const struct jfield f[] = {
+		JFIELD(__typeof__(v), serial_out_path, JF_STRING, false),
+		JFIELD(__typeof__(v), rate_limiter, JF_OBJECT, false),
+	};
+	if (json_strict_parse("serial", j, f, 2, &v, e))
+		return -1;
+	/* Never a 2xx for a limit that would not be applied. */
+	if (v.rate_limiter)
+		return err_set(e, "serial: rate_limiter is not supported by Ember yet");
+	if (v.serial_out_path && !*v.serial_out_path)
+		return err_set(e, "serial: serial_out_path is empty");
+	*path = dup_opt(v.serial_out_path);
+	if (v.serial_out_path && !*path)
+		return err_set(e, "serial: out of memory");
+	return 0;
 }
 
 int config_parse_logger(json_t *j, struct logger_config *out, ember_err *e)
@@ -196,6 +220,17 @@ int config_put_device(struct vmm_config *c, const struct device_ops *ops, void *
 	return 0;
 }
 
+int config_check_devices_mem(const struct vmm_config *c, uint64_t mem_size_mib, bool mem_changed,
+			     ember_err *e)
+{
+	for (size_t i = 0; i < c->nr_devices; i++) {
+		const struct device_config_ops *o = c->devices[i].ops->config;
+		if (o->check_mem && o->check_mem(c->devices[i].cfg, mem_size_mib, mem_changed, e))
+			return -1;
+	}
+	return 0;
+}
+
 static int mmds_check_ifaces(const struct vmm_config *c, ember_err *e)
 {
 	const char *ids[MAX_NET_IFACES];
@@ -333,7 +368,7 @@ int config_update_machine(struct vmm_config *c, const struct machine_patch *p, e
 	/* SMT makes vCPUs pairs of threads: one vCPU, or an even number. */
 	if (m.smt && m.vcpu_count > 1 && m.vcpu_count % 2)
 		return err_set(e, VCPU_COUNT_RULE);
-	if (config_check_machine(&m, e))
+	if (config_check_machine(&m, e) || config_check_devices_mem(c, m.mem_size_mib, true, e))
 		return -1;
 	c->machine = m;
 	if (p->has_cpu_template) { /* "None" too: Firecracker drops a custom one */
@@ -396,7 +431,7 @@ json_t *config_boot_source_json(const struct boot_source_config *b)
  * they are refused by name rather than silently ignored. Empty device lists
  * are accepted, since many configs carry them. */
 static const char *const not_yet[] = {
-	"balloon", "memory-hotplug", "serial", "pmem",
+	"memory-hotplug", "serial", "pmem",
 };
 
 static int parse_drive_list(json_t *list, struct vmm_config *out, ember_err *e)
@@ -519,8 +554,11 @@ int config_parse_text(const char *text, size_t len, struct vmm_config *out, embe
 		err_set(e, "config: \"boot-source\" is missing");
 		goto out;
 	}
+	/* Firecracker applies machine-config before the devices, whatever
+	 * the order of the file. */
 	if ((out->has_mmds && mmds_check_ifaces(out, e)) ||
-	    config_check_device_count(out, false, e))
+	    config_check_device_count(out, false, e) ||
+	    config_check_devices_mem(out, out->machine.mem_size_mib, false, e))
 		goto out;
 	if (custom) { /* after machine-config, whatever the order, as Firecracker */
 		config_set_cpu_custom(out, custom);

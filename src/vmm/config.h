@@ -100,6 +100,10 @@ struct vmm_config {
 	/* At most one device of each such kind. */
 	struct device_config devices[MAX_VIRTIO_DEVICES];
 	size_t nr_devices;
+	/* PUT /serial: the guest's console goes to this file instead of
+	 * stdout (NULL: stdout). API only, as Firecracker (no config-file
+	 * section, not in GET /vm/config). */
+	char *serial_out_path;
 };
 
 void config_init(struct vmm_config *c);
@@ -130,6 +134,8 @@ const char *huge_pages_name(enum huge_pages h);
 /* JSON views, for GET /machine-config and GET /vm/config. */
 json_t *config_machine_json(const struct machine_config *m);
 json_t *config_boot_source_json(const struct boot_source_config *b);
+/* Firecracker's SerialDevice object: *path is NULL or a new string. */
+int config_parse_serial(json_t *j, char **path, ember_err *e);
 int config_parse_logger(json_t *j, struct logger_config *out, ember_err *e);
 void logger_config_free(struct logger_config *l);
 json_t *config_logger_json(const struct logger_config *l);
@@ -146,6 +152,10 @@ int config_put_net(struct vmm_config *c, struct net_config *n, ember_err *e);
 struct device_config *config_find_device(struct vmm_config *c, const struct device_ops *ops);
 /* Adds or replaces the device of kind ops, taking cfg (freed on failure). */
 int config_put_device(struct vmm_config *c, const struct device_ops *ops, void *cfg, ember_err *e);
+/* -1 and e set (the kind's message) if a device of the config does not fit
+ * a VM of mem_size_mib (device_config_ops.check_mem). */
+int config_check_devices_mem(const struct vmm_config *c, uint64_t mem_size_mib, bool mem_changed,
+			     ember_err *e);
 /* -1 and e set if the config has (with one more device, if adding) more
  * virtio devices than MAX_VIRTIO_DEVICES. */
 int config_check_device_count(const struct vmm_config *c, bool adding, ember_err *e);

@@ -1,6 +1,7 @@
 #include "vmm/controller.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -80,7 +81,7 @@ int controller_init(struct controller *c, const struct vmm_options *opt, const c
 		    ember_err *e)
 {
 	memset(c, 0, sizeof(*c));
-	c->signal_fd = c->metrics_timer_fd = -1;
+	c->signal_fd = c->metrics_timer_fd = c->serial_out_fd = -1;
 	c->opt = *opt;
 	c->chan = chan;
 	c->metrics = metrics;
@@ -130,10 +131,32 @@ int controller_set_config(struct controller *c, struct vmm_config *cfg, ember_er
 	return 0;
 }
 
+/* PUT /serial's file, opened at InstanceStart as Firecracker does: created
+ * if absent, neither truncated nor appended to, O_NONBLOCK so a FIFO with
+ * no reader never stops the VMM thread (the console's out_queue writer
+ * waits for room). The guest's input then comes from nowhere, as in
+ * Firecracker. The fd stays open until the process ends: a writer thread
+ * out_queue_destroy left behind may still be using it, and a closed and
+ * reused number would get the console's bytes. */
+static int open_serial_out(struct controller *c, ember_err *e)
+{
+	if (!c->cfg.serial_out_path || c->serial_out_fd >= 0)
+		return 0;
+	int fd = open(c->cfg.serial_out_path, O_RDWR | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0666);
+	if (fd < 0)
+		return err_set(e, "Error creating the serial device: %s (os error %d): "
+				  "serial_out_path %s", strerror(errno), errno,
+			       c->cfg.serial_out_path);
+	c->serial_out_fd = fd;
+	c->opt.console_out = fd;
+	c->opt.console_in = -1;
+	return 0;
+}
+
 int controller_start_vm(struct controller *c, ember_err *e)
 {
 	e->msg[0] = 0;
-	if (vmm_build(&c->vm, &c->cfg, &c->opt, e))
+	if (open_serial_out(c, e) || vmm_build(&c->vm, &c->cfg, &c->opt, e))
 		return -1;
 	if (vmm_start(&c->vm, e) ||
 	    event_loop_add(&c->loop, vmm_event_fd(&c->vm), EPOLLIN, on_vm_event, c)) {

@@ -21,6 +21,7 @@ struct controller {
 	struct event_loop loop;
 	int signal_fd;
 	int metrics_timer_fd;
+	int serial_out_fd; /* PUT /serial's file once opened, or -1 */
 	struct vmm_channel *chan; /* NULL with --no-api */
 	struct vmm_config cfg;
 	struct vmm_options opt;

@@ -37,7 +37,6 @@ static json_t *vm_config_json(struct controller *c)
 {
 	bool started = c->state != VM_NOT_STARTED;
 	json_t *j = json_object();
-	json_object_set_new(j, "balloon", json_null());
 	json_object_set_new(j, "drives", started ? virtio_devs_json(&c->vm.virtio, &block_device_ops)
 						  : drive_list_json(&c->cfg.drives));
 	if (c->cfg.has_boot_source)
@@ -66,7 +65,13 @@ static json_t *vm_config_json(struct controller *c)
 		if (!dc)
 			continue;
 		struct device_config *d = config_find_device(&c->cfg, device_kinds[i]);
-		json_object_set_new(j, dc->key, d ? dc->to_json(d->cfg) : json_null());
+		json_t *live = NULL;
+		if (started && d) { /* its config as it is now (PATCH /balloon) */
+			json_t *a = virtio_devs_json(&c->vm.virtio, device_kinds[i]);
+			live = json_incref(json_array_get(a, 0));
+			json_decref(a);
+		}
+		json_object_set_new(j, dc->key, live ? live : d ? dc->to_json(d->cfg) : json_null());
 	}
 	static const char *const absent[] = {"memory-hotplug"};
 	for (size_t i = 0; i < sizeof(absent) / sizeof(absent[0]); i++)
@@ -176,12 +181,33 @@ static int patch_device(struct controller *c, const struct device_ops *ops, cons
 	return virtio_slot_patch(s, patch, e);
 }
 
+/* A kind's own request (GET /balloon/statistics, ...): on its config before
+ * InstanceStart, on the device after. */
+static void device_request(struct controller *c, struct vmm_request *q, struct vmm_response *r)
+{
+	ember_err e = {{0}};
+	json_t *out = NULL;
+	int rc;
+	if (c->state == VM_NOT_STARTED) {
+		struct device_config *d = config_find_device(&c->cfg, q->device_ops);
+		rc = q->device_req->run_config(d ? d->cfg : NULL, q->device_arg, &out, &e);
+	} else {
+		struct virtio_slot *s = virtio_devs_find_kind(&c->vm.virtio, q->device_ops);
+		rc = virtio_slot_request(s, q->device_req, q->device_arg, &out, &e);
+	}
+	if (rc)
+		vmm_response_fault(r, 400, "%s", e.msg);
+	else if (out)
+		vmm_response_json(r, 200, out);
+}
+
 void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_response *r)
 {
 	ember_err e = {{0}};
 	bool started = c->state != VM_NOT_STARTED;
 	*r = (struct vmm_response){.status = 204};
-	unsigned when = api_request_when(q->kind);
+	unsigned when = q->kind == REQ_DEVICE_REQUEST ? q->device_req->when
+						     : api_request_when(q->kind);
 	if (started && (q->kind == REQ_PUT_DRIVE || q->kind == REQ_PUT_NET)) {
 		vmm_response_fault(r, 400, ERR_NO_HOTPLUG);
 		return;
@@ -251,6 +277,11 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 		else
 			merge_logger(&c->cfg, &q->logger);
 		break;
+	case REQ_PUT_SERIAL:
+		free(c->cfg.serial_out_path);
+		c->cfg.serial_out_path = q->serial_out_path;
+		q->serial_out_path = NULL;
+		break;
 	case REQ_PUT_METRICS:
 		if (c->cfg.has_metrics) {
 			vmm_response_fault(r, 400, ERR_METRICS_INIT "Reinitialization of metrics "
@@ -316,9 +347,18 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 			vmm_response_fault(r, 400, "%s", e.msg);
 		break;
 	case REQ_PUT_DEVICE:
+		if (q->device_ops->config->check_mem &&
+		    q->device_ops->config->check_mem(q->device_cfg, c->cfg.machine.mem_size_mib,
+						     false, &e)) {
+			vmm_response_fault(r, 400, "%s", e.msg);
+			break;
+		}
 		if (config_put_device(&c->cfg, q->device_ops, q->device_cfg, &e))
 			vmm_response_fault(r, 400, "%s", e.msg);
 		q->device_cfg = NULL; /* taken, or freed */
+		break;
+	case REQ_DEVICE_REQUEST:
+		device_request(c, q, r);
 		break;
 	case REQ_PUT_DRIVE:
 		if (config_check_device_count(&c->cfg, !drive_list_find(&c->cfg.drives,

@@ -12,6 +12,11 @@ void vmm_request_free(struct vmm_request *r)
 {
 	boot_source_free(&r->boot_source);
 	logger_config_free(&r->logger);
+	free(r->serial_out_path);
+	r->serial_out_path = NULL;
+	if (r->device_req && r->device_req->free_arg)
+		r->device_req->free_arg(r->device_arg);
+	r->device_arg = NULL;
 	metrics_config_free(&r->metrics);
 	json_decref(r->mmds_data);
 	r->mmds_data = NULL;

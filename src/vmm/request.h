@@ -33,6 +33,8 @@ enum vmm_req_kind {
 	REQ_PATCH_NET,
 	REQ_PUT_DRIVE,
 	REQ_PATCH_DRIVE,
+	REQ_PUT_SERIAL,
+	REQ_DEVICE_REQUEST, /* a kind's own request (device_config_ops.requests) */
 	REQ_PUT_DEVICE, /* PUT /<key> of a kind with its own config (device_ops.config) */
 	REQ_PUT_CPU_CONFIG,
 };
@@ -56,8 +58,11 @@ struct vmm_request {
 	struct net_patch net_patch;
 	struct drive_config drive;
 	struct drive_patch drive_patch;
+	char *serial_out_path; /* PUT /serial */
 	const struct device_ops *device_ops; /* REQ_PUT_DEVICE: the kind */
 	void *device_cfg;		     /* and its config, owned */
+	const struct device_request *device_req; /* REQ_DEVICE_REQUEST */
+	void *device_arg;			 /* and its parsed body, owned */
 };
 
 struct vmm_response {

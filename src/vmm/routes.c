@@ -113,6 +113,11 @@ static int parse_logger(json_t *j, struct vmm_request *r, ember_err *e)
 	return config_parse_logger(j, &r->logger, e);
 }
 
+static int parse_serial(json_t *j, struct vmm_request *r, ember_err *e)
+{
+	return config_parse_serial(j, &r->serial_out_path, e);
+}
+
 static int parse_metrics(json_t *j, struct vmm_request *r, ember_err *e)
 {
 	return metrics_config_parse(j, &r->metrics, e);
@@ -176,71 +181,67 @@ static const char *net_patch_id(const struct vmm_request *r)
 
 static const struct api_route routes[] = {
 	/* method, path, id, kind, body, parse, body id, when, count, fails,
-	 * missing feature, device kind */
+	 * missing feature, device kind, its request */
 	{API_GET, "/", false, REQ_GET_INFO, BODY_NONE, NULL, NULL, ALWAYS,
-	 G(instance_info_count), NONE, NULL, NULL},
+	 G(instance_info_count), NONE, NULL, NULL, NULL},
 	{API_GET, "/version", false, REQ_GET_VERSION, BODY_NONE, NULL, NULL, ALWAYS,
-	 G(vmm_version_count), NONE, NULL, NULL},
+	 G(vmm_version_count), NONE, NULL, NULL, NULL},
 	{API_GET, "/vm/config", false, REQ_GET_VM_CONFIG, BODY_NONE, NULL, NULL, ALWAYS, NONE, NONE,
-	 NULL, NULL},
+	 NULL, NULL, NULL},
 	{API_GET, "/machine-config", false, REQ_GET_MACHINE_CONFIG, BODY_NONE, NULL, NULL, ALWAYS,
-	 G(machine_cfg_count), NONE, NULL, NULL},
+	 G(machine_cfg_count), NONE, NULL, NULL, NULL},
 	{API_PUT, "/machine-config", false, REQ_PUT_MACHINE_CONFIG, BODY_JSON, parse_machine, NULL,
-	 BEFORE, P(machine_cfg_count), P(machine_cfg_fails), NULL, NULL},
+	 BEFORE, P(machine_cfg_count), P(machine_cfg_fails), NULL, NULL, NULL},
 	{API_PATCH, "/machine-config", false, REQ_PATCH_MACHINE_CONFIG, BODY_JSON,
-	 parse_machine_patch, NULL, BEFORE, A(machine_cfg_count), A(machine_cfg_fails), NULL, NULL},
+	 parse_machine_patch, NULL, BEFORE, A(machine_cfg_count), A(machine_cfg_fails), NULL, NULL, NULL},
 	{API_PUT, "/cpu-config", false, REQ_PUT_CPU_CONFIG, BODY_JSON, parse_cpu_config, NULL,
-	 BEFORE, P(cpu_cfg_count), P(cpu_cfg_fails), NULL, NULL},
+	 BEFORE, P(cpu_cfg_count), P(cpu_cfg_fails), NULL, NULL, NULL},
 	{API_PUT, "/boot-source", false, REQ_PUT_BOOT_SOURCE, BODY_JSON, parse_boot_source, NULL,
-	 BEFORE, P(boot_source_count), P(boot_source_fails), NULL, NULL},
+	 BEFORE, P(boot_source_count), P(boot_source_fails), NULL, NULL, NULL},
 	/* The kind, and when it may run, depend on the action (actions[]). */
 	{API_PUT, "/actions", false, REQ_INSTANCE_START, BODY_JSON, parse_action, NULL, ALWAYS,
-	 P(actions_count), P(actions_fails), NULL, NULL},
+	 P(actions_count), P(actions_fails), NULL, NULL, NULL},
 	{API_PATCH, "/vm", false, REQ_PAUSE, BODY_JSON, parse_vm_state, NULL, ALWAYS, NONE, NONE,
-	 NULL, NULL},
+	 NULL, NULL, NULL},
 	{API_PUT, "/logger", false, REQ_PUT_LOGGER, BODY_JSON, parse_logger, NULL, BEFORE,
-	 P(logger_count), P(logger_fails), NULL, NULL},
+	 P(logger_count), P(logger_fails), NULL, NULL, NULL},
 	{API_PUT, "/metrics", false, REQ_PUT_METRICS, BODY_JSON, parse_metrics, NULL, BEFORE,
-	 P(metrics_count), P(metrics_fails), NULL, NULL},
+	 P(metrics_count), P(metrics_fails), NULL, NULL, NULL},
+	{API_PUT, "/serial", false, REQ_PUT_SERIAL, BODY_JSON, parse_serial, NULL, BEFORE,
+	 P(serial_count), P(serial_fails), NULL, NULL, NULL},
 	{API_GET, "/mmds", false, REQ_GET_MMDS, BODY_NONE, NULL, NULL, ALWAYS, G(mmds_count), NONE,
-	 NULL, NULL},
+	 NULL, NULL, NULL},
 	{API_PUT, "/mmds", false, REQ_PUT_MMDS, BODY_MMDS, NULL, NULL, ALWAYS, P(mmds_count),
-	 P(mmds_fails), NULL, NULL},
+	 P(mmds_fails), NULL, NULL, NULL},
 	{API_PATCH, "/mmds", false, REQ_PATCH_MMDS, BODY_MMDS, NULL, NULL, ALWAYS, A(mmds_count),
-	 A(mmds_fails), NULL, NULL},
+	 A(mmds_fails), NULL, NULL, NULL},
 	{API_PUT, "/mmds/config", false, REQ_PUT_MMDS_CONFIG, BODY_JSON, parse_mmds_config, NULL,
-	 BEFORE, P(mmds_count), P(mmds_fails), NULL, NULL},
+	 BEFORE, P(mmds_count), P(mmds_fails), NULL, NULL, NULL},
 	{API_PUT, "/drives", true, REQ_PUT_DRIVE, BODY_JSON, parse_drive, drive_id, BEFORE,
-	 P(drive_count), P(drive_fails), NULL, NULL},
+	 P(drive_count), P(drive_fails), NULL, NULL, NULL},
 	{API_PATCH, "/drives", true, REQ_PATCH_DRIVE, BODY_JSON, parse_drive_patch, drive_patch_id,
-	 AFTER, A(drive_count), A(drive_fails), NULL, NULL},
+	 AFTER, A(drive_count), A(drive_fails), NULL, NULL, NULL},
 	{API_PUT, "/network-interfaces", true, REQ_PUT_NET, BODY_JSON, parse_net, net_id, BEFORE,
-	 P(network_count), P(network_fails), NULL, NULL},
+	 P(network_count), P(network_fails), NULL, NULL, NULL},
 	{API_PATCH, "/network-interfaces", true, REQ_PATCH_NET, BODY_JSON, parse_net_patch,
-	 net_patch_id, AFTER, A(network_count), A(network_fails), NULL, NULL},
+	 net_patch_id, AFTER, A(network_count), A(network_fails), NULL, NULL, NULL},
 
 	/* Firecracker's resources Ember does not serve yet: answered with a
 	 * 400 naming the feature, never a 2xx for something that will not
 	 * happen. Counted where Firecracker counts them. */
 	{API_PUT, "/pmem", false, 0, BODY_NONE, NULL, NULL, 0, P(pmem_count), P(pmem_fails),
-	 "pmem devices are", NULL},
-	{API_PUT, "/serial", false, 0, BODY_NONE, NULL, NULL, 0, P(serial_count), P(serial_fails),
-	 "serial configuration over the API is", NULL},
+	 "pmem devices are", NULL, NULL},
 	{API_GET, "/hotplug", false, 0, BODY_NONE, NULL, NULL, 0, G(hotplug_memory_count), NONE,
-	 "memory hotplug is", NULL},
+	 "memory hotplug is", NULL, NULL},
 	{API_PUT, "/hotplug", false, 0, BODY_NONE, NULL, NULL, 0, P(hotplug_memory_count),
-	 P(hotplug_memory_fails), "memory hotplug is", NULL},
+	 P(hotplug_memory_fails), "memory hotplug is", NULL, NULL},
 	{API_PATCH, "/hotplug", false, 0, BODY_NONE, NULL, NULL, 0, A(hotplug_memory_count),
-	 A(hotplug_memory_fails), "memory hotplug is", NULL},
-	{API_OTHER, "/balloon", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE,
-	 "the balloon device is", NULL},
-	{API_OTHER, "/pmem", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE, "pmem devices are", NULL},
-	{API_OTHER, "/serial", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE,
-	 "serial configuration over the API is", NULL},
+	 A(hotplug_memory_fails), "memory hotplug is", NULL, NULL},
+	{API_OTHER, "/pmem", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE, "pmem devices are", NULL, NULL},
 	{API_OTHER, "/hotplug", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE,
-	 "memory hotplug is", NULL},
+	 "memory hotplug is", NULL, NULL},
 	{API_OTHER, "/snapshot", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE,
-	 "snapshots are", NULL},
+	 "snapshots are", NULL, NULL},
 };
 
 /* ---- Routes of device kinds with their own config (device_ops.config) ---- */
@@ -270,24 +271,50 @@ static size_t put_counter(const char *key, const char *suffix)
 	return NONE;
 }
 
-static struct api_route device_routes[MAX_VIRTIO_DEVICES];
+/* A kind's own request: its parser makes the argument (api_parse has set
+ * req->device_req from the route). */
+static int parse_device_request(json_t *j, struct vmm_request *r, ember_err *e)
+{
+	return r->device_req->parse ? r->device_req->parse(j, &r->device_arg, e) : 0;
+}
+
+_Static_assert(DEVICE_BEFORE_START == ROUTE_BEFORE_START &&
+		       DEVICE_AFTER_START == ROUTE_AFTER_START,
+	       "device requests say when they run with the routes' bits");
+
+#define MAX_DEVICE_ROUTES 64
+static struct api_route device_routes[MAX_DEVICE_ROUTES];
+static char device_paths[MAX_DEVICE_ROUTES][64];
 static pthread_once_t device_routes_once = PTHREAD_ONCE_INIT;
 
 static void make_device_routes(void)
 {
 	size_t n = 0;
-	for (size_t i = 0; device_kinds[i] && n < MAX_VIRTIO_DEVICES; i++) {
+	for (size_t i = 0; device_kinds[i]; i++) {
 		const struct device_config_ops *c = device_kinds[i]->config;
-		if (!c)
+		if (!c || n == MAX_DEVICE_ROUTES)
 			continue;
-		static char paths[MAX_VIRTIO_DEVICES][64];
-		snprintf(paths[n], sizeof(paths[n]), "/%s", c->key);
+		snprintf(device_paths[n], sizeof(device_paths[n]), "/%s", c->key);
 		device_routes[n] = (struct api_route){
-			.method = API_PUT, .path = paths[n], .kind = REQ_PUT_DEVICE,
+			.method = API_PUT, .path = device_paths[n], .kind = REQ_PUT_DEVICE,
 			.body = BODY_JSON, .parse = parse_device, .when = BEFORE,
 			.count = put_counter(c->key, "count"), .fails = put_counter(c->key, "fails"),
 			.device = device_kinds[i]};
 		n++;
+		for (const struct device_request *q = c->requests; q && q->method; q++) {
+			if (n == MAX_DEVICE_ROUTES)
+				break;
+			snprintf(device_paths[n], sizeof(device_paths[n]), "/%s%s", c->key, q->path);
+			device_routes[n] = (struct api_route){
+				.method = api_method_parse(q->method), .path = device_paths[n],
+				.kind = REQ_DEVICE_REQUEST,
+				.body = q->body == DEVICE_BODY_JSON	    ? BODY_JSON
+					: q->body == DEVICE_BODY_OPTIONAL ? BODY_JSON_OPTIONAL
+									  : BODY_NONE,
+				.parse = parse_device_request, .when = q->when, .count = NONE,
+				.fails = NONE, .device = device_kinds[i], .device_req = q};
+			n++;
+		}
 	}
 }
 

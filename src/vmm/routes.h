@@ -28,6 +28,7 @@ enum api_method { API_GET, API_PUT, API_PATCH, API_OTHER };
 enum route_body {
 	BODY_NONE, /* no body is read */
 	BODY_JSON, /* a JSON object, read by parse */
+	BODY_JSON_OPTIONAL, /* the same, or no body (parse gets NULL) */
 	BODY_MMDS, /* any JSON value, kept the MMDS store's way (mmds/json.h) */
 };
 
@@ -47,8 +48,10 @@ struct api_route {
 	/* Not served yet: the feature it would need, with its verb ("the
 	 * balloon device is"); the route matches its path and anything below. */
 	const char *missing;
-	/* PUT /<key> of a device kind with its own config section. */
+	/* PUT /<key> of a device kind with its own config section, and that
+	 * kind's own requests (device_req). */
 	const struct device_ops *device;
+	const struct device_request *device_req;
 };
 
 enum api_method api_method_parse(const char *method);
@@ -59,7 +62,8 @@ const struct api_route *api_route_find(enum api_method method, const char *path,
 /* A route for this path under some method, to tell a wrong method from an
  * unknown path; NULL if none. */
 const struct api_route *api_route_any(const char *path);
-/* ROUTE_BEFORE_START and/or ROUTE_AFTER_START for a request kind. */
+/* ROUTE_BEFORE_START and/or ROUTE_AFTER_START for a request kind (a
+ * REQ_DEVICE_REQUEST's is its device_req->when). */
 unsigned api_request_when(enum vmm_req_kind kind);
 
 #endif

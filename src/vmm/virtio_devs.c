@@ -201,6 +201,25 @@ struct virtio_slot *virtio_devs_find(struct virtio_devs *d, const struct device_
 	return NULL;
 }
 
+struct virtio_slot *virtio_devs_find_kind(struct virtio_devs *d, const struct device_ops *ops)
+{
+	for (size_t i = 0; i < d->n; i++)
+		if (d->slot[i].ops == ops && d->slot[i].dev)
+			return &d->slot[i];
+	return NULL;
+}
+
+int virtio_slot_request(struct virtio_slot *s, const struct device_request *r, const void *arg,
+			json_t **out, ember_err *e)
+{
+	if (!s)
+		return r->run(NULL, arg, out, e);
+	pthread_mutex_lock(&s->lock);
+	int rc = r->run(s->dev, arg, out, e);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
 int virtio_slot_patch(struct virtio_slot *s, const void *patch, ember_err *e)
 {
 	if (!s->ops->patch)

@@ -64,6 +64,12 @@ int virtio_devs_add(struct virtio_devs *d, struct vm *vm, struct io_bus *mmio,
 /* The device of this kind and id, or NULL. */
 struct virtio_slot *virtio_devs_find(struct virtio_devs *d, const struct device_ops *ops,
 				     const char *id);
+/* The first device of this kind, or NULL. */
+struct virtio_slot *virtio_devs_find_kind(struct virtio_devs *d, const struct device_ops *ops);
+/* A kind's own request (device_request.run) on the device of slot s (NULL:
+ * the VM has none), under its lock. */
+int virtio_slot_request(struct virtio_slot *s, const struct device_request *r, const void *arg,
+			json_t **out, ember_err *e);
 /* ops->patch on the device, under its lock. */
 int virtio_slot_patch(struct virtio_slot *s, const void *patch, ember_err *e);
 /* GET /vm/config's list of this kind, from the live devices. */

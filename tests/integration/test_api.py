@@ -544,7 +544,7 @@ def test_features_not_yet_supported_are_named(api_vm, workdir):
     c = api_vm.client()
     before = configure(c, workdir)
     routes = _not_yet_routes()
-    assert len(routes) >= 15, f"expected the swagger's balloon, vsock, snapshot... routes, got {routes}"
+    assert len(routes) >= 5, f"expected the swagger's vsock, snapshot... routes, got {routes}"
     failures = Failures(api_vm)
     for method, path in routes:
         word = FEATURE_WORDS.get(path.strip("/").split("/")[0])

@@ -14,9 +14,10 @@ assume for Firecracker's.
 The expected statuses are Firecracker's answers to the same commands,
 literally: where a doc itself is broken (unescaped quotes, a missing comma,
 a trailing comma, a variable inside single quotes) Firecracker answers 400
-too, and so must Ember. Docs for features Ember does not have (balloon,
-pmem, memory hotplug, snapshots, CPU templates) do not
-apply; test_api.py checks that their routes are refused by name.
+too, and so must Ember. Docs for features Ember does not have (pmem,
+memory hotplug, snapshots) do not apply; test_api.py checks that their
+routes are refused by name. ballooning.md has `...` for every value its
+commands send (nothing to run as written); test_balloon.py covers its API.
 """
 
 from __future__ import annotations

@@ -67,9 +67,37 @@ static void when_rules(void **state)
 	assert_int_equal(req.kind, REQ_PUT_DEVICE);
 	assert_non_null(req.device_cfg);
 	vmm_request_free(&req);
+	/* A kind's own requests: GET /balloon/statistics after start only,
+	 * GET /balloon always, PATCH /balloon/hinting/start with or without a
+	 * body. */
 	r = api_route_find(API_GET, "/balloon/statistics", NULL);
 	assert_non_null(r);
-	assert_non_null(r->missing);
+	assert_null(r->missing);
+	assert_int_equal(r->kind, REQ_DEVICE_REQUEST);
+	assert_ptr_equal(r->device, &balloon_device_ops);
+	assert_int_equal(r->device_req->when, ROUTE_AFTER_START);
+	r = api_route_find(API_GET, "/balloon", NULL);
+	assert_non_null(r);
+	assert_int_equal(r->device_req->when, ROUTE_ALWAYS);
+	assert_null(api_route_find(API_GET, "/balloon/nope", NULL));
+	assert_int_equal(api_parse("PATCH", "/balloon/hinting/start", "", 0, &req, &resp), 0);
+	assert_int_equal(req.kind, REQ_DEVICE_REQUEST);
+	assert_true(*(bool *)req.device_arg);
+	vmm_request_free(&req);
+	assert_int_equal(api_parse("PATCH", "/balloon/hinting/start",
+				   "{\"acknowledge_on_stop\": false}", 30, &req, &resp), 0);
+	assert_false(*(bool *)req.device_arg);
+	vmm_request_free(&req);
+	assert_int_equal(api_parse("PATCH", "/balloon", "{\"amount_mib\": 64}", 18, &req, &resp),
+			 0);
+	assert_int_equal(*(uint32_t *)req.device_arg, 64);
+	vmm_request_free(&req);
+	assert_int_equal(api_parse("PUT", "/serial", "{\"serial_out_path\": \"/tmp/c\"}", 29,
+				   &req, &resp), 0);
+	assert_int_equal(req.kind, REQ_PUT_SERIAL);
+	assert_string_equal(req.serial_out_path, "/tmp/c");
+	assert_int_equal(api_request_when(REQ_PUT_SERIAL), ROUTE_BEFORE_START);
+	vmm_request_free(&req);
 }
 
 static void routes(void **state)
@@ -151,7 +179,14 @@ static void faults(void **state)
 	expect_fault("POST", "/actions", "{}", "Invalid request method and/or path");
 	expect_fault("PUT", "/drives/root", "{}", "drive_id");
 	expect_fault("PUT", "/drives/root", "{\"drive_id\": \"vda\", \"path_on_host\": \"/x\", \"is_root_device\": true}", "does not match");
-	expect_fault("PUT", "/balloon", "{}", "balloon");
+	expect_fault("PUT", "/balloon", "{}", "missing field `amount_mib`");
+	expect_fault("PUT", "/serial", "{\"serial_out_path\": \"\"}", "serial_out_path is empty");
+	expect_fault("PUT", "/serial", "{\"rate_limiter\": {}}", "rate_limiter is not supported");
+	expect_fault("PUT", "/serial", "{\"path\": \"x\"}", "unknown field `path`");
+	expect_fault("PATCH", "/balloon", "{\"amount_mib\": -1}", "amount_mib");
+	expect_fault("PATCH", "/balloon/statistics", "{}", "stats_polling_interval_s");
+	expect_fault("PATCH", "/balloon/hinting/start", "{\"ack\": 1}", "ack");
+	expect_fault("GET", "/balloon/hinting", NULL, "Invalid request method and/or path");
 	expect_fault("PUT", "/network-interfaces/eth0", "{}", "missing field `iface_id`");
 	expect_fault("PUT", "/network-interfaces/eth0",
 		     "{\"iface_id\": \"eth1\", \"host_dev_name\": \"tap0\"}",

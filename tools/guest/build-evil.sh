@@ -6,6 +6,7 @@
 #   bench/tcp-send.c    the bench's guest -> host TCP sender (bench/guest_io.py)
 #   evil/vsock-tool.c   AF_VSOCK echo server, client and bulk sender (test_vsock.py)
 #   evil/vsock-evil.c   a hostile virtio-vsock driver (test_vsock.py)
+#   evil/balloon-evil.c a hostile virtio-balloon driver (test_balloon.py)
 # All land in one cache directory, with a MANIFEST (each binary's sha256
 # and name). Prints the MANIFEST's path: the initramfs and rootfs builders
 # hash that file, so a change to any binary changes their keys; stage.sh
@@ -19,7 +20,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # Each program's source, under tools/guest: the hostile ones and the test
 # tools in evil/, the bench's own guest tools in bench/.
 srcs=("$here/evil/virtio-evil.c" "$here/evil/net-evil.c" "$here/evil/vsock-tool.c"
-	"$here/evil/vsock-evil.c" "$here/bench/tcp-send.c")
+	"$here/evil/vsock-evil.c" "$here/evil/balloon-evil.c" "$here/bench/tcp-send.c")
 progs=()
 for src in "${srcs[@]}"; do
 	p=${src##*/}

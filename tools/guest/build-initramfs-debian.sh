@@ -2,10 +2,11 @@
 # build-initramfs-debian.sh [KERNEL_DIR]: the busybox initramfs of
 # build-initramfs.sh plus what Debian's stock kernel needs to mount an ext4
 # root from a virtio-mmio disk: virtio_mmio, virtio_blk, crc32c_generic and
-# ext4, and the vsock transport (vsock, vmw_vsock_virtio_transport_common,
-# vmw_vsock_virtio_transport) with their dependencies, under /lib/modules/<version>/ with a modules.dep
-# (busybox modprobe resolves dependencies with it), and /etc/modules-load
-# naming them for init to load. KERNEL_DIR is the unpacked
+# ext4, virtio_balloon (test_balloon.py) and the vsock transport (vsock,
+# vmw_vsock_virtio_transport_common, vmw_vsock_virtio_transport) with their
+# dependencies, under /lib/modules/<version>/ with a modules.dep (busybox
+# modprobe resolves dependencies with it), and /etc/modules-load naming
+# them for init to load. KERNEL_DIR is the unpacked
 # linux-image-amd64 of debian-kernel.sh (run when not given).
 # Prints the path of initramfs-debian.cpio.gz: the base archive followed by a
 # second gzip'd cpio archive with the modules (the kernel unpacks both).
@@ -18,8 +19,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 # ext4 only soft-depends on crc32c ("pre: crypto-crc32c"), which busybox
 # modprobe does not follow; without it ext4 cannot mount a metadata_csum
 # file system (mkfs.ext4's default). The generic one works on every CPU.
-modules=(virtio_mmio virtio_blk crc32c_generic ext4 vsock vmw_vsock_virtio_transport_common
-	vmw_vsock_virtio_transport)
+modules=(virtio_mmio virtio_blk crc32c_generic ext4 virtio_balloon vsock
+	vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport)
 
 kdir=${1:-$("$here/debian-kernel.sh")}
 vmlinuz=("$kdir"/boot/vmlinuz-*)

@@ -32,7 +32,7 @@ done
 # which prints the path of their MANIFEST).
 evil=$(dirname "$("$here/build-evil.sh")")
 install -m 755 "$evil/virtio-evil" "$evil/net-evil" "$evil/tcp-send" "$evil/vsock-tool" \
-	"$evil/vsock-evil" usr/bin/
+	"$evil/vsock-evil" "$evil/balloon-evil" usr/bin/
 printf 'root:x:0:0:root:/root:/bin/sh\n' >etc/passwd
 printf 'root:x:0:\n' >etc/group
 printf 'ember\n' >etc/hostname
