@@ -28,6 +28,10 @@ struct guest_mem {
 /* Maps `size` bytes of anonymous memory and lays it out at guest physical 0,
  * split around the 32-bit MMIO gap [gap_start, 4 GiB). */
 int gm_create(struct guest_mem *gm, uint64_t size, uint64_t gap_start, ember_err *e);
+/* The same layout over a private (copy-on-write) mapping of fd's first
+ * `size` bytes: a snapshot's memory file, read by the guest on demand. */
+int gm_create_from_file(struct guest_mem *gm, int fd, uint64_t size, uint64_t gap_start,
+			ember_err *e);
 /* Lays out caller-provided host memory the same way (unit tests). */
 void gm_init_from(struct guest_mem *gm, uint8_t *host, uint64_t size, uint64_t gap_start);
 void gm_destroy(struct guest_mem *gm);

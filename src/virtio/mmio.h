@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "virtio/queue.h"
 #include "util/err.h"
 #include "guest/guest_mem.h"
@@ -176,6 +178,14 @@ void virtio_mmio_config_changed(struct virtio_mmio *m);
  * DEVICE_NEEDS_RESET and, once DRIVER_OK is set, tells the driver with a
  * configuration change interrupt (spec 2.1.2). */
 void virtio_mmio_needs_reset(struct virtio_mmio *m);
+
+/* Snapshot state of the transport and its queues (mmio_state.c): registers,
+ * negotiated features, each queue's rings and positions. restore checks
+ * every value (queue rings against guest memory) and, for an activated
+ * device, calls its activate op again; -1 leaves m unchanged unless the
+ * device refused activation (m is then not activated). */
+json_t *virtio_mmio_save(const struct virtio_mmio *m);
+int virtio_mmio_restore(struct virtio_mmio *m, json_t *state, ember_err *e);
 
 /* Writes the kernel command-line fragment
  * "virtio_mmio.device=<size>@<base>:<irq>" to buf. Returns its length, or -1
