@@ -56,48 +56,49 @@ static int set_fixed(int fd, unsigned long req, const char *name, json_t *o, siz
 	return rc;
 }
 
-struct msr_buf {
-	struct kvm_msrs m;
-	struct kvm_msr_entry ent[KVM_STATE_MAX_MSRS];
-};
+static struct kvm_msrs *msrs_alloc(void)
+{
+	return calloc(1, sizeof(struct kvm_msrs) + KVM_STATE_MAX_MSRS * sizeof(struct kvm_msr_entry));
+}
 
 /* MSRs KVM says it saves and restores (KVM_GET_MSR_INDEX_LIST); those a
  * read refuses on this vCPU are left out. */
 static int save_msrs(int kvm_fd, int vcpu_fd, json_t *o, ember_err *e)
 {
-	struct {
-		struct kvm_msr_list l;
-		uint32_t idx[KVM_STATE_MAX_MSRS];
-	} list = {.l.nmsrs = KVM_STATE_MAX_MSRS};
-	if (ioctl(kvm_fd, KVM_GET_MSR_INDEX_LIST, &list) < 0)
-		return err_set(e, "KVM_GET_MSR_INDEX_LIST: %s", strerror(errno));
-	size_t n = list.l.nmsrs;
-	struct msr_buf *batch = calloc(1, sizeof(*batch));
+	struct kvm_msr_list *list = calloc(1, sizeof(*list) + KVM_STATE_MAX_MSRS * sizeof(uint32_t));
+	struct kvm_msrs *batch = msrs_alloc();
 	struct kvm_msr_entry *kept = calloc(KVM_STATE_MAX_MSRS, sizeof(*kept));
 	int rc = 0;
 	size_t nkept = 0;
-	if (!batch || !kept) {
+	if (!list || !batch || !kept) {
 		rc = err_set(e, "out of memory");
 		goto out;
 	}
+	list->nmsrs = KVM_STATE_MAX_MSRS;
+	if (ioctl(kvm_fd, KVM_GET_MSR_INDEX_LIST, list) < 0) {
+		rc = err_set(e, "KVM_GET_MSR_INDEX_LIST: %s", strerror(errno));
+		goto out;
+	}
+	size_t n = list->nmsrs;
 	/* KVM_GET_MSRS stops at the first MSR it cannot read: keep what came
 	 * before it, skip it, and go on from the next. */
 	for (size_t i = 0; i < n;) {
 		size_t want = n - i;
 		for (size_t k = 0; k < want; k++)
-			batch->ent[k] = (struct kvm_msr_entry){.index = list.idx[i + k]};
-		batch->m.nmsrs = (uint32_t)want;
+			batch->entries[k] = (struct kvm_msr_entry){.index = list->indices[i + k]};
+		batch->nmsrs = (uint32_t)want;
 		int r = ioctl(vcpu_fd, KVM_GET_MSRS, batch);
 		if (r < 0) {
 			rc = err_set(e, "KVM_GET_MSRS: %s", strerror(errno));
 			goto out;
 		}
-		memcpy(&kept[nkept], batch->ent, (size_t)r * sizeof(*kept));
+		memcpy(&kept[nkept], batch->entries, (size_t)r * sizeof(*kept));
 		nkept += (size_t)r;
 		i += (size_t)r + ((size_t)r < want);
 	}
 	rc = put_blob(o, "msrs", kept, nkept * sizeof(*kept), e);
 out:
+	free(list);
 	free(batch);
 	free(kept);
 	return rc;
@@ -105,29 +106,34 @@ out:
 
 static int restore_msrs(int vcpu_fd, json_t *o, ember_err *e)
 {
-	struct msr_buf *b = calloc(1, sizeof(*b));
+	struct kvm_msrs *b = msrs_alloc();
 	if (!b)
 		return err_set(e, "out of memory");
 	size_t len;
-	int rc = blob_get_var(o, "msrs", b->ent, sizeof(b->ent), &len, e);
+	int rc = blob_get_var(o, "msrs", b->entries, KVM_STATE_MAX_MSRS * sizeof(b->entries[0]),
+			     &len, e);
 	if (!rc && len % sizeof(struct kvm_msr_entry))
 		rc = err_set(e, "msrs: %zu bytes, not a whole number of entries", len);
 	if (!rc) {
-		b->m.nmsrs = (uint32_t)(len / sizeof(struct kvm_msr_entry));
+		b->nmsrs = (uint32_t)(len / sizeof(struct kvm_msr_entry));
 		int r = ioctl(vcpu_fd, KVM_SET_MSRS, b);
 		if (r < 0)
 			rc = err_set(e, "KVM_SET_MSRS: %s", strerror(errno));
-		else if ((uint32_t)r < b->m.nmsrs)
-			rc = err_set(e, "KVM_SET_MSRS: MSR 0x%x refused", b->ent[r].index);
+		else if ((uint32_t)r < b->nmsrs)
+			rc = err_set(e, "KVM_SET_MSRS: MSR 0x%x refused", b->entries[r].index);
 	}
 	free(b);
 	return rc;
 }
 
-struct cpuid_buf {
-	struct kvm_cpuid2 c;
-	struct kvm_cpuid_entry2 ent[KVM_STATE_MAX_CPUID];
-};
+static struct kvm_cpuid2 *cpuid_alloc(void)
+{
+	struct kvm_cpuid2 *c =
+		calloc(1, sizeof(*c) + KVM_STATE_MAX_CPUID * sizeof(struct kvm_cpuid_entry2));
+	if (c)
+		c->nent = KVM_STATE_MAX_CPUID;
+	return c;
+}
 
 int kvm_vcpu_save(int kvm_fd, int vcpu_fd, json_t **out, ember_err *e)
 {
@@ -135,17 +141,16 @@ int kvm_vcpu_save(int kvm_fd, int vcpu_fd, json_t **out, ember_err *e)
 	*out = NULL;
 	if (!o)
 		return err_set(e, "out of memory");
-	struct cpuid_buf *cb = calloc(1, sizeof(*cb));
+	struct kvm_cpuid2 *cb = cpuid_alloc();
 	if (!cb) {
 		json_decref(o);
 		return err_set(e, "out of memory");
 	}
-	cb->c.nent = KVM_STATE_MAX_CPUID;
 	int rc = 0;
 	if (ioctl(vcpu_fd, KVM_GET_CPUID2, cb) < 0)
 		rc = err_set(e, "KVM_GET_CPUID2: %s", strerror(errno));
 	else
-		rc = put_blob(o, "cpuid", cb->ent, cb->c.nent * sizeof(cb->ent[0]), e);
+		rc = put_blob(o, "cpuid", cb->entries, cb->nent * sizeof(cb->entries[0]), e);
 	free(cb);
 #define X(name, type, get, set) \
 	if (!rc)                \
@@ -170,15 +175,16 @@ int kvm_vcpu_restore(int vcpu_fd, json_t *o, ember_err *e)
 {
 	if (!json_is_object(o))
 		return err_set(e, "vCPU state is not an object");
-	struct cpuid_buf *cb = calloc(1, sizeof(*cb));
+	struct kvm_cpuid2 *cb = cpuid_alloc();
 	if (!cb)
 		return err_set(e, "out of memory");
 	size_t len;
-	int rc = blob_get_var(o, "cpuid", cb->ent, sizeof(cb->ent), &len, e);
-	if (!rc && (len % sizeof(cb->ent[0]) || !len))
+	int rc = blob_get_var(o, "cpuid", cb->entries, KVM_STATE_MAX_CPUID * sizeof(cb->entries[0]),
+			     &len, e);
+	if (!rc && (len % sizeof(cb->entries[0]) || !len))
 		rc = err_set(e, "cpuid: %zu bytes, not a whole number of entries", len);
 	if (!rc) {
-		cb->c.nent = (uint32_t)(len / sizeof(cb->ent[0]));
+		cb->nent = (uint32_t)(len / sizeof(cb->entries[0]));
 		if (ioctl(vcpu_fd, KVM_SET_CPUID2, cb) < 0)
 			rc = err_set(e, "KVM_SET_CPUID2: %s", strerror(errno));
 	}
