@@ -25,6 +25,8 @@ SERVED = {
     "/metrics": ["put"],
     "/mmds": ["get", "put", "patch"],
     "/mmds/config": ["put"],
+    "/snapshot/create": ["put"],
+    "/snapshot/load": ["put"],
     "/network-interfaces/{iface_id}": ["put", "patch"],
     "/version": ["get"],
     "/vm": ["patch"],

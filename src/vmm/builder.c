@@ -20,6 +20,7 @@
 #include "arch/x86/loader.h"
 #include "util/log.h"
 #include "util/thread_stack.h"
+#include "vmm/snapshot.h"
 
 /* The kernel command line: the configured boot_args, then what Firecracker
  * appends: the root drive (root=...) and the virtio-mmio devices. */
@@ -264,11 +265,13 @@ static int create_and_load(struct vmm *m, const struct vmm_config *cfg, struct k
 	return 0;
 }
 
-int vmm_build(struct vmm *m, const struct vmm_config *cfg, const struct vmm_options *opt,
-	      ember_err *e)
+/* What every VM starts from: no devices, no fds, its eventfds. */
+static int init_vmm(struct vmm *m, const struct vmm_config *cfg, const struct vmm_options *opt,
+		    ember_err *e)
 {
 	memset(m, 0, sizeof(*m));
 	m->serial_irq_fd = m->kbd_irq_fd = -1;
+	m->vm.kvm_fd = m->vm.vm_fd = -1;
 	virtio_devs_init(&m->virtio);
 	m->console_in = opt->console_in;
 	for (unsigned i = 0; i < MAX_VCPUS; i++)
@@ -279,10 +282,38 @@ int vmm_build(struct vmm *m, const struct vmm_config *cfg, const struct vmm_opti
 	m->nr_vcpus = cfg->machine.vcpu_count;
 	m->exit_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	m->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (m->exit_fd < 0 || m->wake_fd < 0) {
-		err_set(e, "eventfd: %s", strerror(errno));
+	if (m->exit_fd < 0 || m->wake_fd < 0)
+		return err_set(e, "eventfd: %s", strerror(errno));
+	return 0;
+}
+
+int vmm_restore(struct vmm *m, const struct vmm_config *cfg, const struct vmm_options *opt,
+		int mem_fd, json_t *state, ember_err *e)
+{
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (init_vmm(m, cfg, opt, e) ||
+	    vm_map_memory_file(&m->vm, mem_fd, (uint64_t)cfg->machine.mem_size_mib << 20, e) ||
+	    vm_create_kvm(&m->vm, e) || add_devices(m, cfg, opt, e))
 		goto fail;
-	}
+	for (unsigned i = 0; i < m->nr_vcpus; i++)
+		if (vcpu_create(&m->vcpus[i], &m->vm, i, e))
+			goto fail;
+	if (vmm_restore_state(m, state, e))
+		goto fail;
+	LOG_I("VM restored: %u vCPUs, %u MiB in %.3f ms", m->nr_vcpus, cfg->machine.mem_size_mib,
+	      lap_ms(&t0));
+	return 0;
+fail:
+	vmm_destroy(m);
+	return -1;
+}
+
+int vmm_build(struct vmm *m, const struct vmm_config *cfg, const struct vmm_options *opt,
+	      ember_err *e)
+{
+	if (init_vmm(m, cfg, opt, e))
+		goto fail;
 	if (!cfg->has_boot_source) {
 		err_set(e, "no boot source: set boot-source before starting the VM");
 		goto fail;

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 
+#include "vmm/snapshot_params.h"
 #include "vmm/config.h"
 #include "util/err.h"
 
@@ -34,6 +35,8 @@ enum vmm_req_kind {
 	REQ_PUT_DRIVE,
 	REQ_PATCH_DRIVE,
 	REQ_PUT_DEVICE, /* PUT /<key> of a kind with its own config (device_ops.config) */
+	REQ_SNAPSHOT_CREATE,
+	REQ_SNAPSHOT_LOAD,
 };
 
 /* The parsed body of each kind; everything owned is freed with the request
@@ -53,6 +56,8 @@ struct vmm_request {
 	struct drive_patch drive_patch;
 	const struct device_ops *device_ops; /* REQ_PUT_DEVICE: the kind */
 	void *device_cfg;		     /* and its config, owned */
+	struct snapshot_create_params snapshot_create;
+	struct snapshot_load_params snapshot_load;
 };
 
 struct vmm_response {

@@ -155,6 +155,20 @@ static void *vcpu_thread(void *arg)
 		struct vcpu_pause *p = v->env->pause;
 		pthread_mutex_lock(&p->lock);
 		if (p->requested) {
+			pthread_mutex_unlock(&p->lock);
+			/* An I/O exit just handled is only finished (an IN's value
+			 * stored in the registers) by the next KVM_RUN: run with
+			 * immediate_exit so that a paused vCPU's state, as a
+			 * snapshot saves it, is complete. */
+			v->run->immediate_exit = 1;
+			int r = ioctl(v->fd, KVM_RUN, 0);
+			(void)r; /* EINTR, by design */
+			v->run->immediate_exit = 0;
+			pthread_mutex_lock(&p->lock);
+			if (!p->requested) {
+				pthread_mutex_unlock(&p->lock);
+				continue;
+			}
 			p->parked++;
 			pthread_cond_broadcast(&p->cond);
 			while (p->requested && !atomic_load(v->env->stop))

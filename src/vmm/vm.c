@@ -44,6 +44,13 @@ int vm_alloc_memory(struct vm *vm, uint64_t mem_bytes, ember_err *e)
 	return gm_create(&vm->mem, mem_bytes, X86_MMIO_GAP_START, e);
 }
 
+int vm_map_memory_file(struct vm *vm, int fd, uint64_t mem_bytes, ember_err *e)
+{
+	memset(vm, 0, sizeof(*vm));
+	vm->kvm_fd = vm->vm_fd = -1;
+	return gm_create_from_file(&vm->mem, fd, mem_bytes, X86_MMIO_GAP_START, e);
+}
+
 int vm_create_kvm(struct vm *vm, ember_err *e)
 {
 	if (open_kvm(vm, e))

@@ -23,6 +23,9 @@ int vm_create(struct vm *vm, uint64_t mem_bytes, ember_err *e);
  * is spent waiting in the kernel, not computing (bench/README.md, "Creation"). */
 int vm_alloc_memory(struct vm *vm, uint64_t mem_bytes, ember_err *e);
 int vm_create_kvm(struct vm *vm, ember_err *e);
+/* vm_alloc_memory for a restore: guest RAM is a private mapping of a
+ * snapshot's memory file (fd), laid out the same way. */
+int vm_map_memory_file(struct vm *vm, int fd, uint64_t mem_bytes, ember_err *e);
 void vm_destroy(struct vm *vm);
 /* Creates an eventfd whose writes inject an edge on `gsi`. */
 int vm_irqfd(struct vm *vm, unsigned gsi, ember_err *e);

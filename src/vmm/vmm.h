@@ -58,6 +58,12 @@ struct vmm {
  * configured vCPUs. On failure the partial VM is torn down. */
 int vmm_build(struct vmm *m, const struct vmm_config *cfg, const struct vmm_options *opt,
 	      ember_err *e);
+/* Rebuilds a VM from a snapshot: cfg is the config saved in it (with any
+ * overrides applied), mem_fd its memory file, state its state file's
+ * payload. The devices are created from cfg, then everything is set to the
+ * saved state; on failure the partial VM is torn down. */
+int vmm_restore(struct vmm *m, const struct vmm_config *cfg, const struct vmm_options *opt,
+		int mem_fd, json_t *state, ember_err *e);
 /* Starts the vCPUs (InstanceStart). The VM's own events are then served by
  * vmm_dispatch() whenever vmm_event_fd() (an epoll fd) is readable. */
 int vmm_start(struct vmm *m, ember_err *e);

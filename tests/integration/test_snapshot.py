@@ -1,0 +1,213 @@
+"""Snapshots (issue 14): PUT /snapshot/create on a paused VM, PUT
+/snapshot/load into fresh Embers (File memory backend), clones restored in
+parallel going on from where the VM stopped, block data intact, and every
+bad state file, memory file or order refused with a 400 that leaves the
+process able to load a good snapshot afterwards.
+
+The guest counts on its console, one line a second, each line with a hash
+of the first 16 KiB of its disk read after dropping its page cache: the
+clones must go on counting from the snapshot's count (not boot again) and
+read what was written before the snapshot.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import struct
+import threading
+import zlib
+
+import pytest
+
+from api_client import check_error, check_ok
+from ember_harness import BOOT_TIMEOUT, EXIT_TIMEOUT, STEP_TIMEOUT, describe_returncode, \
+    guest_boot_args
+
+MIB = 1024 * 1024
+COUNT = re.compile(r"EMBER-COUNT=(\d+):([0-9a-f]{16})")
+# The guest writes this to its disk before counting (and before the snapshot).
+DATA = "EMBER-SNAPSHOT-DATA-0123456789"
+
+
+def script_args(script: str) -> str:
+    code = base64.b64encode(script.encode()).decode()
+    return guest_boot_args("script", end="wait", extra=f"ember.script={code}")
+
+
+COUNTER = (f"echo {DATA} | dd of=/dev/vda conv=fsync 2>/dev/null; sync; i=0; "
+           "while true; do echo 3 > /proc/sys/vm/drop_caches; "
+           "h=$(dd if=/dev/vda bs=4096 count=4 2>/dev/null | sha256sum | cut -c1-16); "
+           "echo EMBER-COUNT=$i:$h; i=$((i+1)); sleep 1; done")
+
+
+def counts(proc) -> list[tuple[int, str]]:
+    return [(int(m.group(1)), m.group(2)) for line in proc.console_lines()
+            for m in [COUNT.search(line)] if m]
+
+
+def disk_hash(path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read(16384)).hexdigest()[:16]
+
+
+def boot_counter(api_ember, workdir, kernel, initramfs, disk):
+    vm = api_ember.start(sock=workdir / "src.sock")
+    c = vm.client()
+    check_ok(c.put("/boot-source", {"kernel_image_path": str(kernel), "initrd_path": str(initramfs),
+                                    "boot_args": script_args(COUNTER)}), 204)
+    check_ok(c.put("/machine-config", {"vcpu_count": 2, "mem_size_mib": 128}), 204)
+    check_ok(c.put("/drives/data", {"drive_id": "data", "path_on_host": str(disk),
+                                    "is_root_device": False, "is_read_only": False}), 204)
+    check_ok(c.put("/actions", {"action_type": "InstanceStart"}), 204, None, "InstanceStart")
+    vm.proc.expect(r"EMBER-COUNT=2:", BOOT_TIMEOUT + STEP_TIMEOUT)
+    return vm, c
+
+
+def load_body(snap, mem, **more) -> dict:
+    body = {"snapshot_path": str(snap),
+            "mem_backend": {"backend_type": "File", "backend_path": str(mem)}}
+    body.update(more)
+    return body
+
+
+def rewrite_state(src, dst, edit):
+    """Copies a state file with its JSON payload changed by edit(dict), with
+    both checksums made right again: only Ember's own checks can refuse it."""
+    raw = src.read_bytes()
+    payload = json.loads(raw[32:])
+    edit(payload)
+    body = json.dumps(payload).encode()
+    head = bytearray(raw[:32])
+    head[16:24] = struct.pack("<Q", len(body))
+    head[24:28] = struct.pack("<I", zlib.crc32(body))
+    head[28:32] = struct.pack("<I", zlib.crc32(bytes(head[:28])))
+    dst.write_bytes(bytes(head) + body)
+
+
+@pytest.mark.boot
+def test_clones_go_on_counting_with_their_disk(api_ember, workdir, kernel_vmlinux, initramfs):
+    disk = workdir / "data.img"
+    with open(disk, "wb") as f:
+        f.truncate(4 * MIB)
+    snap, mem = workdir / "vm.snap", workdir / "vm.mem"
+    vm, c = boot_counter(api_ember, workdir, kernel_vmlinux, initramfs, disk)
+
+    check_error(c.put("/snapshot/create", {"snapshot_path": str(snap),
+                                           "mem_file_path": str(mem)}),
+                "Create snapshot error", "running", context="create on a running VM")
+    assert not snap.exists() and not mem.exists()
+    check_ok(c.patch("/vm", {"state": "Paused"}), 204, None, "pause")
+    check_ok(c.put("/snapshot/create", {"snapshot_path": str(snap), "mem_file_path": str(mem)}),
+             204, None, "PUT /snapshot/create")
+    assert mem.stat().st_size == 128 * MIB
+    seen = counts(vm.proc)
+    last = seen[-1][0]
+    expected = disk_hash(disk)
+    assert all(h == expected for _, h in seen), (expected, seen)
+    vm.proc.kill()
+
+    # Two clones at once, each in a fresh Ember.
+    clones = [api_ember.start(sock=workdir / f"clone{i}.sock") for i in range(2)]
+    answers = [None, None]
+
+    def load(i):
+        answers[i] = clones[i].client().put("/snapshot/load", load_body(snap, mem,
+                                                                       resume_vm=True))
+    threads = [threading.Thread(target=load, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for clone, answer in zip(clones, answers):
+        check_ok(answer, 204, None, "PUT /snapshot/load")
+    for clone in clones:
+        clone.proc.expect(rf"EMBER-COUNT={last + 3}:", STEP_TIMEOUT)
+        got = counts(clone.proc)
+        assert got[0][0] in (last + 1, last + 2), clone.proc.report(
+            f"the clone's first count {got[0]}, the snapshot's last {last}")
+        assert [n for n, _ in got] == list(range(got[0][0], got[0][0] + len(got))), got
+        assert all(h == expected for _, h in got), clone.proc.report(f"disk hash {got}")
+        assert not any("EMBER-INIT" in line for line in clone.proc.console_lines()), \
+            clone.proc.report("the clone booted again")
+        info = check_ok(clone.client().get("/"), 200, "InstanceInfo")
+        assert info["state"] == "Running", info
+        cfg = check_ok(clone.client().get("/vm/config"), 200, "FullVmConfiguration")
+        assert cfg["machine-config"]["vcpu_count"] == 2 and cfg["drives"][0]["drive_id"] == "data"
+        # A clone pauses and resumes as any VM.
+        check_ok(clone.client().patch("/vm", {"state": "Paused"}), 204)
+        check_ok(clone.client().patch("/vm", {"state": "Resumed"}), 204)
+    for clone in clones:
+        clone.proc.proc.terminate()
+        rc = clone.proc.wait_exit(EXIT_TIMEOUT)
+        assert rc == 0, clone.proc.report(f"SIGTERM: {describe_returncode(rc)}")
+
+    # Bad inputs, each into one fresh Ember that must still load the good
+    # snapshot afterwards (nothing half-restored) and stay paused.
+    bad = workdir / "bad.snap"
+    raw = snap.read_bytes()
+    vm = api_ember.start(sock=workdir / "bad.sock")
+    c = vm.client()
+
+    def refused(body, *words, context):
+        check_error(c.put("/snapshot/load", body), "Load snapshot error", *words, context=context)
+        assert check_ok(c.get("/"), 200, "InstanceInfo")["state"] == "Not started", context
+
+    bad.write_bytes(raw[:len(raw) // 2])
+    refused(load_body(bad, mem), "truncated", context="truncated state file")
+    flipped = bytearray(raw)
+    flipped[len(raw) // 2] ^= 0x20
+    bad.write_bytes(bytes(flipped))
+    refused(load_body(bad, mem), "checksum", context="a flipped bit")
+    other = bytearray(raw)
+    other[8:12] = struct.pack("<I", 99)
+    other[28:32] = struct.pack("<I", zlib.crc32(bytes(other[:28])))
+    bad.write_bytes(bytes(other))
+    refused(load_body(bad, mem), "version 99", context="another format version")
+    rewrite_state(snap, bad, lambda p: p["vcpus"].pop())
+    refused(load_body(bad, mem), "vCPU", context="a snapshot of another vCPU count")
+    rewrite_state(snap, bad, lambda p: p["devices"][0]["transport"]["queues"][0]
+                  .update(desc="00f0ffffff000000", ready=True))
+    refused(load_body(bad, mem), "queue", context="a queue outside guest memory")
+    short = workdir / "short.mem"
+    with open(mem, "rb") as f, open(short, "wb") as g:
+        g.write(f.read(64 * MIB))
+    refused(load_body(snap, short), "memory file", context="a memory file of the wrong size")
+    refused(load_body(workdir / "missing.snap", mem), "missing.snap", context="no state file")
+    check_error(c.put("/snapshot/load", {"snapshot_path": str(snap)}), "mem_backend",
+                context="no memory backend")
+    check_ok(c.put("/snapshot/load", load_body(snap, mem)), 204, None, "the good snapshot")
+    assert check_ok(c.get("/"), 200, "InstanceInfo")["state"] == "Paused"
+    n = len(counts(vm.proc))
+    check_ok(c.patch("/vm", {"state": "Resumed"}), 204)
+    vm.proc.expect(rf"EMBER-COUNT={last + 2}:", STEP_TIMEOUT)
+    assert n == 0, "a VM loaded without resume_vm ran"
+    check_error(c.put("/snapshot/load", load_body(snap, mem)), "not supported after starting",
+                context="a second load")
+
+
+def test_load_after_configuration_is_refused(api_vm, workdir):
+    c = api_vm.client()
+    check_ok(c.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 128}), 204)
+    snap = workdir / "x.snap"
+    snap.write_bytes(b"")
+    check_error(c.put("/snapshot/load", load_body(snap, snap)), "Load snapshot error",
+                "not allowed after configuring boot-specific resources",
+                context="load after PUT /machine-config")
+
+
+def test_snapshot_bodies_are_checked(api_vm, workdir):
+    c = api_vm.client()
+    check_error(c.put("/snapshot/load", {"snapshot_path": "a", "mem_file_path": "b",
+                                         "mem_backend": {"backend_type": "File",
+                                                         "backend_path": "b"}}),
+                "too many fields", context="both memory fields")
+    check_error(c.put("/snapshot/load", load_body("a", "b", unknown=1)), "unknown",
+                context="an unknown field")
+    check_error(c.put("/snapshot/load", {"snapshot_path": "a", "mem_backend": {
+        "backend_type": "Disk", "backend_path": "b"}}), "Disk", context="a bad backend type")
+    check_error(c.put("/snapshot/create", {"snapshot_path": "a", "mem_file_path": "b"}),
+                "not supported before starting", context="create before boot")
+    assert check_ok(c.get("/"), 200, "InstanceInfo")["state"] == "Not started"
