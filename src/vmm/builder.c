@@ -240,6 +240,7 @@ static int create_and_load(struct vmm *m, const struct vmm_config *cfg, struct k
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	if (vm_alloc_memory(&m->vm, (uint64_t)cfg->machine.mem_size_mib << 20, e))
 		return -1;
+	m->vm.dirty_log = cfg->machine.track_dirty_pages;
 	if (cfg->machine.huge_pages == HUGE_PAGES_TRANSPARENT &&
 	    madvise(m->vm.mem.mapping, m->vm.mem.mapping_size, MADV_HUGEPAGE) < 0)
 		LOG_W("huge_pages Transparent: madvise: %s", strerror(errno));
@@ -293,8 +294,10 @@ int vmm_restore(struct vmm *m, const struct vmm_config *cfg, const struct vmm_op
 	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (init_vmm(m, cfg, opt, e) ||
-	    vm_map_memory_file(&m->vm, mem_fd, (uint64_t)cfg->machine.mem_size_mib << 20, e) ||
-	    vm_create_kvm(&m->vm, e) || add_devices(m, cfg, opt, e))
+	    vm_map_memory_file(&m->vm, mem_fd, (uint64_t)cfg->machine.mem_size_mib << 20, e))
+		goto fail;
+	m->vm.dirty_log = cfg->machine.track_dirty_pages;
+	if (vm_create_kvm(&m->vm, e) || add_devices(m, cfg, opt, e))
 		goto fail;
 	for (unsigned i = 0; i < m->nr_vcpus; i++)
 		if (vcpu_create(&m->vcpus[i], &m->vm, i, e))

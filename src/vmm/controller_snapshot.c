@@ -40,9 +40,10 @@ void controller_snapshot_create(struct controller *c, const struct snapshot_crea
 				   "microVM first)");
 		return;
 	}
-	if (p->type == SNAPSHOT_DIFF) {
-		vmm_response_fault(r, 400, ERR_CREATE "Diff snapshots are not supported by Ember "
-				   "yet");
+	bool diff = p->type == SNAPSHOT_DIFF;
+	if (diff && !c->cfg.machine.track_dirty_pages) {
+		vmm_response_fault(r, 400, ERR_CREATE "Cannot get dirty bitmap: diff snapshots need "
+				   "track_dirty_pages (machine-config, or snapshot load)");
 		return;
 	}
 	if (virtio_devs_snapshottable(&c->vm.virtio, &e)) {
@@ -57,17 +58,26 @@ void controller_snapshot_create(struct controller *c, const struct snapshot_crea
 	}
 	json_object_set_new(st, "config", saved_config(c));
 	json_object_set_new(st, "ember_version", json_string(EMBER_VERSION));
-	json_object_set_new(st, "snapshot_type", json_string("Full"));
-	/* Memory first: a state file names a complete snapshot. */
-	if (vmm_write_memory(&c->vm, p->mem_file_path, &e) ||
-	    snapshot_file_write(p->snapshot_path, st, &e))
+	json_object_set_new(st, "snapshot_type", json_string(diff ? "Diff" : "Full"));
+	/* Devices have finished their work (vmm_save_state): the dirty pages
+	 * now include all of it. Memory first: a state file names a complete
+	 * snapshot. After it, the next diff starts from here. */
+	struct dirty_map dm = {0};
+	if ((diff && dirty_collect(&c->vm.vm, &dm, &e)) ||
+	    vmm_write_memory(&c->vm, p->mem_file_path, diff ? &dm : NULL, &e) ||
+	    snapshot_file_write(p->snapshot_path, st, &e) ||
+	    (c->cfg.machine.track_dirty_pages && dirty_reset(&c->vm.vm, &e)))
 		vmm_response_fault(r, 400, ERR_CREATE "%s", e.msg);
+	dirty_map_free(&dm);
 	json_decref(st);
 	if (r->status < 300) {
 		uint64_t us = metrics_mono_us() - t0;
-		metric_set(&c->metrics->latencies_us.full_create_snapshot, us);
-		metric_set(&c->metrics->latencies_us.vmm_full_create_snapshot, us);
-		LOG_I("'create full snapshot' VMM action took %llu us.", (unsigned long long)us);
+		metric_set(diff ? &c->metrics->latencies_us.diff_create_snapshot
+				: &c->metrics->latencies_us.full_create_snapshot, us);
+		metric_set(diff ? &c->metrics->latencies_us.vmm_diff_create_snapshot
+				: &c->metrics->latencies_us.vmm_full_create_snapshot, us);
+		LOG_I("'create %s snapshot' VMM action took %llu us.", diff ? "diff" : "full",
+		      (unsigned long long)us);
 	}
 }
 
@@ -153,6 +163,12 @@ void controller_snapshot_load(struct controller *c, const struct snapshot_load_p
 	fd = -1;
 	json_decref(st);
 	st = NULL;
+	/* The loaded memory is the base the next diff snapshot builds on. */
+	if (cfg.machine.track_dirty_pages && dirty_reset(&c->vm.vm, &e)) {
+		vmm_destroy(&c->vm);
+		err_prefix(&e, "Failed to build microVM from snapshot");
+		goto fail;
+	}
 	/* The process's logger and metrics stay; the rest is the snapshot's. */
 	cfg.has_logger = c->cfg.has_logger;
 	cfg.logger = c->cfg.logger;

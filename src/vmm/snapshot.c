@@ -118,24 +118,56 @@ int snapshot_tmp_commit(int fd, const char *tmp, const char *path, ember_err *e)
 	return rc;
 }
 
-int vmm_write_memory(struct vmm *m, const char *path, ember_err *e)
+/* The runs of set bits in one region's map, each written at its offset. */
+static int write_dirty(int fd, const struct gm_region *r, const uint64_t *bits, uint64_t pages,
+		       uint64_t off, uint64_t *written)
+{
+	for (uint64_t p = 0; p < pages;) {
+		if (!(bits[p / 64] >> (p % 64) & 1)) {
+			p++;
+			continue;
+		}
+		uint64_t end = p;
+		while (end < pages && bits[end / 64] >> (end % 64) & 1)
+			end++;
+		uint64_t at = p * DIRTY_PAGE_SIZE, len = (end - p) * DIRTY_PAGE_SIZE;
+		if (write_all(fd, r->host + at, len, off + at))
+			return -1;
+		*written += len;
+		p = end;
+	}
+	return 0;
+}
+
+int vmm_write_memory(struct vmm *m, const char *path, const struct dirty_map *dirty,
+		     ember_err *e)
 {
 	char tmp[4200];
 	int fd = snapshot_tmp_create(path, tmp, sizeof(tmp), e);
 	if (fd < 0)
 		return err_prefix(e, "Cannot write memory file");
-	uint64_t off = 0;
-	for (int i = 0; i < m->vm.mem.nr_regions; i++) {
+	uint64_t off = 0, written = 0;
+	/* A diff is the memory's size, holes where nothing changed. */
+	int rc = dirty && ftruncate(fd, (off_t)gm_total(&m->vm.mem)) ? -1 : 0;
+	for (int i = 0; i < m->vm.mem.nr_regions && !rc; i++) {
 		const struct gm_region *r = &m->vm.mem.region[i];
-		if (write_all(fd, r->host, r->size, off)) {
-			err_set(e, "Cannot write memory file: %s: %s", path, strerror(errno));
-			close(fd);
-			unlink(tmp);
-			return -1;
+		if (dirty) {
+			rc = write_dirty(fd, r, dirty->bits[i], dirty->pages[i], off, &written);
+		} else {
+			rc = write_all(fd, r->host, r->size, off);
+			written += r->size;
 		}
 		off += r->size;
 	}
+	if (rc) {
+		err_set(e, "Cannot write memory file: %s: %s", path, strerror(errno));
+		close(fd);
+		unlink(tmp);
+		return -1;
+	}
 	if (snapshot_tmp_commit(fd, tmp, path, e))
 		return err_prefix(e, "Cannot write memory file");
+	LOG_I("memory file %s: %llu of %llu bytes written", path, (unsigned long long)written,
+	      (unsigned long long)gm_total(&m->vm.mem));
 	return 0;
 }

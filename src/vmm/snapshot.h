@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "util/err.h"
+#include "vmm/dirty.h"
 #include "vmm/vmm.h"
 
 /* The VM must be paused. KVM's vCPU and VM state, every device's state
@@ -18,8 +19,10 @@ json_t *vmm_save_state(struct vmm *m, ember_err *e);
 /* Applies a saved state to a VM just rebuilt from the same config, its
  * vCPUs created but not started. */
 int vmm_restore_state(struct vmm *m, json_t *state, ember_err *e);
-/* Guest memory, region after region, to path (replaced atomically). */
-int vmm_write_memory(struct vmm *m, const char *path, ember_err *e);
+/* Guest memory, region after region, to path (replaced atomically); with
+ * dirty, only those pages, into a sparse file of the memory's size. */
+int vmm_write_memory(struct vmm *m, const char *path, const struct dirty_map *dirty,
+		     ember_err *e);
 
 /* Writing a file whole or not at all: a temporary file next to path
  * (tmp gets its name), then fsync and rename over path (the temporary is

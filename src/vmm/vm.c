@@ -77,6 +77,7 @@ int vm_create_kvm(struct vm *vm, ember_err *e)
 			.guest_phys_addr = r->gpa,
 			.memory_size = r->size,
 			.userspace_addr = (uint64_t)(uintptr_t)r->host,
+			.flags = vm->dirty_log ? KVM_MEM_LOG_DIRTY_PAGES : 0,
 		};
 		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0)
 			return err_set(e, "KVM_SET_USER_MEMORY_REGION: %s", strerror(errno));

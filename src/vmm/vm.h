@@ -3,6 +3,7 @@
 #ifndef EMBER_VM_H
 #define EMBER_VM_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "util/err.h"
@@ -12,6 +13,9 @@ struct vm {
 	int kvm_fd;
 	int vm_fd;
 	int run_size; /* size of each vCPU's kvm_run mapping */
+	/* Set before vm_create_kvm: KVM logs the guest's writes to memory
+	 * (machine-config track_dirty_pages, for diff snapshots). */
+	bool dirty_log;
 	struct guest_mem mem;
 };
 

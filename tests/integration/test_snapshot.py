@@ -17,8 +17,11 @@ import hashlib
 import json
 import re
 import struct
+import subprocess
+import sys
 import threading
 import zlib
+from pathlib import Path
 
 import pytest
 
@@ -211,3 +214,60 @@ def test_snapshot_bodies_are_checked(api_vm, workdir):
     check_error(c.put("/snapshot/create", {"snapshot_path": "a", "mem_file_path": "b"}),
                 "not supported before starting", context="create before boot")
     assert check_ok(c.get("/"), 200, "InstanceInfo")["state"] == "Not started"
+
+
+REBASE = Path(__file__).resolve().parents[2] / "tools" / "snapshot-rebase.py"
+
+
+@pytest.mark.boot
+def test_diff_on_its_base_restores_the_vm(api_ember, workdir, kernel_vmlinux, initramfs):
+    """track_dirty_pages: a full snapshot, the VM runs on, a diff snapshot
+    holds only what changed (a sparse file); the diff merged onto the base
+    (tools/snapshot-rebase.py) restores the VM where the diff left it."""
+    disk = workdir / "data.img"
+    with open(disk, "wb") as f:
+        f.truncate(4 * MIB)
+    vm = api_ember.start(sock=workdir / "src.sock")
+    c = vm.client()
+    check_ok(c.put("/boot-source", {"kernel_image_path": str(kernel_vmlinux),
+                                    "initrd_path": str(initramfs),
+                                    "boot_args": script_args(COUNTER)}), 204)
+    check_ok(c.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 128,
+                                       "track_dirty_pages": True}), 204)
+    check_ok(c.put("/drives/data", {"drive_id": "data", "path_on_host": str(disk),
+                                    "is_root_device": False, "is_read_only": False}), 204)
+    check_ok(c.put("/actions", {"action_type": "InstanceStart"}), 204, None, "InstanceStart")
+    vm.proc.expect(r"EMBER-COUNT=2:", BOOT_TIMEOUT + STEP_TIMEOUT)
+    check_ok(c.patch("/vm", {"state": "Paused"}), 204)
+    base_snap, base_mem = workdir / "base.snap", workdir / "base.mem"
+    check_ok(c.put("/snapshot/create", {"snapshot_path": str(base_snap),
+                                        "mem_file_path": str(base_mem)}), 204, None, "full")
+    base_last = counts(vm.proc)[-1][0]
+    check_ok(c.patch("/vm", {"state": "Resumed"}), 204)
+    vm.proc.expect(rf"EMBER-COUNT={base_last + 3}:", STEP_TIMEOUT)
+    check_ok(c.patch("/vm", {"state": "Paused"}), 204)
+    diff_snap, diff_mem = workdir / "diff.snap", workdir / "diff.mem"
+    check_ok(c.put("/snapshot/create", {"snapshot_type": "Diff", "snapshot_path": str(diff_snap),
+                                        "mem_file_path": str(diff_mem)}), 204, None, "diff")
+    last = counts(vm.proc)[-1][0]
+    vm.proc.kill()
+    st = diff_mem.stat()
+    assert st.st_size == 128 * MIB
+    # Only what changed: the sparse file holds a small part of the memory.
+    assert st.st_blocks * 512 < 32 * MIB, f"diff holds {st.st_blocks * 512} bytes"
+    assert st.st_blocks > 0
+    subprocess.run([sys.executable, str(REBASE), "--base-file", str(base_mem), "--diff-file",
+                    str(diff_mem)], check=True, capture_output=True)
+    clone = api_ember.start(sock=workdir / "clone.sock")
+    check_ok(clone.client().put("/snapshot/load", load_body(diff_snap, base_mem,
+                                                            resume_vm=True)), 204)
+    clone.proc.expect(rf"EMBER-COUNT={last + 3}:", STEP_TIMEOUT)
+    got = counts(clone.proc)
+    assert got[0][0] in (last + 1, last + 2), clone.proc.report(f"first {got[0]}, last {last}")
+    assert not any("EMBER-INIT" in line for line in clone.proc.console_lines())
+    # Without the tracking, a diff is refused and names why.
+    plain = api_ember.start(sock=workdir / "plain.sock")
+    check_ok(plain.client().put("/snapshot/load", load_body(base_snap, base_mem)), 204)
+    check_error(plain.client().put("/snapshot/create", {
+        "snapshot_type": "Diff", "snapshot_path": str(workdir / "x.snap"),
+        "mem_file_path": str(workdir / "x.mem")}), "track_dirty_pages", context="diff untracked")
