@@ -94,7 +94,7 @@ static struct seccomp_rule vmm_rules[] = {
 	IOCTL(KVM_GET_MSRS), IOCTL(KVM_GET_TSC_KHZ), IOCTL(KVM_SET_TSC_KHZ),
 	IOCTL(KVM_GET_IRQCHIP), IOCTL(KVM_SET_IRQCHIP), IOCTL(KVM_GET_PIT2), IOCTL(KVM_SET_PIT2),
 	IOCTL(KVM_GET_CLOCK), IOCTL(KVM_SET_CLOCK), IOCTL(KVM_GET_DIRTY_LOG),
-	ANY(pwrite64), ANY(rename), ANY(renameat), ANY(renameat2),
+	ANY(pwrite64), ANY(ftruncate), ANY(rename), ANY(renameat), ANY(renameat2),
 	/* TAP devices. */
 	IOCTL(TUNSETIFF), IOCTL(TUNSETOFFLOAD), IOCTL(TUNSETVNETHDRSZ),
 	/* The console in raw mode and back. */
