@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -65,18 +66,28 @@ int snapshot_file_write(const char *path, json_t *state, ember_err *e)
 	put64(h + 16, len);
 	put32(h + 24, crc32_ieee(0, body, len));
 	put32(h + 28, crc32_ieee(0, h, 28));
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NONBLOCK, 0600);
+	/* A temporary file renamed over path once complete: a reader never
+	 * sees half a state file, and a failed write leaves the old one. */
+	char tmp[4200];
 	int rc = 0;
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path) >= sizeof(tmp)) {
+		free(body);
+		return err_set(e, "snapshot file %s: path too long", path);
+	}
+	int fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0) {
-		rc = err_set(e, "cannot create the snapshot file %s: %s", path, strerror(errno));
+		rc = err_set(e, "Cannot perform open on the snapshot backing file %s: %s", path,
+			     strerror(errno));
 	} else {
-		struct stat st;
-		if (fstat(fd, &st) || !S_ISREG(st.st_mode))
-			rc = err_set(e, "snapshot file %s: not a regular file", path);
-		else if (write_all(fd, h, sizeof(h)) || write_all(fd, body, len) || fsync(fd))
-			rc = err_set(e, "cannot write the snapshot file %s: %s", path,
-				     strerror(errno));
+		if (write_all(fd, h, sizeof(h)) || write_all(fd, body, len) || fsync(fd))
+			rc = err_set(e, "Cannot perform write on the snapshot backing file %s: %s",
+				     path, strerror(errno));
 		close(fd);
+		if (!rc && rename(tmp, path))
+			rc = err_set(e, "Cannot perform rename on the snapshot backing file %s: %s",
+				     path, strerror(errno));
+		if (rc)
+			unlink(tmp);
 	}
 	free(body);
 	return rc;
