@@ -17,6 +17,7 @@
 #include <linux/if_tun.h>
 #include <linux/kvm.h>
 #include <linux/seccomp.h>
+#include <linux/userfaultfd.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -95,6 +96,11 @@ static struct seccomp_rule vmm_rules[] = {
 	IOCTL(KVM_GET_IRQCHIP), IOCTL(KVM_SET_IRQCHIP), IOCTL(KVM_GET_PIT2), IOCTL(KVM_SET_PIT2),
 	IOCTL(KVM_GET_CLOCK), IOCTL(KVM_SET_CLOCK), IOCTL(KVM_GET_DIRTY_LOG),
 	ANY(pwrite64), ANY(ftruncate), ANY(rename), ANY(renameat), ANY(renameat2),
+	/* A Uffd-backed load (vmm/uffd.c): the userfaultfd (or
+	 * /dev/userfaultfd), its registration, and the handshake with the
+	 * page-fault handler over its Unix socket. */
+	ANY(userfaultfd), IOCTL(USERFAULTFD_IOC_NEW), IOCTL(UFFDIO_API), IOCTL(UFFDIO_REGISTER),
+	EQ(socket, 0, AF_UNIX), ANY(connect), ANY(sendmsg),
 	/* TAP devices. */
 	IOCTL(TUNSETIFF), IOCTL(TUNSETOFFLOAD), IOCTL(TUNSETVNETHDRSZ),
 	/* The console in raw mode and back. */

@@ -21,6 +21,7 @@
 #include "util/log.h"
 #include "util/thread_stack.h"
 #include "vmm/snapshot.h"
+#include "vmm/uffd.h"
 
 /* The kernel command line: the configured boot_args, then what Firecracker
  * appends: the root drive (root=...) and the virtio-mmio devices. */
@@ -271,7 +272,7 @@ static int init_vmm(struct vmm *m, const struct vmm_config *cfg, const struct vm
 		    ember_err *e)
 {
 	memset(m, 0, sizeof(*m));
-	m->serial_irq_fd = m->kbd_irq_fd = -1;
+	m->serial_irq_fd = m->kbd_irq_fd = m->uffd = -1;
 	m->vm.kvm_fd = m->vm.vm_fd = -1;
 	virtio_devs_init(&m->virtio);
 	m->console_in = opt->console_in;
@@ -289,12 +290,18 @@ static int init_vmm(struct vmm *m, const struct vmm_config *cfg, const struct vm
 }
 
 int vmm_restore(struct vmm *m, const struct vmm_config *cfg, const struct vmm_options *opt,
-		int mem_fd, json_t *state, ember_err *e)
+		const struct vmm_mem_source *mem, json_t *state, ember_err *e)
 {
 	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	if (init_vmm(m, cfg, opt, e) ||
-	    vm_map_memory_file(&m->vm, mem_fd, (uint64_t)cfg->machine.mem_size_mib << 20, e))
+	uint64_t bytes = (uint64_t)cfg->machine.mem_size_mib << 20;
+	if (init_vmm(m, cfg, opt, e))
+		goto fail;
+	if (mem->fd >= 0 ? vm_map_memory_file(&m->vm, mem->fd, bytes, e)
+			 : vm_alloc_memory(&m->vm, bytes, e))
+		goto fail;
+	/* Before anything touches guest memory: the handler serves it. */
+	if (mem->fd < 0 && (m->uffd = uffd_register_and_send(&m->vm.mem, mem->uffd_path, e)) < 0)
 		goto fail;
 	m->vm.dirty_log = cfg->machine.track_dirty_pages;
 	if (vm_create_kvm(&m->vm, e) || add_devices(m, cfg, opt, e))

@@ -136,11 +136,6 @@ void controller_snapshot_load(struct controller *c, const struct snapshot_load_p
 				   "configuring boot-specific resources.");
 		return;
 	}
-	if (p->backend_type == MEM_BACKEND_UFFD) {
-		vmm_response_fault(r, 400, ERR_LOAD "the Uffd memory backend is not supported by "
-				   "Ember yet");
-		return;
-	}
 	uint64_t t0 = metrics_mono_us();
 	json_t *st = NULL;
 	struct vmm_config cfg;
@@ -152,10 +147,13 @@ void controller_snapshot_load(struct controller *c, const struct snapshot_load_p
 	}
 	if (load_config(st, p, &cfg, &e))
 		goto fail;
-	fd = open_memory(p->backend_path, (uint64_t)cfg.machine.mem_size_mib << 20, &e);
-	if (fd < 0)
-		goto fail;
-	if (vmm_restore(&c->vm, &cfg, &c->opt, fd, st, &e)) {
+	if (p->backend_type == MEM_BACKEND_FILE) {
+		fd = open_memory(p->backend_path, (uint64_t)cfg.machine.mem_size_mib << 20, &e);
+		if (fd < 0)
+			goto fail;
+	}
+	struct vmm_mem_source mem = {.fd = fd, .uffd_path = p->backend_path};
+	if (vmm_restore(&c->vm, &cfg, &c->opt, &mem, st, &e)) {
 		err_prefix(&e, "Failed to build microVM from snapshot");
 		goto fail;
 	}

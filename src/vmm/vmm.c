@@ -211,4 +211,7 @@ void vmm_destroy(struct vmm *m)
 	pthread_cond_destroy(&m->pause.cond);
 	pthread_mutex_destroy(&m->pause.lock);
 	vm_destroy(&m->vm);
+	if (m->uffd >= 0)
+		close(m->uffd);
+	m->uffd = -1;
 }

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
 import struct
 import subprocess
@@ -147,6 +148,29 @@ def test_clones_go_on_counting_with_their_disk(api_ember, workdir, kernel_vmlinu
         rc = clone.proc.wait_exit(EXIT_TIMEOUT)
         assert rc == 0, clone.proc.report(f"SIGTERM: {describe_returncode(rc)}")
 
+    # The Uffd backend: tools/uffd/handler.c serves every page from the
+    # memory file; guest memory is otherwise empty anonymous memory.
+    handler = Path(os.environ["EMBER_BIN"]).parent / "uffd-handler"
+    usock = workdir / "uffd.sock"
+    h = subprocess.Popen([str(handler), str(usock), str(mem)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert h.stdout.readline().strip() == "uffd-handler: listening"
+        u = api_ember.start(sock=workdir / "uffd-api.sock")
+        check_ok(u.client().put("/snapshot/load", {
+            "snapshot_path": str(snap), "resume_vm": True,
+            "mem_backend": {"backend_type": "Uffd", "backend_path": str(usock)}}), 204, None,
+            "PUT /snapshot/load (Uffd)")
+        u.proc.expect(rf"EMBER-COUNT={last + 3}:", STEP_TIMEOUT)
+        got = counts(u.proc)
+        assert got[0][0] in (last + 1, last + 2) and all(h_ == expected for _, h_ in got), \
+            u.proc.report(f"Uffd clone: {got}, last {last}")
+        u.proc.proc.terminate()
+        rc = u.proc.wait_exit(EXIT_TIMEOUT)
+        assert rc == 0, u.proc.report(f"SIGTERM: {describe_returncode(rc)}")
+    finally:
+        h.kill()
+        h.wait()
+
     # Bad inputs, each into one fresh Ember that must still load the good
     # snapshot afterwards (nothing half-restored) and stay paused.
     bad = workdir / "bad.snap"
@@ -179,6 +203,9 @@ def test_clones_go_on_counting_with_their_disk(api_ember, workdir, kernel_vmlinu
         g.write(f.read(64 * MIB))
     refused(load_body(snap, short), "memory file", context="a memory file of the wrong size")
     refused(load_body(workdir / "missing.snap", mem), "missing.snap", context="no state file")
+    refused({"snapshot_path": str(snap), "mem_backend": {
+        "backend_type": "Uffd", "backend_path": str(workdir / "nobody.sock")}},
+        "page-fault handler", context="Uffd without a handler")
     check_error(c.put("/snapshot/load", {"snapshot_path": str(snap)}), "mem_backend",
                 context="no memory backend")
     check_ok(c.put("/snapshot/load", load_body(snap, mem)), 204, None, "the good snapshot")
