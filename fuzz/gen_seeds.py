@@ -329,7 +329,8 @@ def mmds_seeds():
     write(n, "arp", bytes([0, 6, 0, 0]) + drain)
 
 
-# The corpora written here; others in fuzz/corpus/ (api_http) are kept.
+# The corpora written here; others in fuzz/corpus/ (api_http, snapshot_file_fuzz: real
+# state files written by Ember) are kept.
 TARGETS = ["api_parse_fuzz", "config_fuzz", "loader_fuzz", "virtio_mmio_fuzz",
            "virtio_block_fuzz", "virtio_net_fuzz", "virtio_rng_fuzz", "mmds_http_fuzz",
            "mmds_netstack_fuzz"]
