@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -94,7 +95,9 @@ static int write_boot_data(struct vmm *m, const struct vmm_config *cfg,
 	 * ACPI is how an unmodified kernel finds the virtio devices. */
 	struct acpi_mmio_dev devs[VIRTIO_DEVS_MAX];
 	size_t ndev = virtio_devs_acpi(&m->virtio, devs, VIRTIO_DEVS_MAX);
-	return acpi_build(gm, m->nr_vcpus, devs, ndev, e);
+	const struct acpi_vmgenid vg = {.gsi = X86_VMGENID_GSI};
+	return acpi_build_with(gm, m->nr_vcpus, devs, ndev, &vg, e) ||
+	       vmm_new_generation(m, false, e);
 }
 
 static void i8042_reset(void *ctx)
@@ -118,6 +121,9 @@ static int add_devices(struct vmm *m, const struct vmm_config *cfg,
 		return -1;
 	m->kbd_irq_fd = vm_irqfd(&m->vm, I8042_KBD_IRQ, e);
 	if (m->kbd_irq_fd < 0)
+		return -1;
+	m->vmgenid_irq_fd = vm_irqfd(&m->vm, X86_VMGENID_GSI, e);
+	if (m->vmgenid_irq_fd < 0)
 		return -1;
 	serial_init(&m->serial, opt->console_out, m->serial_irq_fd);
 	m->serial.rx_drained = serial_drained;
@@ -267,12 +273,26 @@ static int create_and_load(struct vmm *m, const struct vmm_config *cfg, struct k
 	return 0;
 }
 
+int vmm_new_generation(struct vmm *m, bool notify, ember_err *e)
+{
+	uint8_t id[ACPI_VMGENID_SIZE];
+	if (getrandom(id, sizeof(id), 0) != (ssize_t)sizeof(id))
+		return err_set(e, "vmgenid: getrandom: %s", strerror(errno));
+	if (gm_write(&m->vm.mem, ACPI_VMGENID_ADDR, id, sizeof(id)))
+		return err_set(e, "vmgenid: guest memory does not cover 0x%llx",
+			       (unsigned long long)ACPI_VMGENID_ADDR);
+	uint64_t one = 1;
+	if (notify && write(m->vmgenid_irq_fd, &one, sizeof(one)) != sizeof(one))
+		return err_set(e, "vmgenid: interrupt: %s", strerror(errno));
+	return 0;
+}
+
 /* What every VM starts from: no devices, no fds, its eventfds. */
 static int init_vmm(struct vmm *m, const struct vmm_config *cfg, const struct vmm_options *opt,
 		    ember_err *e)
 {
 	memset(m, 0, sizeof(*m));
-	m->serial_irq_fd = m->kbd_irq_fd = m->uffd = -1;
+	m->serial_irq_fd = m->kbd_irq_fd = m->uffd = m->vmgenid_irq_fd = -1;
 	m->vm.kvm_fd = m->vm.vm_fd = -1;
 	virtio_devs_init(&m->virtio);
 	m->console_in = opt->console_in;

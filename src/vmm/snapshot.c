@@ -11,7 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "arch/x86/acpi.h"
 #include "arch/x86/kvm_state.h"
+#include "arch/x86/layout.h"
 #include "util/blob.h"
 #include "util/log.h"
 
@@ -41,10 +43,11 @@ json_t *vmm_save_state(struct vmm *m, ember_err *e)
 		json_array_append_new(regions, json_pack("{s:I, s:I}", "gpa",
 							 (json_int_t)m->vm.mem.region[i].gpa, "size",
 							 (json_int_t)m->vm.mem.region[i].size));
-	return json_pack("{s:o, s:o, s:o, s:o, s:o, s:{s:I, s:o}}", "vcpus", vcpus, "vm", vm,
+	return json_pack("{s:o, s:o, s:o, s:o, s:o, s:{s:I, s:o}, s:{s:i}}", "vcpus", vcpus, "vm", vm,
 			 "devices", devs, "serial", serial_save(&m->serial), "i8042",
 			 i8042_save(&m->i8042), "memory", "size",
-			 (json_int_t)gm_total(&m->vm.mem), "regions", regions);
+			 (json_int_t)gm_total(&m->vm.mem), "regions", regions, "vmgenid", "gsi",
+			 X86_VMGENID_GSI);
 fail:
 	json_decref(vcpus);
 	json_decref(vm);
@@ -73,6 +76,10 @@ int vmm_restore_state(struct vmm *m, json_t *st, ember_err *e)
 	for (unsigned i = 0; i < m->nr_vcpus; i++)
 		if (kvm_vcpu_restore(m->vcpus[i].fd, json_array_get(vcpus, i), e))
 			return err_prefix(e, "vCPU %u", i);
+	/* Every restore is a new generation (a clone): a new ID, and the GED
+	 * interrupt, latched by the IOAPIC until the guest runs. */
+	if (json_object_get(st, "vmgenid") && vmm_new_generation(m, true, e))
+		return -1;
 	return 0;
 }
 

@@ -47,6 +47,7 @@ struct vmm {
 	int exit_fd;  /* eventfd: someone asked the VM to end */
 	int wake_fd;  /* eventfd: the serial FIFO has room for input again */
 	int uffd;     /* a Uffd-backed restore's userfaultfd, or -1 */
+	int vmgenid_irq_fd; /* the VM Generation ID's GED interrupt */
 
 	int console_in;
 	bool console_in_armed;
@@ -69,6 +70,9 @@ struct vmm_mem_source {
 };
 int vmm_restore(struct vmm *m, const struct vmm_config *cfg, const struct vmm_options *opt,
 		const struct vmm_mem_source *mem, json_t *state, ember_err *e);
+/* A new VM Generation ID in guest memory, and the interrupt that tells the
+ * guest (a restored clone: its kernel reseeds its RNG). */
+int vmm_new_generation(struct vmm *m, bool notify, ember_err *e);
 /* Starts the vCPUs (InstanceStart). The VM's own events are then served by
  * vmm_dispatch() whenever vmm_event_fd() (an epoll fd) is readable. */
 int vmm_start(struct vmm *m, ember_err *e);

@@ -31,7 +31,7 @@ from ember_harness import BOOT_TIMEOUT, EXIT_TIMEOUT, STEP_TIMEOUT, describe_ret
     guest_boot_args
 
 MIB = 1024 * 1024
-COUNT = re.compile(r"EMBER-COUNT=(\d+):([0-9a-f]{16})")
+COUNT = re.compile(r"EMBER-COUNT=(\d+):([0-9a-f]{16}):([0-9a-f]{8}):(\d+)")
 # The guest writes this to its disk before counting (and before the snapshot).
 DATA = "EMBER-SNAPSHOT-DATA-0123456789"
 
@@ -41,14 +41,30 @@ def script_args(script: str) -> str:
     return guest_boot_args("script", end="wait", extra=f"ember.script={code}")
 
 
-COUNTER = (f"echo {DATA} | dd of=/dev/vda conv=fsync 2>/dev/null; sync; i=0; "
+# Each line: the count, the disk's hash, the first 4 bytes of the VM
+# Generation ID (read from /dev/mem at ACPI_VMGENID_ADDR, 0xe4000) and how
+# often the kernel reseeded its RNG for a VM fork (the vmgenid driver's
+# doing; reading /dev/random first makes the RNG ready, without which the
+# kernel does not say so).
+COUNTER = (f"head -c 1 /dev/random > /dev/null; "
+           f"echo {DATA} | dd of=/dev/vda conv=fsync 2>/dev/null; sync; i=0; "
            "while true; do echo 3 > /proc/sys/vm/drop_caches; "
            "h=$(dd if=/dev/vda bs=4096 count=4 2>/dev/null | sha256sum | cut -c1-16); "
-           "echo EMBER-COUNT=$i:$h; i=$((i+1)); sleep 1; done")
+           "g=$(dd if=/dev/mem bs=16 skip=58368 count=1 2>/dev/null | od -An -tx1 "
+           "| tr -d ' \\n' | cut -c1-8); "
+           "v=$(dmesg | grep -c 'virtual machine fork'); "
+           "echo EMBER-COUNT=$i:$h:${g:-00000000}:$v; i=$((i+1)); sleep 1; done")
 
 
 def counts(proc) -> list[tuple[int, str]]:
+    """(count, disk hash) of each line."""
     return [(int(m.group(1)), m.group(2)) for line in proc.console_lines()
+            for m in [COUNT.search(line)] if m]
+
+
+def generations(proc) -> list[tuple[str, int]]:
+    """(VM Generation ID prefix, RNG reseeds for a VM fork) of each line."""
+    return [(m.group(3), int(m.group(4))) for line in proc.console_lines()
             for m in [COUNT.search(line)] if m]
 
 
@@ -111,6 +127,9 @@ def test_clones_go_on_counting_with_their_disk(api_ember, workdir, kernel_vmlinu
     last = seen[-1][0]
     expected = disk_hash(disk)
     assert all(h == expected for _, h in seen), (expected, seen)
+    gens = generations(vm.proc)
+    source_gen = gens[0][0]
+    assert source_gen != "00000000" and all(g == (source_gen, 0) for g in gens), gens
     vm.proc.kill()
 
     # Two clones at once, each in a fresh Ember.
@@ -136,6 +155,10 @@ def test_clones_go_on_counting_with_their_disk(api_ember, workdir, kernel_vmlinu
         assert all(h == expected for _, h in got), clone.proc.report(f"disk hash {got}")
         assert not any("EMBER-INIT" in line for line in clone.proc.console_lines()), \
             clone.proc.report("the clone booted again")
+        # A new generation: a new ID, and the guest's kernel reseeded.
+        gen, reseeds = generations(clone.proc)[-1]
+        assert gen != source_gen and reseeds == 1, clone.proc.report(
+            f"VM Generation ID {gen} (source {source_gen}), reseeds {reseeds}")
         info = check_ok(clone.client().get("/"), 200, "InstanceInfo")
         assert info["state"] == "Running", info
         cfg = check_ok(clone.client().get("/vm/config"), 200, "FullVmConfiguration")
@@ -143,6 +166,7 @@ def test_clones_go_on_counting_with_their_disk(api_ember, workdir, kernel_vmlinu
         # A clone pauses and resumes as any VM.
         check_ok(clone.client().patch("/vm", {"state": "Paused"}), 204)
         check_ok(clone.client().patch("/vm", {"state": "Resumed"}), 204)
+    assert generations(clones[0].proc)[-1][0] != generations(clones[1].proc)[-1][0], "clones share an ID"
     for clone in clones:
         clone.proc.proc.terminate()
         rc = clone.proc.wait_exit(EXIT_TIMEOUT)

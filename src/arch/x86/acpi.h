@@ -25,9 +25,25 @@ struct acpi_mmio_dev {
 	uint32_t gsi;
 };
 
+/* The VM Generation ID (Firecracker's VMGenID, for snapshot clones): the
+ * 16-byte ID lives at ACPI_VMGENID_ADDR, in the BIOS area above the
+ * tables (not RAM in the e820 map); the DSDT's VGEN device (_HID
+ * "VMGENCTR", _CID "VM_Gen_Counter") gives its address in ADDR, and a
+ * Generic Event Device (ACPI0013) on `gsi` turns an interrupt into
+ * Notify(VGEN, 0x80), after which the guest reads the new ID and reseeds
+ * its RNG. */
+#define ACPI_VMGENID_ADDR ACPI_TABLES_END
+#define ACPI_VMGENID_SIZE 16
+struct acpi_vmgenid {
+	uint32_t gsi;
+};
+
 /* Writes all tables for vcpus CPUs (APIC ids 0..vcpus-1) and the ndev
  * virtio-mmio devices into guest memory from ACPI_RSDP_ADDR on. */
 int acpi_build(const struct guest_mem *gm, unsigned vcpus, const struct acpi_mmio_dev *devs,
 	       size_t ndev, ember_err *e);
+/* The same with a VM Generation ID device (vmgenid may be NULL). */
+int acpi_build_with(const struct guest_mem *gm, unsigned vcpus, const struct acpi_mmio_dev *devs,
+		    size_t ndev, const struct acpi_vmgenid *vmgenid, ember_err *e);
 
 #endif
