@@ -36,9 +36,9 @@ COUNT = re.compile(r"EMBER-COUNT=(\d+):([0-9a-f]{16}):([0-9a-f]{8}):(\d+)")
 DATA = "EMBER-SNAPSHOT-DATA-0123456789"
 
 
-def script_args(script: str) -> str:
+def script_args(script: str, extra: str = "") -> str:
     code = base64.b64encode(script.encode()).decode()
-    return guest_boot_args("script", end="wait", extra=f"ember.script={code}")
+    return guest_boot_args("script", end="wait", extra=f"{extra} ember.script={code}".strip())
 
 
 # Each line: the count, the disk's hash, the first 4 bytes of the VM
@@ -270,21 +270,38 @@ def test_snapshot_bodies_are_checked(api_vm, workdir):
 REBASE = Path(__file__).resolve().parents[2] / "tools" / "snapshot-rebase.py"
 
 
+HOST_IP, GUEST_IP = "10.200.0.1", "10.200.0.2"
+
+
+@pytest.fixture
+def no_host_addrs(test_netns):
+    yield test_netns
+    for tap in ("tap0", "tap1"):
+        test_netns.ip("addr", "flush", "dev", tap)
+
+
 @pytest.mark.boot
-def test_diff_on_its_base_restores_the_vm(api_ember, workdir, kernel_vmlinux, initramfs):
+def test_diff_on_its_base_restores_the_vm(api_ember, workdir, kernel_vmlinux, initramfs,
+                                          no_host_addrs):
     """track_dirty_pages: a full snapshot, the VM runs on, a diff snapshot
     holds only what changed (a sparse file); the diff merged onto the base
-    (tools/snapshot-rebase.py) restores the VM where the diff left it."""
+    (tools/snapshot-rebase.py) restores the VM where the diff left it, with
+    its network interface moved to another TAP (network_overrides): the
+    host reaches the clone there."""
+    netns = no_host_addrs
     disk = workdir / "data.img"
     with open(disk, "wb") as f:
         f.truncate(4 * MIB)
     vm = api_ember.start(sock=workdir / "src.sock")
     c = vm.client()
+    ip = f"ip={GUEST_IP}::{HOST_IP}:255.255.255.0::eth0:off"
     check_ok(c.put("/boot-source", {"kernel_image_path": str(kernel_vmlinux),
                                     "initrd_path": str(initramfs),
-                                    "boot_args": script_args(COUNTER)}), 204)
+                                    "boot_args": script_args(COUNTER, ip)}), 204)
     check_ok(c.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 128,
                                        "track_dirty_pages": True}), 204)
+    check_ok(c.put("/network-interfaces/eth0", {"iface_id": "eth0", "host_dev_name": "tap0"}),
+             204)
     check_ok(c.put("/drives/data", {"drive_id": "data", "path_on_host": str(disk),
                                     "is_root_device": False, "is_read_only": False}), 204)
     check_ok(c.put("/actions", {"action_type": "InstanceStart"}), 204, None, "InstanceStart")
@@ -310,15 +327,28 @@ def test_diff_on_its_base_restores_the_vm(api_ember, workdir, kernel_vmlinux, in
     subprocess.run([sys.executable, str(REBASE), "--base-file", str(base_mem), "--diff-file",
                     str(diff_mem)], check=True, capture_output=True)
     clone = api_ember.start(sock=workdir / "clone.sock")
-    check_ok(clone.client().put("/snapshot/load", load_body(diff_snap, base_mem,
-                                                            resume_vm=True)), 204)
+    check_ok(clone.client().put("/snapshot/load", load_body(
+        diff_snap, base_mem, resume_vm=True,
+        network_overrides=[{"iface_id": "eth0", "host_dev_name": "tap1"}])), 204)
     clone.proc.expect(rf"EMBER-COUNT={last + 3}:", STEP_TIMEOUT)
     got = counts(clone.proc)
     assert got[0][0] in (last + 1, last + 2), clone.proc.report(f"first {got[0]}, last {last}")
     assert not any("EMBER-INIT" in line for line in clone.proc.console_lines())
+    cfg = check_ok(clone.client().get("/vm/config"), 200, "FullVmConfiguration")
+    assert cfg["network-interfaces"][0]["host_dev_name"] == "tap1", cfg["network-interfaces"]
+    # The clone's eth0 is on tap1 now: the host reaches it there.
+    netns.ip("addr", "add", f"{HOST_IP}/24", "dev", "tap1")
+    run = netns.run("busybox", "ping", "-c", "3", "-W", "5", GUEST_IP, capture_output=True,
+                    text=True, timeout=60)
+    assert run.returncode == 0, clone.proc.report(f"no ping through tap1:\n{run.stdout}")
     # Without the tracking, a diff is refused and names why.
     plain = api_ember.start(sock=workdir / "plain.sock")
     check_ok(plain.client().put("/snapshot/load", load_body(base_snap, base_mem)), 204)
     check_error(plain.client().put("/snapshot/create", {
         "snapshot_type": "Diff", "snapshot_path": str(workdir / "x.snap"),
         "mem_file_path": str(workdir / "x.mem")}), "track_dirty_pages", context="diff untracked")
+    # An override for an interface the snapshot lacks.
+    other = api_ember.start(sock=workdir / "other.sock")
+    check_error(other.client().put("/snapshot/load", load_body(
+        base_snap, base_mem, network_overrides=[{"iface_id": "eth9", "host_dev_name": "tap2"}])),
+        "Unknown Network Device", context="override of an unknown interface")
