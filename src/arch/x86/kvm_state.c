@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <linux/kvm.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -56,6 +57,26 @@ static int set_fixed(int fd, unsigned long req, const char *name, json_t *o, siz
 	return rc;
 }
 
+#define MSR_IA32_TSC 0x10
+#define MSR_IA32_TSC_DEADLINE 0x6e0
+
+/* As Firecracker: a TSC deadline of 0 (disarmed, or just fired and not yet
+ * re-armed) becomes the current TSC, so that a timer interrupt lost at the
+ * snapshot fires at once after the restore instead of never. */
+static void fix_tsc_deadline(struct kvm_msr_entry *m, size_t n)
+{
+	uint64_t tsc = 0;
+	bool have_tsc = false;
+	for (size_t i = 0; i < n; i++)
+		if (m[i].index == MSR_IA32_TSC) {
+			tsc = m[i].data;
+			have_tsc = true;
+		}
+	for (size_t i = 0; i < n && have_tsc; i++)
+		if (m[i].index == MSR_IA32_TSC_DEADLINE && m[i].data == 0)
+			m[i].data = tsc;
+}
+
 static struct kvm_msrs *msrs_alloc(void)
 {
 	return calloc(1, sizeof(struct kvm_msrs) + KVM_STATE_MAX_MSRS * sizeof(struct kvm_msr_entry));
@@ -96,6 +117,7 @@ static int save_msrs(int kvm_fd, int vcpu_fd, json_t *o, ember_err *e)
 		nkept += (size_t)r;
 		i += (size_t)r + ((size_t)r < want);
 	}
+	fix_tsc_deadline(kept, nkept);
 	rc = put_blob(o, "msrs", kept, nkept * sizeof(*kept), e);
 out:
 	free(list);
