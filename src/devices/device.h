@@ -96,7 +96,10 @@ struct device_ops {
 	 * such as network_overrides applied), after its transport state has
 	 * been restored and, if the driver had set DRIVER_OK, activate called
 	 * again. Check every field (the file is untrusted, even checksummed);
-	 * -1 and e set fail the whole load, which then destroys the VM.
+	 * -1 and e set fail the whole load, which then destroys the VM. What
+	 * the driver must learn of the restore is sent from here (vsock's
+	 * transport-reset event, for instance); the vCPUs do not run yet, so
+	 * the interrupt waits in the irqchip until they do.
 	 * A kind with save NULL cannot be snapshotted: PUT /snapshot/create
 	 * refuses while such a device exists, as Firecracker. */
 	int (*save)(void *dev, json_t **state, ember_err *e);
