@@ -63,6 +63,15 @@ API = [
     ("PUT", "/vsock", {"guest_cid": 3, "uds_path": "/v.sock"}),
     ("PUT", "/balloon", {"amount_mib": 1}), ("GET", "/balloon/statistics", None),
     ("PUT", "/snapshot/create", {"snapshot_path": "/s"}),
+    ("PUT", "/snapshot/create", {"snapshot_type": "Diff", "snapshot_path": "/s/vm.snap",
+                                 "mem_file_path": "/s/vm.mem"}),
+    ("PUT", "/snapshot/load", {"snapshot_path": "/s/vm.snap", "resume_vm": True,
+                               "track_dirty_pages": True,
+                               "mem_backend": {"backend_type": "Uffd", "backend_path": "/s/uffd"},
+                               "network_overrides": [{"iface_id": "eth0",
+                                                      "host_dev_name": "tap1"}]}),
+    ("PUT", "/snapshot/load", {"snapshot_path": "/s/vm.snap", "mem_file_path": "/s/vm.mem",
+                               "enable_diff_snapshots": False}),
 ]
 
 
