@@ -278,6 +278,16 @@ int virtio_devs_restore(struct virtio_devs *d, json_t *arr, ember_err *e)
 		pthread_mutex_unlock(&s->lock);
 		if (rc)
 			return err_prefix(e, "%s %s", s->ops->kind, s->ops->id(s->dev));
+		/* A notification the VMM thread had not served when the VM was
+		 * paused is not in the state: look at every ready queue once,
+		 * as if the driver had just notified it. */
+		for (unsigned q = 0; q < s->nr_queues; q++) {
+			uint64_t one = 1;
+			if (s->mmio->activated && s->mmio->queues[q].ready && s->notify_fd[q] >= 0 &&
+			    write(s->notify_fd[q], &one, sizeof(one)) != sizeof(one))
+				return err_set(e, "%s %s: queue %u: cannot notify: %s", s->ops->kind,
+					       s->ops->id(s->dev), q, strerror(errno));
+		}
 	}
 	return 0;
 }
