@@ -153,29 +153,37 @@ void controller_snapshot_load(struct controller *c, const struct snapshot_load_p
 			goto fail;
 	}
 	struct vmm_mem_source mem = {.fd = fd, .uffd_path = p->backend_path};
-	if (vmm_restore(&c->vm, &cfg, &c->opt, &mem, st, &e)) {
+	/* The VM is built from c->cfg, as at InstanceStart (devices keep
+	 * pointers into it, MMDS's config for one); the old one comes back if
+	 * the restore fails. */
+	struct vmm_config old = c->cfg;
+	c->cfg = cfg;
+	config_init(&cfg);
+	int rc = vmm_restore(&c->vm, &c->cfg, &c->opt, &mem, st, &e);
+	/* The loaded memory is the base the next diff snapshot builds on. */
+	if (!rc && c->cfg.machine.track_dirty_pages && dirty_reset(&c->vm.vm, &e)) {
+		vmm_destroy(&c->vm);
+		rc = -1;
+	}
+	if (rc) {
+		cfg = c->cfg; /* freed below */
+		c->cfg = old;
 		err_prefix(&e, "Failed to build microVM from snapshot");
 		goto fail;
 	}
-	close(fd);
+	if (fd >= 0)
+		close(fd);
 	fd = -1;
 	json_decref(st);
 	st = NULL;
-	/* The loaded memory is the base the next diff snapshot builds on. */
-	if (cfg.machine.track_dirty_pages && dirty_reset(&c->vm.vm, &e)) {
-		vmm_destroy(&c->vm);
-		err_prefix(&e, "Failed to build microVM from snapshot");
-		goto fail;
-	}
 	/* The process's logger and metrics stay; the rest is the snapshot's. */
-	cfg.has_logger = c->cfg.has_logger;
-	cfg.logger = c->cfg.logger;
-	cfg.has_metrics = c->cfg.has_metrics;
-	cfg.metrics = c->cfg.metrics;
-	memset(&c->cfg.logger, 0, sizeof(c->cfg.logger));
-	memset(&c->cfg.metrics, 0, sizeof(c->cfg.metrics));
-	config_free(&c->cfg);
-	c->cfg = cfg;
+	c->cfg.has_logger = old.has_logger;
+	c->cfg.logger = old.logger;
+	c->cfg.has_metrics = old.has_metrics;
+	c->cfg.metrics = old.metrics;
+	memset(&old.logger, 0, sizeof(old.logger));
+	memset(&old.metrics, 0, sizeof(old.metrics));
+	config_free(&old);
 	if (c->cfg.has_mmds)
 		mmds_configure(&c->mmds, &c->cfg.mmds);
 	if (controller_run_vm(c, !p->resume_vm, &e)) {
