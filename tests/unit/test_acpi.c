@@ -397,7 +397,7 @@ static void dsdt_devices(void **state)
 			uint8_t irq[9] = {0x89, 0x06, 0x00, 0x03, 0x01};
 			memcpy(irq + 5, &devs[i].gsi, 4);
 			assert_true(count(t.dsdt, len, irq, sizeof(irq)) >= 1);
-			char name[16];
+			char name[24];
 			snprintf(name, sizeof(name), "V%03zu", i);
 			assert_int_equal(count(t.dsdt, len, name, 4), 1);
 		}
