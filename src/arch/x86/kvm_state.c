@@ -148,6 +148,20 @@ static int restore_msrs(int vcpu_fd, json_t *o, ember_err *e)
 	return rc;
 }
 
+/* A host without XSAVE has no XCRs: KVM_GET_XCRS says none, and
+ * KVM_SET_XCRS refuses even an empty list, so there is nothing to set. */
+static int restore_xcrs(int vcpu_fd, json_t *o, ember_err *e)
+{
+	struct kvm_xcrs x;
+	if (blob_get(o, "xcrs", &x, sizeof(x), e))
+		return -1;
+	if (x.nr_xcrs == 0)
+		return 0;
+	if (ioctl(vcpu_fd, KVM_SET_XCRS, &x) < 0)
+		return err_set(e, "KVM_SET_xcrs: %s", strerror(errno));
+	return 0;
+}
+
 static struct kvm_cpuid2 *cpuid_alloc(void)
 {
 	struct kvm_cpuid2 *c =
@@ -228,7 +242,7 @@ int kvm_vcpu_restore(int vcpu_fd, json_t *o, ember_err *e)
 	    set_fixed(vcpu_fd, KVM_SET_REGS, "regs", o, sizeof(struct kvm_regs), e) ||
 	    set_fixed(vcpu_fd, KVM_SET_SREGS, "sregs", o, sizeof(struct kvm_sregs), e) ||
 	    set_fixed(vcpu_fd, KVM_SET_XSAVE, "xsave", o, sizeof(struct kvm_xsave), e) ||
-	    set_fixed(vcpu_fd, KVM_SET_XCRS, "xcrs", o, sizeof(struct kvm_xcrs), e) ||
+	    restore_xcrs(vcpu_fd, o, e) ||
 	    set_fixed(vcpu_fd, KVM_SET_DEBUGREGS, "debugregs", o, sizeof(struct kvm_debugregs), e) ||
 	    set_fixed(vcpu_fd, KVM_SET_LAPIC, "lapic", o, sizeof(struct kvm_lapic_state), e) ||
 	    restore_msrs(vcpu_fd, o, e) ||
