@@ -129,21 +129,34 @@ out:
 static int restore_msrs(int vcpu_fd, json_t *o, ember_err *e)
 {
 	struct kvm_msrs *b = msrs_alloc();
-	if (!b)
-		return err_set(e, "out of memory");
-	size_t len;
-	int rc = blob_get_var(o, "msrs", b->entries, KVM_STATE_MAX_MSRS * sizeof(b->entries[0]),
-			     &len, e);
+	struct kvm_msr_entry *all = calloc(KVM_STATE_MAX_MSRS, sizeof(*all));
+	size_t len = 0;
+	int rc = b && all ? 0 : err_set(e, "out of memory");
+	if (!rc)
+		rc = blob_get_var(o, "msrs", all, KVM_STATE_MAX_MSRS * sizeof(*all), &len, e);
 	if (!rc && len % sizeof(struct kvm_msr_entry))
 		rc = err_set(e, "msrs: %zu bytes, not a whole number of entries", len);
-	if (!rc) {
-		b->nmsrs = (uint32_t)(len / sizeof(struct kvm_msr_entry));
+	/* KVM_SET_MSRS stops at the first MSR it refuses: that one is logged
+	 * and left at its reset value, and the rest set. Every MSR here was
+	 * read from this kind of host's KVM; one it will not take back (a
+	 * quirk of a nested or older host) is no reason to refuse the VM. */
+	size_t n = rc ? 0 : len / sizeof(struct kvm_msr_entry);
+	for (size_t i = 0; !rc && i < n;) {
+		b->nmsrs = (uint32_t)(n - i);
+		memcpy(b->entries, all + i, (n - i) * sizeof(*all));
 		int r = ioctl(vcpu_fd, KVM_SET_MSRS, b);
-		if (r < 0)
+		if (r < 0) {
 			rc = err_set(e, "KVM_SET_MSRS: %s", strerror(errno));
-		else if ((uint32_t)r < b->nmsrs)
-			rc = err_set(e, "KVM_SET_MSRS: MSR 0x%x refused", b->entries[r].index);
+			break;
+		}
+		i += (size_t)r;
+		if (i < n) {
+			LOG_W("snapshot restore: KVM refused MSR 0x%x (value 0x%llx); left as reset",
+			      all[i].index, (unsigned long long)all[i].data);
+			i++;
+		}
 	}
+	free(all);
 	free(b);
 	return rc;
 }
