@@ -62,9 +62,14 @@ void controller_snapshot_create(struct controller *c, const struct snapshot_crea
 	/* Devices have finished their work (vmm_save_state): the dirty pages
 	 * now include all of it. Memory first: a state file names a complete
 	 * snapshot. After it, the next diff starts from here. */
+	/* A full snapshot of anonymous memory skips the pages the guest never
+	 * touched (holes, read back as zeros): its cost follows what the guest
+	 * used, not its size. */
 	struct dirty_map dm = {0};
+	bool sparse = diff || !c->vm.vm.mem_from_file;
 	if ((diff && dirty_collect(&c->vm.vm, &dm, &e)) ||
-	    vmm_write_memory(&c->vm, p->mem_file_path, diff ? &dm : NULL, &e) ||
+	    (!diff && sparse && dirty_touched(&c->vm.vm, &dm, &e)) ||
+	    vmm_write_memory(&c->vm, p->mem_file_path, sparse ? &dm : NULL, &e) ||
 	    snapshot_file_write(p->snapshot_path, st, &e) ||
 	    (c->cfg.machine.track_dirty_pages && dirty_reset(&c->vm.vm, &e)))
 		vmm_response_fault(r, 400, ERR_CREATE "%s", e.msg);

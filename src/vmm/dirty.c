@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #define PM_SOFT_DIRTY (1ULL << 55)
+#define PM_SWAPPED (1ULL << 62)
+#define PM_PRESENT (1ULL << 63)
 
 static int clear_soft_dirty(ember_err *e)
 {
@@ -48,8 +50,10 @@ int dirty_reset(struct vm *vm, ember_err *e)
 	return clear_soft_dirty(e);
 }
 
-/* ORs the soft-dirty bits of [host, host + pages pages) into bits. */
-static int soft_dirty(const uint8_t *host, uint64_t pages, uint64_t *bits, ember_err *e)
+/* ORs the pages of [host, host + pages pages) whose pagemap entry has any
+ * of `mask` into bits. */
+static int pagemap_bits(const uint8_t *host, uint64_t pages, uint64_t mask, uint64_t *bits,
+			ember_err *e)
 {
 	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -67,7 +71,7 @@ static int soft_dirty(const uint8_t *host, uint64_t pages, uint64_t *bits, ember
 			break;
 		}
 		for (uint64_t k = 0; k < n; k++)
-			if (buf[k] & PM_SOFT_DIRTY)
+			if (buf[k] & mask)
 				bits[(p + k) / 64] |= 1ULL << ((p + k) % 64);
 	}
 	free(buf);
@@ -84,7 +88,26 @@ int dirty_collect(struct vm *vm, struct dirty_map *out, ember_err *e)
 		out->bits[i] = calloc((out->pages[i] + 63) / 64, 8);
 		out->nr_regions = i + 1;
 		if (!out->bits[i] || kvm_log(vm, i, out->bits[i], e) ||
-		    soft_dirty(r->host, out->pages[i], out->bits[i], e)) {
+		    pagemap_bits(r->host, out->pages[i], PM_SOFT_DIRTY, out->bits[i], e)) {
+			if (!out->bits[i])
+				err_set(e, "out of memory");
+			dirty_map_free(out);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int dirty_touched(struct vm *vm, struct dirty_map *out, ember_err *e)
+{
+	memset(out, 0, sizeof(*out));
+	for (int i = 0; i < vm->mem.nr_regions; i++) {
+		const struct gm_region *r = &vm->mem.region[i];
+		out->pages[i] = r->size / DIRTY_PAGE_SIZE;
+		out->bits[i] = calloc((out->pages[i] + 63) / 64, 8);
+		out->nr_regions = i + 1;
+		if (!out->bits[i] || pagemap_bits(r->host, out->pages[i], PM_PRESENT | PM_SWAPPED,
+						  out->bits[i], e)) {
 			if (!out->bits[i])
 				err_set(e, "out of memory");
 			dirty_map_free(out);

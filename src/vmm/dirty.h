@@ -25,6 +25,11 @@ struct dirty_map {
 
 /* Starts a new interval: clears KVM's log and the soft-dirty bits. */
 int dirty_reset(struct vm *vm, ember_err *e);
+/* The pages of anonymous guest memory that hold anything: those present
+ * or swapped out (/proc/self/pagemap). A page never touched reads as
+ * zero, so a full snapshot leaves it a hole. Only for anonymous memory: a
+ * private file mapping's untouched pages are the file's. */
+int dirty_touched(struct vm *vm, struct dirty_map *out, ember_err *e);
 /* The pages written since the last reset (KVM's log is cleared as read). */
 int dirty_collect(struct vm *vm, struct dirty_map *out, ember_err *e);
 void dirty_map_free(struct dirty_map *d);

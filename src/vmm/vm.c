@@ -48,6 +48,7 @@ int vm_map_memory_file(struct vm *vm, int fd, uint64_t mem_bytes, ember_err *e)
 {
 	memset(vm, 0, sizeof(*vm));
 	vm->kvm_fd = vm->vm_fd = -1;
+	vm->mem_from_file = true;
 	return gm_create_from_file(&vm->mem, fd, mem_bytes, X86_MMIO_GAP_START, e);
 }
 

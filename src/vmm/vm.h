@@ -16,6 +16,9 @@ struct vm {
 	/* Set before vm_create_kvm: KVM logs the guest's writes to memory
 	 * (machine-config track_dirty_pages, for diff snapshots). */
 	bool dirty_log;
+	/* Guest RAM is a private mapping of a snapshot's memory file (its
+	 * untouched pages are the file's, not zero). */
+	bool mem_from_file;
 	struct guest_mem mem;
 };
 
