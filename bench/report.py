@@ -429,15 +429,17 @@ def main():
             lines.append(f"kernel:    {part['kernel']}")
             lines.append(f"initramfs: {part['initrd']}")
             break
-    lines += ["```", "", f"![plot]({os.path.basename(stem)}.png)", ""]
+    plotted = bool(native or guest or io)  # a snapshot-only run has no plot
+    lines += ["```", ""] + ([f"![plot]({os.path.basename(stem)}.png)", ""] if plotted else [])
     with open(stem + ".md", "w") as fh:
         fh.write("\n".join(lines))
-    plot(work, stem + ".png", native, guest, io, f"Ember benchmark, {date}, {host}")
+    if plotted:
+        plot(work, stem + ".png", native, guest, io, f"Ember benchmark, {date}, {host}")
     if native:  # the raw round-trip times are in the plot; keep the JSON small
         native["api"].pop("ember_raw_us", None)
         native["api"].pop("floor_raw_us", None)
     write_json(stem + ".json", {"native": native, "guest": guest, "io": io, "snapshot": snap})
-    print(f"bench: wrote {stem}.md, {stem}.png, {stem}.json")
+    print(f"bench: wrote {stem}.md{', ' + stem + '.png' if plotted else ''}, {stem}.json")
 
 
 if __name__ == "__main__":
