@@ -336,7 +336,7 @@ def failure_lines(work, name, what, data) -> list | None:
     return lines
 
 
-ALL_PARTS = ("native", "guest", "block", "net", "density", "vsock", "balloon")
+ALL_PARTS = ("native", "guest", "block", "net", "density", "vsock", "balloon", "snapshot")
 
 
 def vsock_section(v) -> list:
@@ -399,6 +399,40 @@ def took_line(elapsed, phases, native, guest, io) -> str:
     return took + (": " + "; ".join(bits) if bits else "")
 
 
+def snapshot_section(snap) -> list:
+    """Section 6: snapshot create and restore, Ember (File, Uffd) and QEMU."""
+    lines = ["## 6. Snapshots: Ember against QEMU's migration to a file", "",
+             "Medians (ms) of the rounds; guest times in the nested test host are TCG-inflated, "
+             "so compare ratios. Ember's load is timed from PUT /snapshot/load (its process "
+             "already started) and from exec; QEMU's restore from exec with `-incoming`.", "",
+             "| guest | create: Ember / QEMU | memory file: Ember / QEMU (allocated) | "
+             "load -> 204: File / Uffd | load -> first tick: File / Uffd | "
+             "exec -> first tick: Ember File / Uffd / QEMU |",
+             "|---|---|---|---|---|---|"]
+
+    def med(r, kind, field):
+        s = r.get("restore", {}).get(kind, {}).get(field, {})
+        return f(s.get("median")) if s.get("n") else "-"
+
+    for mib, r in sorted(snap.get("sizes", {}).items(), key=lambda kv: int(kv[0])):
+        ec, qc = r.get("ember_create", {}), r.get("qemu_create", {})
+        size = (f"{ec.get('mem_allocated_bytes', 0) / 2**20:.0f} / "
+                f"{qc.get('mem_allocated_bytes', 0) / 2**20:.0f} MiB") if ec and qc else "-"
+        lines.append(
+            f"| {mib} MiB | {f(ec.get('create_ms'))} / {f(qc.get('create_ms'))} | {size} | "
+            f"{med(r, 'ember_file', 'load_204_ms')} / {med(r, 'ember_uffd', 'load_204_ms')} | "
+            f"{med(r, 'ember_file', 'load_to_tick_ms')} / {med(r, 'ember_uffd', 'load_to_tick_ms')} | "
+            f"{med(r, 'ember_file', 'exec_to_tick_ms')} / {med(r, 'ember_uffd', 'exec_to_tick_ms')} / "
+            f"{med(r, 'qemu', 'exec_to_tick_ms')} |")
+        for err in r.get("errors", []):
+            lines.append(f"\n- {mib} MiB: failed: {err}")
+    if snap.get("sizes"):
+        first = next(iter(snap["sizes"].values()))
+        lines += ["", f"State file: {first.get('ember_create', {}).get('state_bytes', '-')} bytes. "
+                  f"Rounds: {snap.get('rounds')}."]
+    return lines
+
+
 def main():
     work, out_dir, elapsed = sys.argv[1], sys.argv[2], int(sys.argv[3])
     os.makedirs(out_dir, exist_ok=True)
@@ -409,9 +443,12 @@ def main():
     vsock_failed = failure_lines(work, "vsock", "vsock part", vsock)
     balloon = load(work, "balloon.json")
     balloon_failed = failure_lines(work, "balloon", "balloon part", balloon)
+    snap = load(work, "snapshot.json")
+    snap_failed = failure_lines(work, "snapshot", "snapshot part", snap)
     guest_failed = failure_lines(work, "guest", "guest part", guest)
     io_failed = failure_lines(work, "io", "block and network part", io)
-    if not native and not guest and not io and not dens and not vsock and not balloon:
+    if not native and not guest and not io and not dens and not vsock and not balloon \
+            and not snap:
         raise SystemExit("report: no results in " + work)
     host = platform.node().split(".")[0] or "host"
     date = datetime.date.today().isoformat()
@@ -468,6 +505,10 @@ def main():
         if not balloon:
             lines += ["## 8. Soft allocation: the balloon, Ember against QEMU", ""]
         lines += balloon_failed + [""]
+    if snap:
+        lines += snapshot_section(snap) + [""]
+    if snap_failed:
+        lines += snap_failed + [""]
     lines += ["## Commands", "", "```"]
     lines.append("make bench        # = bench/run; EMBER_BENCH_QUICK=1 for a quick look")
     for name in ("guest", "io", "density", "vsock", "balloon"):
@@ -475,7 +516,7 @@ def main():
         if os.path.exists(testhost_cmd):
             with open(testhost_cmd) as fh:
                 lines.append(fh.read().strip())
-    for part in (native, guest, io, dens, vsock, balloon):
+    for part in (native, guest, io, dens, vsock, balloon, snap):
         if part:
             for kind, cmd in part["commands"].items():
                 lines.append(f"[{kind}] {cmd}")
@@ -484,16 +525,18 @@ def main():
             lines.append(f"kernel:    {part['kernel']}")
             lines.append(f"initramfs: {part['initrd']}")
             break
-    lines += ["```", "", f"![plot]({os.path.basename(stem)}.png)", ""]
+    plotted = bool(native or guest or io)  # a snapshot-only run has no plot
+    lines += ["```", ""] + ([f"![plot]({os.path.basename(stem)}.png)", ""] if plotted else [])
     with open(stem + ".md", "w") as fh:
         fh.write("\n".join(lines))
-    plot(work, stem + ".png", native, guest, io, f"Ember benchmark, {date}, {host}")
+    if plotted:
+        plot(work, stem + ".png", native, guest, io, f"Ember benchmark, {date}, {host}")
     if native:  # the raw round-trip times are in the plot; keep the JSON small
         native["api"].pop("ember_raw_us", None)
         native["api"].pop("floor_raw_us", None)
     write_json(stem + ".json", {"native": native, "guest": guest, "io": io, "density": dens,
-                               "vsock": vsock, "balloon": balloon})
-    print(f"bench: wrote {stem}.md, {stem}.png, {stem}.json")
+                               "vsock": vsock, "balloon": balloon, "snapshot": snap})
+    print(f"bench: wrote {stem}.md{', ' + stem + '.png' if plotted else ''}, {stem}.json")
 
 
 if __name__ == "__main__":

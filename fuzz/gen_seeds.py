@@ -70,6 +70,15 @@ API = [
     ("PATCH", "/balloon/hinting/start", {"acknowledge_on_stop": False}),
     ("PATCH", "/balloon/hinting/stop", None), ("GET", "/balloon/hinting/status", None),
     ("PUT", "/serial", {"serial_out_path": "/tmp/console"}),
+    ("PUT", "/snapshot/create", {"snapshot_type": "Diff", "snapshot_path": "/s/vm.snap",
+                                 "mem_file_path": "/s/vm.mem"}),
+    ("PUT", "/snapshot/load", {"snapshot_path": "/s/vm.snap", "resume_vm": True,
+                               "track_dirty_pages": True,
+                               "mem_backend": {"backend_type": "Uffd", "backend_path": "/s/uffd"},
+                               "network_overrides": [{"iface_id": "eth0",
+                                                      "host_dev_name": "tap1"}]}),
+    ("PUT", "/snapshot/load", {"snapshot_path": "/s/vm.snap", "mem_file_path": "/s/vm.mem",
+                               "enable_diff_snapshots": False}),
 ]
 
 
@@ -413,7 +422,8 @@ def mmds_seeds():
     write(n, "arp", bytes([0, 6, 0, 0]) + drain)
 
 
-# The corpora written here; others in fuzz/corpus/ (api_http) are kept.
+# The corpora written here; others in fuzz/corpus/ (api_http, snapshot_file_fuzz: real
+# state files written by Ember) are kept.
 TARGETS = ["api_parse_fuzz", "config_fuzz", "loader_fuzz", "virtio_mmio_fuzz",
            "virtio_block_fuzz", "virtio_net_fuzz", "virtio_rng_fuzz", "virtio_vsock_fuzz",
            "virtio_balloon_fuzz",

@@ -33,6 +33,8 @@ SERVED = {
     "/mmds": ["get", "put", "patch"],
     "/mmds/config": ["put"],
     "/serial": ["put"],
+    "/snapshot/create": ["put"],
+    "/snapshot/load": ["put"],
     "/network-interfaces/{iface_id}": ["put", "patch"],
     "/version": ["get"],
     "/vm": ["patch"],

@@ -26,9 +26,9 @@ while getopts "t:o:" opt; do
 done
 shift $((OPTIND - 1))
 
-all=(virtio_mmio_fuzz virtio_block_fuzz virtio_net_fuzz virtio_rng_fuzz virtio_balloon_fuzz
-     api_parse_fuzz config_fuzz
-     loader_fuzz mmds_http_fuzz mmds_netstack_fuzz api_http_fuzz)
+all=(virtio_mmio_fuzz virtio_block_fuzz virtio_net_fuzz virtio_rng_fuzz virtio_vsock_fuzz
+     virtio_balloon_fuzz api_parse_fuzz config_fuzz
+     loader_fuzz mmds_http_fuzz mmds_netstack_fuzz api_http_fuzz snapshot_file_fuzz)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 
@@ -36,6 +36,7 @@ targets=("$@")
 max_len() {
 	case $1 in
 	loader_fuzz | api_http_fuzz) echo 16384 ;;
+	snapshot_file_fuzz) echo 32768 ;;
 	virtio_block_fuzz | virtio_net_fuzz | mmds_http_fuzz) echo 8192 ;;
 	*) echo 4096 ;;
 	esac

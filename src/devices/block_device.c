@@ -100,6 +100,25 @@ static int block_patch(void *dev, const void *patch, ember_err *e)
 	return virtio_block_patch(((struct block_device *)dev)->blk, patch, e);
 }
 
+static int block_save(void *dev, json_t **state, ember_err *e)
+{
+	struct block_device *d = dev;
+	(void)e;
+	virtio_block_quiesce(d->blk);
+	*state = json_pack("{s:I}", "capacity_sectors", (json_int_t)virtio_block_capacity(d->blk));
+	return 0;
+}
+
+static int block_restore(void *dev, json_t *state, ember_err *e)
+{
+	(void)dev;
+	/* The disk may have grown or shrunk since (Firecracker allows it): the
+	 * guest re-reads the capacity on its next config access. */
+	if (!json_is_object(state))
+		return err_set(e, "block state is not an object");
+	return 0;
+}
+
 const struct device_ops block_device_ops = {
 	.kind = "block",
 	.metrics_group = &block_metrics_group,
@@ -111,4 +130,6 @@ const struct device_ops block_device_ops = {
 	.events = block_events,
 	.config_json = block_json,
 	.patch = block_patch,
+	.save = block_save,
+	.restore = block_restore,
 };

@@ -122,7 +122,25 @@ struct device_ops {
 	/* PATCH on a running device, with the kind's parsed patch; NULL if the
 	 * kind has none. */
 	int (*patch)(void *dev, const void *patch, ember_err *e);
-	/* Snapshot state; NULL until snapshots land. */
+	/* Snapshots (docs/snapshot-format.md). The virtio transport and its
+	 * queues are saved and restored by the VMM (vmm/virtio_devs.c); these
+	 * hooks carry only what the kind keeps besides.
+	 * save: on the VMM thread, the VM paused (no vCPU runs), before guest
+	 * memory is written out. First finish whatever the device has in
+	 * flight into guest memory (completions pushed to the used ring, the
+	 * driver interrupted), so the memory file holds it; then set *state to
+	 * a JSON object of the kind's own state ({} if none).
+	 * restore: on a device just created from the same config (a restore
+	 * rebuilds every device from the saved VM config, with any overrides
+	 * such as network_overrides applied), after its transport state has
+	 * been restored and, if the driver had set DRIVER_OK, activate called
+	 * again. Check every field (the file is untrusted, even checksummed);
+	 * -1 and e set fail the whole load, which then destroys the VM. What
+	 * the driver must learn of the restore is sent from here (vsock's
+	 * transport-reset event, for instance); the vCPUs do not run yet, so
+	 * the interrupt waits in the irqchip until they do.
+	 * A kind with save NULL cannot be snapshotted: PUT /snapshot/create
+	 * refuses while such a device exists, as Firecracker. */
 	int (*save)(void *dev, json_t **state, ember_err *e);
 	int (*restore)(void *dev, json_t *state, ember_err *e);
 };

@@ -111,6 +111,22 @@ static const struct device_config_ops entropy_config_ops = {
 	.to_json = cfg_json,
 };
 
+/* Requests are served at once: nothing is in flight at a pause. */
+static int entropy_save(void *dev, json_t **state, ember_err *e)
+{
+	(void)dev, (void)e;
+	*state = json_object();
+	return 0;
+}
+
+static int entropy_restore(void *dev, json_t *state, ember_err *e)
+{
+	(void)dev;
+	if (!json_is_object(state))
+		return err_set(e, "entropy state is not an object");
+	return 0;
+}
+
 const struct device_ops entropy_device_ops = {
 	.kind = "entropy",
 	.metrics_group = &entropy_metrics_group,
@@ -122,4 +138,6 @@ const struct device_ops entropy_device_ops = {
 	.queue_event = entropy_queue_event,
 	.events = entropy_events,
 	.config_json = entropy_json,
+	.save = entropy_save,
+	.restore = entropy_restore,
 };

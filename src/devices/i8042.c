@@ -4,6 +4,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "util/blob.h"
+
 const struct metrics_group i8042_metrics_group = METRICS_GROUP("i8042", METRICS_I8042, struct i8042_metrics);
 
 #define PORT_DATA 0
@@ -268,3 +270,42 @@ int i8042_ctrl_alt_del(struct i8042 *k)
 }
 
 const struct io_device_ops i8042_ops = {.read = i8042_read, .write = i8042_write};
+
+json_t *i8042_save(struct i8042 *k)
+{
+	pthread_mutex_lock(&k->lock);
+	uint8_t buf[I8042_BUF_SIZE];
+	for (unsigned i = 0; i < k->len; i++)
+		buf[i] = k->buf[(k->head + i) % I8042_BUF_SIZE];
+	json_t *j = json_pack("{s:i, s:i, s:i, s:i, s:o}", "ctr", k->ctr, "pending", k->pending,
+			      "kbd_pending", k->kbd_pending, "status_cmd", k->status_cmd, "buf",
+			      blob_json(buf, k->len));
+	pthread_mutex_unlock(&k->lock);
+	return j;
+}
+
+int i8042_restore(struct i8042 *k, json_t *j, ember_err *e)
+{
+	uint64_t ctr, pending, kbd_pending, status_cmd;
+	uint8_t buf[I8042_BUF_SIZE];
+	size_t n;
+	if (!json_is_object(j))
+		return err_set(e, "i8042: state is not an object");
+	if (json_get_u64(j, "ctr", 0xff, &ctr, e) || json_get_u64(j, "pending", 0xff, &pending, e) ||
+	    json_get_u64(j, "kbd_pending", 0xff, &kbd_pending, e) ||
+	    json_get_u64(j, "status_cmd", 1, &status_cmd, e) ||
+	    blob_get_var(j, "buf", buf, sizeof(buf), &n, e))
+		return err_prefix(e, "i8042");
+	pthread_mutex_lock(&k->lock);
+	k->ctr = (uint8_t)ctr;
+	k->pending = (uint8_t)pending;
+	k->kbd_pending = (uint8_t)kbd_pending;
+	k->status_cmd = (uint8_t)status_cmd;
+	memcpy(k->buf, buf, n);
+	k->head = 0;
+	k->len = (unsigned)n;
+	if (k->len)
+		raise_irq(k);
+	pthread_mutex_unlock(&k->lock);
+	return 0;
+}

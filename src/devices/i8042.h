@@ -6,7 +6,10 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "guest/io_bus.h"
+#include "util/err.h"
 #include "util/metrics.h"
 
 /* Firecracker's "i8042" metrics group. */
@@ -45,6 +48,9 @@ extern const struct io_device_ops i8042_ops;
 
 void i8042_init(struct i8042 *k, int irq_fd, void (*reset)(void *), void *reset_ctx);
 void i8042_destroy(struct i8042 *k);
+/* Snapshot state: the command byte, half-done commands, the output buffer. */
+json_t *i8042_save(struct i8042 *k);
+int i8042_restore(struct i8042 *k, json_t *state, ember_err *e);
 /* Queues the scancodes of Ctrl+Alt+Del (press and release) for the guest and
  * raises IRQ 1. -1 if the guest has the keyboard disabled or the output
  * buffer has no room for the whole sequence. */

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "util/blob.h"
 #include "util/out_queue.h"
 
 const struct metrics_group uart_metrics_group = METRICS_GROUP("uart", METRICS_UART, struct uart_metrics);
@@ -243,3 +244,49 @@ static void serial_write(void *ctx, uint64_t offset, const uint8_t *data, uint32
 }
 
 const struct io_device_ops serial_ops = {.read = serial_read, .write = serial_write};
+
+json_t *serial_save(struct serial *s)
+{
+	pthread_mutex_lock(&s->lock);
+	uint8_t rx[SERIAL_FIFO_SIZE];
+	for (unsigned i = 0; i < s->rx_len; i++)
+		rx[i] = s->rx[(s->rx_head + i) % SERIAL_FIFO_SIZE];
+	json_t *j = json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:o}", "ier", s->ier, "lcr",
+			      s->lcr, "mcr", s->mcr, "scr", s->scr, "dll", s->dll, "dlm", s->dlm,
+			      "fcr", s->fcr, "thre_pending", s->thre_pending, "rx",
+			      blob_json(rx, s->rx_len));
+	pthread_mutex_unlock(&s->lock);
+	return j;
+}
+
+int serial_restore(struct serial *s, json_t *j, ember_err *e)
+{
+	static const char *const regs[] = {"ier", "lcr", "mcr", "scr", "dll", "dlm", "fcr",
+					   "thre_pending"};
+	uint64_t v[8];
+	uint8_t rx[SERIAL_FIFO_SIZE];
+	size_t n;
+	if (!json_is_object(j))
+		return err_set(e, "serial: state is not an object");
+	for (size_t i = 0; i < 8; i++)
+		if (json_get_u64(j, regs[i], i == 7 ? 1 : 0xff, &v[i], e))
+			return err_prefix(e, "serial");
+	if (blob_get_var(j, "rx", rx, sizeof(rx), &n, e))
+		return err_prefix(e, "serial");
+	pthread_mutex_lock(&s->lock);
+	s->ier = (uint8_t)v[0];
+	s->lcr = (uint8_t)v[1];
+	s->mcr = (uint8_t)v[2];
+	s->scr = (uint8_t)v[3];
+	s->dll = (uint8_t)v[4];
+	s->dlm = (uint8_t)v[5];
+	s->fcr = (uint8_t)v[6];
+	s->thre_pending = (int)v[7];
+	memcpy(s->rx, rx, n);
+	s->rx_head = 0;
+	s->rx_len = (unsigned)n;
+	/* An interrupt the guest had not taken yet is raised again. */
+	update_irq(s);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}

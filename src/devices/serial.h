@@ -10,7 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "guest/io_bus.h"
+#include "util/err.h"
 #include "util/metrics.h"
 
 /* Firecracker's "uart": the serial port. */
@@ -59,6 +62,10 @@ void serial_destroy(struct serial *s);
 /* Queues host input for the guest; returns how many bytes fit. */
 size_t serial_enqueue(struct serial *s, const uint8_t *buf, size_t len);
 size_t serial_rx_space(struct serial *s);
+/* Snapshot state: the registers and the receive FIFO (output already
+ * handed to the host is not state). restore re-raises a pending interrupt. */
+json_t *serial_save(struct serial *s);
+int serial_restore(struct serial *s, json_t *state, ember_err *e);
 /* Waits until the console output queued so far has been written, or the
  * reader has taken nothing for idle_ms. */
 void serial_flush_output(struct serial *s, unsigned idle_ms);

@@ -699,6 +699,12 @@ void virtio_block_destroy(struct virtio_block *b)
 	free(b);
 }
 
+void virtio_block_quiesce(struct virtio_block *b)
+{
+	block_io_drain(b->io, on_done, b);
+	signal_used(b);
+}
+
 int virtio_block_update_path(struct virtio_block *b, const char *path, ember_err *e)
 {
 	int fd;

@@ -142,6 +142,9 @@ void virtio_block_rate_limiter_event(struct virtio_block *b);
  * file with the drive's read-only mode, and swaps it in with its capacity
  * and device ID; then a configuration change interrupt tells the driver.
  * On failure the old file stays. */
+/* Waits for every request in flight and returns it to the driver (a
+ * snapshot of a paused VM: guest memory then holds every completion). */
+void virtio_block_quiesce(struct virtio_block *b);
 int virtio_block_update_path(struct virtio_block *b, const char *path, ember_err *e);
 /* PATCH /drives: new rate-limiter buckets (absent ones keep their state). */
 int virtio_block_update_rate_limiter(struct virtio_block *b, const struct rate_limiter_config *c,

@@ -51,6 +51,37 @@ int gm_create(struct guest_mem *gm, uint64_t size, uint64_t gap_start, ember_err
 	return 0;
 }
 
+int gm_create_from_file(struct guest_mem *gm, int fd, uint64_t size, uint64_t gap_start,
+			ember_err *e)
+{
+	if (size > SIZE_MAX - GM_ALIGN)
+		return err_set(e, "cannot map %llu MiB of guest memory: too large",
+			       (unsigned long long)(size >> 20));
+	/* Reserve an aligned range, then put the file's private mapping over it. */
+	size_t reserve = (size_t)size + GM_ALIGN;
+	uint8_t *r = mmap(NULL, reserve, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+			  -1, 0);
+	if (r == MAP_FAILED)
+		return err_set(e, "cannot map %llu MiB of guest memory: %s",
+			       (unsigned long long)(size >> 20), strerror(errno));
+	uint8_t *p = (uint8_t *)(((uintptr_t)r + GM_ALIGN - 1) & ~(uintptr_t)(GM_ALIGN - 1));
+	if (mmap(p, (size_t)size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE,
+		 fd, 0) == MAP_FAILED) {
+		int err = errno;
+		munmap(r, reserve);
+		return err_set(e, "cannot map the memory file: %s", strerror(err));
+	}
+	size_t head = (size_t)(p - r), tail = reserve - head - (size_t)size;
+	if (head)
+		munmap(r, head);
+	if (tail)
+		munmap(p + size, tail);
+	gm_init_from(gm, p, size, gap_start);
+	gm->mapping = p;
+	gm->mapping_size = size;
+	return 0;
+}
+
 void gm_destroy(struct guest_mem *gm)
 {
 	if (gm->mapping)

@@ -32,6 +32,10 @@ int gm_create(struct guest_mem *gm, uint64_t size, uint64_t gap_start, ember_err
  * reserved from the host's pool now, or an error that says the pool is
  * short. `size` must be a multiple of 2 MiB. */
 int gm_create_hugetlb(struct guest_mem *gm, uint64_t size, uint64_t gap_start, ember_err *e);
+/* The same layout over a private (copy-on-write) mapping of fd's first
+ * `size` bytes: a snapshot's memory file, read by the guest on demand. */
+int gm_create_from_file(struct guest_mem *gm, int fd, uint64_t size, uint64_t gap_start,
+			ember_err *e);
 /* Lays out caller-provided host memory the same way (unit tests). */
 void gm_init_from(struct guest_mem *gm, uint8_t *host, uint64_t size, uint64_t gap_start);
 void gm_destroy(struct guest_mem *gm);

@@ -17,6 +17,7 @@
 #include <linux/if_tun.h>
 #include <linux/kvm.h>
 #include <linux/seccomp.h>
+#include <linux/userfaultfd.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -87,6 +88,23 @@ static struct seccomp_rule vmm_rules[] = {
 	IOCTL(KVM_SET_SREGS), IOCTL(KVM_SET_REGS), IOCTL(KVM_SET_FPU), IOCTL(KVM_GET_LAPIC),
 	IOCTL(KVM_SET_LAPIC),
 	VCPU_KVM_RULES,
+	/* Snapshots: saving a paused VM's KVM state, restoring it into a new
+	 * one (arch/x86/kvm_state.c), and writing the memory and state files
+	 * whole (a temporary file renamed over the target). */
+	IOCTL(KVM_GET_REGS), IOCTL(KVM_GET_XSAVE), IOCTL(KVM_SET_XSAVE), IOCTL(KVM_GET_XCRS),
+	IOCTL(KVM_SET_XCRS), IOCTL(KVM_GET_MP_STATE), IOCTL(KVM_SET_MP_STATE),
+	IOCTL(KVM_GET_VCPU_EVENTS), IOCTL(KVM_SET_VCPU_EVENTS), IOCTL(KVM_GET_DEBUGREGS),
+	IOCTL(KVM_SET_DEBUGREGS), IOCTL(KVM_GET_CPUID2), IOCTL(KVM_GET_MSR_INDEX_LIST),
+	IOCTL(KVM_GET_MSRS), IOCTL(KVM_GET_TSC_KHZ), IOCTL(KVM_SET_TSC_KHZ),
+	IOCTL(KVM_GET_IRQCHIP), IOCTL(KVM_SET_IRQCHIP), IOCTL(KVM_GET_PIT2), IOCTL(KVM_SET_PIT2),
+	IOCTL(KVM_GET_CLOCK), IOCTL(KVM_SET_CLOCK), IOCTL(KVM_GET_DIRTY_LOG),
+	ANY(pwrite64), ANY(ftruncate), ANY(rename), ANY(renameat), ANY(renameat2),
+	/* A Uffd-backed load (vmm/uffd.c): the userfaultfd (or
+	 * /dev/userfaultfd), its registration, and the handshake with the
+	 * page-fault handler over its Unix socket (socket and connect: with
+	 * vsock's, below). */
+	ANY(userfaultfd), IOCTL(USERFAULTFD_IOC_NEW), IOCTL(UFFDIO_API), IOCTL(UFFDIO_REGISTER),
+	ANY(sendmsg),
 	/* TAP devices. */
 	IOCTL(TUNSETIFF), IOCTL(TUNSETOFFLOAD), IOCTL(TUNSETVNETHDRSZ),
 	/* The console in raw mode and back. */

@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "virtio/queue.h"
 #include "util/err.h"
 #include "guest/guest_mem.h"
@@ -185,6 +187,13 @@ bool virtio_mmio_interrupt_read(struct virtio_mmio *m, uint64_t offset, uint8_t 
 				uint32_t len);
 bool virtio_mmio_interrupt_write(struct virtio_mmio *m, uint64_t offset, const uint8_t *data,
 				 uint32_t len);
+/* Snapshot state of the transport and its queues (mmio_state.c): registers,
+ * negotiated features, each queue's rings and positions. restore checks
+ * every value (queue rings against guest memory) and, for an activated
+ * device, calls its activate op again; -1 leaves m unchanged unless the
+ * device refused activation (m is then not activated). */
+json_t *virtio_mmio_save(const struct virtio_mmio *m);
+int virtio_mmio_restore(struct virtio_mmio *m, json_t *state, ember_err *e);
 
 /* Writes the kernel command-line fragment
  * "virtio_mmio.device=<size>@<base>:<irq>" to buf. Returns its length, or -1

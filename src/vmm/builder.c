@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,6 +24,8 @@
 #include "arch/x86/loader.h"
 #include "util/log.h"
 #include "util/thread_stack.h"
+#include "vmm/snapshot.h"
+#include "vmm/uffd.h"
 
 /* The kernel command line: the configured boot_args, then what Firecracker
  * appends: the root drive (root=...) and the virtio-mmio devices. */
@@ -110,7 +113,9 @@ static int write_boot_data(struct vmm *m, const struct vmm_config *cfg,
 		flags |= ACPI_NO_I8042;
 		LOG_W("EMBER_DEBUG_NO_ACPI_I8042=1: the i8042 is left out of the ACPI tables");
 	}
-	return acpi_build(gm, m->nr_vcpus, devs, ndev, flags, e);
+	const struct acpi_vmgenid vg = {.gsi = X86_VMGENID_GSI};
+	return acpi_build_with(gm, m->nr_vcpus, devs, ndev, flags, &vg, e) ||
+	       vmm_new_generation(m, false, e);
 }
 
 static void i8042_reset(void *ctx)
@@ -134,6 +139,9 @@ static int add_devices(struct vmm *m, const struct vmm_config *cfg,
 		return -1;
 	m->kbd_irq_fd = vm_irqfd(&m->vm, I8042_KBD_IRQ, e);
 	if (m->kbd_irq_fd < 0)
+		return -1;
+	m->vmgenid_irq_fd = vm_irqfd(&m->vm, X86_VMGENID_GSI, e);
+	if (m->vmgenid_irq_fd < 0)
 		return -1;
 	serial_init(&m->serial, opt->console_out, m->serial_irq_fd);
 	m->serial.rx_drained = serial_drained;
@@ -308,6 +316,7 @@ static int create_and_load(struct vmm *m, const struct vmm_config *cfg, struct k
 	if (cfg->machine.huge_pages == HUGE_PAGES_2M ? vm_alloc_hugetlb_memory(&m->vm, mem, e)
 						      : vm_alloc_memory(&m->vm, mem, e))
 		return -1;
+	m->vm.dirty_log = cfg->machine.track_dirty_pages;
 	if (cfg->machine.huge_pages == HUGE_PAGES_TRANSPARENT &&
 	    madvise(m->vm.mem.mapping, m->vm.mem.mapping_size, MADV_HUGEPAGE) < 0)
 		LOG_W("huge_pages Transparent: madvise: %s", strerror(errno));
@@ -333,11 +342,27 @@ static int create_and_load(struct vmm *m, const struct vmm_config *cfg, struct k
 	return 0;
 }
 
-int vmm_build(struct vmm *m, const struct vmm_config *cfg, const struct vmm_options *opt,
-	      ember_err *e)
+int vmm_new_generation(struct vmm *m, bool notify, ember_err *e)
+{
+	uint8_t id[ACPI_VMGENID_SIZE];
+	if (getrandom(id, sizeof(id), 0) != (ssize_t)sizeof(id))
+		return err_set(e, "vmgenid: getrandom: %s", strerror(errno));
+	if (gm_write(&m->vm.mem, ACPI_VMGENID_ADDR, id, sizeof(id)))
+		return err_set(e, "vmgenid: guest memory does not cover 0x%llx",
+			       (unsigned long long)ACPI_VMGENID_ADDR);
+	uint64_t one = 1;
+	if (notify && write(m->vmgenid_irq_fd, &one, sizeof(one)) != sizeof(one))
+		return err_set(e, "vmgenid: interrupt: %s", strerror(errno));
+	return 0;
+}
+
+/* What every VM starts from: no devices, no fds, its eventfds. */
+static int init_vmm(struct vmm *m, const struct vmm_config *cfg, const struct vmm_options *opt,
+		    ember_err *e)
 {
 	memset(m, 0, sizeof(*m));
-	m->serial_irq_fd = m->kbd_irq_fd = -1;
+	m->serial_irq_fd = m->kbd_irq_fd = m->uffd = m->vmgenid_irq_fd = -1;
+	m->vm.kvm_fd = m->vm.vm_fd = -1;
 	virtio_devs_init(&m->virtio);
 	m->console_in = opt->console_in;
 	for (unsigned i = 0; i < MAX_VCPUS; i++)
@@ -348,10 +373,46 @@ int vmm_build(struct vmm *m, const struct vmm_config *cfg, const struct vmm_opti
 	m->nr_vcpus = cfg->machine.vcpu_count;
 	m->exit_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	m->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (m->exit_fd < 0 || m->wake_fd < 0) {
-		err_set(e, "eventfd: %s", strerror(errno));
+	if (m->exit_fd < 0 || m->wake_fd < 0)
+		return err_set(e, "eventfd: %s", strerror(errno));
+	return 0;
+}
+
+int vmm_restore(struct vmm *m, const struct vmm_config *cfg, const struct vmm_options *opt,
+		const struct vmm_mem_source *mem, json_t *state, ember_err *e)
+{
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	uint64_t bytes = (uint64_t)cfg->machine.mem_size_mib << 20;
+	if (init_vmm(m, cfg, opt, e))
 		goto fail;
-	}
+	if (mem->fd >= 0 ? vm_map_memory_file(&m->vm, mem->fd, bytes, e)
+			 : vm_alloc_memory(&m->vm, bytes, e))
+		goto fail;
+	/* Before anything touches guest memory: the handler serves it. */
+	if (mem->fd < 0 && (m->uffd = uffd_register_and_send(&m->vm.mem, mem->uffd_path, e)) < 0)
+		goto fail;
+	m->vm.dirty_log = cfg->machine.track_dirty_pages;
+	if (vm_create_kvm(&m->vm, e) || add_devices(m, cfg, opt, e))
+		goto fail;
+	for (unsigned i = 0; i < m->nr_vcpus; i++)
+		if (vcpu_create(&m->vcpus[i], &m->vm, i, e))
+			goto fail;
+	if (vmm_restore_state(m, state, e))
+		goto fail;
+	LOG_I("VM restored: %u vCPUs, %u MiB in %.3f ms", m->nr_vcpus, cfg->machine.mem_size_mib,
+	      lap_ms(&t0));
+	return 0;
+fail:
+	vmm_destroy(m);
+	return -1;
+}
+
+int vmm_build(struct vmm *m, const struct vmm_config *cfg, const struct vmm_options *opt,
+	      ember_err *e)
+{
+	if (init_vmm(m, cfg, opt, e))
+		goto fail;
 	if (!cfg->has_boot_source) {
 		err_set(e, "no boot source: set boot-source before starting the VM");
 		goto fail;

@@ -158,6 +158,14 @@ int controller_start_vm(struct controller *c, ember_err *e)
 	e->msg[0] = 0;
 	if (open_serial_out(c, e) || vmm_build(&c->vm, &c->cfg, &c->opt, e))
 		return -1;
+	return controller_run_vm(c, false, e);
+}
+
+int controller_run_vm(struct controller *c, bool paused, ember_err *e)
+{
+	e->msg[0] = 0;
+	/* Paused: the vCPU threads park before their first KVM_RUN. */
+	c->vm.pause.requested = paused;
 	if (vmm_start(&c->vm, e) ||
 	    event_loop_add(&c->loop, vmm_event_fd(&c->vm), EPOLLIN, on_vm_event, c)) {
 		if (!e->msg[0])
@@ -165,7 +173,7 @@ int controller_start_vm(struct controller *c, ember_err *e)
 		vmm_destroy(&c->vm);
 		return -1;
 	}
-	c->state = VM_RUNNING;
+	c->state = paused ? VM_PAUSED : VM_RUNNING;
 	/* Firecracker writes metrics when the microVM starts, then
 	 * periodically. */
 	ember_err me;

@@ -29,6 +29,9 @@ struct controller {
 	struct metrics_sink sink;
 	struct mmds mmds;
 	bool mmds_put; /* a PUT /mmds happened (PATCH needs one first) */
+	/* A boot-specific resource was configured: a snapshot can no longer
+	 * be loaded (as Firecracker). */
+	bool boot_configured;
 	enum vm_state state;
 	struct vmm vm; /* valid once state != VM_NOT_STARTED */
 	bool exiting;
@@ -45,6 +48,16 @@ int controller_init(struct controller *c, const struct vmm_options *opt, const c
 int controller_set_config(struct controller *c, struct vmm_config *cfg, ember_err *e);
 /* InstanceStart: builds the VM from the configuration and starts it. */
 int controller_start_vm(struct controller *c, ember_err *e);
+/* Starts the vCPUs of the VM built (or restored) in c->vm, and serves its
+ * events; paused: they wait for a resume. On failure the VM is destroyed. */
+int controller_run_vm(struct controller *c, bool paused, ember_err *e);
+/* GET /vm/config's body: every section of the VM's configuration. */
+json_t *controller_vm_config_json(struct controller *c);
+/* PUT /snapshot/create and /snapshot/load (controller_snapshot.c). */
+void controller_snapshot_create(struct controller *c, const struct snapshot_create_params *p,
+				struct vmm_response *r);
+void controller_snapshot_load(struct controller *c, const struct snapshot_load_params *p,
+			      struct vmm_response *r);
 /* Writes one metrics line (if a sink is configured). */
 int controller_flush_metrics(struct controller *c, ember_err *e);
 /* Executes one API request (controller_api.c). */

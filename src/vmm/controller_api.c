@@ -33,7 +33,7 @@ static const char *const state_names[] = {"Not started", "Running", "Paused"};
  * device null where unset; the body is a valid config file for the same VM.
  * Unlike Firecracker, "logger" and "metrics" show their configuration once
  * set (Firecracker always shows null). */
-static json_t *vm_config_json(struct controller *c)
+json_t *controller_vm_config_json(struct controller *c)
 {
 	bool started = c->state != VM_NOT_STARTED;
 	json_t *j = json_object();
@@ -232,7 +232,7 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 		vmm_response_json(r, 200, json_pack("{s:s}", "firecracker_version", EMBER_VERSION));
 		break;
 	case REQ_GET_VM_CONFIG:
-		vmm_response_json(r, 200, vm_config_json(c));
+		vmm_response_json(r, 200, controller_vm_config_json(c));
 		break;
 	case REQ_GET_MACHINE_CONFIG:
 		vmm_response_json(r, 200, config_machine_json(&c->cfg.machine));
@@ -376,6 +376,12 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 		if (d)
 			drive_config_apply_patch(d, &q->drive_patch, &e);
 		break;
+	case REQ_SNAPSHOT_CREATE:
+		controller_snapshot_create(c, &q->snapshot_create, r);
+		break;
+	case REQ_SNAPSHOT_LOAD:
+		controller_snapshot_load(c, &q->snapshot_load, r);
+		break;
 	case REQ_PAUSE:
 		if (c->state == VM_RUNNING) {
 			uint64_t t0 = metrics_mono_us();
@@ -393,5 +399,15 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 		}
 		break;
 	}
+	/* Firecracker's boot-specific resources: once one is set, a snapshot
+	 * can no longer be loaded into this process. */
+	switch (q->kind) {
+	case REQ_PUT_MACHINE_CONFIG: case REQ_PATCH_MACHINE_CONFIG: case REQ_PUT_BOOT_SOURCE:
+	case REQ_PUT_NET: case REQ_PUT_DRIVE: case REQ_PUT_DEVICE: case REQ_PUT_MMDS_CONFIG:
+		if (r->status < 300)
+			c->boot_configured = true;
+		break;
+	default:
+		break;
+	}
 }
-

@@ -30,6 +30,8 @@ void vmm_request_free(struct vmm_request *r)
 	if (r->device_cfg)
 		r->device_ops->config->free(r->device_cfg);
 	r->device_cfg = NULL;
+	snapshot_create_params_free(&r->snapshot_create);
+	snapshot_load_params_free(&r->snapshot_load);
 }
 
 void vmm_response_json(struct vmm_response *r, int status, json_t *j)

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 
+#include "vmm/snapshot_params.h"
 #include "vmm/config.h"
 #include "util/err.h"
 
@@ -37,6 +38,8 @@ enum vmm_req_kind {
 	REQ_DEVICE_REQUEST, /* a kind's own request (device_config_ops.requests) */
 	REQ_PUT_DEVICE, /* PUT /<key> of a kind with its own config (device_ops.config) */
 	REQ_PUT_CPU_CONFIG,
+	REQ_SNAPSHOT_CREATE,
+	REQ_SNAPSHOT_LOAD,
 };
 
 /* The parsed body of each kind; everything owned is freed with the request
@@ -63,6 +66,8 @@ struct vmm_request {
 	void *device_cfg;		     /* and its config, owned */
 	const struct device_request *device_req; /* REQ_DEVICE_REQUEST */
 	void *device_arg;			 /* and its parsed body, owned */
+	struct snapshot_create_params snapshot_create;
+	struct snapshot_load_params snapshot_load;
 };
 
 struct vmm_response {

@@ -153,6 +153,16 @@ static int parse_net_patch(json_t *j, struct vmm_request *r, ember_err *e)
 	return net_patch_parse(j, &r->net_patch, e);
 }
 
+static int parse_snapshot_create(json_t *j, struct vmm_request *r, ember_err *e)
+{
+	return snapshot_create_params_parse(j, &r->snapshot_create, e);
+}
+
+static int parse_snapshot_load(json_t *j, struct vmm_request *r, ember_err *e)
+{
+	return snapshot_load_params_parse(j, &r->snapshot_load, e);
+}
+
 static const char *drive_id(const struct vmm_request *r)
 {
 	return r->drive.drive_id;
@@ -240,8 +250,10 @@ static const struct api_route routes[] = {
 	{API_OTHER, "/pmem", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE, "pmem devices are", NULL, NULL},
 	{API_OTHER, "/hotplug", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE,
 	 "memory hotplug is", NULL, NULL},
-	{API_OTHER, "/snapshot", false, 0, BODY_NONE, NULL, NULL, 0, NONE, NONE,
-	 "snapshots are", NULL, NULL},
+	{API_PUT, "/snapshot/create", false, REQ_SNAPSHOT_CREATE, BODY_JSON, parse_snapshot_create,
+	 NULL, AFTER, NONE, NONE, NULL, NULL, NULL},
+	{API_PUT, "/snapshot/load", false, REQ_SNAPSHOT_LOAD, BODY_JSON, parse_snapshot_load, NULL,
+	 BEFORE, NONE, NONE, NULL, NULL, NULL},
 };
 
 /* ---- Routes of device kinds with their own config (device_ops.config) ---- */

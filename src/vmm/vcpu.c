@@ -137,6 +137,26 @@ static bool handle_exit(struct vcpu *v)
 	}
 }
 
+/* An I/O exit just handled is only finished (an IN's value stored in the
+ * registers) by the next KVM_RUN: before it parks, a vCPU runs with
+ * immediate_exit, which completes it and returns EINTR, so that a paused
+ * vCPU's state, as a snapshot saves it, is whole. An access KVM completes in
+ * several exits (an MMIO split over pages) returns its next exit instead:
+ * it is handled and the run repeated. False if the VM is to end. */
+static bool complete_io(struct vcpu *v)
+{
+	for (int i = 0; i < 16; i++) {
+		v->run->immediate_exit = 1;
+		int r = ioctl(v->fd, KVM_RUN, 0);
+		v->run->immediate_exit = 0;
+		if (r < 0)
+			return true; /* EINTR: nothing (more) was pending */
+		if (!handle_exit(v))
+			return false;
+	}
+	return true;
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
@@ -162,6 +182,20 @@ static void *vcpu_thread(void *arg)
 		struct vcpu_pause *p = v->env->pause;
 		pthread_mutex_lock(&p->lock);
 		if (p->requested) {
+			pthread_mutex_unlock(&p->lock);
+			if (!complete_io(v)) {
+				/* The VM ends: wake a pause waiting for this vCPU
+				 * (it sees `stop`). */
+				pthread_mutex_lock(&p->lock);
+				pthread_cond_broadcast(&p->cond);
+				pthread_mutex_unlock(&p->lock);
+				break;
+			}
+			pthread_mutex_lock(&p->lock);
+			if (!p->requested) {
+				pthread_mutex_unlock(&p->lock);
+				continue;
+			}
 			p->parked++;
 			pthread_cond_broadcast(&p->cond);
 			while (p->requested && !atomic_load(v->env->stop))

@@ -259,3 +259,81 @@ void virtio_devs_destroy(struct virtio_devs *d)
 	}
 	d->n = 0;
 }
+
+json_t *virtio_devs_save(struct virtio_devs *d, ember_err *e)
+{
+	json_t *arr = json_array();
+	for (size_t i = 0; i < d->n; i++) {
+		struct virtio_slot *s = &d->slot[i];
+		json_t *own = NULL;
+		pthread_mutex_lock(&s->lock);
+		int rc = s->ops->save ? s->ops->save(s->dev, &own, e)
+				      : err_set(e, "%s devices cannot be snapshotted", s->ops->kind);
+		json_t *transport = rc ? NULL : virtio_mmio_save(s->mmio);
+		pthread_mutex_unlock(&s->lock);
+		if (rc || !own || !transport) {
+			json_decref(own);
+			json_decref(transport);
+			json_decref(arr);
+			if (!rc)
+				err_set(e, "out of memory");
+			return NULL;
+		}
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:o, s:o}", "kind", s->ops->kind,
+						     "id", s->ops->id(s->dev), "transport",
+						     transport, "device", own));
+	}
+	return arr;
+}
+
+int virtio_devs_restore(struct virtio_devs *d, json_t *arr, ember_err *e)
+{
+	if (!json_is_array(arr) || json_array_size(arr) != d->n)
+		return err_set(e, "devices: the state has %zu virtio devices, the VM %zu",
+			       json_is_array(arr) ? json_array_size(arr) : 0, d->n);
+	for (size_t i = 0; i < d->n; i++) {
+		struct virtio_slot *s = &d->slot[i];
+		json_t *o = json_array_get(arr, i);
+		const char *kind = json_string_value(json_object_get(o, "kind"));
+		const char *id = json_string_value(json_object_get(o, "id"));
+		if (!kind || !id || strcmp(kind, s->ops->kind) || strcmp(id, s->ops->id(s->dev)))
+			return err_set(e, "devices: entry %zu is not %s %s", i, s->ops->kind,
+				       s->ops->id(s->dev));
+		pthread_mutex_lock(&s->lock);
+		int rc = virtio_mmio_restore(s->mmio, json_object_get(o, "transport"), e);
+		if (!rc)
+			rc = s->ops->restore ? s->ops->restore(s->dev, json_object_get(o, "device"), e)
+					     : err_set(e, "cannot be restored");
+		pthread_mutex_unlock(&s->lock);
+		if (rc)
+			return err_prefix(e, "%s %s", s->ops->kind, s->ops->id(s->dev));
+		/* A notification the VMM thread had not served when the VM was
+		 * paused is not in the state: look at every ready queue once,
+		 * as if the driver had just notified it. */
+		for (unsigned q = 0; q < s->nr_queues; q++) {
+			uint64_t one = 1;
+			if (s->mmio->activated && s->mmio->queues[q].ready && s->notify_fd[q] >= 0 &&
+			    write(s->notify_fd[q], &one, sizeof(one)) != sizeof(one))
+				return err_set(e, "%s %s: queue %u: cannot notify: %s", s->ops->kind,
+					       s->ops->id(s->dev), q, strerror(errno));
+		}
+	}
+	return 0;
+}
+
+int virtio_devs_snapshottable(const struct virtio_devs *d, ember_err *e)
+{
+	char list[256] = "";
+	for (size_t i = 0; i < d->n; i++) {
+		const struct virtio_slot *s = &d->slot[i];
+		if (s->ops->save && s->ops->restore)
+			continue;
+		size_t used = strlen(list);
+		snprintf(list + used, sizeof(list) - used, "%s%s(id: %s)", used ? "," : "",
+			 s->ops->kind, s->ops->id(s->dev));
+	}
+	if (list[0])
+		return err_set(e, "Operation not allowed: Devices without snapshot support are "
+			       "present: %s", list);
+	return 0;
+}

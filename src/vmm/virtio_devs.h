@@ -82,6 +82,13 @@ int virtio_devs_listen(struct virtio_devs *d, struct event_loop *loop, ember_err
 int virtio_devs_cmdline(const struct virtio_devs *d, char *buf, size_t size, ember_err *e);
 /* The devices for the ACPI DSDT; returns how many. */
 size_t virtio_devs_acpi(const struct virtio_devs *d, struct acpi_mmio_dev *out, size_t max);
+/* Snapshots: every device's transport, queues and own state (its
+ * device_ops hooks), in slot order, each named by kind and id. restore
+ * takes a state saved from a VM with the same devices in the same order. */
+json_t *virtio_devs_save(struct virtio_devs *d, ember_err *e);
+int virtio_devs_restore(struct virtio_devs *d, json_t *state, ember_err *e);
+/* -1 (Firecracker's words) if some device's kind has no save/restore. */
+int virtio_devs_snapshottable(const struct virtio_devs *d, ember_err *e);
 void virtio_devs_destroy(struct virtio_devs *d);
 
 #endif

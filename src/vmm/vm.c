@@ -51,6 +51,14 @@ int vm_alloc_hugetlb_memory(struct vm *vm, uint64_t mem_bytes, ember_err *e)
 	return gm_create_hugetlb(&vm->mem, mem_bytes, X86_MMIO_GAP_START, e);
 }
 
+int vm_map_memory_file(struct vm *vm, int fd, uint64_t mem_bytes, ember_err *e)
+{
+	memset(vm, 0, sizeof(*vm));
+	vm->kvm_fd = vm->vm_fd = -1;
+	vm->mem_from_file = true;
+	return gm_create_from_file(&vm->mem, fd, mem_bytes, X86_MMIO_GAP_START, e);
+}
+
 int vm_create_kvm(struct vm *vm, ember_err *e)
 {
 	if (open_kvm(vm, e))
@@ -77,6 +85,7 @@ int vm_create_kvm(struct vm *vm, ember_err *e)
 			.guest_phys_addr = r->gpa,
 			.memory_size = r->size,
 			.userspace_addr = (uint64_t)(uintptr_t)r->host,
+			.flags = vm->dirty_log ? KVM_MEM_LOG_DIRTY_PAGES : 0,
 		};
 		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0)
 			return err_set(e, "KVM_SET_USER_MEMORY_REGION: %s", strerror(errno));

@@ -3,6 +3,7 @@
 #ifndef EMBER_VM_H
 #define EMBER_VM_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "util/err.h"
@@ -12,6 +13,12 @@ struct vm {
 	int kvm_fd;
 	int vm_fd;
 	int run_size; /* size of each vCPU's kvm_run mapping */
+	/* Set before vm_create_kvm: KVM logs the guest's writes to memory
+	 * (machine-config track_dirty_pages, for diff snapshots). */
+	bool dirty_log;
+	/* Guest RAM is a private mapping of a snapshot's memory file (its
+	 * untouched pages are the file's, not zero). */
+	bool mem_from_file;
 	struct guest_mem mem;
 };
 
@@ -25,6 +32,9 @@ int vm_alloc_memory(struct vm *vm, uint64_t mem_bytes, ember_err *e);
 /* The same from 2 MiB hugetlbfs pages (huge_pages "2M"). */
 int vm_alloc_hugetlb_memory(struct vm *vm, uint64_t mem_bytes, ember_err *e);
 int vm_create_kvm(struct vm *vm, ember_err *e);
+/* vm_alloc_memory for a restore: guest RAM is a private mapping of a
+ * snapshot's memory file (fd), laid out the same way. */
+int vm_map_memory_file(struct vm *vm, int fd, uint64_t mem_bytes, ember_err *e);
 void vm_destroy(struct vm *vm);
 /* Creates an eventfd whose writes inject an edge on `gsi`. */
 int vm_irqfd(struct vm *vm, unsigned gsi, ember_err *e);

@@ -200,15 +200,18 @@ void vmm_destroy(struct vmm *m)
 	m->tty_raw = false;
 	if (m->loop.epfd > 0)
 		event_loop_destroy(&m->loop);
-	int fds[] = {m->serial_irq_fd, m->kbd_irq_fd, m->exit_fd, m->wake_fd};
+	int fds[] = {m->serial_irq_fd, m->kbd_irq_fd, m->exit_fd, m->wake_fd, m->vmgenid_irq_fd};
 	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
-	m->serial_irq_fd = m->kbd_irq_fd = m->exit_fd = m->wake_fd = -1;
+	m->serial_irq_fd = m->kbd_irq_fd = m->exit_fd = m->wake_fd = m->vmgenid_irq_fd = -1;
 	virtio_devs_destroy(&m->virtio);
 	serial_destroy(&m->serial);
 	i8042_destroy(&m->i8042);
 	pthread_cond_destroy(&m->pause.cond);
 	pthread_mutex_destroy(&m->pause.lock);
 	vm_destroy(&m->vm);
+	if (m->uffd >= 0)
+		close(m->uffd);
+	m->uffd = -1;
 }

@@ -46,6 +46,8 @@ struct vmm {
 	char exit_why[160];
 	int exit_fd;  /* eventfd: someone asked the VM to end */
 	int wake_fd;  /* eventfd: the serial FIFO has room for input again */
+	int uffd;     /* a Uffd-backed restore's userfaultfd, or -1 */
+	int vmgenid_irq_fd; /* the VM Generation ID's GED interrupt */
 
 	int console_in;
 	bool console_in_armed;
@@ -58,6 +60,19 @@ struct vmm {
  * configured vCPUs. On failure the partial VM is torn down. */
 int vmm_build(struct vmm *m, const struct vmm_config *cfg, const struct vmm_options *opt,
 	      ember_err *e);
+/* Rebuilds a VM from a snapshot: cfg is the config saved in it (with any
+ * overrides applied), mem its memory (a file, or a page-fault handler), state its state file's
+ * payload. The devices are created from cfg, then everything is set to the
+ * saved state; on failure the partial VM is torn down. */
+struct vmm_mem_source {
+	int fd;		       /* File: the memory file, mapped privately */
+	const char *uffd_path; /* Uffd (fd -1): the page-fault handler's socket */
+};
+int vmm_restore(struct vmm *m, const struct vmm_config *cfg, const struct vmm_options *opt,
+		const struct vmm_mem_source *mem, json_t *state, ember_err *e);
+/* A new VM Generation ID in guest memory, and the interrupt that tells the
+ * guest (a restored clone: its kernel reseeds its RNG). */
+int vmm_new_generation(struct vmm *m, bool notify, ember_err *e);
 /* Starts the vCPUs (InstanceStart). The VM's own events are then served by
  * vmm_dispatch() whenever vmm_event_fd() (an epoll fd) is readable. */
 int vmm_start(struct vmm *m, ember_err *e);

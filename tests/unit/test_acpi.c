@@ -290,7 +290,10 @@ static struct tables build_flags(unsigned vcpus, const struct acpi_mmio_dev *dev
 	memset(mem, 0, sizeof(mem));
 	gm_init_from(&gm, mem, sizeof(mem), X86_MMIO_GAP_START);
 	ember_err e = {{0}};
-	assert_int_equal(acpi_build(&gm, vcpus, devs, ndev, flags, &e), 0);
+	/* Always with the VM Generation ID device, as the VMM builds it, so
+	 * that iasl and acpiexec below check its AML too. */
+	const struct acpi_vmgenid vg = {.gsi = X86_VMGENID_GSI};
+	assert_int_equal(acpi_build_with(&gm, vcpus, devs, ndev, flags, &vg, &e), 0);
 
 	struct tables t;
 	t.rsdp = mem + ACPI_RSDP_ADDR;
@@ -400,7 +403,7 @@ static void dsdt_devices(void **state)
 			uint8_t irq[9] = {0x89, 0x06, 0x00, 0x03, 0x01};
 			memcpy(irq + 5, &devs[i].gsi, 4);
 			assert_true(count(t.dsdt, len, irq, sizeof(irq)) >= 1);
-			char name[16];
+			char name[24];
 			snprintf(name, sizeof(name), "V%03zu", i);
 			assert_int_equal(count(t.dsdt, len, name, 4), 1);
 		}
@@ -422,6 +425,28 @@ static void dsdt_without_i8042(void **state)
 	assert_int_equal(count(t.dsdt, len, "\x0dLNRO0005", 10), 2);
 	/* Still no "8042" flag in the FADT: Linux must not probe it. */
 	assert_int_equal(t.fadt[109] & 0x2, 0);
+}
+
+/* VGEN with its ADDR package (the ID's address as two DWords), and the GED
+ * on its interrupt with an _EVT method that notifies VGEN. */
+static void dsdt_vmgenid(void **state)
+{
+	(void)state;
+	struct tables t = build(1, NULL, 0);
+	size_t n = rd32(t.dsdt + 4);
+	assert_int_equal(count(t.dsdt, n, "VGEN", 4), 2); /* the device, Notify's target */
+	assert_int_equal(count(t.dsdt, n, "VMGENCTR", 8), 1);
+	assert_int_equal(count(t.dsdt, n, "VM_Gen_Counter", 14), 2);
+	assert_int_equal(count(t.dsdt, n, "ACPI0013", 8), 1);
+	assert_int_equal(count(t.dsdt, n, "_EVT", 4), 1);
+	/* Package(2) { DWord 0xe4000, Zero } */
+	static const uint8_t addr[] = {'A', 'D', 'D', 'R', 0x12, 0x08, 0x02, 0x0c, 0x00, 0x40, 0x0e,
+				       0x00, 0x00};
+	assert_int_equal(count(t.dsdt, n, addr, sizeof(addr)), 1);
+	/* If (LEqual (Arg0, 21)) { Notify (\_SB_.VGEN, 0x80) } */
+	static const uint8_t evt[] = {0x93, 0x68, 0x0a, X86_VMGENID_GSI, 0x86, '\\', 0x2e,
+				      '_', 'S', 'B', '_', 'V', 'G', 'E', 'N', 0x0a, 0x80};
+	assert_int_equal(count(t.dsdt, n, evt, sizeof(evt)), 1);
 }
 
 static void rejects(void **state)
@@ -543,7 +568,10 @@ static void iasl_disassembles(void **state)
 	}
 	/* Its summary says "0 Errors, 0 Warnings"; problems are "Error  nnnn". */
 	static const char *const not_clean[] = {"Error ", "Warning ", NULL};
-	run_clean(dir, "iasl -p again dsdt.dsl", "again.log", not_clean);
+	/* Except error 6035, "_HID suffix must be all hex digits": the VM
+	 * Generation ID's _HID is Firecracker's "VMGENCTR", which is what
+	 * Linux's vmgenid driver matches, valid ACPI id or not. */
+	run_clean(dir, "iasl -vw 6035 -p again dsdt.dsl", "again.log", not_clean);
 }
 
 /* ACPICA's interpreter, the code Linux runs, loads the namespace and
@@ -589,6 +617,7 @@ int main(void)
 		cmocka_unit_test(madt_1_2_32),
 		cmocka_unit_test(dsdt_devices),
 		cmocka_unit_test(dsdt_without_i8042),
+		cmocka_unit_test(dsdt_vmgenid),
 		cmocka_unit_test(rejects),
 		cmocka_unit_test_setup_teardown(iasl_disassembles, make_dir, remove_dir),
 		cmocka_unit_test_setup_teardown(acpiexec_loads, make_dir, remove_dir),

@@ -697,6 +697,63 @@ static void init_checks_ops(void **state)
 	assert_int_equal(m.status, 0);
 }
 
+/* Snapshot state: a live device saved and restored into a fresh one reads
+ * back the same registers and queue positions and is activated again; a
+ * state with a ring outside guest memory or another device type is refused
+ * and leaves the fresh device as it was. */
+static void save_and_restore(void **state)
+{
+	(void)state;
+	struct fake_dev *d = dev_new();
+	bring_up(d);
+	d->m.queues[0].last_avail = 7;
+	d->m.queues[0].used_idx = 5;
+	d->m.queues[0].signalled_used = 4;
+	json_t *st = virtio_mmio_save(&d->m);
+	assert_non_null(st);
+
+	struct fake_dev *n = dev_new();
+	ember_err e = {{0}};
+	assert_int_equal(virtio_mmio_restore(&n->m, st, &e), 0);
+	assert_int_equal(n->activations, 1);
+	assert_true(n->m.activated);
+	assert_int_equal(r32(n, VIRTIO_MMIO_STATUS), ALL_DRV_STATUS);
+	assert_int_equal(virtio_mmio_features(&n->m), virtio_mmio_features(&d->m));
+	w32(n, VIRTIO_MMIO_QUEUE_SEL, 0);
+	assert_int_equal(r32(n, VIRTIO_MMIO_QUEUE_READY), 1);
+	assert_int_equal(n->m.queues[0].size, 128); /* write-only registers */
+	assert_int_equal(n->m.queues[0].desc, DESC);
+	assert_int_equal(n->m.queues[0].used, DESC + 0x2000);
+	assert_int_equal(n->m.queues[0].last_avail, 7);
+	assert_int_equal(n->m.queues[0].used_idx, 5);
+	assert_int_equal(n->m.queues[0].signalled_used, 4);
+	assert_true(n->m.queues[0].event_idx && n->m.queues[0].indirect);
+	assert_false(n->m.queues[1].ready);
+	json_t *again = virtio_mmio_save(&n->m);
+	assert_true(json_equal(st, again));
+	json_decref(again);
+
+	/* A ring outside guest memory. */
+	struct fake_dev *b = dev_new();
+	json_t *q0 = json_array_get(json_object_get(st, "queues"), 0);
+	json_object_set_new(q0, "desc", json_string("0000f0ffff000000"));
+	assert_int_equal(virtio_mmio_restore(&b->m, st, &e), -1);
+	assert_non_null(strstr(e.msg, "queue 0"));
+	assert_false(b->m.activated);
+	assert_int_equal(r32(b, VIRTIO_MMIO_STATUS), 0);
+	assert_int_equal(b->activations, 0);
+	/* Another device type. */
+	json_object_set_new(st, "device_id", json_integer(1));
+	assert_int_equal(virtio_mmio_restore(&b->m, st, &e), -1);
+	assert_non_null(strstr(e.msg, "type"));
+	/* Not an object at all. */
+	assert_int_equal(virtio_mmio_restore(&b->m, json_null(), &e), -1);
+	json_decref(st);
+	free(b);
+	free(n);
+	free(d);
+}
+
 static void kernel_cmdline(void **state)
 {
 	(void)state;
@@ -721,6 +778,7 @@ int main(void)
 		cmocka_unit_test(config_space),
 		cmocka_unit_test(reset_clears_everything),
 		cmocka_unit_test(init_checks_ops),
+		cmocka_unit_test(save_and_restore),
 		cmocka_unit_test(kernel_cmdline),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -217,6 +217,38 @@ static void dsdt_virtio(struct aml *a, unsigned index, const struct acpi_mmio_de
 	aml_close(a, dev);
 }
 
+/* VGEN, and the GED whose interrupt notifies it (Firecracker's layout). */
+static void dsdt_vmgenid(struct aml *a, const struct acpi_vmgenid *vg)
+{
+	size_t dev = aml_device_open(a, "VGEN");
+	aml_name(a, "_HID");
+	aml_string(a, "VMGENCTR");
+	aml_name(a, "_CID");
+	aml_string(a, "VM_Gen_Counter");
+	aml_name(a, "_DDN");
+	aml_string(a, "VM_Gen_Counter");
+	aml_name(a, "ADDR");
+	size_t pkg = aml_package_open(a, 2);
+	aml_integer(a, (uint32_t)ACPI_VMGENID_ADDR);
+	aml_integer(a, (uint32_t)(ACPI_VMGENID_ADDR >> 32));
+	aml_close(a, pkg);
+	aml_close(a, dev);
+
+	dev = aml_device_open(a, "GED_");
+	aml_name(a, "_HID");
+	aml_string(a, "ACPI0013");
+	aml_name(a, "_CRS");
+	size_t crs = aml_restemplate_open(a);
+	crs_interrupt(a, vg->gsi);
+	aml_restemplate_close(a, crs);
+	size_t m = aml_method_open(a, "_EVT", 1);
+	size_t cond = aml_if_arg0_equals_open(a, vg->gsi);
+	aml_notify(a, "\\_SB_.VGEN", 0x80);
+	aml_close(a, cond);
+	aml_close(a, m);
+	aml_close(a, dev);
+}
+
 static int check_devs(const struct acpi_mmio_dev *devs, size_t ndev, ember_err *e)
 {
 	if (ndev > ACPI_MAX_MMIO_DEVS)
@@ -238,7 +270,7 @@ static int check_devs(const struct acpi_mmio_dev *devs, size_t ndev, ember_err *
 
 /* The DSDT at t, at most cap bytes; returns its length, 0 on error. */
 static size_t write_dsdt(uint8_t *t, size_t cap, const struct acpi_mmio_dev *devs, size_t ndev,
-			 unsigned flags, ember_err *e)
+			 unsigned flags, const struct acpi_vmgenid *vg, ember_err *e)
 {
 	struct aml a;
 	struct sdt_header h;
@@ -251,6 +283,8 @@ static size_t write_dsdt(uint8_t *t, size_t cap, const struct acpi_mmio_dev *dev
 	dsdt_legacy(&a, flags);
 	for (size_t i = 0; i < ndev; i++)
 		dsdt_virtio(&a, (unsigned)i, &devs[i]);
+	if (vg)
+		dsdt_vmgenid(&a, vg);
 	aml_close(&a, sb);
 	if (a.error) {
 		err_set(e, "acpi: DSDT: %s", a.error);
@@ -327,6 +361,12 @@ static void write_rsdp(uint8_t *t, uint64_t xsdt_addr)
 int acpi_build(const struct guest_mem *gm, unsigned vcpus, const struct acpi_mmio_dev *devs,
 	       size_t ndev, unsigned flags, ember_err *e)
 {
+	return acpi_build_with(gm, vcpus, devs, ndev, flags, NULL, e);
+}
+
+int acpi_build_with(const struct guest_mem *gm, unsigned vcpus, const struct acpi_mmio_dev *devs,
+		    size_t ndev, unsigned flags, const struct acpi_vmgenid *vg, ember_err *e)
+{
 	if (vcpus == 0 || vcpus > X86_MAX_VCPUS)
 		return err_set(e, "acpi: %u vCPUs is out of range", vcpus);
 	if (check_devs(devs, ndev, e))
@@ -344,7 +384,9 @@ int acpi_build(const struct guest_mem *gm, unsigned vcpus, const struct acpi_mmi
 			  vcpus * sizeof(struct madt_lapic);
 	size_t dsdt_off = align_up(madt_off + madt_len);
 
-	size_t dsdt_len = write_dsdt(buf + dsdt_off, sizeof(buf) - dsdt_off, devs, ndev, flags, e);
+	if (vg && vg->gsi >= ACPI_IOAPIC_PINS)
+		return err_set(e, "acpi: VMGenID GSI %u is not an IOAPIC pin", vg->gsi);
+	size_t dsdt_len = write_dsdt(buf + dsdt_off, sizeof(buf) - dsdt_off, devs, ndev, flags, vg, e);
 	if (dsdt_len == 0)
 		return -1;
 	write_madt(buf + madt_off, madt_len, vcpus);

@@ -19,6 +19,11 @@
 #define AML_EXT_OP_PREFIX 0x5b
 #define AML_DEVICE_OP 0x82 /* after AML_EXT_OP_PREFIX */
 #define AML_ROOT_CHAR '\\'
+#define AML_METHOD_OP 0x14
+#define AML_ARG0_OP 0x68
+#define AML_NOTIFY_OP 0x86
+#define AML_LEQUAL_OP 0x93
+#define AML_IF_OP 0xa0
 
 /* Resource descriptor tags, ACPI 6.5 section 6.4. */
 #define RES_IO 0x47	  /* small item 0x08, length 7 */
@@ -363,4 +368,32 @@ void aml_res_interrupt(struct aml *a, bool edge, bool active_low, bool shared, u
 	uint8_t d[] = {RES_EXT_INTERRUPT, 6, 0, flags, 1};
 	aml_bytes(a, d, sizeof(d));
 	le(a, gsi, 4);
+}
+
+size_t aml_method_open(struct aml *a, const char *name, uint8_t nargs)
+{
+	byte(a, AML_METHOD_OP);
+	size_t mark = a->len;
+	aml_name_string(a, name);
+	if (nargs > 7)
+		fail(a, "AML method with more than 7 arguments");
+	byte(a, nargs & 7); /* not serialized, sync level 0 */
+	return mark;
+}
+
+size_t aml_if_arg0_equals_open(struct aml *a, uint64_t v)
+{
+	byte(a, AML_IF_OP);
+	size_t mark = a->len;
+	byte(a, AML_LEQUAL_OP);
+	byte(a, AML_ARG0_OP);
+	aml_integer(a, v);
+	return mark;
+}
+
+void aml_notify(struct aml *a, const char *path, uint64_t value)
+{
+	byte(a, AML_NOTIFY_OP);
+	aml_name_string(a, path);
+	aml_integer(a, value);
 }

@@ -46,7 +46,13 @@ void aml_name(struct aml *a, const char *name);
 size_t aml_scope_open(struct aml *a, const char *path);
 size_t aml_device_open(struct aml *a, const char *name);
 size_t aml_package_open(struct aml *a, uint8_t elements);
-/* Closes a Scope, Device or Package. */
+/* Method(name, nargs){...}, not serialized. */
+size_t aml_method_open(struct aml *a, const char *name, uint8_t nargs);
+/* If (LEqual(Arg0, v)) {...} */
+size_t aml_if_arg0_equals_open(struct aml *a, uint64_t v);
+/* Notify(path, value) */
+void aml_notify(struct aml *a, const char *path, uint64_t value);
+/* Closes a Scope, Device, Package, Method or If. */
 void aml_close(struct aml *a, size_t mark);
 /* Buffer(){...}: the bytes written between open and close. */
 size_t aml_buffer_open(struct aml *a);

@@ -40,5 +40,7 @@
 #define X86_KVM_IDENTITY_MAP_ADDR 0xfffbc000ULL
 
 #define X86_MAX_VCPUS 32
+/* The VM Generation ID's GED interrupt: after the virtio devices' 5..20. */
+#define X86_VMGENID_GSI 21
 
 #endif

@@ -1,0 +1,223 @@
+"""Snapshot part of Ember's benchmark: create and restore, Ember against
+QEMU's migration to a file.
+
+  snapshot.py OUT.json
+
+Needs a /dev/kvm that boots standard guests (bench/run runs it inside the
+nested test host where the machine's own KVM cannot). For each guest size
+(128 MiB and 1 GiB, 1 vCPU) a guest boots and prints a tick line every
+10 ms of its own time; then:
+
+- ember create: PATCH /vm Paused, PUT /snapshot/create (Full): the
+  request's time, the state file's and the memory file's sizes (apparent
+  and allocated);
+- ember load, File and Uffd (tools/uffd/handler.c), each in a fresh
+  `ember --api-sock`: PUT /snapshot/load with resume_vm -> its 204, and
+  -> the guest's next tick on the console; also exec -> that tick;
+- qemu: `-M microvm` with the same kernel, initramfs and command line;
+  QMP `stop` + `migrate exec:cat > FILE` until completed (create); a new
+  QEMU with `-incoming "exec:cat FILE"`: exec -> the next tick (restore).
+
+Guest times in the nested test host are TCG-inflated: compare ratios only.
+No speed is asserted.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
+from benchlib import HttpConn, boot_source, connect_spin, env_int, machine_config, now_ns, \
+    summary, write_json
+from guest import BOOT_TIMEOUT_S, MS, Vmm, qemu_argv
+from native import host_facts
+
+TICK = re.compile(r"EMBER-TICK=(\d+)")
+SCRIPT = "i=0; while true; do echo EMBER-TICK=$i; i=$((i+1)); usleep 10000; done"
+BOOT_ARGS = ("console=ttyS0 reboot=k panic=1 pci=off quiet loglevel=1 ember.hook=script "
+             "ember.end=wait ember.script=" + base64.b64encode(SCRIPT.encode()).decode())
+SIZES_MIB = [128, 1024]
+
+
+def next_tick(vmm: Vmm, after_ns: int, timeout_s=BOOT_TIMEOUT_S) -> int:
+    """ns since exec of the first tick line that arrived after after_ns."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for t, name, text in vmm.lines:
+            if name == "out" and t > after_ns and TICK.search(text):
+                return t
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise RuntimeError("no tick on the console after the restore")
+        if not vmm.pump(min(left, 1.0)) and vmm.proc.poll() is not None:
+            raise RuntimeError(f"exited with {vmm.proc.returncode}")
+
+
+def api(vmm: Vmm, path: str) -> HttpConn:
+    sock, _ = connect_spin(path, vmm.proc.pid, timeout_s=BOOT_TIMEOUT_S)
+    return HttpConn(sock)
+
+
+def ember_create(ember, kernel, initrd, work, mib) -> dict:
+    sock = f"{work}/src.sock"
+    vmm = Vmm([ember, "--api-sock", sock])
+    try:
+        c = api(vmm, sock)
+        c.expect("PUT", "/boot-source", boot_source(kernel, initrd, BOOT_ARGS))
+        c.expect("PUT", "/machine-config", machine_config(1, mib))
+        c.expect("PUT", "/actions", json.dumps({"action_type": "InstanceStart"}))
+        vmm.wait_for("out", TICK)
+        vmm.settle(1.0)
+        c.expect("PATCH", "/vm", json.dumps({"state": "Paused"}))
+        t = now_ns()
+        c.expect("PUT", "/snapshot/create", json.dumps({
+            "snapshot_path": f"{work}/vm.snap", "mem_file_path": f"{work}/vm.mem"}))
+        create_ms = (now_ns() - t) / MS
+        st = os.stat(f"{work}/vm.mem")
+        return {"create_ms": create_ms, "state_bytes": os.path.getsize(f"{work}/vm.snap"),
+                "mem_bytes": st.st_size, "mem_allocated_bytes": st.st_blocks * 512}
+    finally:
+        vmm.stop()
+
+
+def ember_load(ember, work, backend) -> dict:
+    sock = f"{work}/load.sock"
+    handler = None
+    if backend == "Uffd":
+        usock = f"{work}/uffd.sock"
+        handler = subprocess.Popen([os.path.join(os.path.dirname(ember), "uffd-handler"), usock,
+                                    f"{work}/vm.mem"], stdout=subprocess.PIPE, text=True)
+        handler.stdout.readline()  # "listening"
+        path = usock
+    else:
+        path = f"{work}/vm.mem"
+    vmm = Vmm([ember, "--api-sock", sock])
+    try:
+        c = api(vmm, sock)
+        t = now_ns() - vmm.t0
+        c.expect("PUT", "/snapshot/load", json.dumps({
+            "snapshot_path": f"{work}/vm.snap", "resume_vm": True,
+            "mem_backend": {"backend_type": backend, "backend_path": path}}))
+        t_204 = now_ns() - vmm.t0
+        t_tick = next_tick(vmm, t_204)
+        return {"load_204_ms": (t_204 - t) / MS, "load_to_tick_ms": (t_tick - t) / MS,
+                "exec_to_tick_ms": t_tick / MS}
+    finally:
+        vmm.stop()
+        if handler:
+            handler.kill()
+            handler.wait()
+
+
+class Qmp:
+    def __init__(self, path: str, pid: int):
+        self.sock, _ = connect_spin(path, pid, timeout_s=BOOT_TIMEOUT_S)
+        self.buf = b""
+        self.read()  # greeting
+        self.cmd("qmp_capabilities")
+
+    def read(self) -> dict:
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise RuntimeError("QMP closed")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def cmd(self, name: str, **args) -> dict:
+        self.sock.sendall(json.dumps({"execute": name, "arguments": args}).encode() + b"\n")
+        while True:
+            m = self.read()
+            if "return" in m or "error" in m:
+                if "error" in m:
+                    raise RuntimeError(f"QMP {name}: {m['error']}")
+                return m["return"]
+
+
+def qemu_cmd(qemu, kernel, initrd, mib, work, extra):
+    argv = qemu_argv(qemu, kernel, initrd)
+    argv[argv.index("-m") + 1] = f"{mib}M"
+    argv[argv.index("-append") + 1] = BOOT_ARGS
+    return argv + ["-qmp", f"unix:{work}/qmp.sock,server=on,wait=off"] + extra
+
+
+def qemu_create(qemu, kernel, initrd, work, mib) -> dict:
+    vmm = Vmm(qemu_cmd(qemu, kernel, initrd, mib, work, []))
+    try:
+        q = Qmp(f"{work}/qmp.sock", vmm.proc.pid)
+        vmm.wait_for("out", TICK)
+        vmm.settle(1.0)
+        q.cmd("stop")
+        t = now_ns()
+        q.cmd("migrate", uri=f"exec:cat > {work}/qemu.mig")
+        while q.cmd("query-migrate").get("status") not in ("completed", "failed"):
+            time.sleep(0.005)
+        create_ms = (now_ns() - t) / MS
+        st = os.stat(f"{work}/qemu.mig")
+        return {"create_ms": create_ms, "mem_bytes": st.st_size,
+                "mem_allocated_bytes": st.st_blocks * 512}
+    finally:
+        vmm.stop()
+
+
+def qemu_restore(qemu, kernel, initrd, work, mib) -> dict:
+    vmm = Vmm(qemu_cmd(qemu, kernel, initrd, mib, work,
+                       ["-incoming", f"exec:cat {work}/qemu.mig"]))
+    try:
+        t_tick = next_tick(vmm, 0)
+        return {"exec_to_tick_ms": t_tick / MS}
+    finally:
+        vmm.stop()
+
+
+def main():
+    out = sys.argv[1]
+    ember = os.path.abspath(os.environ["EMBER_BIN"])
+    kernel, initrd = os.environ["EMBER_KERNEL_VMLINUX"], os.environ["EMBER_INITRAMFS"]
+    qemu = os.environ.get("EMBER_BENCH_QEMU", "qemu-system-x86_64")
+    rounds = env_int("EMBER_BENCH_SNAPSHOT_RUNS", 1 if os.environ.get("EMBER_BENCH_QUICK") else 3)
+    work = os.environ.get("TMPDIR", "/tmp") + f"/ember-snapbench-{os.getpid()}"
+    os.makedirs(work, exist_ok=True)
+    result = {"host": host_facts(), "rounds": rounds, "boot_args": BOOT_ARGS, "sizes": {}}
+    for mib in SIZES_MIB:
+        r = {"errors": []}
+        for name, fn in (("ember_create", lambda: ember_create(ember, kernel, initrd, work, mib)),
+                         ("qemu_create", lambda: qemu_create(qemu, kernel, initrd, work, mib))):
+            try:
+                r[name] = fn()
+            except Exception as e:  # recorded, the rest goes on
+                r["errors"].append(f"{name}: {e}")
+        samples = {"ember_file": [], "ember_uffd": [], "qemu": []}
+        for _ in range(rounds):
+            for kind, fn in (("ember_file", lambda: ember_load(ember, work, "File")),
+                             ("ember_uffd", lambda: ember_load(ember, work, "Uffd")),
+                             ("qemu", lambda: qemu_restore(qemu, kernel, initrd, work, mib))):
+                if kind == "qemu" and "qemu_create" not in r:
+                    continue
+                if kind != "qemu" and "ember_create" not in r:
+                    continue
+                try:
+                    samples[kind].append(fn())
+                except Exception as e:
+                    r["errors"].append(f"{kind}: {e}")
+        r["restore"] = {k: {f: summary([s[f] for s in v]) for f in v[0]} for k, v in
+                        samples.items() if v}
+        result["sizes"][str(mib)] = r
+        for f in ("vm.mem", "qemu.mig"):
+            try:
+                os.unlink(f"{work}/{f}")
+            except FileNotFoundError:
+                pass
+        write_json(out, result)
+    write_json(out, result)
+
+
+if __name__ == "__main__":
+    main()
