@@ -166,48 +166,81 @@ static const struct option options[] = {
 };
 
 /* Returns -1 to continue, or an exit status. */
+#define N_OPTIONS (sizeof(options) / sizeof(options[0]) - 1)
+
+/* The next flag, by Firecracker's rules (its arg_parser): "--name" exactly
+ * (no abbreviation, no single dash, no "--name=value"), a value is the next
+ * word and may not start with "--", no flag twice. Returns the option's
+ * code (its value in *arg), 0 at the end, '?' for a word that is no flag,
+ * ':' for a missing value, 'D' for a flag given again; *word is the flag. */
+static int next_option(int argc, char **argv, int *i, char **arg, const char **word,
+		       unsigned char *seen)
+{
+	if (*i >= argc)
+		return 0;
+	*word = argv[(*i)++];
+	*arg = NULL;
+	if (strncmp(*word, "--", 2))
+		return '?';
+	for (size_t k = 0; k < N_OPTIONS; k++) {
+		if (strcmp(*word + 2, options[k].name))
+			continue;
+		if (seen[k]++)
+			return 'D';
+		if (options[k].has_arg == required_argument) {
+			if (*i >= argc || !strncmp(argv[*i], "--", 2))
+				return ':';
+			*arg = argv[(*i)++];
+		}
+		return options[k].val;
+	}
+	return '?';
+}
+
 static int parse_cli(int argc, char **argv, struct cli *c)
 {
-	opterr = 0; /* we word the errors ourselves */
-	int opt;
-	while ((opt = getopt_long_only(argc, argv, ":", options, NULL)) != -1) {
+	unsigned char seen[N_OPTIONS] = {0};
+	int i = 1, opt;
+	char *arg;
+	const char *word = NULL;
+	while ((opt = next_option(argc, argv, &i, &arg, &word, seen)) != 0) {
 		switch (opt) {
-		case OPT_CONFIG: c->config_file = optarg; break;
+		case OPT_CONFIG: c->config_file = arg; break;
 		case OPT_NO_API: c->no_api = true; break;
 		case OPT_BOOT_TIMER: c->boot_timer = true; break;
-		case OPT_LEVEL: c->level = optarg; break;
-		case OPT_LOG_PATH: c->log_path = optarg; break;
-		case OPT_ID: c->id = optarg; break;
+		case OPT_LEVEL: c->level = arg; break;
+		case OPT_LOG_PATH: c->log_path = arg; break;
+		case OPT_ID: c->id = arg; break;
 		case OPT_SHOW_LEVEL: c->show_level = true; break;
 		case OPT_SHOW_ORIGIN: c->show_origin = true; break;
 		case OPT_START_TIME_US:
 		case OPT_START_TIME_CPU_US:
 		case OPT_PARENT_CPU_TIME_US:
 			break;
-		case OPT_API_SOCK: c->api_sock = optarg; break;
-		case OPT_METRICS_PATH: c->metrics_path = optarg; break;
-		case OPT_MODULE: c->module = optarg; break;
-		case OPT_METADATA: c->metadata = optarg; break;
+		case OPT_API_SOCK: c->api_sock = arg; break;
+		case OPT_METRICS_PATH: c->metrics_path = arg; break;
+		case OPT_MODULE: c->module = arg; break;
+		case OPT_METADATA: c->metadata = arg; break;
 		case OPT_SNAPSHOT_VERSION:
 			printf("v%s\n", SNAPSHOT_VERSION_STRING);
 			return 0;
 		case OPT_DESCRIBE_SNAPSHOT:
-			return describe_snapshot(optarg);
+			return describe_snapshot(arg);
 		case OPT_ENABLE_PCI:
 			return fail(EXIT_GENERIC, "%s: PCI is not supported by Ember: its devices "
 				    "are on virtio-mmio", "--enable-pci");
-		case OPT_SECCOMP_FILTER: c->seccomp_filter = optarg; break;
+		case OPT_SECCOMP_FILTER: c->seccomp_filter = arg; break;
 		case OPT_NO_SECCOMP: c->no_seccomp = true; break;
 		case OPT_MAX_PAYLOAD:
 		case OPT_MMDS_LIMIT: {
 			char *end;
 			errno = 0;
-			unsigned long long v = strtoull(optarg, &end, 10);
-			if (errno || *end || end == optarg || optarg[0] == '-' || v == 0 ||
+			unsigned long long v = strtoull(arg, &end, 10);
+			if (errno || *end || end == arg || arg[0] == '-' || v == 0 ||
 			    v > (1ULL << 30)) {
 				char what[128];
 				snprintf(what, sizeof(what), "%s %.80s", opt == OPT_MAX_PAYLOAD
-					 ? "--http-api-max-payload-size" : "--mmds-size-limit", optarg);
+					 ? "--http-api-max-payload-size" : "--mmds-size-limit", arg);
 				return fail(EXIT_ARG_PARSING, "%s: not a size in bytes between 1 "
 					    "and 1073741824", what);
 			}
@@ -221,14 +254,13 @@ static int parse_cli(int argc, char **argv, struct cli *c)
 			fputs(usage, stdout);
 			return 0;
 		case ':':
-			return fail(EXIT_ARG_PARSING, "option %s needs a value", argv[optind - 1]);
+			return fail(EXIT_ARG_PARSING, "option %s needs a value", word);
+		case 'D':
+			return fail(EXIT_ARG_PARSING, "option %s is given more than once", word);
 		default:
-			return fail(EXIT_ARG_PARSING, "unknown option %s (see --help)",
-				    argv[optind - 1]);
+			return fail(EXIT_ARG_PARSING, "unknown option %s (see --help)", word);
 		}
 	}
-	if (optind < argc)
-		return fail(EXIT_ARG_PARSING, "unexpected argument %s (see --help)", argv[optind]);
 	if (c->no_api && !c->config_file)
 		return fail(EXIT_ARG_PARSING, "%s", "--no-api requires --config-file");
 	if (c->no_api && c->api_sock)

@@ -174,3 +174,20 @@ def test_metadata_with_a_config_file(ember, workdir, valid_config):
     (workdir / "md.json").write_text("[1, 2")
     expect_error(ember.start("--metadata", str(workdir / "md.json"), config=valid_config),
                  "--metadata")
+
+
+@pytest.mark.parametrize("argv,word", [
+    (["--api", "/tmp/x.sock"], "--api"),                 # no abbreviations
+    (["-api-sock", "/tmp/x.sock"], "-api-sock"),          # no single dash
+    (["--api-sock=/tmp/x.sock"], "--api-sock=/tmp/x.sock"),  # the value is the next word
+    (["--id", "a", "--id", "b"], "--id"),                # once each
+    (["--level", "--no-api"], "--level"),                # a value never starts with --
+], ids=["abbreviation", "single-dash", "equals", "twice", "value-is-a-flag"])
+def test_flags_are_read_as_firecracker_reads_them(ember_bin, argv, word):
+    """Firecracker's own argument parser, not getopt's: exactly `--name`,
+    then its value as the next word; each flag once. Anything else is an
+    argument error (exit 153) naming the word."""
+    run = run_ember(ember_bin, *argv)
+    line = run.stderr.strip()
+    assert run.returncode == EXIT_ARG_PARSING, (argv, run.returncode, run.stderr)
+    assert line.startswith("ember: error: ") and word in line, (argv, line)
