@@ -424,8 +424,10 @@ def snapshot_section(snap) -> list:
             f"{med(r, 'ember_file', 'load_to_tick_ms')} / {med(r, 'ember_uffd', 'load_to_tick_ms')} | "
             f"{med(r, 'ember_file', 'exec_to_tick_ms')} / {med(r, 'ember_uffd', 'exec_to_tick_ms')} / "
             f"{med(r, 'qemu', 'exec_to_tick_ms')} |")
-        for err in r.get("errors", []):
-            lines.append(f"\n- {mib} MiB: failed: {err}")
+    errors = [f"- {mib} MiB: failed: {err}" for mib, r in snap.get("sizes", {}).items()
+              for err in r.get("errors", [])]
+    if errors:
+        lines += [""] + errors
     if snap.get("sizes"):
         first = next(iter(snap["sizes"].values()))
         lines += ["", f"State file: {first.get('ember_create', {}).get('state_bytes', '-')} bytes. "
