@@ -401,7 +401,7 @@ def took_line(elapsed, phases, native, guest, io) -> str:
 
 def snapshot_section(snap) -> list:
     """Section 6: snapshot create and restore, Ember (File, Uffd) and QEMU."""
-    lines = ["## 6. Snapshots: Ember against QEMU's migration to a file", "",
+    lines = ["## 9. Snapshots: Ember against QEMU's migration to a file", "",
              "Medians (ms) of the rounds; guest times in the nested test host are TCG-inflated, "
              "so compare ratios. Ember's load is timed from PUT /snapshot/load (its process "
              "already started) and from exec; QEMU's restore from exec with `-incoming`.", "",
