@@ -527,7 +527,7 @@ def main():
             lines.append(f"kernel:    {part['kernel']}")
             lines.append(f"initramfs: {part['initrd']}")
             break
-    plotted = bool(native or guest or io)  # a snapshot-only run has no plot
+    plotted = bool(native or guest or io)  # the plot has parts 1-5 only
     lines += ["```", ""] + ([f"![plot]({os.path.basename(stem)}.png)", ""] if plotted else [])
     with open(stem + ".md", "w") as fh:
         fh.write("\n".join(lines))
