@@ -224,6 +224,10 @@ static int add_vcpus(struct vmm *m, const struct vmm_config *cfg,
 	if (t && (cpu_template_check_caps(t, m->vm.kvm_fd, e) ||
 		  cpu_template_apply_cpuid(t, guest, e)))
 		goto out;
+	/* Only with SMT, where it matters: Firecracker does it for every AMD
+	 * guest, but every other guest Ember boots is left as it was tested. */
+	if (cfg->machine.smt && m->nr_vcpus > 1)
+		cpuid_amd_topology_ext(guest);
 	char brand[48];
 	cpuid_host_brand(brand);
 	int fds[MAX_VCPUS];

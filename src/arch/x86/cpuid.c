@@ -9,6 +9,7 @@
 
 #define LEAF1_ECX_HYPERVISOR (1u << 31)
 #define LEAF1_EDX_HTT (1u << 28)
+#define LEAF80000001_ECX_TOPOEXT (1u << 22)
 #define CLFLUSH_LINE_QWORDS 8 /* 64-byte cache lines */
 /* Extended topology level types (leaves 0xB and 0x1F). */
 #define TOPO_LEVEL_SMT 1
@@ -186,4 +187,45 @@ void cpuid_normalize(struct cpuid_set *set, unsigned index, unsigned count, bool
 			break;
 		}
 	}
+}
+
+/* Sets or adds leaf/subleaf in set from the host's CPUID; false if full. */
+static bool put_host_leaf(struct cpuid_set *set, uint32_t function, uint32_t index, uint32_t flags)
+{
+	struct kvm_cpuid_entry2 *ent = cpuid_find(set, function, index);
+	if (!ent) {
+		if (set->nent >= CPUID_MAX_ENTRIES)
+			return false;
+		ent = &set->entries[set->nent++];
+	}
+	unsigned r[4];
+	__cpuid_count(function, index, r[0], r[1], r[2], r[3]);
+	*ent = (struct kvm_cpuid_entry2){.function = function, .index = index, .flags = flags,
+					 .eax = r[0], .ebx = r[1], .ecx = r[2], .edx = r[3]};
+	return true;
+}
+
+void cpuid_amd_topology_ext(struct cpuid_set *set)
+{
+	struct kvm_cpuid_entry2 *v = cpuid_find(set, 0, 0);
+	struct kvm_cpuid_entry2 *ext = cpuid_find(set, 0x80000001, 0);
+	unsigned a, b, c, d;
+	__cpuid(0, a, b, c, d);
+	/* Only on an AMD host, whose CPUID has these leaves (Firecracker's
+	 * check: elsewhere 0x8000001d's walk might never end). */
+	if (!v || v->ebx != 0x68747541 /* "Auth" */ || b != 0x68747541 || !ext)
+		return;
+	__cpuid(0x80000000, a, b, c, d);
+	if (a < 0x8000001e)
+		return;
+	if (!put_host_leaf(set, 0x8000001e, 0, 0))
+		return;
+	/* Cache levels until the null type, at most 8. */
+	for (uint32_t i = 0; i < 8; i++) {
+		unsigned r[4];
+		__cpuid_count(0x8000001d, i, r[0], r[1], r[2], r[3]);
+		if (!(r[0] & 0x1f) || !put_host_leaf(set, 0x8000001d, i, KVM_CPUID_FLAG_SIGNIFCANT_INDEX))
+			break;
+	}
+	ext->ecx |= LEAF80000001_ECX_TOPOEXT;
 }

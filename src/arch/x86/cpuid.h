@@ -32,6 +32,12 @@ void cpuid_host_brand(char brand[48]);
 void cpuid_normalize(struct cpuid_set *set, unsigned index, unsigned count, bool smt,
 		     const char brand[48]);
 
+/* On an AMD host, the topology extensions Linux reads SMT from (as
+ * Firecracker's AMD normalisation: leaves 0x8000001e and 0x8000001d from
+ * the host, and the TOPOEXT bit); without them a Linux guest sees one
+ * thread per core whatever leaf 0xb says. Nothing elsewhere. */
+void cpuid_amd_topology_ext(struct cpuid_set *set);
+
 /* Finds leaf/subleaf in set, or NULL. */
 struct kvm_cpuid_entry2 *cpuid_find(struct cpuid_set *set, uint32_t function, uint32_t index);
 
