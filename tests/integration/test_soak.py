@@ -1,7 +1,7 @@
 """The soak of issue 16, short: tools/soak.py with counts that fit in about
 two minutes of the nested test host. `make soak` runs the long one (1,000
-lifecycles one after another, 50 at once; docs/reliability.md has a run's
-figures).
+lifecycles one after another, 50 at once; docs/reliability.md has the runs
+measured so far).
 
 Each phase's growth check compares /proc/<pid>/fd and /proc/<pid>/status
 (Threads, VmRSS) before and after the same work it warmed up with; the
