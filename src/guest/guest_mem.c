@@ -131,11 +131,19 @@ int gm_discard(const struct guest_mem *gm, uint64_t gpa, uint64_t len)
 	uint8_t *p = gm_ptr(gm, gpa, len);
 	if (!p || (uintptr_t)p & (GM_PAGE - 1))
 		return -1;
-	/* Private anonymous memory: the pages are freed and read back as
-	 * zeros. hugetlbfs-backed memory (machine-config huge_pages) would
-	 * need whole huge pages instead: round the range inward to them and
-	 * punch them out of the file (fallocate PUNCH_HOLE, or MADV_REMOVE),
-	 * since MADV_DONTNEED on hugetlb frees nothing for a shared mapping. */
+	/* hugetlbfs-backed memory gives back whole huge pages only: the range
+	 * shrinks inward to them, and a range inside one gives nothing back
+	 * (Firecracker's balloon reclaims nothing there either). */
+	if (gm->discard_unit > GM_PAGE) {
+		uint64_t u = gm->discard_unit, off = (uint64_t)(p - gm->mapping);
+		uint64_t start = (off + u - 1) / u * u, end = (off + len) / u * u;
+		if (end <= start)
+			return 0;
+		p = gm->mapping + start;
+		len = end - start;
+	}
+	/* Private memory: the pages are freed; anonymous ones read back as
+	 * zeros, a snapshot's file-backed ones as the file's contents. */
 	return madvise(p, (size_t)len, MADV_DONTNEED) ? -1 : 0;
 }
 

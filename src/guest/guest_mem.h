@@ -23,6 +23,9 @@ struct guest_mem {
 	int nr_regions;
 	uint8_t *mapping; /* one mmap backs all regions */
 	size_t mapping_size;
+	/* The smallest unit gm_discard can give back: 0 for base pages, 2 MiB
+	 * for hugetlbfs-backed memory. */
+	uint64_t discard_unit;
 };
 
 /* Maps `size` bytes of anonymous memory and lays it out at guest physical 0,

@@ -39,5 +39,6 @@ int gm_create_hugetlb(struct guest_mem *gm, uint64_t size, uint64_t gap_start, e
 	gm_init_from(gm, p, size, gap_start);
 	gm->mapping = p;
 	gm->mapping_size = (size_t)size;
+	gm->discard_unit = HUGE_2M;
 	return 0;
 }

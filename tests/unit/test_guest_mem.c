@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <cmocka.h>
 
 #include "arch/x86/layout.h"
@@ -82,6 +83,35 @@ static void hugetlb_checks(void **state)
 	assert_non_null(strstr(e.msg, "huge_pages 2M"));
 }
 
+/* gm_discard gives back whole discard units only: on 2 MiB-page memory a
+ * 4 KiB range gives nothing back (and is no error), a range covering a
+ * whole unit frees it. Anonymous base pages stand in for huge ones. */
+static void discard_by_unit(void **state)
+{
+	(void)state;
+	const size_t mib2 = 2u << 20, size = 4 * mib2;
+	uint8_t *raw = mmap(NULL, size + mib2, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(raw != MAP_FAILED);
+	uint8_t *p = (uint8_t *)(((uintptr_t)raw + mib2 - 1) & ~(uintptr_t)(mib2 - 1));
+	struct guest_mem gm;
+	gm_init_from(&gm, p, size, size);
+	gm.mapping = p;
+	gm.discard_unit = mib2;
+	memset(p, 0xab, size);
+	assert_int_equal(gm_discard(&gm, 4096, 4096), 0);
+	assert_int_equal(p[4096], 0xab); /* inside one unit: kept */
+	assert_int_equal(gm_discard(&gm, mib2 - 4096, mib2 + 8192), 0);
+	assert_int_equal(p[mib2], 0); /* the whole unit in the range: freed */
+	assert_int_equal(p[mib2 - 4096], 0xab);
+	assert_int_equal(p[2 * mib2], 0xab);
+	gm.discard_unit = 0; /* base pages: exactly the range */
+	assert_int_equal(gm_discard(&gm, 4096, 4096), 0);
+	assert_int_equal(p[4096], 0);
+	assert_int_equal(p[8192], 0xab);
+	munmap(raw, size + mib2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -89,6 +119,7 @@ int main(void)
 		cmocka_unit_test(splits_around_gap),
 		cmocka_unit_test(create_aligns_to_2_mib),
 		cmocka_unit_test(hugetlb_checks),
+		cmocka_unit_test(discard_by_unit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
