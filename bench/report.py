@@ -467,7 +467,8 @@ def main():
              "", "## Machine", ""]
     if native:
         lines += machine_lines(native["host"], "This host (native parts)")
-    for data, what in ((guest, "Guest boots"), (io, "Block and network"), (vsock, "vsock")):
+    for data, what in ((guest, "Guest boots"), (io, "Block and network"), (vsock, "vsock"),
+                       (balloon, "Balloon")):
         if data:
             gh = data["host"]
             where = ("the nested test host (QEMU TCG, emulated AMD SVM+NPT)" if gh.get("testhost")
