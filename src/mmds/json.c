@@ -142,6 +142,28 @@ static int member_cmp(const void *a, const void *b)
 	return x->key_len < y->key_len ? -1 : x->key_len > y->key_len;
 }
 
+/* A stable merge sort of m[0..n) by member_cmp, through tmp (n entries).
+ * Not qsort: glibc's asks sysinfo() for the machine's memory once the
+ * array passes 1 KiB (about 43 members), a syscall no thread's seccomp
+ * filter allows, which killed Ember (exit 148). */
+static void sort_members(struct mmds_json_member *m, struct mmds_json_member *tmp, size_t n)
+{
+	for (size_t width = 1; width < n; width *= 2) {
+		for (size_t lo = 0; lo < n; lo += 2 * width) {
+			size_t mid = lo + width < n ? lo + width : n;
+			size_t hi = lo + 2 * width < n ? lo + 2 * width : n;
+			size_t a = lo, b = mid, k = lo;
+			while (a < mid && b < hi)
+				tmp[k++] = member_cmp(&m[b], &m[a]) < 0 ? m[b++] : m[a++];
+			while (a < mid)
+				tmp[k++] = m[a++];
+			while (b < hi)
+				tmp[k++] = m[b++];
+		}
+		memcpy(m, tmp, n * sizeof(*m));
+	}
+}
+
 int mmds_json_members(const json_t *obj, struct mmds_json_member **out, size_t *n)
 {
 	size_t cap = json_object_size(obj), i = 0;
@@ -149,7 +171,8 @@ int mmds_json_members(const json_t *obj, struct mmds_json_member **out, size_t *
 	*n = 0;
 	if (!cap)
 		return 0;
-	struct mmds_json_member *m = calloc(cap, sizeof(*m));
+	/* The members, then as many again for the sort. */
+	struct mmds_json_member *m = calloc(2 * cap, sizeof(*m));
 	if (!m)
 		return -1;
 	const char *k;
@@ -159,7 +182,7 @@ int mmds_json_members(const json_t *obj, struct mmds_json_member **out, size_t *
 		if (i < cap)
 			m[i++] = (struct mmds_json_member){k, klen, v};
 	}
-	qsort(m, i, sizeof(*m), member_cmp);
+	sort_members(m, m + cap, i);
 	*out = m;
 	*n = i;
 	return 0;
