@@ -413,3 +413,73 @@ json_t *vsock_config_json(const struct vsock_config *c)
 		json_object_set_new(j, "vsock_id", json_string(c->vsock_id));
 	return j;
 }
+
+/* ---- Snapshots (docs/snapshot-format.md) ---- */
+
+#define VSOCK_EVENT_TRANSPORT_RESET 0
+
+json_t *virtio_vsock_save(struct virtio_vsock *v)
+{
+	/* The rx buffer popped and not filled goes back on the available
+	 * ring (it is the last one popped), so the memory file and the saved
+	 * queue agree that the driver still offers it. */
+	if (v->rx_held) {
+		virtio_mmio_queue(&v->mmio, VSOCK_RXQ)->last_avail--;
+		v->rx_held = false;
+	}
+	/* Connections and queued resets are not saved: a restored device
+	 * starts with none, and tells the driver (virtio_vsock_restore). */
+	return json_pack("{s:I}", "guest_cid", (json_int_t)v->cfg.guest_cid);
+}
+
+/* VIRTIO_VSOCK_EVENT_TRANSPORT_RESET into the driver's next event buffer:
+ * it drops its connections and reads guest_cid again. -1 if it has no
+ * usable buffer (a driver that does not want events). */
+static int send_transport_reset(struct virtio_vsock *v)
+{
+	struct virtq *q = virtio_mmio_queue(&v->mmio, VSOCK_EVQ);
+	struct virtq_chain *c = &v->tx_chain; /* no tx chain is in use now */
+	uint8_t ev[4];
+	put_le(ev, VSOCK_EVENT_TRANSPORT_RESET, 4);
+	if (!q->ready)
+		return -1;
+	switch (virtq_pop(q, v->gm, c)) {
+	case VIRTQ_BROKEN:
+		queue_broken(v, c, "event");
+		return -1;
+	case VIRTQ_EMPTY:
+		return -1;
+	case VIRTQ_BAD_CHAIN:
+		virtq_push(q, v->gm, c->head, 0);
+		virtio_mmio_signal_used(&v->mmio, q);
+		return -1;
+	case VIRTQ_CHAIN:
+		break;
+	}
+	int rc = virtq_chain_write(v->gm, c, 0, ev, sizeof(ev));
+	virtq_push(q, v->gm, c->head, rc ? 0 : sizeof(ev));
+	/* The driver refills the buffer and notifies: with EVENT_IDX it does
+	 * so only if asked. */
+	virtq_enable_notify(q, v->gm);
+	virtio_mmio_signal_used(&v->mmio, q);
+	return rc;
+}
+
+int virtio_vsock_restore(struct virtio_vsock *v, json_t *state, ember_err *e)
+{
+	json_t *cid = json_object_get(state, "guest_cid");
+	if (!json_is_object(state) || !json_is_integer(cid))
+		return err_set(e, "vsock state: no guest_cid");
+	if (json_integer_value(cid) != (json_int_t)v->cfg.guest_cid)
+		return err_set(e, "vsock state: guest_cid %lld, the device's config %u",
+			       (long long)json_integer_value(cid), v->cfg.guest_cid);
+	/* The backend is new (listening at uds_path again, no connection):
+	 * the driver's connections are gone, and it must learn so. The
+	 * vCPUs do not run yet: the interrupt waits in the irqchip. */
+	if (v->active && send_transport_reset(v)) {
+		metric_inc(&v->m->ev_queue_event_fails);
+		LOG_W("vsock: no event buffer for the transport reset: the guest keeps "
+		      "connections the host no longer has");
+	}
+	return 0;
+}
