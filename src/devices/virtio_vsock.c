@@ -1,7 +1,7 @@
 /* The virtio-vsock device model: the tx queue's packets go to the muxer
  * (vsock_muxer.c), the muxer's packets go into the rx queue's buffers.
- * The event queue is never used (Firecracker sends on it only after a
- * snapshot restore). */
+ * The event queue carries only the transport reset a restored device sends
+ * (virtio_vsock_restore). */
 #include "devices/vsock_int.h"
 
 #include <errno.h>
@@ -128,7 +128,7 @@ static bool get_rx_chain(struct virtio_vsock *v, bool *pushed)
 
 void vsock_fill_rx(struct virtio_vsock *v)
 {
-	if (!v->active)
+	if (!v->active || v->reset_pending)
 		return;
 	struct virtq *q = virtio_mmio_queue(&v->mmio, VSOCK_RXQ);
 	bool pushed = false;
@@ -229,8 +229,15 @@ void virtio_vsock_queue_event(struct virtio_vsock *v, unsigned queue)
 		metric_inc(&v->m->tx_queue_event_count);
 		process_tx(v);
 		break;
+	case VSOCK_EVQ:
+		/* The driver gives its event buffer back after handling a
+		 * transport reset: what waited for it may go now. */
+		if (!v->reset_pending)
+			return;
+		v->reset_pending = false;
+		break;
 	default:
-		return; /* event queue buffers wait for an event Ember never sends */
+		return;
 	}
 	vsock_fill_rx(v);
 	vsock_muxer_reap(v);
@@ -294,7 +301,7 @@ static int vsock_activate(void *dev, struct virtio_mmio *m)
 static void vsock_reset(void *dev)
 {
 	struct virtio_vsock *v = dev;
-	v->active = v->rx_held = false;
+	v->active = v->rx_held = v->reset_pending = false;
 	vsock_muxer_reset(v);
 }
 
@@ -458,10 +465,12 @@ static int send_transport_reset(struct virtio_vsock *v)
 	}
 	int rc = virtq_chain_write(v->gm, c, 0, ev, sizeof(ev));
 	virtq_push(q, v->gm, c->head, rc ? 0 : sizeof(ev));
-	/* The driver refills the buffer and notifies: with EVENT_IDX it does
-	 * so only if asked. */
+	/* The driver refills the buffer and notifies, which ends the wait
+	 * (virtio_vsock_queue_event): with EVENT_IDX it notifies only if
+	 * asked. */
 	virtq_enable_notify(q, v->gm);
 	virtio_mmio_signal_used(&v->mmio, q);
+	v->reset_pending = rc == 0;
 	return rc;
 }
 
