@@ -264,6 +264,8 @@ def test_snapshot_bodies_are_checked(api_vm, workdir):
                 context="an unknown field")
     check_error(c.put("/snapshot/load", {"snapshot_path": "a", "mem_backend": {
         "backend_type": "Disk", "backend_path": "b"}}), "Disk", context="a bad backend type")
+    check_error(c.put("/snapshot/load", load_body("a", "b", vsock_override={})), "uds_path",
+                context="a vsock_override without uds_path")
     check_error(c.put("/snapshot/create", {"snapshot_path": "a", "mem_file_path": "b"}),
                 "not supported before starting", context="create before boot")
     assert check_ok(c.get("/"), 200, "InstanceInfo")["state"] == "Not started"
@@ -391,12 +393,18 @@ def test_vsock_connects_anew_after_restore(api_ember, workdir, kernel_vmlinux, i
     vm.proc.kill()
     assert old.recv(1) == b"", "the open connection ends with the source"
     old.close()
-    os.unlink(uds)  # the source's listener: a restore binds uds_path anew, as Firecracker
 
+    # The source's socket file is still there: the clone listens at another
+    # path (vsock_override), binding it anew.
+    uds = str(sockdir / "w.sock")
     echo = HostEcho(uds + "_5000")
     clone = api_ember.start(sock=workdir / "clone.sock")
-    check_ok(clone.client().put("/snapshot/load", load_body(snap, mem, resume_vm=True)), 204,
-             None, "PUT /snapshot/load with vsock")
+    check_error(clone.client().put("/snapshot/load", load_body(
+        snap, mem, vsock_override={"uds_path": "x" * 97})), "uds_path",
+        context="a vsock_override path too long for sun_path")
+    check_ok(clone.client().put("/snapshot/load", load_body(
+        snap, mem, resume_vm=True, vsock_override={"uds_path": uds})), 204, None,
+        "PUT /snapshot/load with vsock")
     s, line = host_connect(uds, 52, STEP_TIMEOUT)
     assert line.startswith(b"OK "), clone.proc.report(f"host->guest after restore: {line!r}")
     data = os.urandom(65536)
@@ -455,6 +463,9 @@ def test_balloon_keeps_its_target_and_inflates_after_restore(api_ember, workdir,
 
     clone = api_ember.start(sock=workdir / "clone.sock")
     cc = clone.client()
+    check_error(cc.put("/snapshot/load", load_body(snap, mem, vsock_override={
+        "uds_path": str(workdir / "v.sock")})), "Unknown Vsock Device",
+        context="vsock_override for a snapshot without vsock")
     check_ok(cc.put("/snapshot/load", load_body(snap, mem, resume_vm=True)), 204, None,
              "PUT /snapshot/load with a balloon")
     got = check_ok(cc.get("/balloon"), 200, "Balloon")
