@@ -217,6 +217,25 @@ static void process_tx(struct virtio_vsock *v)
 		virtio_mmio_signal_used(&v->mmio, q);
 }
 
+/* The event queue's avail->idx, read through the bounds-checked accessor;
+ * false if the ring is not in guest memory. */
+static bool evq_avail_idx(struct virtio_vsock *v, uint16_t *idx)
+{
+	struct virtq *q = virtio_mmio_queue(&v->mmio, VSOCK_EVQ);
+	uint8_t raw[2];
+	if (!q->ready || gm_read(v->gm, q->avail + 2, raw, 2))
+		return false;
+	*idx = (uint16_t)get_le(raw, 2);
+	return true;
+}
+
+/* Has the driver added an event buffer since the transport reset? */
+static bool evq_refilled(struct virtio_vsock *v)
+{
+	uint16_t idx;
+	return !evq_avail_idx(v, &idx) || idx != v->reset_avail_idx;
+}
+
 void virtio_vsock_queue_event(struct virtio_vsock *v, unsigned queue)
 {
 	switch (queue) {
@@ -231,8 +250,10 @@ void virtio_vsock_queue_event(struct virtio_vsock *v, unsigned queue)
 		break;
 	case VSOCK_EVQ:
 		/* The driver gives its event buffer back after handling a
-		 * transport reset: what waited for it may go now. */
-		if (!v->reset_pending)
+		 * transport reset: what waited for it may go now. A look
+		 * without a new buffer (the restore's at every queue) is no
+		 * answer. */
+		if (!v->reset_pending || !evq_refilled(v))
 			return;
 		v->reset_pending = false;
 		break;
@@ -470,7 +491,7 @@ static int send_transport_reset(struct virtio_vsock *v)
 	 * asked. */
 	virtq_enable_notify(q, v->gm);
 	virtio_mmio_signal_used(&v->mmio, q);
-	v->reset_pending = rc == 0;
+	v->reset_pending = rc == 0 && evq_avail_idx(v, &v->reset_avail_idx);
 	return rc;
 }
 

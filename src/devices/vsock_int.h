@@ -70,6 +70,7 @@ struct virtio_vsock {
 	 * connection could reach the driver before the reset and die with
 	 * the old ones (Firecracker's pending_event_ack). */
 	bool reset_pending;
+	uint16_t reset_avail_idx; /* the event queue's avail->idx when it was sent */
 	/* The backend. */
 	int listen_fd, epfd, timer_fd;
 	uint64_t timer_at_ns; /* 0: disarmed */
