@@ -492,6 +492,17 @@ static int send_transport_reset(struct virtio_vsock *v)
 	virtq_enable_notify(q, v->gm);
 	virtio_mmio_signal_used(&v->mmio, q);
 	v->reset_pending = rc == 0 && evq_avail_idx(v, &v->reset_avail_idx);
+	/* With EVENT_IDX the driver kicks only when its avail->idx passes
+	 * avail_event, which virtq_enable_notify left at our position: its
+	 * other event buffers are still ahead of it, so ask for the next one
+	 * it adds. avail_event is the le16 after the used ring's entries. */
+	if (v->reset_pending && q->event_idx) {
+		uint8_t raw[2];
+		put_le(raw, v->reset_avail_idx, 2);
+		if (gm_write(v->gm, q->used + 4 + 8ULL * q->size, raw, 2))
+			v->reset_pending = false;
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	}
 	return rc;
 }
 
