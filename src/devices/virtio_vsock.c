@@ -457,7 +457,11 @@ json_t *virtio_vsock_save(struct virtio_vsock *v)
 	}
 	/* Connections and queued resets are not saved: a restored device
 	 * starts with none, and tells the driver (virtio_vsock_restore). */
-	return json_pack("{s:I}", "guest_cid", (json_int_t)v->cfg.guest_cid);
+	/* The next host port too: the guest may still hold its reset
+	 * sockets under the old ports for a while, and answers a new
+	 * connection from one of them with a reset. */
+	return json_pack("{s:I, s:I}", "guest_cid", (json_int_t)v->cfg.guest_cid,
+			 "next_local_port", (json_int_t)v->next_local_port);
 }
 
 /* VIRTIO_VSOCK_EVENT_TRANSPORT_RESET into the driver's next event buffer:
@@ -514,6 +518,11 @@ int virtio_vsock_restore(struct virtio_vsock *v, json_t *state, ember_err *e)
 	if (json_integer_value(cid) != (json_int_t)v->cfg.guest_cid)
 		return err_set(e, "vsock state: guest_cid %lld, the device's config %u",
 			       (long long)json_integer_value(cid), v->cfg.guest_cid);
+	json_t *port = json_object_get(state, "next_local_port");
+	if (!json_is_integer(port) || json_integer_value(port) < (1 << 30) ||
+	    json_integer_value(port) > UINT32_MAX)
+		return err_set(e, "vsock state: next_local_port is not in [2^30, 2^32)");
+	v->next_local_port = (uint32_t)json_integer_value(port);
 	/* The backend is new (listening at uds_path again, no connection):
 	 * the driver's connections are gone, and it must learn so. The
 	 * vCPUs do not run yet: the interrupt waits in the irqchip. */
