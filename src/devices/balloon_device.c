@@ -253,6 +253,22 @@ static int hint_status(void *dev, const void *arg, json_t **out, ember_err *e)
 	return *out ? 0 : err_prefix(e, UPDATE_ERR "Balloon");
 }
 
+/* ---- Snapshots ---- */
+
+/* Requests are served at once: nothing is in flight at a pause but the
+ * statistics buffer the device holds, which the state names (its chain is
+ * in guest memory) and the restored device gives back at its next poll. */
+static int balloon_save(void *dev, json_t **state, ember_err *e)
+{
+	*state = virtio_balloon_save(dev_of(dev));
+	return *state ? 0 : err_set(e, "balloon: out of memory");
+}
+
+static int balloon_restore(void *dev, json_t *state, ember_err *e)
+{
+	return virtio_balloon_restore(dev_of(dev), state, e);
+}
+
 #define BOTH (DEVICE_BEFORE_START | DEVICE_AFTER_START)
 #define AFTER DEVICE_AFTER_START
 
@@ -289,5 +305,6 @@ const struct device_ops balloon_device_ops = {
 	.queue_event = balloon_queue_event,
 	.events = balloon_events,
 	.config_json = balloon_json,
-	/* save/restore: NULL until snapshots land. */
+	.save = balloon_save,
+	.restore = balloon_restore,
 };

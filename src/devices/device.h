@@ -137,8 +137,9 @@ struct device_ops {
 	 * again. Check every field (the file is untrusted, even checksummed);
 	 * -1 and e set fail the whole load, which then destroys the VM. What
 	 * the driver must learn of the restore is sent from here (vsock's
-	 * transport-reset event, for instance); the vCPUs do not run yet, so
-	 * the interrupt waits in the irqchip until they do.
+	 * transport-reset event, for instance); its interrupt is held back
+	 * until the irqchip and vCPU state are restored (which would
+	 * overwrite it), then raised before the vCPUs run.
 	 * A kind with save NULL cannot be snapshotted: PUT /snapshot/create
 	 * refuses while such a device exists, as Firecracker. */
 	int (*save)(void *dev, json_t **state, ember_err *e);

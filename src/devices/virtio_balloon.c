@@ -762,3 +762,188 @@ int balloon_hint_start_parse(json_t *j, bool *ack_on_stop, ember_err *e)
 		*ack_on_stop = v.acknowledge_on_stop;
 	return 0;
 }
+
+/* ---- Snapshots (docs/snapshot-format.md) ---- */
+
+/* state's `key`: an integer in [0, max], or -1 with e set. */
+static int snap_uint(json_t *state, const char *key, uint64_t max, uint64_t *out, ember_err *e)
+{
+	json_t *v = json_object_get(state, key);
+	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+	    (uint64_t)json_integer_value(v) > max)
+		return err_set(e, "balloon state: %s is not an integer in [0, %llu]", key,
+			       (unsigned long long)max);
+	*out = (uint64_t)json_integer_value(v);
+	return 0;
+}
+
+static int snap_bool(json_t *state, const char *key, bool *out, ember_err *e)
+{
+	json_t *v = json_object_get(state, key);
+	if (!json_is_boolean(v))
+		return err_set(e, "balloon state: %s is not a boolean", key);
+	*out = json_is_true(v);
+	return 0;
+}
+
+/* The pages in the balloon as [first, count] runs, in order. */
+static json_t *inflated_runs(const struct virtio_balloon *b)
+{
+	json_t *a = json_array();
+	for (uint64_t p = 0; a && p < b->nr_pages;) {
+		if (!b->inflated[p / 64]) {
+			p = (p / 64 + 1) * 64;
+			continue;
+		}
+		if (!(b->inflated[p / 64] & 1ULL << (p % 64))) {
+			p++;
+			continue;
+		}
+		uint64_t first = p;
+		while (p < b->nr_pages && b->inflated[p / 64] & 1ULL << (p % 64))
+			p++;
+		json_array_append_new(a, json_pack("[I, I]", (json_int_t)first,
+						   (json_int_t)(p - first)));
+	}
+	return a;
+}
+
+json_t *virtio_balloon_save(struct virtio_balloon *b)
+{
+	json_t *stats = json_array();
+	for (unsigned t = 0; stats && t < NR_STAT_TAGS; t++)
+		if (b->stat_known & 1u << t)
+			/* Bit for bit: a value above INT64_MAX comes back the same. */
+			json_array_append_new(stats, json_pack("[i, I]", (int)t,
+							       (json_int_t)b->stat[t]));
+	return json_pack("{s:I, s:I, s:i, s:b, s:i, s:o, s:{s:I, s:I, s:I, s:I, s:b, s:b}, s:o}",
+			 "target_pages", (json_int_t)b->num_pages, "actual_pages",
+			 (json_int_t)b->actual_pages, "stats_polling_interval_s",
+			 (int)b->cfg.stats_polling_interval_s, "stats_held", b->stats_held,
+			 "stats_head", (int)b->stats_head, "stats", stats, "hinting", "host_cmd",
+			 (json_int_t)b->host_cmd, "cmd_id", (json_int_t)b->hint_cmd_id,
+			 "last_cmd_id", (json_int_t)b->last_cmd_id, "guest_cmd",
+			 (json_int_t)b->guest_cmd, "guest_cmd_set", b->guest_cmd_set, "ack_on_stop",
+			 b->ack_on_stop, "inflated", inflated_runs(b));
+}
+
+static int restore_stats(struct virtio_balloon *b, json_t *state, ember_err *e)
+{
+	uint64_t interval = 0, head = 0;
+	bool held = false;
+	json_t *stats = json_object_get(state, "stats");
+	if (snap_uint(state, "stats_polling_interval_s", UINT16_MAX, &interval, e) ||
+	    snap_bool(state, "stats_held", &held, e) ||
+	    snap_uint(state, "stats_head", VIRTIO_BALLOON_QUEUE_SIZE - 1, &head, e))
+		return -1;
+	if ((interval == 0) != (b->q_stats == Q_NONE))
+		return err_set(e, "balloon state: statistics interval %llu, the device %s statistics",
+			       (unsigned long long)interval, b->q_stats == Q_NONE ? "has no" : "has");
+	if (held && (!b->active || head >= queue(b, (unsigned)b->q_stats)->size))
+		return err_set(e, "balloon state: held statistics buffer %llu is not on the queue",
+			       (unsigned long long)head);
+	if (!json_is_array(stats) || json_array_size(stats) > NR_STAT_TAGS)
+		return err_set(e, "balloon state: stats is not an array of at most %d", NR_STAT_TAGS);
+	size_t i;
+	json_t *s;
+	json_array_foreach(stats, i, s) {
+		json_t *tag = json_array_get(s, 0), *val = json_array_get(s, 1);
+		if (json_array_size(s) != 2 || !json_is_integer(tag) || !json_is_integer(val) ||
+		    json_integer_value(tag) < 0 || json_integer_value(tag) >= NR_STAT_TAGS)
+			return err_set(e, "balloon state: stats entry %zu is not [tag, value]", i);
+		b->stat[json_integer_value(tag)] = (uint64_t)json_integer_value(val);
+		b->stat_known |= 1u << json_integer_value(tag);
+	}
+	b->stats_held = held;
+	b->stats_head = (uint16_t)head;
+	if (interval) {
+		b->cfg.stats_polling_interval_s = (uint16_t)interval;
+		if (arm_timer(b, (uint16_t)interval))
+			return err_set(e, "balloon: statistics timer: %s", strerror(errno));
+	}
+	return 0;
+}
+
+static int restore_hinting(struct virtio_balloon *b, json_t *h, ember_err *e)
+{
+	uint64_t host = 0, id = 0, last = 0, guest = 0;
+	bool set = false, ack = false;
+	if (!json_is_object(h))
+		return err_set(e, "balloon state: hinting is not an object");
+	if (snap_uint(h, "host_cmd", UINT32_MAX, &host, e) ||
+	    snap_uint(h, "cmd_id", UINT32_MAX, &id, e) ||
+	    snap_uint(h, "last_cmd_id", UINT32_MAX, &last, e) ||
+	    snap_uint(h, "guest_cmd", UINT32_MAX, &guest, e) ||
+	    snap_bool(h, "guest_cmd_set", &set, e) || snap_bool(h, "ack_on_stop", &ack, e))
+		return err_prefix(e, "hinting");
+	bool idle = host == VIRTIO_BALLOON_HINT_STOP && id == VIRTIO_BALLOON_HINT_STOP &&
+		    !last && !set;
+	if (b->q_hint == Q_NONE && !idle)
+		return err_set(e, "balloon state: hinting state for a device without hinting");
+	/* A run's id is one Ember handed out: at most the last one. */
+	if (host != id || (host > VIRTIO_BALLOON_HINT_DONE && host > last))
+		return err_set(e, "balloon state: hinting command %llu (id %llu) after %llu",
+			       (unsigned long long)host, (unsigned long long)id,
+			       (unsigned long long)last);
+	b->host_cmd = (uint32_t)host;
+	b->hint_cmd_id = (uint32_t)id;
+	b->last_cmd_id = (uint32_t)last;
+	b->guest_cmd = (uint32_t)guest;
+	b->guest_cmd_set = set;
+	b->ack_on_stop = ack;
+	return 0;
+}
+
+static int restore_inflated(struct virtio_balloon *b, json_t *runs, ember_err *e)
+{
+	if (!json_is_array(runs) || json_array_size(runs) > b->nr_pages)
+		return err_set(e, "balloon state: inflated is not an array of page runs");
+	uint64_t next = 0, total = 0;
+	size_t i;
+	json_t *r;
+	json_array_foreach(runs, i, r) {
+		json_t *f = json_array_get(r, 0), *n = json_array_get(r, 1);
+		if (json_array_size(r) != 2 || !json_is_integer(f) || !json_is_integer(n))
+			return err_set(e, "balloon state: inflated run %zu is not [first, count]", i);
+		json_int_t first = json_integer_value(f), count = json_integer_value(n);
+		/* In order, apart, inside guest RAM. */
+		if (first < 0 || (uint64_t)first < next || count <= 0 ||
+		    (uint64_t)count > b->nr_pages - (uint64_t)first ||
+		    !gm_ptr(b->gm, (uint64_t)first << VIRTIO_BALLOON_PAGE_SHIFT,
+			    (uint64_t)count << VIRTIO_BALLOON_PAGE_SHIFT))
+			return err_set(e, "balloon state: inflated run %zu ([%lld, %lld]) is not "
+					  "guest RAM after the run before it",
+				       i, (long long)first, (long long)count);
+		for (uint64_t p = (uint64_t)first; p < (uint64_t)(first + count); p++)
+			test_and_set(b->inflated, (uint32_t)p, true);
+		next = (uint64_t)(first + count) + 1;
+		total += (uint64_t)count;
+	}
+	b->nr_inflated = total;
+	return 0;
+}
+
+int virtio_balloon_restore(struct virtio_balloon *b, json_t *state, ember_err *e)
+{
+	uint64_t target = 0, actual = 0;
+	if (!json_is_object(state))
+		return err_set(e, "balloon state is not an object");
+	if (snap_uint(state, "target_pages", UINT32_MAX, &target, e) ||
+	    snap_uint(state, "actual_pages", UINT32_MAX, &actual, e))
+		return -1;
+	uint64_t mem_mib = gm_total(b->gm) >> 20;
+	if (target % VIRTIO_BALLOON_PAGES_PER_MIB ||
+	    target / VIRTIO_BALLOON_PAGES_PER_MIB > mem_mib)
+		return err_set(e, "balloon state: target of %llu pages is not whole MiB of at most "
+				  "%llu", (unsigned long long)target, (unsigned long long)mem_mib);
+	/* Each part checks before it changes anything; a failure fails the
+	 * whole load, which destroys the device. */
+	if (restore_stats(b, state, e) ||
+	    restore_hinting(b, json_object_get(state, "hinting"), e) ||
+	    restore_inflated(b, json_object_get(state, "inflated"), e))
+		return -1;
+	b->num_pages = (uint32_t)target;
+	b->cfg.amount_mib = (uint32_t)(target / VIRTIO_BALLOON_PAGES_PER_MIB);
+	b->actual_pages = (uint32_t)actual;
+	return 0;
+}

@@ -126,4 +126,12 @@ json_t *virtio_balloon_config_json(const struct virtio_balloon *b);
 /* Pages the guest has in the balloon now (by Ember's own count). */
 uint64_t virtio_balloon_inflated_pages(const struct virtio_balloon *b);
 
+/* Snapshots: the device's state besides its transport (target and actual
+ * pages, statistics interval, values and held buffer, hinting state, the
+ * pages in the balloon), NULL without memory; and back, on a device just
+ * created from the same config whose transport is restored. Every field is
+ * checked: -1 with e set for a state this device cannot have. */
+json_t *virtio_balloon_save(struct virtio_balloon *b);
+int virtio_balloon_restore(struct virtio_balloon *b, json_t *state, ember_err *e);
+
 #endif

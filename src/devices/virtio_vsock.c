@@ -1,7 +1,7 @@
 /* The virtio-vsock device model: the tx queue's packets go to the muxer
  * (vsock_muxer.c), the muxer's packets go into the rx queue's buffers.
- * The event queue is never used (Firecracker sends on it only after a
- * snapshot restore). */
+ * The event queue carries only the transport reset a restored device sends
+ * (virtio_vsock_restore). */
 #include "devices/vsock_int.h"
 
 #include <errno.h>
@@ -128,7 +128,7 @@ static bool get_rx_chain(struct virtio_vsock *v, bool *pushed)
 
 void vsock_fill_rx(struct virtio_vsock *v)
 {
-	if (!v->active)
+	if (!v->active || v->reset_pending)
 		return;
 	struct virtq *q = virtio_mmio_queue(&v->mmio, VSOCK_RXQ);
 	bool pushed = false;
@@ -217,6 +217,25 @@ static void process_tx(struct virtio_vsock *v)
 		virtio_mmio_signal_used(&v->mmio, q);
 }
 
+/* The event queue's avail->idx, read through the bounds-checked accessor;
+ * false if the ring is not in guest memory. */
+static bool evq_avail_idx(struct virtio_vsock *v, uint16_t *idx)
+{
+	struct virtq *q = virtio_mmio_queue(&v->mmio, VSOCK_EVQ);
+	uint8_t raw[2];
+	if (!q->ready || gm_read(v->gm, q->avail + 2, raw, 2))
+		return false;
+	*idx = (uint16_t)get_le(raw, 2);
+	return true;
+}
+
+/* Has the driver added an event buffer since the transport reset? */
+static bool evq_refilled(struct virtio_vsock *v)
+{
+	uint16_t idx;
+	return !evq_avail_idx(v, &idx) || idx != v->reset_avail_idx;
+}
+
 void virtio_vsock_queue_event(struct virtio_vsock *v, unsigned queue)
 {
 	switch (queue) {
@@ -229,8 +248,17 @@ void virtio_vsock_queue_event(struct virtio_vsock *v, unsigned queue)
 		metric_inc(&v->m->tx_queue_event_count);
 		process_tx(v);
 		break;
+	case VSOCK_EVQ:
+		/* The driver gives its event buffer back after handling a
+		 * transport reset: what waited for it may go now. A look
+		 * without a new buffer (the restore's at every queue) is no
+		 * answer. */
+		if (!v->reset_pending || !evq_refilled(v))
+			return;
+		v->reset_pending = false;
+		break;
 	default:
-		return; /* event queue buffers wait for an event Ember never sends */
+		return;
 	}
 	vsock_fill_rx(v);
 	vsock_muxer_reap(v);
@@ -294,7 +322,7 @@ static int vsock_activate(void *dev, struct virtio_mmio *m)
 static void vsock_reset(void *dev)
 {
 	struct virtio_vsock *v = dev;
-	v->active = v->rx_held = false;
+	v->active = v->rx_held = v->reset_pending = false;
 	vsock_muxer_reset(v);
 }
 
@@ -412,4 +440,96 @@ json_t *vsock_config_json(const struct vsock_config *c)
 	if (j && c->vsock_id[0])
 		json_object_set_new(j, "vsock_id", json_string(c->vsock_id));
 	return j;
+}
+
+/* ---- Snapshots (docs/snapshot-format.md) ---- */
+
+#define VSOCK_EVENT_TRANSPORT_RESET 0
+
+json_t *virtio_vsock_save(struct virtio_vsock *v)
+{
+	/* The rx buffer popped and not filled goes back on the available
+	 * ring (it is the last one popped), so the memory file and the saved
+	 * queue agree that the driver still offers it. */
+	if (v->rx_held) {
+		virtio_mmio_queue(&v->mmio, VSOCK_RXQ)->last_avail--;
+		v->rx_held = false;
+	}
+	/* Connections and queued resets are not saved: a restored device
+	 * starts with none, and tells the driver (virtio_vsock_restore). */
+	/* The next host port too: the guest may still hold its reset
+	 * sockets under the old ports for a while, and answers a new
+	 * connection from one of them with a reset. */
+	return json_pack("{s:I, s:I}", "guest_cid", (json_int_t)v->cfg.guest_cid,
+			 "next_local_port", (json_int_t)v->next_local_port);
+}
+
+/* VIRTIO_VSOCK_EVENT_TRANSPORT_RESET into the driver's next event buffer:
+ * it drops its connections and reads guest_cid again. -1 if it has no
+ * usable buffer (a driver that does not want events). */
+static int send_transport_reset(struct virtio_vsock *v)
+{
+	struct virtq *q = virtio_mmio_queue(&v->mmio, VSOCK_EVQ);
+	struct virtq_chain *c = &v->tx_chain; /* no tx chain is in use now */
+	uint8_t ev[4];
+	put_le(ev, VSOCK_EVENT_TRANSPORT_RESET, 4);
+	if (!q->ready)
+		return -1;
+	switch (virtq_pop(q, v->gm, c)) {
+	case VIRTQ_BROKEN:
+		queue_broken(v, c, "event");
+		return -1;
+	case VIRTQ_EMPTY:
+		return -1;
+	case VIRTQ_BAD_CHAIN:
+		virtq_push(q, v->gm, c->head, 0);
+		virtio_mmio_signal_used(&v->mmio, q);
+		return -1;
+	case VIRTQ_CHAIN:
+		break;
+	}
+	int rc = virtq_chain_write(v->gm, c, 0, ev, sizeof(ev));
+	virtq_push(q, v->gm, c->head, rc ? 0 : sizeof(ev));
+	/* The driver refills the buffer and notifies, which ends the wait
+	 * (virtio_vsock_queue_event): with EVENT_IDX it notifies only if
+	 * asked. */
+	virtq_enable_notify(q, v->gm);
+	virtio_mmio_signal_used(&v->mmio, q);
+	v->reset_pending = rc == 0 && evq_avail_idx(v, &v->reset_avail_idx);
+	/* With EVENT_IDX the driver kicks only when its avail->idx passes
+	 * avail_event, which virtq_enable_notify left at our position: its
+	 * other event buffers are still ahead of it, so ask for the next one
+	 * it adds. avail_event is the le16 after the used ring's entries. */
+	if (v->reset_pending && q->event_idx) {
+		uint8_t raw[2];
+		put_le(raw, v->reset_avail_idx, 2);
+		if (gm_write(v->gm, q->used + 4 + 8ULL * q->size, raw, 2))
+			v->reset_pending = false;
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	}
+	return rc;
+}
+
+int virtio_vsock_restore(struct virtio_vsock *v, json_t *state, ember_err *e)
+{
+	json_t *cid = json_object_get(state, "guest_cid");
+	if (!json_is_object(state) || !json_is_integer(cid))
+		return err_set(e, "vsock state: no guest_cid");
+	if (json_integer_value(cid) != (json_int_t)v->cfg.guest_cid)
+		return err_set(e, "vsock state: guest_cid %lld, the device's config %u",
+			       (long long)json_integer_value(cid), v->cfg.guest_cid);
+	json_t *port = json_object_get(state, "next_local_port");
+	if (!json_is_integer(port) || json_integer_value(port) < (1 << 30) ||
+	    json_integer_value(port) > UINT32_MAX)
+		return err_set(e, "vsock state: next_local_port is not in [2^30, 2^32)");
+	v->next_local_port = (uint32_t)json_integer_value(port);
+	/* The backend is new (listening at uds_path again, no connection):
+	 * the driver's connections are gone, and it must learn so. The
+	 * vCPUs do not run yet: the interrupt waits in the irqchip. */
+	if (v->active && send_transport_reset(v)) {
+		metric_inc(&v->m->ev_queue_event_fails);
+		LOG_W("vsock: no event buffer for the transport reset: the guest keeps "
+		      "connections the host no longer has");
+	}
+	return 0;
 }

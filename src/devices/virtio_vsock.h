@@ -143,4 +143,12 @@ void virtio_vsock_timer_event(struct virtio_vsock *v);
  * not counted), for tests. */
 size_t virtio_vsock_nr_conns(const struct virtio_vsock *v);
 
+/* Snapshots: the device's state besides its transport (its guest_cid; no
+ * connection is saved), NULL without memory. Restore, on a device just
+ * created from the same config (its listener bound anew, no connection)
+ * whose transport is restored: checks the state, then sends the driver
+ * VIRTIO_VSOCK_EVENT_TRANSPORT_RESET if it is active, as Firecracker. */
+json_t *virtio_vsock_save(struct virtio_vsock *v);
+int virtio_vsock_restore(struct virtio_vsock *v, json_t *state, ember_err *e);
+
 #endif

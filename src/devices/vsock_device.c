@@ -89,6 +89,19 @@ static json_t *vsock_json(const void *dev)
 	return virtio_vsock_config_json(((const struct vsock_device *)dev)->vs);
 }
 
+/* ---- Snapshots ---- */
+
+static int vsock_save(void *dev, json_t **state, ember_err *e)
+{
+	*state = virtio_vsock_save(((struct vsock_device *)dev)->vs);
+	return *state ? 0 : err_set(e, "vsock: out of memory");
+}
+
+static int vsock_restore(void *dev, json_t *state, ember_err *e)
+{
+	return virtio_vsock_restore(((struct vsock_device *)dev)->vs, state, e);
+}
+
 /* ---- Its config ---- */
 
 static int cfg_parse(json_t *j, void **out, ember_err *e)
@@ -127,4 +140,6 @@ const struct device_ops vsock_device_ops = {
 	.queue_event = vsock_queue_event,
 	.events = vsock_events,
 	.config_json = vsock_json,
+	.save = vsock_save,
+	.restore = vsock_restore,
 };

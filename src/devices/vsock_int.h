@@ -64,6 +64,13 @@ struct virtio_vsock {
 	struct vsock_metrics own_metrics;
 	uint64_t complaints[4];
 	bool active;
+	/* A transport reset sent after a restore and not yet acknowledged
+	 * (the driver refills its event buffer once it has dropped its
+	 * connections): nothing goes to the rx queue meanwhile, or a new
+	 * connection could reach the driver before the reset and die with
+	 * the old ones (Firecracker's pending_event_ack). */
+	bool reset_pending;
+	uint16_t reset_avail_idx; /* the event queue's avail->idx when it was sent */
 	/* The backend. */
 	int listen_fd, epfd, timer_fd;
 	uint64_t timer_at_ns; /* 0: disarmed */

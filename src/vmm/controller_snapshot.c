@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "devices/virtio_vsock.h"
 #include "util/host_file.h"
 #include "util/log.h"
 #include "vmm/snapshot.h"
@@ -111,6 +112,19 @@ static int load_config(json_t *st, const struct snapshot_load_params *p, struct 
 			return err_set(e, "out of memory");
 		free(cfg->net[k].host_dev_name);
 		cfg->net[k].host_dev_name = name;
+	}
+	if (p->vsock_uds_path) {
+		/* Firecracker's word for a snapshot without vsock. */
+		struct device_config *d = config_find_device(cfg, &vsock_device_ops);
+		if (!d)
+			return err_set(e, "Failed to get snapshot state from file: Unknown Vsock "
+					  "Device");
+		struct vsock_config *v = d->cfg;
+		size_t n = strlen(p->vsock_uds_path);
+		if (!n || n > VSOCK_UDS_PATH_MAX)
+			return err_set(e, "vsock_override: uds_path must be 1 to %d bytes long",
+				       VSOCK_UDS_PATH_MAX);
+		memcpy(v->uds_path, p->vsock_uds_path, n + 1);
 	}
 	cfg->machine.track_dirty_pages = p->track_dirty_pages;
 	return 0;

@@ -76,6 +76,8 @@ int vmm_restore_state(struct vmm *m, json_t *st, ember_err *e)
 	for (unsigned i = 0; i < m->nr_vcpus; i++)
 		if (kvm_vcpu_restore(m->vcpus[i].fd, json_array_get(vcpus, i), e))
 			return err_prefix(e, "vCPU %u", i);
+	/* What the devices raised while restored waits for the irqchip. */
+	virtio_devs_restore_done(&m->virtio);
 	/* Every restore is a new generation (a clone): a new ID, and the GED
 	 * interrupt, latched by the IOAPIC until the guest runs. */
 	if (json_object_get(st, "vmgenid") && vmm_new_generation(m, true, e))

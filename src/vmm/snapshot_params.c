@@ -65,6 +65,23 @@ struct override_view {
 	const char *iface_id, *host_dev_name;
 };
 
+struct vsock_override_view {
+	const char *uds_path;
+};
+
+/* VsockOverride {"uds_path"}: the path is checked as PUT /vsock's. */
+static int parse_vsock_override(json_t *o, struct snapshot_load_params *out, ember_err *e)
+{
+	static const struct jfield f[] = {
+		JFIELD(struct vsock_override_view, uds_path, JF_STRING, true),
+	};
+	struct vsock_override_view v = {0};
+	if (json_strict_parse("vsock_override", o, f, 1, &v, e))
+		return -1;
+	out->vsock_uds_path = strdup(v.uds_path);
+	return out->vsock_uds_path ? 0 : err_set(e, "out of memory");
+}
+
 struct load_view {
 	const char *snapshot_path, *mem_file_path, *huge_pages;
 	json_t *mem_backend, *network_overrides, *vsock_override;
@@ -126,9 +143,6 @@ int snapshot_load_params_parse(json_t *j, struct snapshot_load_params *out, embe
 	if (!v.mem_backend && !v.mem_file_path)
 		return err_set(e, "missing field: either `mem_backend` or `mem_file_path` is "
 			       "required");
-	if (v.vsock_override)
-		return err_set(e, "snapshot/load: vsock_override: the vsock device is not "
-			       "supported by Ember yet");
 	if (v.clock_realtime == 1)
 		return err_set(e, "snapshot/load: clock_realtime is not supported by Ember yet");
 	/* Ember restores guest memory as it was mapped (ordinary pages). */
@@ -156,7 +170,8 @@ int snapshot_load_params_parse(json_t *j, struct snapshot_load_params *out, embe
 	if (out->snapshot_path)
 		out->backend_path = dup_path("backend_path", path, e);
 	if (!out->backend_path ||
-	    (v.network_overrides && parse_overrides(v.network_overrides, out, e))) {
+	    (v.network_overrides && parse_overrides(v.network_overrides, out, e)) ||
+	    (v.vsock_override && parse_vsock_override(v.vsock_override, out, e))) {
 		snapshot_load_params_free(out);
 		return -1;
 	}
@@ -167,6 +182,7 @@ void snapshot_load_params_free(struct snapshot_load_params *p)
 {
 	free(p->snapshot_path);
 	free(p->backend_path);
+	free(p->vsock_uds_path);
 	for (size_t i = 0; i < p->nr_net_overrides; i++) {
 		free(p->net_overrides[i].iface_id);
 		free(p->net_overrides[i].host_dev_name);

@@ -35,6 +35,7 @@ struct snapshot_load_params {
 	bool resume_vm;
 	struct net_override net_overrides[SNAPSHOT_MAX_OVERRIDES];
 	size_t nr_net_overrides;
+	char *vsock_uds_path; /* vsock_override's uds_path, or NULL */
 };
 
 int snapshot_create_params_parse(json_t *j, struct snapshot_create_params *out, ember_err *e);

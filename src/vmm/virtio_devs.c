@@ -19,6 +19,10 @@ static void raise_irq(void *ctx)
 {
 	struct virtio_slot *s = ctx;
 	uint64_t one = 1;
+	if (s->restoring) {
+		s->irq_held = true;
+		return;
+	}
 	if (write(s->irq_fd, &one, sizeof(one)) != sizeof(one))
 		LOG_W("virtio %s %s: cannot raise GSI %u: %s", s->ops->kind, s->ops->id(s->dev),
 		      s->gsi, strerror(errno));
@@ -300,6 +304,7 @@ int virtio_devs_restore(struct virtio_devs *d, json_t *arr, ember_err *e)
 			return err_set(e, "devices: entry %zu is not %s %s", i, s->ops->kind,
 				       s->ops->id(s->dev));
 		pthread_mutex_lock(&s->lock);
+		s->restoring = true;
 		int rc = virtio_mmio_restore(s->mmio, json_object_get(o, "transport"), e);
 		if (!rc)
 			rc = s->ops->restore ? s->ops->restore(s->dev, json_object_get(o, "device"), e)
@@ -319,6 +324,19 @@ int virtio_devs_restore(struct virtio_devs *d, json_t *arr, ember_err *e)
 		}
 	}
 	return 0;
+}
+
+void virtio_devs_restore_done(struct virtio_devs *d)
+{
+	for (size_t i = 0; i < d->n; i++) {
+		struct virtio_slot *s = &d->slot[i];
+		pthread_mutex_lock(&s->lock);
+		bool held = s->irq_held;
+		s->restoring = s->irq_held = false;
+		pthread_mutex_unlock(&s->lock);
+		if (held)
+			raise_irq(s);
+	}
 }
 
 int virtio_devs_snapshottable(const struct virtio_devs *d, ember_err *e)

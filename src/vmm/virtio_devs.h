@@ -41,6 +41,10 @@ struct virtio_slot {
 	uint64_t base;
 	uint32_t gsi;
 	int irq_fd;
+	/* During a restore: interrupts are held back (irq_held) until the
+	 * irqchip and vCPU state are in (virtio_devs_restore_done), which
+	 * would overwrite an interrupt raised before them. */
+	bool restoring, irq_held;
 	unsigned nr_queues;
 	int notify_fd[VIRTIO_MMIO_MAX_QUEUES]; /* one ioeventfd per queue */
 	/* The queues' ioeventfds, then the device's own fds. */
@@ -87,6 +91,9 @@ size_t virtio_devs_acpi(const struct virtio_devs *d, struct acpi_mmio_dev *out, 
  * takes a state saved from a VM with the same devices in the same order. */
 json_t *virtio_devs_save(struct virtio_devs *d, ember_err *e);
 int virtio_devs_restore(struct virtio_devs *d, json_t *state, ember_err *e);
+/* After the irqchip and the vCPUs are restored: raises the interrupts the
+ * devices' restore hooks raised (vsock's transport reset). */
+void virtio_devs_restore_done(struct virtio_devs *d);
 /* -1 (Firecracker's words) if some device's kind has no save/restore. */
 int virtio_devs_snapshottable(const struct virtio_devs *d, ember_err *e);
 void virtio_devs_destroy(struct virtio_devs *d);

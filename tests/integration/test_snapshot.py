@@ -21,6 +21,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import zlib
 from pathlib import Path
 
@@ -29,6 +30,7 @@ import pytest
 from api_client import check_error, check_ok
 from ember_harness import BOOT_TIMEOUT, EXIT_TIMEOUT, STEP_TIMEOUT, describe_returncode, \
     guest_boot_args
+from test_vsock import HostEcho, echo_through, host_connect, sockdir  # noqa: F401 (a fixture)
 
 MIB = 1024 * 1024
 COUNT = re.compile(r"EMBER-COUNT=(\d+):([0-9a-f]{16}):([0-9a-f]{8}):(\d+)")
@@ -262,6 +264,8 @@ def test_snapshot_bodies_are_checked(api_vm, workdir):
                 context="an unknown field")
     check_error(c.put("/snapshot/load", {"snapshot_path": "a", "mem_backend": {
         "backend_type": "Disk", "backend_path": "b"}}), "Disk", context="a bad backend type")
+    check_error(c.put("/snapshot/load", load_body("a", "b", vsock_override={})), "uds_path",
+                context="a vsock_override without uds_path")
     check_error(c.put("/snapshot/create", {"snapshot_path": "a", "mem_file_path": "b"}),
                 "not supported before starting", context="create before boot")
     assert check_ok(c.get("/"), 200, "InstanceInfo")["state"] == "Not started"
@@ -352,3 +356,136 @@ def test_diff_on_its_base_restores_the_vm(api_ember, workdir, kernel_vmlinux, in
     check_error(other.client().put("/snapshot/load", load_body(
         base_snap, base_mem, network_overrides=[{"iface_id": "eth9", "host_dev_name": "tap2"}])),
         "Unknown Network Device", context="override of an unknown interface")
+
+
+# ---- vsock and the balloon across a restore ----
+
+# Host-initiated connections reach the guest's echo server on port 52; after
+# "go" on the console the guest connects to the host's echo at port 5000.
+VSOCK_GUEST = ("vsock-tool listen 52 & read go; "
+               "vsock-tool echo 2 5000 65536 | sed s/EMBER-/EMBER-AFTER-/; read end")
+
+
+@pytest.mark.boot
+def test_vsock_connects_anew_after_restore(api_ember, workdir, kernel_vmlinux, initramfs,
+                                           sockdir):
+    """A connection open at the snapshot ends with the source; the clone
+    binds uds_path anew and sends the guest a transport reset; new
+    connections work both ways (the guest's listener survives the reset)."""
+    uds = str(sockdir / "v.sock")
+    vm = api_ember.start(sock=workdir / "src.sock")
+    c = vm.client()
+    check_ok(c.put("/boot-source", {"kernel_image_path": str(kernel_vmlinux),
+                                    "initrd_path": str(initramfs),
+                                    "boot_args": script_args(VSOCK_GUEST)}), 204)
+    check_ok(c.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 128}), 204)
+    check_ok(c.put("/vsock", {"guest_cid": 3, "uds_path": uds}), 204)
+    check_ok(c.put("/actions", {"action_type": "InstanceStart"}), 204, None, "InstanceStart")
+    vm.proc.expect(r"EMBER-VSOCK-LISTENING=52", BOOT_TIMEOUT + STEP_TIMEOUT)
+    old, line = host_connect(uds, 52, STEP_TIMEOUT)
+    assert line.startswith(b"OK "), line
+    old.sendall(b"ping")
+    assert old.recv(4) == b"ping"
+    snap, mem = workdir / "vm.snap", workdir / "vm.mem"
+    check_ok(c.patch("/vm", {"state": "Paused"}), 204)
+    check_ok(c.put("/snapshot/create", {"snapshot_path": str(snap), "mem_file_path": str(mem)}),
+             204, None, "PUT /snapshot/create with vsock")
+    vm.proc.kill()
+    assert old.recv(1) == b"", "the open connection ends with the source"
+    old.close()
+
+    # The source's socket file is still there: the clone listens at another
+    # path (vsock_override), binding it anew.
+    uds = str(sockdir / "w.sock")
+    echo = HostEcho(uds + "_5000")
+    clone = api_ember.start(sock=workdir / "clone.sock")
+    check_error(clone.client().put("/snapshot/load", load_body(
+        snap, mem, vsock_override={"uds_path": "x" * 97})), "uds_path",
+        context="a vsock_override path too long for sun_path")
+    check_ok(clone.client().put("/snapshot/load", load_body(
+        snap, mem, resume_vm=True, vsock_override={"uds_path": uds})), 204, None,
+        "PUT /snapshot/load with vsock")
+    start = time.monotonic()
+    s, line = host_connect(uds, 52, STEP_TIMEOUT)
+    if not line.startswith(b"OK "):
+        # Tell a lost race (a later connection works) from a wait that
+        # never ends (the guest never acknowledged the transport reset).
+        took = time.monotonic() - start
+        s.close()
+        time.sleep(3)
+        s, again = host_connect(uds, 52, STEP_TIMEOUT)
+        raise AssertionError(clone.proc.report(
+            f"host->guest after restore: {line!r} after {took:.1f} s; 3 s later: {again!r}"))
+    data = os.urandom(65536)
+    assert echo_through(s, data) == data, clone.proc.report("echo after restore")
+    s.close()
+    clone.proc.send("go\n")
+    assert clone.proc.expect(r"EMBER-AFTER-ECHO-OK=(\d+)", STEP_TIMEOUT).group(1) == "1", \
+        clone.proc.report("guest->host after restore")
+    echo.close()
+    assert [n for n, _ in echo.crcs] == [65536], echo.crcs
+    clone.proc.proc.terminate()
+    rc = clone.proc.wait_exit(EXIT_TIMEOUT)
+    assert rc == 0, clone.proc.report(f"SIGTERM: {describe_returncode(rc)}")
+
+
+def balloon_stats(c) -> dict:
+    return check_ok(c.get("/balloon/statistics"), 200, "BalloonStats")
+
+
+def wait_for(what, fn, timeout, proc):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(0.25)
+    raise AssertionError(proc.report(f"timed out waiting for {what} (last: {last!r})"))
+
+
+@pytest.mark.boot
+def test_balloon_keeps_its_target_and_inflates_after_restore(api_ember, workdir, kernel_vmlinux,
+                                                             initramfs):
+    """A balloon of 16 MiB is snapshotted; the clone reports the same
+    target and interval, and a PATCH inflates it further: the driver takes
+    the pages (actual follows) and the statistics, polled by the re-armed
+    timer, show the guest's free memory falling."""
+    vm = api_ember.start(sock=workdir / "src.sock")
+    c = vm.client()
+    check_ok(c.put("/boot-source", {"kernel_image_path": str(kernel_vmlinux),
+                                    "initrd_path": str(initramfs),
+                                    "boot_args": script_args("echo EMBER-IDLE; read end")}), 204)
+    check_ok(c.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 128}), 204)
+    check_ok(c.put("/balloon", {"amount_mib": 0, "deflate_on_oom": False,
+                                "stats_polling_interval_s": 1}), 204)
+    check_ok(c.put("/actions", {"action_type": "InstanceStart"}), 204, None, "InstanceStart")
+    vm.proc.expect(r"EMBER-IDLE", BOOT_TIMEOUT + STEP_TIMEOUT)
+    check_ok(c.patch("/balloon", {"amount_mib": 16}), 204)
+    wait_for("actual 16 MiB and statistics", lambda: balloon_stats(c)["actual_mib"] == 16
+             and "free_memory" in balloon_stats(c), 2 * STEP_TIMEOUT, vm.proc)
+    snap, mem = workdir / "vm.snap", workdir / "vm.mem"
+    check_ok(c.patch("/vm", {"state": "Paused"}), 204)
+    check_ok(c.put("/snapshot/create", {"snapshot_path": str(snap), "mem_file_path": str(mem)}),
+             204, None, "PUT /snapshot/create with a balloon")
+    vm.proc.kill()
+
+    clone = api_ember.start(sock=workdir / "clone.sock")
+    cc = clone.client()
+    check_error(cc.put("/snapshot/load", load_body(snap, mem, vsock_override={
+        "uds_path": str(workdir / "v.sock")})), "Unknown Vsock Device",
+        context="vsock_override for a snapshot without vsock")
+    check_ok(cc.put("/snapshot/load", load_body(snap, mem, resume_vm=True)), 204, None,
+             "PUT /snapshot/load with a balloon")
+    got = check_ok(cc.get("/balloon"), 200, "Balloon")
+    assert got["amount_mib"] == 16 and got["stats_polling_interval_s"] == 1, got
+    before = balloon_stats(cc)
+    assert before["target_mib"] == 16 and before["actual_mib"] == 16, before
+    check_ok(cc.patch("/balloon", {"amount_mib": 48}), 204, None, "PATCH /balloon after restore")
+    wait_for("actual 48 MiB", lambda: balloon_stats(cc)["actual_mib"] == 48, 2 * STEP_TIMEOUT,
+             clone.proc)
+    wait_for("free memory 24 MiB lower", lambda: balloon_stats(cc).get("free_memory", 1 << 62)
+             <= before["free_memory"] - 24 * MIB, 2 * STEP_TIMEOUT, clone.proc)
+    clone.proc.proc.terminate()
+    rc = clone.proc.wait_exit(EXIT_TIMEOUT)
+    assert rc == 0, clone.proc.report(f"SIGTERM: {describe_returncode(rc)}")

@@ -9,7 +9,10 @@
 #include <cmocka.h>
 
 #include <string.h>
+#include <poll.h>
+#include <stdio.h>
 #include <sys/mman.h>
+#include <sys/timerfd.h>
 
 #include "devices/virtio_balloon.h"
 #include "fake_mmio.h"
@@ -455,6 +458,192 @@ static void config_parsing(void **state)
 	json_decref(j);
 }
 
+/* ---- Snapshots ---- */
+
+/* The device made anew from cfg (as a restore does), its transport and
+ * then its own state restored. */
+static int restore_into_new(struct tb *t, struct balloon_config cfg, json_t *transport,
+			    json_t *dev, ember_err *e)
+{
+	virtio_balloon_destroy(t->b);
+	struct virtio_balloon_params p = {
+		.cfg = &cfg, .gm = &t->gm,
+		.hooks = {.raise_irq = hook_irq, .queue_notify = hook_notify, .ctx = t},
+	};
+	if (virtio_balloon_create(&t->b, &p, e))
+		fail_msg("virtio_balloon_create: %s", e->msg);
+	t->m = virtio_balloon_mmio(t->b);
+	if (virtio_mmio_restore(t->m, transport, e))
+		fail_msg("virtio_mmio_restore: %s", e->msg);
+	return virtio_balloon_restore(t->b, dev, e);
+}
+
+/* A device with some of everything: pages in the balloon (two runs, one
+ * high), a target, the driver's actual, statistics held, a hinting run. */
+static struct tb *busy_balloon(void)
+{
+	struct tb *t = tb_new(all_on);
+	ember_err e;
+	uint32_t pfn[4] = {0x200, 0x201, 0x202, (uint32_t)HIGH_PFN + 3};
+	offer_pfns(t, 0, DATA, pfn, 4);
+	assert_int_equal(virtio_balloon_set_target(t->b, 3, &e), 0);
+	w32(t, VIRTIO_MMIO_CONFIG + 4, 4);
+	uint8_t buf[10];
+	put_stat(buf, 0, 4, 0x8000000000000001ULL); /* free_memory, above INT64_MAX */
+	assert_int_equal(gm_write(&t->gm, DATA + 0x100, buf, sizeof(buf)), 0);
+	struct seg st = {DATA + 0x100, sizeof(buf), false};
+	offer(t, 2, &st, 1);
+	virtio_balloon_queue_event(t->b, 2);
+	assert_int_equal(virtio_balloon_set_stats_interval(t->b, 7, &e), 0);
+	offer(t, 2, &st, 1); /* the driver refills it after the poll */
+	virtio_balloon_queue_event(t->b, 2);
+	assert_int_equal(used_idx(t, 2), 1); /* the second one held */
+	assert_int_equal(virtio_balloon_hint_start(t->b, false, &e), 0);
+	return t;
+}
+
+static void snapshot_round_trip(void **state)
+{
+	(void)state;
+	struct tb *t = busy_balloon();
+	ember_err e = {{0}};
+	uint32_t hint_id = config32(t, 8);
+	json_t *dev = virtio_balloon_save(t->b);
+	json_t *transport = virtio_mmio_save(t->m);
+	assert_non_null(dev);
+	assert_non_null(transport);
+	json_t *st = json_array_get(json_object_get(dev, "stats"), 0);
+	assert_true((uint64_t)json_integer_value(json_array_get(st, 1)) == 0x8000000000000001ULL);
+	/* Restored onto the config the VM was made with: the state wins. */
+	assert_int_equal(restore_into_new(t, all_on, transport, dev, &e), 0);
+	assert_int_equal(config32(t, 0), 3 * 256);
+	assert_int_equal(config32(t, 4), 4);
+	assert_int_equal(config32(t, 8), hint_id);
+	assert_int_equal(virtio_balloon_inflated_pages(t->b), 4);
+	json_t *j = virtio_balloon_config_json(t->b);
+	assert_int_equal(json_integer_value(json_object_get(j, "amount_mib")), 3);
+	assert_int_equal(json_integer_value(json_object_get(j, "stats_polling_interval_s")), 7);
+	json_decref(j);
+	j = virtio_balloon_stats_json(t->b, &e);
+	assert_non_null(j);
+	/* GET clamps it; the state carried it whole (checked below). */
+	assert_true(json_integer_value(json_object_get(j, "free_memory")) == INT64_MAX);
+	json_decref(j);
+	j = virtio_balloon_hint_status(t->b, &e);
+	assert_int_equal(json_integer_value(json_object_get(j, "host_cmd")), hint_id);
+	json_decref(j);
+	/* The timer runs at the saved interval and gives the held buffer back. */
+	struct itimerspec its;
+	assert_int_equal(timerfd_gettime(virtio_balloon_timer_fd(t->b), &its), 0);
+	assert_int_equal(its.it_interval.tv_sec, 7);
+	struct itimerspec now = {{7, 0}, {0, 1}};
+	assert_int_equal(timerfd_settime(virtio_balloon_timer_fd(t->b), 0, &now, NULL), 0);
+	struct pollfd pfd = {.fd = virtio_balloon_timer_fd(t->b), .events = POLLIN};
+	assert_int_equal(poll(&pfd, 1, 1000), 1);
+	virtio_balloon_timer_event(t->b);
+	assert_int_equal(used_idx(t, 2), 2);
+	/* The pages in the balloon are known: deflating them is no duplicate,
+	 * a next inflate of one is. */
+	struct balloon_metrics *m = virtio_balloon_metrics(t->b);
+	uint32_t pfn[2] = {0x201, (uint32_t)HIGH_PFN + 3};
+	offer_pfns(t, 1, DATA, pfn, 2);
+	assert_int_equal(virtio_balloon_inflated_pages(t->b), 2);
+	assert_int_equal(metric_count(&m->duplicate_pfn_count), 0);
+	uint32_t again = 0x200;
+	offer_pfns(t, 0, DATA, &again, 1);
+	assert_int_equal(metric_count(&m->duplicate_pfn_count), 1);
+	/* A PATCH after restore moves the target. */
+	assert_int_equal(virtio_balloon_set_target(t->b, 5, &e), 0);
+	assert_int_equal(config32(t, 0), 5 * 256);
+	json_decref(dev);
+	json_decref(transport);
+	tb_free(t);
+}
+
+/* Edits of a good state, each of which a restore must refuse. */
+static void edit(json_t *dev, const char *path, json_t *v)
+{
+	const char *dot = strchr(path, '.');
+	if (!dot) {
+		json_object_set_new(dev, path, v);
+		return;
+	}
+	char key[32];
+	snprintf(key, sizeof(key), "%.*s", (int)(dot - path), path);
+	json_object_set_new(json_object_get(dev, key), dot + 1, v);
+}
+
+static void snapshot_state_is_checked(void **state)
+{
+	(void)state;
+	struct {
+		const char *path, *value, *words;
+	} bad[] = {
+		{"target_pages", "2304", "target"},	/* 9 MiB of 8 */
+		{"target_pages", "300", "target"},	/* not whole MiB */
+		{"target_pages", "-256", "target_pages"},
+		{"actual_pages", "4294967296", "actual_pages"},
+		{"actual_pages", "\"4\"", "actual_pages"},
+		{"stats_polling_interval_s", "0", "statistics interval"},
+		{"stats_polling_interval_s", "65536", "stats_polling_interval_s"},
+		{"stats_head", "256", "stats_head"},
+		{"stats_head", "255", "not on the queue"}, /* the queue has 256 entries: ok */
+		{"stats_held", "1", "stats_held"},
+		{"stats", "[[16, 1]]", "stats entry 0"},
+		{"stats", "[[4]]", "stats entry 0"},
+		{"stats", "{}", "stats"},
+		{"hinting", "[]", "hinting"},
+		{"hinting.host_cmd", "4294967296", "host_cmd"},
+		{"hinting.host_cmd", "9", "hinting command"},
+		{"hinting.guest_cmd_set", "0", "guest_cmd_set"},
+		{"inflated", "{}", "inflated"},
+		{"inflated", "[[1536, 1]]", "run 0"},		/* in the MMIO gap */
+		{"inflated", "[[1535, 2]]", "run 0"},		/* into the gap */
+		{"inflated", "[[512, 4], [514, 1]]", "run 1"}, /* overlapping */
+		{"inflated", "[[512, 4], [516, 1]]", "run 1"}, /* not one run */
+		{"inflated", "[[512, 0]]", "run 0"},
+		{"inflated", "[[-1, 2]]", "run 0"},
+		{"inflated", "[[512]]", "run 0"},
+		{"inflated", "[[4294967295, 1]]", "run 0"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct tb *t = busy_balloon();
+		json_t *dev = virtio_balloon_save(t->b);
+		json_t *transport = virtio_mmio_save(t->m);
+		json_t *v = json_loads(bad[i].value, JSON_DECODE_ANY, NULL);
+		assert_non_null(v);
+		edit(dev, bad[i].path, v);
+		ember_err e = {{0}};
+		int rc = restore_into_new(t, all_on, transport, dev, &e);
+		if (i == 8) {
+			/* Head 255 is a slot of the queue: only a range test. */
+			assert_int_equal(rc, 0);
+		} else {
+			if (rc != -1 || !strstr(e.msg, bad[i].words))
+				fail_msg("%s = %s: rc %d, \"%s\" (wanted \"%s\")", bad[i].path,
+					 bad[i].value, rc, e.msg, bad[i].words);
+		}
+		json_decref(dev);
+		json_decref(transport);
+		tb_free(t);
+	}
+	/* A device without statistics or hinting takes no state of them. */
+	struct balloon_config plain = {.amount_mib = 1};
+	struct tb *t = busy_balloon();
+	json_t *dev = virtio_balloon_save(t->b);
+	json_t *transport = virtio_mmio_save(t->m);
+	tb_free(t);
+	json_decref(transport);
+	t = tb_new(plain);
+	transport = virtio_mmio_save(t->m);
+	ember_err e = {{0}};
+	assert_int_equal(restore_into_new(t, plain, transport, dev, &e), -1);
+	assert_non_null(strstr(e.msg, "statistics"));
+	json_decref(dev);
+	json_decref(transport);
+	tb_free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -466,6 +655,8 @@ int main(void)
 		cmocka_unit_test(free_page_reporting),
 		cmocka_unit_test(target),
 		cmocka_unit_test(config_parsing),
+		cmocka_unit_test(snapshot_round_trip),
+		cmocka_unit_test(snapshot_state_is_checked),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -719,6 +719,120 @@ static void bulk_both_ways(void **state)
 	tb_free(t);
 }
 
+/* ---- Snapshots ---- */
+
+#define EVDATA 0x300000
+
+/* A device made from the same config the way a restore makes it: the
+ * old one gone (its socket file with it, as a restore's caller does), a
+ * new one listening at uds_path, its transport then its own state back. */
+static int restore_into_new(struct tb *t, json_t *transport, json_t *state, ember_err *e)
+{
+	virtio_vsock_destroy(t->v);
+	unlink(t->path);
+	struct vsock_config cfg = {.guest_cid = CID};
+	snprintf(cfg.uds_path, sizeof(cfg.uds_path), "%.64s", t->path);
+	struct virtio_vsock_params p = {
+		.cfg = &cfg, .gm = &t->gm,
+		.hooks = {.raise_irq = hook_irq, .queue_notify = hook_notify, .ctx = t},
+	};
+	if (virtio_vsock_create(&t->v, &p, e))
+		fail_msg("virtio_vsock_create: %s", e->msg);
+	t->m = virtio_vsock_mmio(t->v);
+	if (virtio_mmio_restore(t->m, transport, e))
+		fail_msg("virtio_mmio_restore: %s", e->msg);
+	return virtio_vsock_restore(t->v, state, e);
+}
+
+static void snapshot_resets_the_transport(void **state)
+{
+	(void)state;
+	struct tb *t = tb_new();
+	give_rx(t, 8);
+	/* An event buffer, and a connection open when the snapshot is taken. */
+	uint32_t junk = 0xffffffff;
+	assert_int_equal(gm_write(&t->gm, EVDATA, &junk, 4), 0);
+	publish(t, 2, add_desc(t, 2, EVDATA, 4, VIRTQ_DESC_F_WRITE, 0));
+	uint32_t local;
+	int s = host_connect_to_guest(t, 52, &local);
+	tx(t, hdr(VSOCK_OP_RESPONSE, 52, local, 0), NULL);
+	char buf[64];
+	assert_true(read(s, buf, sizeof(buf)) > 0); /* its OK line */
+	assert_int_equal(virtio_vsock_nr_conns(t->v), 1);
+
+	json_t *dev = virtio_vsock_save(t->v);
+	json_t *transport = virtio_mmio_save(t->m);
+	assert_non_null(dev);
+	assert_non_null(transport);
+	assert_int_equal(json_integer_value(json_object_get(dev, "guest_cid")), CID);
+	assert_int_equal(get16(t, USED(2) + 2), 0); /* the source sends no event */
+
+	ember_err e = {{0}};
+	int irqs = t->irqs;
+	assert_int_equal(restore_into_new(t, transport, dev, &e), 0);
+	/* The host's end of the old connection is gone with the old device;
+	 * the new one has none and told the driver so. */
+	assert_int_equal(read(s, buf, sizeof(buf)), 0);
+	close(s);
+	assert_int_equal(virtio_vsock_nr_conns(t->v), 0);
+	assert_int_equal(get16(t, USED(2) + 2), 1);
+	uint32_t id, len, ev;
+	assert_int_equal(gm_read(&t->gm, USED(2) + 4, &id, 4), 0);
+	assert_int_equal(gm_read(&t->gm, USED(2) + 8, &len, 4), 0);
+	assert_int_equal(gm_read(&t->gm, EVDATA, &ev, 4), 0);
+	assert_int_equal(len, 4);
+	assert_int_equal(ev, 0); /* VIRTIO_VSOCK_EVENT_TRANSPORT_RESET */
+	assert_true(t->irqs > irqs);
+	/* The guest's packets for the old connection are answered with a
+	 * reset, once the driver has handled the event (it gives the event
+	 * buffer back): nothing reaches the rx queue before. */
+	tx(t, hdr(VSOCK_OP_RW, 52, local, 1), "x");
+	struct vsock_hdr h;
+	assert_false(rx(t, &h, NULL));
+	/* A look at the event queue without a new buffer (the restore looks
+	 * at every ready queue once) is no answer. */
+	virtio_vsock_queue_event(t->v, VSOCK_EVQ);
+	assert_false(rx(t, &h, NULL));
+	publish(t, 2, (uint16_t)id);
+	virtio_vsock_queue_event(t->v, VSOCK_EVQ);
+	expect_rx(t, VSOCK_OP_RST, local, 52, NULL, NULL);
+	/* A new host connection works. */
+	s = host_connect_to_guest(t, 52, &local);
+	tx(t, hdr(VSOCK_OP_RESPONSE, 52, local, 0), NULL);
+	char want[32];
+	int n = snprintf(want, sizeof(want), "OK %u\n", local);
+	read_exactly(s, buf, (size_t)n);
+	assert_memory_equal(buf, want, (size_t)n);
+	close(s);
+	json_decref(dev);
+	json_decref(transport);
+	tb_free(t);
+}
+
+static void snapshot_state_is_checked(void **state)
+{
+	(void)state;
+	static const char *const bad[] = {
+		"[]", "{}", "{\"guest_cid\": \"3\"}", "{\"guest_cid\": 4}",
+		"{\"guest_cid\": -1}", "{\"guest_cid\": 4294967299}",
+		"{\"guest_cid\": 3, \"next_local_port\": 5}",
+		"{\"guest_cid\": 3}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct tb *t = tb_new();
+		json_t *transport = virtio_mmio_save(t->m);
+		json_t *dev = json_loads(bad[i], 0, NULL);
+		assert_non_null(dev);
+		ember_err e = {{0}};
+		assert_int_equal(restore_into_new(t, transport, dev, &e), -1);
+		assert_true(strstr(e.msg, "guest_cid") || strstr(e.msg, "next_local_port"));
+		assert_int_equal(get16(t, USED(2) + 2), 0); /* no event for a refused state */
+		json_decref(dev);
+		json_decref(transport);
+		tb_free(t);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -737,6 +851,8 @@ int main(void)
 		cmocka_unit_test(control_queue_bounded),
 		cmocka_unit_test(device_reset_drops_connections),
 		cmocka_unit_test(bulk_both_ways),
+		cmocka_unit_test(snapshot_resets_the_transport),
+		cmocka_unit_test(snapshot_state_is_checked),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
