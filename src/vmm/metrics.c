@@ -227,21 +227,27 @@ int metrics_sink_open(struct metrics_sink *s, const char *path, ember_err *e)
 /*
  * Whether len more bytes surely fit in the pipe, so that a write of a line
  * longer than PIPE_BUF (which the kernel may split) is not cut short. The
- * pipe has F_GETPIPE_SZ / page slots of one page each; the unread bytes
- * fill at most unread / page + 2 of them (a partly read head, a partly
- * written tail) and len bytes need at most len / page + 1 new ones.
+ * pipe has F_GETPIPE_SZ / page slots of one page each, and bytes do not
+ * pack into them: a write fills new slots whole and merges at most its
+ * last page's worth into the previous slot if that has room, so a line of
+ * 4375 bytes takes one slot or two (measured: counting unread / page slots
+ * let a write come up short). The unread bytes are lines of about
+ * line_len bytes each: count them, give each the slots such a line may
+ * take, plus one for a partly read head.
  */
-static bool pipe_has_room(int fd, size_t len)
+static bool pipe_has_room(int fd, size_t len, size_t line_len)
 {
 	int size = fcntl(fd, F_GETPIPE_SZ);
 	int unread = 0;
 	long page = sysconf(_SC_PAGESIZE);
-	if (size <= 0 || page <= 0 || ioctl(fd, FIONREAD, &unread) || unread < 0)
+	if (size <= 0 || page <= 0 || ioctl(fd, FIONREAD, &unread) || unread < 0 || !len ||
+	    !line_len)
 		return true; /* can't tell: let the write decide */
 	size_t slots = (size_t)size / (size_t)page;
-	size_t used = unread ? (size_t)unread / (size_t)page + 2 : 0;
-	size_t need = len / (size_t)page + 1;
-	return used + need <= slots;
+	size_t per_line = (line_len + (size_t)page - 1) / (size_t)page;
+	size_t lines = ((size_t)unread + line_len - 1) / line_len;
+	size_t used = unread ? lines * per_line + 1 : 0;
+	return used + (len + (size_t)page - 1) / (size_t)page <= slots;
 }
 
 int metrics_sink_write_line(struct metrics_sink *s, const char *line, size_t len, ember_err *e)
@@ -257,7 +263,7 @@ int metrics_sink_write_line(struct metrics_sink *s, const char *line, size_t len
 	struct iovec *v = s->torn ? iov : iov + 1;
 	int cnt = s->torn ? 3 : 2;
 	size_t lead = s->torn ? 1 : 0, total = lead + len + 1;
-	if (s->fifo && !pipe_has_room(s->fd, total))
+	if (s->fifo && !pipe_has_room(s->fd, total, s->last_len ? s->last_len + 1 : total))
 		return err_set(e, "metrics: the pipe is full, metrics dropped");
 	ssize_t n;
 	do
@@ -285,7 +291,7 @@ int metrics_write(struct metrics *m, struct metrics_sink *s, uint64_t utc_ms, em
 	 * the next line that does get through. Lines grow by a few bytes at
 	 * most from one flush to the next; 1 KiB covers that. */
 	size_t expect = (s->last_len ? s->last_len : 8192) + 1024;
-	if (s->fifo && !pipe_has_room(s->fd, expect)) {
+	if (s->fifo && !pipe_has_room(s->fd, expect, s->last_len ? s->last_len + 1 : expect)) {
 		metric_inc(&m->logger.missed_metrics_count);
 		return err_set(e, "metrics: the pipe is full, metrics dropped");
 	}
