@@ -26,35 +26,18 @@ int msr_setup_boot(int vcpu_fd, ember_err *e)
 	/* Firecracker's boot MSRs: syscall state cleared, fast strings on, and
 	 * MTRRs enabled with write-back as the default memory type (without it
 	 * Linux maps all memory uncached and boots slowly). */
-	static const struct {
-		uint32_t index;
-		uint64_t data;
-	} boot_msrs[] = {
-		{MSR_IA32_SYSENTER_CS, 0}, {MSR_IA32_SYSENTER_ESP, 0}, {MSR_IA32_SYSENTER_EIP, 0},
-		{MSR_STAR, 0},		   {MSR_CSTAR, 0},	   {MSR_KERNEL_GS_BASE, 0},
-		{MSR_SYSCALL_MASK, 0},	   {MSR_LSTAR, 0},	   {MSR_IA32_TSC, 0},
-		{MSR_IA32_MISC_ENABLE, MSR_IA32_MISC_ENABLE_FAST_STRING},
-		{MSR_MTRR_DEF_TYPE, MTRR_ENABLE | MTRR_TYPE_WRBACK},
+	static const uint32_t index[] = {
+		MSR_IA32_SYSENTER_CS, MSR_IA32_SYSENTER_ESP, MSR_IA32_SYSENTER_EIP, MSR_STAR,
+		MSR_CSTAR, MSR_KERNEL_GS_BASE, MSR_SYSCALL_MASK, MSR_LSTAR, MSR_IA32_TSC,
+		MSR_IA32_MISC_ENABLE, MSR_MTRR_DEF_TYPE,
 	};
-	enum { N = sizeof(boot_msrs) / sizeof(boot_msrs[0]) };
-	/* kvm_msrs ends in a flexible array: lay it out in a byte buffer. */
-	union {
-		struct kvm_msrs hdr;
-		uint8_t bytes[sizeof(struct kvm_msrs) + N * sizeof(struct kvm_msr_entry)];
-	} buf;
-	memset(&buf, 0, sizeof(buf));
-	struct kvm_msrs *msrs = &buf.hdr;
-	msrs->nmsrs = N;
-	for (int i = 0; i < N; i++) {
-		msrs->entries[i].index = boot_msrs[i].index;
-		msrs->entries[i].data = boot_msrs[i].data;
-	}
-	int r = ioctl(vcpu_fd, KVM_SET_MSRS, msrs);
-	if (r < 0)
-		return err_set(e, "KVM_SET_MSRS: %s", strerror(errno));
-	if (r != N)
-		return err_set(e, "KVM_SET_MSRS: KVM refused MSR 0x%x", msrs->entries[r].index);
-	return 0;
+	static const uint64_t value[] = {
+		0, 0, 0, 0, 0, 0, 0, 0, 0, MSR_IA32_MISC_ENABLE_FAST_STRING,
+		MTRR_ENABLE | MTRR_TYPE_WRBACK,
+	};
+	_Static_assert(sizeof(index) / sizeof(index[0]) == sizeof(value) / sizeof(value[0]),
+		       "one value per boot MSR");
+	return msr_set(vcpu_fd, index, value, sizeof(index) / sizeof(index[0]), e);
 }
 
 /* A struct kvm_msrs with room for MSR_MAX_BATCH entries (it ends in a
