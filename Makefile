@@ -4,7 +4,7 @@ DEPS = meson ninja-build pkg-config gcc clang libjansson-dev \
        liburing-dev libseccomp-dev nettle-dev libcmocka-dev python3-pytest python3-pytest-timeout python3-jsonschema python3-yaml curl \
        qemu-system-x86 busybox-static linux-source-6.1 e2fsprogs cpio flex bison bc \
        libelf-dev libssl-dev kmod xz-utils acpica-tools iproute2 util-linux libc6-dev gnuplot-nox \
-       dmsetup
+       dmsetup debootstrap
 
 .PHONY: setup build test demo bench fuzz soak clean
 

@@ -18,6 +18,7 @@ import subprocess
 import sys
 
 import density
+import distro
 import guest_balloon
 import report_io
 from benchlib import summary, write_json
@@ -336,7 +337,7 @@ def failure_lines(work, name, what, data) -> list | None:
     return lines
 
 
-ALL_PARTS = ("native", "guest", "block", "net", "density", "vsock", "balloon", "snapshot")
+ALL_PARTS = ("native", "guest", "block", "net", "density", "vsock", "balloon", "snapshot", "distro")
 
 
 def vsock_section(v) -> list:
@@ -447,10 +448,12 @@ def main():
     balloon_failed = failure_lines(work, "balloon", "balloon part", balloon)
     snap = load(work, "snapshot.json")
     snap_failed = failure_lines(work, "snapshot", "snapshot part", snap)
+    dist = load(work, "distro.json")
+    dist_failed = failure_lines(work, "distro", "distro part", dist)
     guest_failed = failure_lines(work, "guest", "guest part", guest)
     io_failed = failure_lines(work, "io", "block and network part", io)
     if not native and not guest and not io and not dens and not vsock and not balloon \
-            and not snap:
+            and not snap and not dist:
         raise SystemExit("report: no results in " + work)
     host = platform.node().split(".")[0] or "host"
     date = datetime.date.today().isoformat()
@@ -468,7 +471,7 @@ def main():
     if native:
         lines += machine_lines(native["host"], "This host (native parts)")
     for data, what in ((guest, "Guest boots"), (io, "Block and network"), (vsock, "vsock"),
-                       (balloon, "Balloon")):
+                       (balloon, "Balloon"), (dist, "Distro boots")):
         if data:
             gh = data["host"]
             where = ("the nested test host (QEMU TCG, emulated AMD SVM+NPT)" if gh.get("testhost")
@@ -512,14 +515,20 @@ def main():
         lines += snapshot_section(snap) + [""]
     if snap_failed:
         lines += snap_failed + [""]
+    if dist:
+        lines += distro.section(dist) + [""]
+    if dist_failed:
+        if not dist:
+            lines += ["## 10. A real distro: Debian 12 with systemd, Ember against QEMU microvm", ""]
+        lines += dist_failed + [""]
     lines += ["## Commands", "", "```"]
     lines.append("make bench        # = bench/run; EMBER_BENCH_QUICK=1 for a quick look")
-    for name in ("guest", "io", "density", "vsock", "balloon"):
+    for name in ("guest", "io", "density", "vsock", "balloon", "snapshot", "distro"):
         testhost_cmd = os.path.join(work, f"{name}-testhost-command")
         if os.path.exists(testhost_cmd):
             with open(testhost_cmd) as fh:
                 lines.append(fh.read().strip())
-    for part in (native, guest, io, dens, vsock, balloon, snap):
+    for part in (native, guest, io, dens, vsock, balloon, snap, dist):
         if part:
             for kind, cmd in part["commands"].items():
                 lines.append(f"[{kind}] {cmd}")
@@ -538,7 +547,8 @@ def main():
         native["api"].pop("ember_raw_us", None)
         native["api"].pop("floor_raw_us", None)
     write_json(stem + ".json", {"native": native, "guest": guest, "io": io, "density": dens,
-                               "vsock": vsock, "balloon": balloon, "snapshot": snap})
+                               "vsock": vsock, "balloon": balloon, "snapshot": snap,
+                               "distro": dist})
     print(f"bench: wrote {stem}.md{', ' + stem + '.png' if plotted else ''}, {stem}.json")
 
 

@@ -1,0 +1,167 @@
+"""Distro part of Ember's benchmark: an unmodified Debian 12 (systemd, Debian's
+kernel and initramfs-tools initrd, an ext4 root drive) booted under Ember and
+under QEMU's microvm, until systemd says the boot is over (issue 17).
+
+  distro.py OUT.json
+
+The image comes from tools/guest/build-debian-distro.sh (EMBER_DISTRO_DIR):
+its ember-ready.service prints "EMBER-READY: <systemctl is-system-running
+--wait>" on the serial console when the boot is over. Each boot gets its own
+fresh, private, writable copy of the pristine image on this host's own
+filesystem (sparse copy into a temporary directory; in the test host that is
+its RAM-backed overlay), so every boot is the same first boot and neither
+VMM sees the other's writes. Rounds interleave the VMMs, and alternate which
+goes first, so a slow phase of the machine hits both. Time: exec to the
+marker (and the state it reports). 2 vCPUs, 512 MiB, the same command line
+for both. Needs a /dev/kvm that boots standard guests (bench/run runs this in
+the nested test host).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from benchlib import env_int, now_ns, write_json
+from guest import facts
+
+VCPUS = 2
+MEM_MIB = 512
+BOOT_ARGS = "console=ttyS0 reboot=k panic=1 root=/dev/vda rw quiet"
+MARKER = re.compile(rb"EMBER-READY: (\w+)")
+MS = 1e6
+
+
+def ember_argv(ember, d, image, work):
+    path = os.path.join(work, "vm.json")
+    with open(path, "w") as f:
+        json.dump({"boot-source": {"kernel_image_path": f"{d}/vmlinuz",
+                                   "initrd_path": f"{d}/initrd.img", "boot_args": BOOT_ARGS},
+                   "drives": [{"drive_id": "rootfs", "path_on_host": image,
+                               "is_root_device": True, "is_read_only": False}],
+                   "machine-config": {"vcpu_count": VCPUS, "mem_size_mib": MEM_MIB}}, f)
+    return [ember, "--no-api", "--config-file", path, "--level", "Warning"]
+
+
+def qemu_argv(qemu, d, image, work):
+    return [qemu, "-M", "microvm,x-option-roms=off,rtc=off", "-accel", "kvm", "-cpu", "host",
+            "-smp", str(VCPUS), "-m", f"{MEM_MIB}M", "-nodefaults", "-no-user-config",
+            "-display", "none", "-no-reboot", "-serial", "stdio",
+            "-kernel", f"{d}/vmlinuz", "-initrd", f"{d}/initrd.img", "-append", BOOT_ARGS,
+            "-drive", f"id=rootfs,file={image},format=raw,if=none",
+            "-device", "virtio-blk-device,drive=rootfs"]
+
+
+def one_boot(kind, argv, bound_s):
+    """Runs one VMM until the marker (or EOF, or the bound); returns the
+    record. The console is drained to the end so the VMM never waits on it."""
+    t0 = now_ns()
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, bufsize=0)
+    seen = threading.Event()
+    state = {"tail": [], "ms": None, "result": None}
+
+    def read():
+        buf = b""
+        for raw in proc.stdout:
+            buf = (buf + raw)[-4096:]
+            state["tail"] = (state["tail"] + [raw.decode(errors="replace").rstrip()])[-8:]
+            m = MARKER.search(buf)
+            if m and state["ms"] is None:
+                state["ms"] = (now_ns() - t0) / MS
+                state["result"] = m.group(1).decode()
+                seen.set()
+        seen.set()
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    seen.wait(bound_s)
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    reader.join(5)
+    rec = {"kind": kind, "ms": state["ms"], "state": state["result"]}
+    if state["ms"] is None:
+        rec["tail"] = state["tail"]
+        rec["status"] = proc.returncode
+    return rec
+
+
+def main():
+    out = sys.argv[1]
+    quick = os.environ.get("EMBER_BENCH_QUICK") == "1"
+    rounds = env_int("EMBER_BENCH_DISTRO_RUNS", 2 if quick else 5)
+    bound_s = env_int("EMBER_BENCH_DISTRO_BOOT_S", 300)
+    d = os.environ["EMBER_DISTRO_DIR"]
+    ember = os.environ["EMBER_BIN"]
+    qemu = os.environ.get("EMBER_BENCH_QEMU", "qemu-system-x86_64")
+    with open(f"{d}/versions.txt") as f:
+        versions = f.read().split("\n")
+    result = {"host": facts(qemu), "vcpus": VCPUS, "mem_mib": MEM_MIB, "boot_args": BOOT_ARGS,
+              "image": d, "versions": [v for v in versions if v], "rounds_wanted": rounds,
+              "boots": [], "complete": False,
+              "commands": {"ember": f"{ember} --no-api --config-file WORK/vm.json --level Warning "
+                                    f"(boot-source DIR/vmlinuz, DIR/initrd.img, {BOOT_ARGS!r}; "
+                                    f"drive rootfs: COPY, root; {VCPUS} vCPUs, {MEM_MIB} MiB)",
+                           "qemu": " ".join(qemu_argv(qemu, "DIR", "COPY", "."))}}
+    kinds = (("ember", ember_argv, ember), ("qemu", qemu_argv, qemu))
+    start = time.monotonic()
+    for r in range(rounds):
+        order = kinds if r % 2 == 0 else kinds[::-1]
+        for kind, fn, binary in order:
+            with tempfile.TemporaryDirectory(prefix="ember-bench-distro-") as work:
+                image = os.path.join(work, "rootfs.ext4")
+                # A private copy per boot; cp keeps it sparse.
+                subprocess.run(["cp", "--sparse=always", f"{d}/rootfs.ext4", image], check=True)
+                rec = one_boot(kind, fn(binary, d, image, work), bound_s)
+            rec["round"] = r
+            result["boots"].append(rec)
+            got = f"{rec['ms'] / 1000:.1f} s ({rec['state']})" if rec["ms"] else \
+                f"no marker: {rec['tail'][-2:]}"
+            print(f"bench: distro {kind} round {r + 1}/{rounds}: {got}", file=sys.stderr, flush=True)
+            result["elapsed_s"] = time.monotonic() - start
+            write_json(out, result)
+    result["complete"] = True
+    write_json(out, result)
+
+
+def section(d):
+    """Report lines (bench/report.py)."""
+    out = ["## 10. A real distro: Debian 12 with systemd, Ember against QEMU microvm", "",
+           f"Unmodified Debian 12 ({', '.join(d['versions'])}), {d['vcpus']} vCPUs, "
+           f"{d['mem_mib']} MiB, an ext4 root drive (a fresh private copy per boot), Debian's "
+           "initramfs-tools initrd; time from exec to `systemctl is-system-running --wait` "
+           "answering on the console (tools/guest/build-debian-distro.sh). Rounds interleave "
+           "the two VMMs. Goal (issue 17): Ember <= 0.65x QEMU, as a median.", "",
+           "| VMM | boots | reached the end | median s | min s | max s | states |",
+           "|---|---|---|---|---|---|---|"]
+    med = {}
+    for kind in ("ember", "qemu"):
+        rs = [b for b in d["boots"] if b["kind"] == kind]
+        ms = sorted(b["ms"] for b in rs if b["ms"])
+        states = sorted({b["state"] for b in rs if b["state"]})
+        if ms:
+            med[kind] = ms[len(ms) // 2] if len(ms) % 2 else (ms[len(ms) // 2 - 1] + ms[len(ms) // 2]) / 2
+            out.append(f"| {kind} | {len(rs)} | {len(ms)} | {med[kind] / 1000:.1f} | "
+                       f"{ms[0] / 1000:.1f} | {ms[-1] / 1000:.1f} | {', '.join(states)} |")
+        else:
+            out.append(f"| {kind} | {len(rs)} | 0 | - | - | - | - |")
+    if len(med) == 2:
+        out += ["", f"Ember / QEMU (medians): **{med['ember'] / med['qemu']:.2f}**"]
+    failed = [b for b in d["boots"] if not b["ms"]]
+    for b in failed:
+        out += ["", f"- {b['kind']} round {b['round'] + 1}: no end marker (status "
+                f"{b.get('status')}); last lines: `{' | '.join(b.get('tail', [])[-3:])}`"]
+    if not d.get("complete"):
+        out += ["", "Incomplete: the part stopped before every round ran."]
+    return out
+
+
+if __name__ == "__main__":
+    main()
