@@ -59,6 +59,38 @@ def qemu_argv(qemu, d, image, work):
             "-device", "virtio-blk-device,drive=rootfs"]
 
 
+# KVM's per-VM counters (debugfs, /sys/kernel/debug/kvm/<pid>-<fd>/), read
+# when the marker arrives: where each VMM makes the guest exit, and how often.
+KVM_DEBUGFS = "/sys/kernel/debug/kvm"
+KVM_STATS = ("exits", "io_exits", "mmio_exits", "halt_exits", "irq_exits", "irq_window_exits",
+             "irq_injections", "nmi_injections", "request_irq_exits", "signal_exits",
+             "halt_successful_poll", "halt_attempted_poll", "halt_wakeup", "pf_taken",
+             "pf_fixed", "insn_emulation", "hypercalls", "tlb_flush", "host_state_reload")
+
+
+def mount_debugfs():
+    if not os.path.isdir(KVM_DEBUGFS):
+        subprocess.run(["mount", "-t", "debugfs", "debugfs", "/sys/kernel/debug"],
+                       stderr=subprocess.DEVNULL)
+
+
+def kvm_stats(pid):
+    """The VM's counters (summed over its vCPUs by KVM), or {} without debugfs."""
+    try:
+        dirs = [e for e in os.listdir(KVM_DEBUGFS) if e.startswith(f"{pid}-")]
+    except OSError:
+        return {}
+    stats = {}
+    for d in dirs:
+        for name in KVM_STATS:
+            try:
+                with open(os.path.join(KVM_DEBUGFS, d, name)) as f:
+                    stats[name] = stats.get(name, 0) + int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+    return stats
+
+
 def one_boot(kind, argv, bound_s):
     """Runs one VMM until the marker (or EOF, or the bound); returns the
     record. The console is drained to the end so the VMM never waits on it."""
@@ -82,11 +114,12 @@ def one_boot(kind, argv, bound_s):
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     seen.wait(bound_s)
+    stats = kvm_stats(proc.pid) if state["ms"] is not None else {}
     if proc.poll() is None:
         proc.kill()
     proc.wait()
     reader.join(5)
-    rec = {"kind": kind, "ms": state["ms"], "state": state["result"]}
+    rec = {"kind": kind, "ms": state["ms"], "state": state["result"], "kvm": stats}
     if state["ms"] is None:
         rec["tail"] = state["tail"]
         rec["status"] = proc.returncode
@@ -110,6 +143,7 @@ def main():
                                     f"(boot-source DIR/vmlinuz, DIR/initrd.img, {BOOT_ARGS!r}; "
                                     f"drive rootfs: COPY, root; {VCPUS} vCPUs, {MEM_MIB} MiB)",
                            "qemu": " ".join(qemu_argv(qemu, "DIR", "COPY", "."))}}
+    mount_debugfs()
     kinds = (("ember", ember_argv, ember), ("qemu", qemu_argv, qemu))
     start = time.monotonic()
     for r in range(rounds):
@@ -154,6 +188,21 @@ def section(d):
             out.append(f"| {kind} | {len(rs)} | 0 | - | - | - | - |")
     if len(med) == 2:
         out += ["", f"Ember / QEMU (medians): **{med['ember'] / med['qemu']:.2f}**"]
+    rows = []
+    for name in KVM_STATS:
+        meds = {}
+        for kind in ("ember", "qemu"):
+            v = sorted(b["kvm"][name] for b in d["boots"]
+                       if b["kind"] == kind and b.get("kvm") and name in b["kvm"])
+            if v:
+                meds[kind] = v[len(v) // 2]
+        if len(meds) == 2 and (meds["ember"] or meds["qemu"]):
+            r = f"{meds['ember'] / meds['qemu']:.2f}" if meds["qemu"] else "-"
+            rows.append(f"| {name} | {meds['ember']} | {meds['qemu']} | {r} |")
+    if rows:
+        out += ["", "KVM's counters for the VM at the marker (debugfs; medians over the boots): "
+                "where each VMM makes the guest exit.", "",
+                "| counter | Ember | QEMU | ratio |", "|---|---|---|---|"] + rows
     failed = [b for b in d["boots"] if not b["ms"]]
     for b in failed:
         out += ["", f"- {b['kind']} round {b['round'] + 1}: no end marker (status "
