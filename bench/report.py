@@ -126,13 +126,13 @@ def native_section(n):
 # Phases of exec -> InstanceStart 204: the bench's own timestamps, then what
 # Ember logs at Info once the VM is built (src/vmm/builder.c).
 CREATE_PHASES = (
-    ("exec -> API socket accepts (loader, libraries, main, listen)", "exec_to_accept_ms"),
+    ("exec -> API socket accepts (static start, seccomp set-up, main, listen)", "exec_to_accept_ms"),
     ("PUT /boot-source + PUT /machine-config", "config_reqs_ms"),
     ("InstanceStart: whole request", "start_req_ms"),
     ("- build: total", "build_total_ms"),
     ("- build: map guest RAM", "build_memory_ms"),
-    ("- build: KVM side (memslot; joins the VM made ahead) [overlaps load]", "build_kvm_ms"),
-    ("- build: load kernel + initrd [overlaps KVM side]", "build_load_ms"),
+    ("- build: KVM side (VM, memslot, irqchip, PIT, CPUID) [overlaps load]", "build_kvm_ms"),
+    ("- build: load kernel + initrd (pread, 2 threads) [overlaps KVM side]", "build_load_ms"),
     ("- build: wait for the KVM side after the load", "build_join_wait_ms"),
     ("- build: devices", "build_devices_ms"),
     ("- build: cmdline, boot_params, MP and ACPI tables", "build_boot_data_ms"),

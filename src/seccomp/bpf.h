@@ -1,5 +1,6 @@
 /* struct seccomp_policy -> one classic BPF program per thread kind, through
- * libseccomp. Compiled once at start-up, so a bad filter stops Ember before
+ * libseccomp: Ember's defaults when Ember is built (seccomp_gen.c), a
+ * --seccomp-filter file once at start-up, so a bad filter stops Ember before
  * anything runs and a thread installing its filter needs no allocation. */
 #ifndef EMBER_SECCOMP_BPF_H
 #define EMBER_SECCOMP_BPF_H

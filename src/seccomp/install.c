@@ -14,14 +14,17 @@
 
 #include "seccomp/bpf.h"
 #include "seccomp/compile.h"
-#include "seccomp/filter.h"
+#include "seccomp/prebuilt.h"
 #include "util/sigsafe_fmt.h"
 
 #ifndef SYS_SECCOMP
 #define SYS_SECCOMP 1 /* si_code of a SECCOMP_RET_TRAP */
 #endif
 
-static struct seccomp_bpf progs[SECCOMP_THREAD_KINDS];
+/* What each thread kind installs: the prebuilt defaults, or a
+ * --seccomp-filter file's programs, compiled at start into `compiled`. */
+static struct seccomp_prebuilt active[SECCOMP_THREAD_KINDS];
+static struct seccomp_bpf compiled[SECCOMP_THREAD_KINDS];
 static bool enabled;
 static struct seccomp_reporter reporter; /* read by the SIGSYS handler */
 
@@ -100,19 +103,24 @@ int seccomp_setup(bool disabled, const char *path, ember_err *e)
 	pthread_t t;
 	if (pthread_create(&t, NULL, prime_arena_trim, NULL) == 0)
 		pthread_join(t, NULL);
-	struct seccomp_policy pol;
-	if (path ? seccomp_policy_load_file(path, &pol, e) : seccomp_default_policy(&pol, e))
-		return -1;
-	int rc = 0;
-	for (int k = 0; k < SECCOMP_THREAD_KINDS && !rc; k++)
-		if ((rc = seccomp_bpf_build(&pol.f[k], &progs[k], e)))
-			err_prefix(e, "%s", seccomp_thread_name(k));
-	seccomp_policy_free(&pol);
-	if (rc) {
-		for (int k = 0; k < SECCOMP_THREAD_KINDS; k++)
-			seccomp_bpf_free(&progs[k]);
-		return -1;
+	if (path) {
+		struct seccomp_policy pol;
+		if (seccomp_policy_load_file(path, &pol, e))
+			return -1;
+		int rc = 0;
+		for (int k = 0; k < SECCOMP_THREAD_KINDS && !rc; k++)
+			if ((rc = seccomp_bpf_build(&pol.f[k], &compiled[k], e)))
+				err_prefix(e, "%s", seccomp_thread_name(k));
+		seccomp_policy_free(&pol);
+		if (rc) {
+			for (int k = 0; k < SECCOMP_THREAD_KINDS; k++)
+				seccomp_bpf_free(&compiled[k]);
+			return -1;
+		}
 	}
+	for (int k = 0; k < SECCOMP_THREAD_KINDS; k++)
+		active[k] = path ? (struct seccomp_prebuilt){compiled[k].insns, compiled[k].len}
+				 : seccomp_prebuilt[k];
 	struct sigaction sa = {.sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO};
 	sigfillset(&sa.sa_mask); /* nothing else runs on this thread meanwhile */
 	if (sigaction(SIGSYS, &sa, NULL))
@@ -138,7 +146,9 @@ int seccomp_apply(enum seccomp_thread kind, ember_err *e)
 	sigemptyset(&sys);
 	sigaddset(&sys, SIGSYS);
 	pthread_sigmask(SIG_UNBLOCK, &sys, NULL);
-	struct sock_fprog prog = {.len = progs[kind].len, .filter = progs[kind].insns};
+	/* The kernel copies the program; it never writes through filter. */
+	struct sock_fprog prog = {.len = active[kind].len,
+				  .filter = (struct sock_filter *)active[kind].insns};
 	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog))
 		return err_set(e, "cannot install the %s seccomp filter: %s",
 			       seccomp_thread_name(kind), strerror(errno));

@@ -13,8 +13,9 @@
 /* Firecracker's exit code after a bad syscall. */
 #define SECCOMP_EXIT_BAD_SYSCALL 148
 
-/* At start-up, on the main thread, before any other thread exists: compiles
- * the filters (Ember's defaults, or the seccompiler JSON file at path),
+/* At start-up, on the main thread, before any other thread exists: takes
+ * Ember's default filters, compiled when Ember was built (prebuilt.h), or
+ * compiles the seccompiler JSON file at path,
  * installs the SIGSYS handler and sets no_new_privs, which every thread
  * inherits. With disabled (--no-seccomp) it does nothing and seccomp_apply
  * installs nothing. -1 and e set if the file is bad. */

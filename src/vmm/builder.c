@@ -49,32 +49,30 @@ static int build_cmdline(const struct vmm *m, const struct vmm_config *cfg, char
 	return virtio_devs_cmdline(&m->virtio, buf, size, e);
 }
 
-/* Copies the kernel and the initrd into guest memory. */
+/* Reads the kernel and the initrd straight into guest memory, which
+ * vmm_build has just mapped (all zeros, no pages yet): both files' pieces
+ * on two threads at once. */
 static int load_images(struct vmm *m, const struct vmm_config *cfg, struct kernel_image *k,
 		       struct boot_info *bi, ember_err *e)
 {
 	const struct boot_source_config *bs = &cfg->boot_source;
 	const struct guest_mem *gm = &m->vm.mem;
-	const uint8_t *img;
-	size_t len;
-	if (loader_map_file(bs->kernel_image_path, "kernel_image_path", &img, &len, e))
-		return -1;
-	int rc = loader_load_kernel(gm, img, len, k, e);
-	loader_unmap_file(img, len);
-	if (rc)
-		return -1;
-
+	struct loader_src kernel, initrd = {.fd = -1};
+	struct load_plan plan = {.fresh = true};
 	*bi = (struct boot_info){0};
-	if (bs->initrd_path) {
-		if (loader_map_file(bs->initrd_path, "initrd_path", &img, &len, e))
-			return -1;
-		rc = loader_load_initrd(gm, k, img, len, &bi->initrd_addr, e);
-		loader_unmap_file(img, len);
-		if (rc)
-			return -1;
-		bi->initrd_size = len;
+	if (loader_open_file(bs->kernel_image_path, "kernel_image_path", &kernel, e))
+		return -1;
+	int rc = loader_plan_kernel(gm, &kernel, k, &plan, e);
+	if (!rc && bs->initrd_path) {
+		rc = loader_open_file(bs->initrd_path, "initrd_path", &initrd, e) ||
+		     loader_plan_initrd(gm, k, &initrd, &bi->initrd_addr, &plan, e);
+		bi->initrd_size = initrd.len;
 	}
-	return 0;
+	if (!rc)
+		rc = loader_run(&plan, true, e);
+	loader_close_file(&kernel);
+	loader_close_file(&initrd);
+	return rc ? -1 : 0;
 }
 
 /* The command line, boot_params, MP and ACPI tables: after the devices. */

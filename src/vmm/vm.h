@@ -25,8 +25,8 @@ struct vm {
 int vm_create(struct vm *vm, uint64_t mem_bytes, ember_err *e);
 /* vm_create in two steps, so that a caller can fill guest memory while the
  * KVM side is made: vm_alloc_memory maps guest RAM (no KVM yet); then
- * vm_create_kvm opens /dev/kvm, creates the VM, its interrupt controllers
- * and PIT, and registers the memory with KVM. Most of vm_create_kvm's time
+ * vm_create_kvm opens /dev/kvm, creates the VM, registers the memory with
+ * KVM and creates the interrupt controllers and PIT. Most of vm_create_kvm's time
  * is spent waiting in the kernel, not computing (bench/README.md, "Creation"). */
 int vm_alloc_memory(struct vm *vm, uint64_t mem_bytes, ember_err *e);
 /* The same from 2 MiB hugetlbfs pages (huge_pages "2M"). */

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -382,10 +383,10 @@ static void initrd_placement(void **state)
 	assert_non_null(strstr(e.msg, "initrd"));
 }
 
-/* loader_map_file refuses what is not a regular file, naming it, and never
+/* loader_open_file refuses what is not a regular file, naming it, and never
  * blocks on the way: a FIFO with no writer used to park the caller in
  * open() forever (the alarm turns such a hang into a failed test). */
-static void map_file_refuses_non_files(void **state)
+static void open_file_refuses_non_files(void **state)
 {
 	(void)state;
 	char dir[] = "/tmp/ember-test-loader-XXXXXX";
@@ -398,21 +399,20 @@ static void map_file_refuses_non_files(void **state)
 	assert_true(fd >= 0);
 	close(fd);
 
-	const uint8_t *data = NULL;
-	size_t len = 0;
+	struct loader_src src;
 	ember_err e = {{0}};
 	alarm(10);
-	assert_int_equal(loader_map_file(fifo, "kernel_image_path", &data, &len, &e), -1);
+	assert_int_equal(loader_open_file(fifo, "kernel_image_path", &src, &e), -1);
 	assert_non_null(strstr(e.msg, "kernel_image_path"));
 	assert_non_null(strstr(e.msg, fifo));
 	assert_non_null(strstr(e.msg, "FIFO"));
-	assert_int_equal(loader_map_file(dir, "initrd_path", &data, &len, &e), -1);
+	assert_int_equal(loader_open_file(dir, "initrd_path", &src, &e), -1);
 	assert_non_null(strstr(e.msg, dir));
 	assert_non_null(strstr(e.msg, "directory"));
-	assert_int_equal(loader_map_file("/dev/null", "initrd_path", &data, &len, &e), -1);
+	assert_int_equal(loader_open_file("/dev/null", "initrd_path", &src, &e), -1);
 	assert_non_null(strstr(e.msg, "/dev/null"));
 	assert_non_null(strstr(e.msg, "character device"));
-	assert_int_equal(loader_map_file(empty, "initrd_path", &data, &len, &e), -1);
+	assert_int_equal(loader_open_file(empty, "initrd_path", &src, &e), -1);
 	assert_non_null(strstr(e.msg, "empty"));
 	alarm(0);
 
@@ -421,13 +421,163 @@ static void map_file_refuses_non_files(void **state)
 	rmdir(dir);
 }
 
+/* A vmlinux file with a 3 MiB segment and 1 MiB of bss, and a 1.5 MiB
+ * initrd, loaded from their files as vmm_build does: in pieces on two
+ * threads, into fresh memory (bss left as it is) or into memory that held
+ * something (bss zeroed). Every byte must land as the in-memory load puts
+ * it. */
+#define BIG_SEG (3u << 20)
+#define BIG_BSS (1u << 20)
+#define BIG_RD (3u << 19)
+
+static uint8_t pattern(uint64_t i)
+{
+	return (uint8_t)(i * 2654435761u >> 13);
+}
+
+static void write_file(const char *path, const void *a, size_t alen, const void *b, size_t blen)
+{
+	int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, a, alen), (ssize_t)alen);
+	if (blen)
+		assert_int_equal(write(fd, b, blen), (ssize_t)blen);
+	close(fd);
+}
+
+static void load_from_files(bool fresh)
+{
+	char dir[] = "/tmp/ember-test-loader-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char kpath[64], rpath[64];
+	snprintf(kpath, sizeof(kpath), "%s/vmlinux", dir);
+	snprintf(rpath, sizeof(rpath), "%s/initrd", dir);
+	struct elf_img img;
+	make_elf(&img);
+	img.ph.p_offset = sizeof(img);
+	img.ph.p_filesz = BIG_SEG;
+	img.ph.p_memsz = BIG_SEG + BIG_BSS;
+	uint8_t *seg = malloc(BIG_SEG), *rd = malloc(BIG_RD);
+	assert_non_null(seg);
+	assert_non_null(rd);
+	for (uint64_t i = 0; i < BIG_SEG; i++)
+		seg[i] = pattern(i);
+	for (uint64_t i = 0; i < BIG_RD; i++)
+		rd[i] = pattern(i + 7);
+	write_file(kpath, &img, sizeof(img), seg, BIG_SEG);
+	write_file(rpath, rd, BIG_RD, NULL, 0);
+
+	/* Fresh: a new anonymous mapping, as vmm_build's; otherwise the
+	 * calloc'd memory of the other tests, dirtied. */
+	uint8_t *host = mem;
+	struct guest_mem g = gm;
+	if (fresh) {
+		host = mmap(NULL, MEM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		assert_true(host != MAP_FAILED);
+		gm_init_from(&g, host, MEM, X86_MMIO_GAP_START);
+	} else {
+		memset(mem, 0x55, MEM);
+	}
+	struct loader_src ks, rs;
+	struct load_plan plan = {.fresh = fresh};
+	struct kernel_image k;
+	uint64_t at;
+	ember_err e = {{0}};
+	assert_int_equal(loader_open_file(kpath, "kernel_image_path", &ks, &e), 0);
+	assert_int_equal(loader_open_file(rpath, "initrd_path", &rs, &e), 0);
+	assert_int_equal(loader_plan_kernel(&g, &ks, &k, &plan, &e), 0);
+	assert_int_equal(loader_plan_initrd(&g, &k, &rs, &at, &plan, &e), 0);
+	assert_int_equal(loader_run(&plan, true, &e), 0);
+	assert_memory_equal(host + 0x1000000, seg, BIG_SEG);
+	for (uint64_t i = 0; i < BIG_BSS; i++)
+		assert_int_equal(host[0x1000000 + BIG_SEG + i], 0);
+	assert_int_equal(at % 4096, 0);
+	assert_memory_equal(host + at, rd, BIG_RD);
+	assert_int_equal(k.load_end, 0x1000000 + BIG_SEG + BIG_BSS);
+
+	/* A file that shrinks between the plan and the load is an error
+	 * that names it, not a crash. */
+	struct load_plan again = {.fresh = fresh};
+	assert_int_equal(loader_plan_initrd(&g, &k, &rs, &at, &again, &e), 0);
+	assert_int_equal(truncate(rpath, BIG_RD / 2), 0);
+	assert_int_equal(loader_run(&again, true, &e), -1);
+	assert_non_null(strstr(e.msg, "initrd_path"));
+	assert_non_null(strstr(e.msg, "shrank"));
+
+	loader_close_file(&ks);
+	loader_close_file(&rs);
+	if (fresh)
+		munmap(host, MEM);
+	free(seg);
+	free(rd);
+	unlink(kpath);
+	unlink(rpath);
+	rmdir(dir);
+}
+
+static void files_load_into_fresh_memory(void **state)
+{
+	(void)state;
+	load_from_files(true);
+}
+
+static void files_load_into_used_memory(void **state)
+{
+	(void)state;
+	load_from_files(false);
+}
+
+/* Two ELF segments that write the same bytes land in file order, as one
+ * after the other would, even with a helper thread. */
+static void overlapping_segments_load_in_order(void **state)
+{
+	(void)state;
+	struct {
+		Elf64_Ehdr eh;
+		Elf64_Phdr ph[2];
+	} hdr;
+	size_t len = sizeof(hdr) + 2 * BIG_SEG;
+	uint8_t *file = calloc(1, len);
+	assert_non_null(file);
+	struct elf_img one;
+	make_elf(&one);
+	memset(&hdr, 0, sizeof(hdr));
+	hdr.eh = one.eh;
+	hdr.eh.e_phnum = 2;
+	hdr.eh.e_phoff = offsetof(__typeof__(hdr), ph);
+	for (int i = 0; i < 2; i++) {
+		hdr.ph[i] = one.ph;
+		hdr.ph[i].p_offset = sizeof(hdr) + (uint64_t)i * BIG_SEG;
+		hdr.ph[i].p_filesz = BIG_SEG;
+		hdr.ph[i].p_memsz = BIG_SEG;
+		hdr.ph[i].p_paddr = 0x1000000 + (uint64_t)i * (BIG_SEG / 2);
+	}
+	memcpy(file, &hdr, sizeof(hdr));
+	memset(file + sizeof(hdr), 0x11, BIG_SEG);
+	memset(file + sizeof(hdr) + BIG_SEG, 0x22, BIG_SEG);
+	const struct loader_src src = {.fd = -1, .buf = file, .len = len, .what = "kernel"};
+	struct load_plan plan = {.fresh = false};
+	struct kernel_image k;
+	ember_err e = {{0}};
+	assert_int_equal(loader_plan_kernel(&gm, &src, &k, &plan, &e), 0);
+	assert_int_equal(loader_run(&plan, true, &e), 0);
+	assert_int_equal(mem[0x1000000], 0x11);
+	assert_int_equal(mem[0x1000000 + BIG_SEG / 2 - 1], 0x11);
+	assert_int_equal(mem[0x1000000 + BIG_SEG / 2], 0x22);
+	assert_int_equal(mem[0x1000000 + BIG_SEG - 1], 0x22);
+	free(file);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(elf_loads),	     cmocka_unit_test(elf_malformed),
 		cmocka_unit_test(elf_pvh_note),
 		cmocka_unit_test(bzimage_loads),     cmocka_unit_test(bzimage_malformed),
-		cmocka_unit_test(initrd_placement),  cmocka_unit_test(map_file_refuses_non_files),
+		cmocka_unit_test(initrd_placement),  cmocka_unit_test(open_file_refuses_non_files),
+		cmocka_unit_test(files_load_into_fresh_memory),
+		cmocka_unit_test(files_load_into_used_memory),
+		cmocka_unit_test(overlapping_segments_load_in_order),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
