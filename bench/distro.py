@@ -74,12 +74,18 @@ def mount_debugfs():
                        stderr=subprocess.DEVNULL)
 
 
-def kvm_stats(pid):
-    """The VM's counters (summed over its vCPUs by KVM), or {} without debugfs."""
+def kvm_dirs():
     try:
-        dirs = [e for e in os.listdir(KVM_DEBUGFS) if e.startswith(f"{pid}-")]
+        return set(os.listdir(KVM_DEBUGFS))
     except OSError:
-        return {}
+        return set()
+
+
+def kvm_stats(before):
+    """The counters (summed over its vCPUs by KVM) of the VM made since
+    `before` was listed: the one VMM running. Its directory is named after
+    the thread that created the VM, not the process, so the pid would not do."""
+    dirs = kvm_dirs() - before
     stats = {}
     for d in dirs:
         for name in KVM_STATS:
@@ -94,6 +100,7 @@ def kvm_stats(pid):
 def one_boot(kind, argv, bound_s):
     """Runs one VMM until the marker (or EOF, or the bound); returns the
     record. The console is drained to the end so the VMM never waits on it."""
+    before = kvm_dirs()
     t0 = now_ns()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, bufsize=0)
@@ -114,7 +121,7 @@ def one_boot(kind, argv, bound_s):
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     seen.wait(bound_s)
-    stats = kvm_stats(proc.pid) if state["ms"] is not None else {}
+    stats = kvm_stats(before) if state["ms"] is not None else {}
     if proc.poll() is None:
         proc.kill()
     proc.wait()
