@@ -114,27 +114,9 @@ uint16_t fake_vq_avail_event(const struct fake_vq *q)
 	return fake_get16(q->gm, q->used + 4 + 8 * q->size);
 }
 
-uint64_t fake_mmio_negotiate(struct virtio_mmio *m, uint64_t mask)
-{
-	mmio_add_status(m, VIRTIO_STATUS_ACKNOWLEDGE);
-	mmio_add_status(m, VIRTIO_STATUS_DRIVER);
-	uint64_t f = mmio_device_features(m) & mask;
-	mmio_w32(m, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-	mmio_w32(m, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)(f >> 32));
-	mmio_w32(m, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
-	mmio_w32(m, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)f);
-	mmio_add_status(m, VIRTIO_STATUS_FEATURES_OK);
-	return f;
-}
-
 void fake_mmio_queue(struct virtio_mmio *m, unsigned index, const struct fake_vq *q)
 {
-	mmio_w32(m, VIRTIO_MMIO_QUEUE_SEL, index);
-	mmio_w32(m, VIRTIO_MMIO_QUEUE_NUM, q->size);
-	mmio_w32(m, VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)q->desc);
-	mmio_w32(m, VIRTIO_MMIO_QUEUE_DRIVER_LOW, (uint32_t)q->avail);
-	mmio_w32(m, VIRTIO_MMIO_QUEUE_DEVICE_LOW, (uint32_t)q->used);
-	mmio_w32(m, VIRTIO_MMIO_QUEUE_READY, 1);
+	mmio_queue(m, index, q->size, q->desc, q->avail, q->used);
 }
 
 void fake_mmio_driver_ok(struct virtio_mmio *m)

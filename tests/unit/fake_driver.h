@@ -1,8 +1,8 @@
 /* The driver side of split virtqueues (virtio 1.1, 2.7) for the device
  * tests: a fake driver lays a queue's rings out in fake guest memory, puts
  * descriptor chains in its table, offers them on the available ring and
- * reads the used ring back; and Linux's probe through the virtio-mmio
- * registers. Every guest-memory access asserts that it succeeded (cmocka). */
+ * reads the used ring back; and the end of Linux's probe through the
+ * virtio-mmio registers (fake_mmio.h has the rest). Every guest-memory access asserts that it succeeded (cmocka). */
 #ifndef EMBER_TEST_FAKE_DRIVER_H
 #define EMBER_TEST_FAKE_DRIVER_H
 
@@ -65,10 +65,8 @@ uint32_t fake_vq_used_len(const struct fake_vq *q, uint16_t slot);
 void fake_vq_set_used_event(const struct fake_vq *q, uint16_t v);
 uint16_t fake_vq_avail_event(const struct fake_vq *q);
 
-/* Linux's probe through m's registers: ACKNOWLEDGE, DRIVER, accepts the
- * offered features masked by `mask`, FEATURES_OK. Returns the features. */
-uint64_t fake_mmio_negotiate(struct virtio_mmio *m, uint64_t mask);
-/* Sets up queue `index` at q's rings and size, then READY. */
+/* Linux's probe, with fake_mmio.h's mmio_negotiate() first: queue `index`
+ * at q's rings and size, then READY. */
 void fake_mmio_queue(struct virtio_mmio *m, unsigned index, const struct fake_vq *q);
 /* DRIVER_OK, and asserts that the device took it without NEEDS_RESET. */
 void fake_mmio_driver_ok(struct virtio_mmio *m);

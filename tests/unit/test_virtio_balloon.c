@@ -65,7 +65,7 @@ static struct tb *tb_new(struct balloon_config cfg)
 	t->nq = 2 + !!cfg.stats_polling_interval_s + cfg.free_page_hinting + cfg.free_page_reporting;
 	assert_int_equal(r32(t, VIRTIO_MMIO_DEVICE_ID), VIRTIO_ID_BALLOON);
 	/* The balloon's own bits and VERSION_1. */
-	fake_mmio_negotiate(t->m, 0x3f | 1ULL << VIRTIO_F_VERSION_1);
+	mmio_negotiate(t->m, 0x3f | 1ULL << VIRTIO_F_VERSION_1);
 	for (unsigned q = 0; q < t->nq; q++) {
 		fake_vq_init(&t->vq[q], &t->gm, RING(q), QSIZE);
 		fake_mmio_queue(t->m, q, &t->vq[q]);

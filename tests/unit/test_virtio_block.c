@@ -70,7 +70,7 @@ static void bring_up(struct tb *t, uint16_t qsize)
 	memset(backing, 0, 0x10000);
 	fake_vq_init(&t->vq, &t->gm, DESC, qsize);
 	w32(t, VIRTIO_MMIO_STATUS, 0);
-	fake_mmio_negotiate(t->m, ~0ULL);
+	mmio_negotiate(t->m, ~0ULL);
 	fake_mmio_queue(t->m, 0, &t->vq);
 	fake_mmio_driver_ok(t->m);
 }

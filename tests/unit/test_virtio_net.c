@@ -81,7 +81,7 @@ static uint64_t fake_clock(void *ctx)
 static void bring_up(struct tb *t, uint16_t qsize, uint64_t drop)
 {
 	w32(t, VIRTIO_MMIO_STATUS, 0);
-	fake_mmio_negotiate(t->m, ~drop);
+	mmio_negotiate(t->m, ~drop);
 	fake_vq_init(&t->rx, &t->gm, RX_RINGS, qsize);
 	fake_vq_init(&t->tx, &t->gm, TX_RINGS, qsize);
 	fake_mmio_queue(t->m, 0, &t->rx);
@@ -777,7 +777,7 @@ static void activation_and_reset(void **state)
 	(void)state;
 	/* DRIVER_OK with the tx queue not ready. */
 	struct tb *t = tb_new_cfg(true, NULL, NULL, 0, false, 0);
-	fake_mmio_negotiate(t->m, 1ULL << VIRTIO_F_VERSION_1);
+	mmio_negotiate(t->m, 1ULL << VIRTIO_F_VERSION_1);
 	fake_vq_init(&t->rx, &t->gm, RX_RINGS, 16);
 	fake_mmio_queue(t->m, 0, &t->rx);
 	add_status(t, VIRTIO_STATUS_DRIVER_OK);

@@ -66,7 +66,7 @@ static struct tb *tb_new(const struct rate_limiter_config *rl)
 		fail_msg("virtio_rng_create: %s", e.msg);
 	t->m = virtio_rng_mmio(t->r);
 	assert_int_equal(r32(t, VIRTIO_MMIO_DEVICE_ID), VIRTIO_ID_RNG);
-	fake_mmio_negotiate(t->m, 1ULL << VIRTIO_F_VERSION_1);
+	mmio_negotiate(t->m, 1ULL << VIRTIO_F_VERSION_1);
 	fake_vq_init(&t->vq, &t->gm, RINGS, QSIZE);
 	fake_mmio_queue(t->m, 0, &t->vq);
 	fake_mmio_driver_ok(t->m);

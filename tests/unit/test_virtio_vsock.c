@@ -75,7 +75,7 @@ static struct tb *tb_new(void)
 		fail_msg("virtio_vsock_create: %s", e.msg);
 	t->m = virtio_vsock_mmio(t->v);
 	assert_int_equal(r32(t, VIRTIO_MMIO_DEVICE_ID), VIRTIO_ID_VSOCK);
-	fake_mmio_negotiate(t->m, 1ULL << VIRTIO_F_VERSION_1);
+	mmio_negotiate(t->m, 1ULL << VIRTIO_F_VERSION_1);
 	for (unsigned q = 0; q < 3; q++) {
 		fake_vq_init(&t->vq[q], &t->gm, RING(q), QSIZE);
 		fake_mmio_queue(t->m, q, &t->vq[q]);
