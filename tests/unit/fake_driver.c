@@ -34,10 +34,7 @@ void fake_desc(const struct guest_mem *gm, uint64_t table, uint16_t i, uint64_t 
 	       uint32_t len, uint16_t flags, uint16_t next)
 {
 	uint8_t d[16];
-	memcpy(d, &addr, 8);
-	memcpy(d + 8, &len, 4);
-	memcpy(d + 12, &flags, 2);
-	memcpy(d + 14, &next, 2);
+	fake_desc_encode(d, addr, len, flags, next);
 	assert_int_equal(gm_write(gm, table + 16ULL * i, d, 16), 0);
 }
 

@@ -1,6 +1,7 @@
 /* A fake virtio driver's register accesses, as Linux's virtio-mmio driver
- * makes them, for the device tests and the virtio fuzz targets (nothing
- * here asserts: fuzz/fuzz_driver.h uses it too). */
+ * makes them, and its descriptors' encoding, for the device tests and the
+ * virtio fuzz targets (nothing here asserts: fuzz/fuzz_driver.h uses it
+ * too). */
 #ifndef EMBER_TEST_FAKE_MMIO_H
 #define EMBER_TEST_FAKE_MMIO_H
 
@@ -64,6 +65,16 @@ static inline void mmio_queue(struct virtio_mmio *m, uint32_t index, uint32_t nu
 	mmio_w32(m, VIRTIO_MMIO_QUEUE_DRIVER_LOW, (uint32_t)avail);
 	mmio_w32(m, VIRTIO_MMIO_QUEUE_DEVICE_LOW, (uint32_t)used);
 	mmio_w32(m, VIRTIO_MMIO_QUEUE_READY, 1);
+}
+
+/* A split-virtqueue descriptor as the driver lays it in guest memory. */
+static inline void fake_desc_encode(uint8_t d[16], uint64_t addr, uint32_t len, uint16_t flags,
+				    uint16_t next)
+{
+	memcpy(d, &addr, 8);
+	memcpy(d + 8, &len, 4);
+	memcpy(d + 12, &flags, 2);
+	memcpy(d + 14, &next, 2);
 }
 
 /* The test benches keep their device's register file in t->m. */
