@@ -18,6 +18,9 @@
 #include "virtio/mmio.h"
 #include "guest/guest_mem.h"
 
+/* Register accesses as the unit tests' fake driver makes them. */
+#include "../tests/unit/fake_mmio.h"
+
 /* The input, consumed front to back; past its end everything reads 0. */
 struct fz {
 	const uint8_t *p;
@@ -115,58 +118,23 @@ struct fz_driver {
 	uint64_t data; /* next free byte of the data area */
 };
 
-static inline uint32_t fz_r32(struct virtio_mmio *m, uint64_t off)
-{
-	uint8_t b[4];
-	virtio_mmio_read(m, off, b, 4);
-	uint32_t v;
-	memcpy(&v, b, 4);
-	return v;
-}
-
-static inline void fz_w32(struct virtio_mmio *m, uint64_t off, uint32_t v)
-{
-	uint8_t b[4];
-	memcpy(b, &v, 4);
-	virtio_mmio_write(m, off, b, 4);
-}
-
-static inline void fz_add_status(struct virtio_mmio *m, uint32_t bit)
-{
-	fz_w32(m, VIRTIO_MMIO_STATUS, fz_r32(m, VIRTIO_MMIO_STATUS) | bit);
-}
-
 /* Linux's probe: reset, ACKNOWLEDGE, DRIVER, accept the offered features
  * masked by `mask`, FEATURES_OK, set up every queue with 2^size_log2
  * entries (capped at its maximum), DRIVER_OK. */
 static inline void fz_bring_up(struct fz_driver *d, uint64_t mask, unsigned size_log2)
 {
 	struct virtio_mmio *m = d->m;
-	fz_w32(m, VIRTIO_MMIO_STATUS, 0);
-	fz_add_status(m, VIRTIO_STATUS_ACKNOWLEDGE);
-	fz_add_status(m, VIRTIO_STATUS_DRIVER);
-	fz_w32(m, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
-	uint64_t f = (uint64_t)fz_r32(m, VIRTIO_MMIO_DEVICE_FEATURES) << 32;
-	fz_w32(m, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
-	f |= fz_r32(m, VIRTIO_MMIO_DEVICE_FEATURES);
-	f &= mask;
-	fz_w32(m, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-	fz_w32(m, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)(f >> 32));
-	fz_w32(m, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
-	fz_w32(m, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)f);
-	fz_add_status(m, VIRTIO_STATUS_FEATURES_OK);
+	mmio_w32(m, VIRTIO_MMIO_STATUS, 0);
+	mmio_negotiate(m, mask);
 	for (unsigned q = 0; q < m->ops->nr_queues && q < 2; q++) {
-		fz_w32(m, VIRTIO_MMIO_QUEUE_SEL, q);
-		uint32_t max = fz_r32(m, VIRTIO_MMIO_QUEUE_NUM_MAX);
+		mmio_w32(m, VIRTIO_MMIO_QUEUE_SEL, q);
+		uint32_t max = mmio_r32(m, VIRTIO_MMIO_QUEUE_NUM_MAX);
 		uint32_t num = 1u << (size_log2 % 9);
-		fz_w32(m, VIRTIO_MMIO_QUEUE_NUM, num < max ? num : max);
-		fz_w32(m, VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)FZ_RING(q));
-		fz_w32(m, VIRTIO_MMIO_QUEUE_DRIVER_LOW, (uint32_t)(FZ_RING(q) + FZ_AVAIL_OFF));
-		fz_w32(m, VIRTIO_MMIO_QUEUE_DEVICE_LOW, (uint32_t)(FZ_RING(q) + FZ_USED_OFF));
-		fz_w32(m, VIRTIO_MMIO_QUEUE_READY, 1);
+		mmio_queue(m, q, num < max ? num : max, FZ_RING(q), FZ_RING(q) + FZ_AVAIL_OFF,
+			   FZ_RING(q) + FZ_USED_OFF);
 		d->next_desc[q] = 0;
 	}
-	fz_add_status(m, VIRTIO_STATUS_DRIVER_OK);
+	mmio_add_status(m, VIRTIO_STATUS_DRIVER_OK);
 }
 
 /* Writes descriptor i of the table at `table` (nothing if it is not in
@@ -175,10 +143,7 @@ static inline void fz_desc(const struct guest_mem *gm, uint64_t table, uint16_t 
 			   uint32_t len, uint16_t flags, uint16_t next)
 {
 	uint8_t d[16];
-	memcpy(d, &addr, 8);
-	memcpy(d + 8, &len, 4);
-	memcpy(d + 12, &flags, 2);
-	memcpy(d + 14, &next, 2);
+	fake_desc_encode(d, addr, len, flags, next);
 	gm_write(gm, table + 16ULL * i, d, 16);
 }
 

@@ -19,7 +19,5 @@ extern const struct io_device_ops boot_timer_ops;
 
 /* Takes the start timestamps now. */
 void boot_timer_start(struct boot_timer *t);
-uint64_t monotonic_us(void);
-uint64_t process_cpu_us(void);
 
 #endif

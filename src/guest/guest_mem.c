@@ -27,20 +27,32 @@ void gm_init_from(struct guest_mem *gm, uint8_t *host, uint64_t size, uint64_t g
  * the second time. */
 #define GM_ALIGN (2ULL << 20)
 
-int gm_create(struct guest_mem *gm, uint64_t size, uint64_t gap_start, ember_err *e)
+/* Reserves size + GM_ALIGN bytes of address space at *r (prot: PROT_NONE
+ * when a file's mapping goes over it) and returns its first GM_ALIGN-aligned
+ * byte, or NULL. */
+static uint8_t *reserve_aligned(uint64_t size, int prot, uint8_t **r, ember_err *e)
 {
-	if (size > SIZE_MAX - GM_ALIGN)
-		return err_set(e, "cannot map %llu MiB of guest memory: too large",
-			       (unsigned long long)(size >> 20));
-	size_t reserve = (size_t)size + GM_ALIGN;
-	uint8_t *r = mmap(NULL, reserve, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (r == MAP_FAILED)
-		return err_set(e, "cannot map %llu MiB of guest memory: %s",
-			       (unsigned long long)(size >> 20), strerror(errno));
-	uintptr_t start = ((uintptr_t)r + GM_ALIGN - 1) & ~(uintptr_t)(GM_ALIGN - 1);
-	uint8_t *p = (uint8_t *)start;
-	size_t head = (size_t)(p - r), tail = reserve - head - (size_t)size;
+	if (size > SIZE_MAX - GM_ALIGN) {
+		err_set(e, "cannot map %llu MiB of guest memory: too large",
+			(unsigned long long)(size >> 20));
+		return NULL;
+	}
+	*r = mmap(NULL, (size_t)size + GM_ALIGN, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		  -1, 0);
+	if (*r == MAP_FAILED) {
+		err_set(e, "cannot map %llu MiB of guest memory: %s", (unsigned long long)(size >> 20),
+			strerror(errno));
+		return NULL;
+	}
+	return (uint8_t *)(((uintptr_t)*r + GM_ALIGN - 1) & ~(uintptr_t)(GM_ALIGN - 1));
+}
+
+/* Gives back what reserve_aligned() reserved at r around [p, p + size), and
+ * makes [p, p + size) gm's memory. */
+static void adopt_aligned(struct guest_mem *gm, uint8_t *r, uint8_t *p, uint64_t size,
+			  uint64_t gap_start)
+{
+	size_t head = (size_t)(p - r), tail = GM_ALIGN - head;
 	if (head)
 		munmap(r, head);
 	if (tail)
@@ -48,37 +60,31 @@ int gm_create(struct guest_mem *gm, uint64_t size, uint64_t gap_start, ember_err
 	gm_init_from(gm, p, size, gap_start);
 	gm->mapping = p;
 	gm->mapping_size = size;
+}
+
+int gm_create(struct guest_mem *gm, uint64_t size, uint64_t gap_start, ember_err *e)
+{
+	uint8_t *r, *p = reserve_aligned(size, PROT_READ | PROT_WRITE, &r, e);
+	if (!p)
+		return -1;
+	adopt_aligned(gm, r, p, size, gap_start);
 	return 0;
 }
 
 int gm_create_from_file(struct guest_mem *gm, int fd, uint64_t size, uint64_t gap_start,
 			ember_err *e)
 {
-	if (size > SIZE_MAX - GM_ALIGN)
-		return err_set(e, "cannot map %llu MiB of guest memory: too large",
-			       (unsigned long long)(size >> 20));
 	/* Reserve an aligned range, then put the file's private mapping over it. */
-	size_t reserve = (size_t)size + GM_ALIGN;
-	uint8_t *r = mmap(NULL, reserve, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-			  -1, 0);
-	if (r == MAP_FAILED)
-		return err_set(e, "cannot map %llu MiB of guest memory: %s",
-			       (unsigned long long)(size >> 20), strerror(errno));
-	uint8_t *p = (uint8_t *)(((uintptr_t)r + GM_ALIGN - 1) & ~(uintptr_t)(GM_ALIGN - 1));
+	uint8_t *r, *p = reserve_aligned(size, PROT_NONE, &r, e);
+	if (!p)
+		return -1;
 	if (mmap(p, (size_t)size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE,
 		 fd, 0) == MAP_FAILED) {
 		int err = errno;
-		munmap(r, reserve);
+		munmap(r, (size_t)size + GM_ALIGN);
 		return err_set(e, "cannot map the memory file: %s", strerror(err));
 	}
-	size_t head = (size_t)(p - r), tail = reserve - head - (size_t)size;
-	if (head)
-		munmap(r, head);
-	if (tail)
-		munmap(p + size, tail);
-	gm_init_from(gm, p, size, gap_start);
-	gm->mapping = p;
-	gm->mapping_size = size;
+	adopt_aligned(gm, r, p, size, gap_start);
 	return 0;
 }
 

@@ -38,6 +38,11 @@ uint64_t metrics_utc_ms(void)
 	return clock_us(CLOCK_REALTIME) / 1000;
 }
 
+uint64_t metrics_process_cpu_us(void)
+{
+	return clock_us(CLOCK_PROCESS_CPUTIME_ID);
+}
+
 /* ---- Flushing a group ---- */
 
 /* JSON integers are signed 64-bit; no counter gets near that. */

@@ -78,6 +78,9 @@ void metric_latency_record(struct metric_latency *l, uint64_t us);
 uint64_t metrics_mono_us(void);
 /* CLOCK_REALTIME in milliseconds: utc_timestamp_ms. */
 uint64_t metrics_utc_ms(void);
+/* The CPU time of the whole process (CLOCK_PROCESS_CPUTIME_ID) in
+ * microseconds: the boot timer's cpu_us. */
+uint64_t metrics_process_cpu_us(void);
 
 /* ---- Groups ---- */
 

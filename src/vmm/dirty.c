@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -79,7 +80,10 @@ static int pagemap_bits(const uint8_t *host, uint64_t pages, uint64_t mask, uint
 	return rc;
 }
 
-int dirty_collect(struct vm *vm, struct dirty_map *out, ember_err *e)
+/* A map of every region's pages: those in KVM's dirty log (if kvm_dirty)
+ * and those whose pagemap entry has any of pm_mask. */
+static int collect(struct vm *vm, struct dirty_map *out, bool kvm_dirty, uint64_t pm_mask,
+		   ember_err *e)
 {
 	memset(out, 0, sizeof(*out));
 	for (int i = 0; i < vm->mem.nr_regions; i++) {
@@ -87,8 +91,8 @@ int dirty_collect(struct vm *vm, struct dirty_map *out, ember_err *e)
 		out->pages[i] = r->size / DIRTY_PAGE_SIZE;
 		out->bits[i] = calloc((out->pages[i] + 63) / 64, 8);
 		out->nr_regions = i + 1;
-		if (!out->bits[i] || kvm_log(vm, i, out->bits[i], e) ||
-		    pagemap_bits(r->host, out->pages[i], PM_SOFT_DIRTY, out->bits[i], e)) {
+		if (!out->bits[i] || (kvm_dirty && kvm_log(vm, i, out->bits[i], e)) ||
+		    pagemap_bits(r->host, out->pages[i], pm_mask, out->bits[i], e)) {
 			if (!out->bits[i])
 				err_set(e, "out of memory");
 			dirty_map_free(out);
@@ -98,23 +102,14 @@ int dirty_collect(struct vm *vm, struct dirty_map *out, ember_err *e)
 	return 0;
 }
 
+int dirty_collect(struct vm *vm, struct dirty_map *out, ember_err *e)
+{
+	return collect(vm, out, true, PM_SOFT_DIRTY, e);
+}
+
 int dirty_touched(struct vm *vm, struct dirty_map *out, ember_err *e)
 {
-	memset(out, 0, sizeof(*out));
-	for (int i = 0; i < vm->mem.nr_regions; i++) {
-		const struct gm_region *r = &vm->mem.region[i];
-		out->pages[i] = r->size / DIRTY_PAGE_SIZE;
-		out->bits[i] = calloc((out->pages[i] + 63) / 64, 8);
-		out->nr_regions = i + 1;
-		if (!out->bits[i] || pagemap_bits(r->host, out->pages[i], PM_PRESENT | PM_SWAPPED,
-						  out->bits[i], e)) {
-			if (!out->bits[i])
-				err_set(e, "out of memory");
-			dirty_map_free(out);
-			return -1;
-		}
-	}
-	return 0;
+	return collect(vm, out, false, PM_PRESENT | PM_SWAPPED, e);
 }
 
 void dirty_map_free(struct dirty_map *d)

@@ -43,17 +43,24 @@ struct elf_img {
 	uint8_t code[64];
 };
 
+/* An x86-64 ELF header entering at 16 MiB, with phnum program headers at
+ * phoff. */
+static void elf_header(Elf64_Ehdr *eh, size_t phoff, uint16_t phnum)
+{
+	memcpy(eh->e_ident, ELFMAG, SELFMAG);
+	eh->e_ident[EI_CLASS] = ELFCLASS64;
+	eh->e_ident[EI_DATA] = ELFDATA2LSB;
+	eh->e_machine = EM_X86_64;
+	eh->e_entry = 0x1000000;
+	eh->e_phoff = phoff;
+	eh->e_phentsize = sizeof(Elf64_Phdr);
+	eh->e_phnum = phnum;
+}
+
 static void make_elf(struct elf_img *img)
 {
 	memset(img, 0, sizeof(*img));
-	memcpy(img->eh.e_ident, ELFMAG, SELFMAG);
-	img->eh.e_ident[EI_CLASS] = ELFCLASS64;
-	img->eh.e_ident[EI_DATA] = ELFDATA2LSB;
-	img->eh.e_machine = EM_X86_64;
-	img->eh.e_entry = 0x1000000;
-	img->eh.e_phoff = offsetof(struct elf_img, ph);
-	img->eh.e_phentsize = sizeof(Elf64_Phdr);
-	img->eh.e_phnum = 1;
+	elf_header(&img->eh, offsetof(struct elf_img, ph), 1);
 	img->ph.p_type = PT_LOAD;
 	img->ph.p_offset = offsetof(struct elf_img, code);
 	img->ph.p_paddr = 0x1000000;
@@ -108,14 +115,7 @@ _Static_assert(offsetof(struct pvh_img, pvh) == offsetof(struct pvh_img, other) 
 static void make_pvh(struct pvh_img *img)
 {
 	memset(img, 0, sizeof(*img));
-	memcpy(img->eh.e_ident, ELFMAG, SELFMAG);
-	img->eh.e_ident[EI_CLASS] = ELFCLASS64;
-	img->eh.e_ident[EI_DATA] = ELFDATA2LSB;
-	img->eh.e_machine = EM_X86_64;
-	img->eh.e_entry = 0x1000000;
-	img->eh.e_phoff = offsetof(struct pvh_img, ph);
-	img->eh.e_phentsize = sizeof(Elf64_Phdr);
-	img->eh.e_phnum = 2;
+	elf_header(&img->eh, offsetof(struct pvh_img, ph), 2);
 	img->ph[0].p_type = PT_LOAD;
 	img->ph[0].p_offset = offsetof(struct pvh_img, code);
 	img->ph[0].p_paddr = 0x1000000;

@@ -15,13 +15,14 @@
 #include <sys/timerfd.h>
 
 #include "devices/virtio_balloon.h"
+#include "fake_driver.h"
 #include "fake_mmio.h"
 #include "guest/guest_mem.h"
 
 #define MEM_SIZE (8u << 20)
 #define GAP_START (6u << 20) /* RAM: [0, 6 MiB) and [4 GiB, 4 GiB + 2 MiB) */
 #define HIGH_PFN (0x100000000ULL >> 12)
-#define RING(q) (0x1000 + 0x3000ULL * (q)) /* desc, then avail, then used */
+#define RING(q) (0x1000 + 0x3000ULL * (q)) /* queue q's rings (fake_vq_init) */
 #define DATA 0x20000
 #define QSIZE 256
 
@@ -31,7 +32,7 @@ struct tb {
 	struct virtio_balloon *b;
 	struct virtio_mmio *m;
 	unsigned nq;
-	uint16_t next_desc[5], avail_idx[5];
+	struct fake_vq vq[5];
 	int irqs, notifies;
 };
 
@@ -63,24 +64,13 @@ static struct tb *tb_new(struct balloon_config cfg)
 	t->m = virtio_balloon_mmio(t->b);
 	t->nq = 2 + !!cfg.stats_polling_interval_s + cfg.free_page_hinting + cfg.free_page_reporting;
 	assert_int_equal(r32(t, VIRTIO_MMIO_DEVICE_ID), VIRTIO_ID_BALLOON);
-	add_status(t, VIRTIO_STATUS_ACKNOWLEDGE);
-	add_status(t, VIRTIO_STATUS_DRIVER);
-	uint64_t f = device_features(t);
-	w32(t, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
-	w32(t, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)f & 0x3f); /* the balloon's own bits */
-	w32(t, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-	w32(t, VIRTIO_MMIO_DRIVER_FEATURES, 1); /* VERSION_1 */
-	add_status(t, VIRTIO_STATUS_FEATURES_OK);
+	/* The balloon's own bits and VERSION_1. */
+	mmio_negotiate(t->m, 0x3f | 1ULL << VIRTIO_F_VERSION_1);
 	for (unsigned q = 0; q < t->nq; q++) {
-		w32(t, VIRTIO_MMIO_QUEUE_SEL, q);
-		w32(t, VIRTIO_MMIO_QUEUE_NUM, QSIZE);
-		w32(t, VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)RING(q));
-		w32(t, VIRTIO_MMIO_QUEUE_DRIVER_LOW, (uint32_t)RING(q) + 0x1000);
-		w32(t, VIRTIO_MMIO_QUEUE_DEVICE_LOW, (uint32_t)RING(q) + 0x2000);
-		w32(t, VIRTIO_MMIO_QUEUE_READY, 1);
+		fake_vq_init(&t->vq[q], &t->gm, RING(q), QSIZE);
+		fake_mmio_queue(t->m, q, &t->vq[q]);
 	}
-	add_status(t, VIRTIO_STATUS_DRIVER_OK);
-	assert_int_equal(r32(t, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_NEEDS_RESET, 0);
+	fake_mmio_driver_ok(t->m);
 	/* Every queue looked at again once active (a kick before DRIVER_OK
 	 * found the device inactive). */
 	assert_int_equal(t->notifies, (int)t->nq);
@@ -94,52 +84,11 @@ static void tb_free(struct tb *t)
 	free(t);
 }
 
-static void put16(struct tb *t, uint64_t gpa, uint16_t v)
-{
-	assert_int_equal(gm_write(&t->gm, gpa, &v, 2), 0);
-}
-
-static uint16_t used_idx(struct tb *t, unsigned q)
-{
-	uint16_t v;
-	assert_int_equal(gm_read(&t->gm, RING(q) + 0x2000 + 2, &v, 2), 0);
-	return v;
-}
-
-struct seg {
-	uint64_t gpa;
-	uint32_t len;
-	bool write;
-};
-
-/* One chain of n buffers on queue q. */
-static void offer(struct tb *t, unsigned q, const struct seg *s, unsigned n)
-{
-	uint16_t head = t->next_desc[q] % QSIZE;
-	for (unsigned i = 0; i < n; i++) {
-		uint16_t d = (uint16_t)((head + i) % QSIZE);
-		uint8_t raw[16] = {0};
-		uint16_t flags = (uint16_t)((s[i].write ? VIRTQ_DESC_F_WRITE : 0) |
-					    (i + 1 < n ? VIRTQ_DESC_F_NEXT : 0));
-		uint16_t next = (uint16_t)((d + 1) % QSIZE);
-		memcpy(raw, &s[i].gpa, 8);
-		memcpy(raw + 8, &s[i].len, 4);
-		memcpy(raw + 12, &flags, 2);
-		memcpy(raw + 14, &next, 2);
-		assert_int_equal(gm_write(&t->gm, RING(q) + 16ULL * d, raw, 16), 0);
-	}
-	t->next_desc[q] = (uint16_t)(t->next_desc[q] + n);
-	put16(t, RING(q) + 0x1000 + 4 + 2 * (t->avail_idx[q] % QSIZE), head);
-	t->avail_idx[q]++;
-	put16(t, RING(q) + 0x1000 + 2, t->avail_idx[q]);
-}
-
 /* A page list at `at` on queue q (inflate 0, deflate 1). */
 static void offer_pfns(struct tb *t, unsigned q, uint64_t at, const uint32_t *pfn, unsigned n)
 {
 	assert_int_equal(gm_write(&t->gm, at, pfn, 4ULL * n), 0);
-	struct seg s = {at, 4 * n, false};
-	offer(t, q, &s, 1);
+	fake_vq_add(&t->vq[q], &(struct fake_buf){at, 4 * n, false}, 1);
 	virtio_balloon_queue_event(t->b, q);
 }
 
@@ -199,7 +148,7 @@ static void inflate_gives_pages_back(void **state)
 	dirty(t, 0x200000, 16 * 4096);
 	dirty(t, 0x210000, 4096); /* the page after: stays */
 	offer_pfns(t, 0, DATA, pfn, 16);
-	assert_int_equal(used_idx(t, 0), 1);
+	assert_int_equal(fake_vq_used_idx(&t->vq[0]), 1);
 	assert_true(zero(t, 0x200000, 16 * 4096));
 	assert_false(zero(t, 0x210000, 4096));
 	assert_int_equal(virtio_balloon_inflated_pages(t->b), 16);
@@ -209,7 +158,7 @@ static void inflate_gives_pages_back(void **state)
 	assert_true(t->irqs >= 1);
 	/* Deflate half: they are the guest's again. */
 	offer_pfns(t, 1, DATA, pfn, 8);
-	assert_int_equal(used_idx(t, 1), 1);
+	assert_int_equal(fake_vq_used_idx(&t->vq[1]), 1);
 	assert_int_equal(virtio_balloon_inflated_pages(t->b), 8);
 	assert_int_equal(metric_count(&m->deflated_pages), 8);
 	/* A page in the high region too. */
@@ -242,23 +191,23 @@ static void hostile_page_lists(void **state)
 	assert_int_equal(metric_count(&m->duplicate_pfn_count), 2);
 	assert_int_equal(virtio_balloon_inflated_pages(t->b), 1);
 	/* Not a whole number of page numbers; too many; device-writable. */
-	struct seg odd = {DATA, 6, false}, big = {DATA, 4 * 257, false}, wr = {DATA, 8, true};
+	struct fake_buf odd = {DATA, 6, false}, big = {DATA, 4 * 257, false}, wr = {DATA, 8, true};
 	dirty(t, 0x302000, 4096);
 	uint32_t p = 0x302;
 	assert_int_equal(gm_write(&t->gm, DATA, &p, 4), 0);
-	offer(t, 0, &odd, 1);
-	offer(t, 0, &big, 1);
-	offer(t, 0, &wr, 1);
+	fake_vq_add(&t->vq[0], &odd, 1);
+	fake_vq_add(&t->vq[0], &big, 1);
+	fake_vq_add(&t->vq[0], &wr, 1);
 	virtio_balloon_queue_event(t->b, 0);
 	assert_int_equal(metric_count(&m->event_fails), 3);
 	assert_false(zero(t, 0x302000, 4096));
-	assert_int_equal(used_idx(t, 0), 4);
+	assert_int_equal(fake_vq_used_idx(&t->vq[0]), 4);
 	/* A buffer outside guest memory: the queue refuses the chain. */
-	struct seg out = {MEM_SIZE + 0x1000, 4, false};
-	offer(t, 0, &out, 1);
+	struct fake_buf out = {MEM_SIZE + 0x1000, 4, false};
+	fake_vq_add(&t->vq[0], &out, 1);
 	virtio_balloon_queue_event(t->b, 0);
 	assert_int_equal(metric_count(&m->event_fails), 4);
-	assert_int_equal(used_idx(t, 0), 5);
+	assert_int_equal(fake_vq_used_idx(&t->vq[0]), 5);
 	assert_int_equal(r32(t, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_NEEDS_RESET, 0);
 	/* A driver reset: the guest owns all of its memory again. */
 	w32(t, VIRTIO_MMIO_STATUS, 0);
@@ -287,10 +236,10 @@ static void statistics(void **state)
 	put_stat(buf, 1, 5, 5000);    /* total_memory */
 	put_stat(buf, 2, 999, 1);     /* no such tag */
 	assert_int_equal(gm_write(&t->gm, DATA, buf, sizeof(buf)), 0);
-	struct seg s = {DATA, sizeof(buf), false};
-	offer(t, 2, &s, 1);
+	struct fake_buf s = {DATA, sizeof(buf), false};
+	fake_vq_add(&t->vq[2], &s, 1);
 	virtio_balloon_queue_event(t->b, 2);
-	assert_int_equal(used_idx(t, 2), 0); /* held until the next poll */
+	assert_int_equal(fake_vq_used_idx(&t->vq[2]), 0); /* held until the next poll */
 	struct balloon_metrics *m = virtio_balloon_metrics(t->b);
 	assert_int_equal(metric_count(&m->stats_updates_count), 1);
 	assert_int_equal(metric_count(&m->stats_update_fails), 1);
@@ -303,12 +252,12 @@ static void statistics(void **state)
 	json_decref(j);
 	/* A new interval polls at once: the buffer goes back. */
 	assert_int_equal(virtio_balloon_set_stats_interval(t->b, 5, &e), 0);
-	assert_int_equal(used_idx(t, 2), 1);
+	assert_int_equal(fake_vq_used_idx(&t->vq[2]), 1);
 	assert_int_equal(virtio_balloon_set_stats_interval(t->b, 0, &e), -1);
 	assert_string_equal(e.msg, "Statistics cannot be enabled/disabled after activation.");
 	/* An oversized buffer is held but not read. */
-	struct seg huge = {DATA, 10 * 300, false};
-	offer(t, 2, &huge, 1);
+	struct fake_buf huge = {DATA, 10 * 300, false};
+	fake_vq_add(&t->vq[2], &huge, 1);
 	virtio_balloon_queue_event(t->b, 2);
 	assert_int_equal(metric_count(&m->stats_update_fails), 2);
 	tb_free(t);
@@ -326,15 +275,15 @@ static void statistics(void **state)
 static void hint_cmd(struct tb *t, uint32_t cmd)
 {
 	assert_int_equal(gm_write(&t->gm, DATA, &cmd, 4), 0);
-	struct seg s = {DATA, 4, false};
-	offer(t, 3, &s, 1);
+	struct fake_buf s = {DATA, 4, false};
+	fake_vq_add(&t->vq[3], &s, 1);
 	virtio_balloon_queue_event(t->b, 3);
 }
 
 static void hint_range(struct tb *t, uint64_t gpa, uint32_t len)
 {
-	struct seg s = {gpa, len, true};
-	offer(t, 3, &s, 1);
+	struct fake_buf s = {gpa, len, true};
+	fake_vq_add(&t->vq[3], &s, 1);
 	virtio_balloon_queue_event(t->b, 3);
 }
 
@@ -388,11 +337,11 @@ static void free_page_reporting(void **state)
 	struct tb *t = tb_new(all_on);
 	struct balloon_metrics *m = virtio_balloon_metrics(t->b);
 	dirty(t, 0x100000, 0x200000);
-	struct seg s[3] = {{0x100000, 0x100000, true}, {0x280000, 0x80000, true},
+	struct fake_buf s[3] = {{0x100000, 0x100000, true}, {0x280000, 0x80000, true},
 			   {0x200800, 0x1000, true}};
-	offer(t, 4, s, 3);
+	fake_vq_add(&t->vq[4], s, 3);
 	virtio_balloon_queue_event(t->b, 4);
-	assert_int_equal(used_idx(t, 4), 1);
+	assert_int_equal(fake_vq_used_idx(&t->vq[4]), 1);
 	assert_true(zero(t, 0x100000, 0x100000));
 	assert_true(zero(t, 0x280000, 0x80000));
 	assert_false(zero(t, 0x200000, 0x80000));
@@ -491,13 +440,13 @@ static struct tb *busy_balloon(void)
 	uint8_t buf[10];
 	put_stat(buf, 0, 4, 0x8000000000000001ULL); /* free_memory, above INT64_MAX */
 	assert_int_equal(gm_write(&t->gm, DATA + 0x100, buf, sizeof(buf)), 0);
-	struct seg st = {DATA + 0x100, sizeof(buf), false};
-	offer(t, 2, &st, 1);
+	struct fake_buf st = {DATA + 0x100, sizeof(buf), false};
+	fake_vq_add(&t->vq[2], &st, 1);
 	virtio_balloon_queue_event(t->b, 2);
 	assert_int_equal(virtio_balloon_set_stats_interval(t->b, 7, &e), 0);
-	offer(t, 2, &st, 1); /* the driver refills it after the poll */
+	fake_vq_add(&t->vq[2], &st, 1); /* the driver refills it after the poll */
 	virtio_balloon_queue_event(t->b, 2);
-	assert_int_equal(used_idx(t, 2), 1); /* the second one held */
+	assert_int_equal(fake_vq_used_idx(&t->vq[2]), 1); /* the second one held */
 	assert_int_equal(virtio_balloon_hint_start(t->b, false, &e), 0);
 	return t;
 }
@@ -541,7 +490,7 @@ static void snapshot_round_trip(void **state)
 	struct pollfd pfd = {.fd = virtio_balloon_timer_fd(t->b), .events = POLLIN};
 	assert_int_equal(poll(&pfd, 1, 1000), 1);
 	virtio_balloon_timer_event(t->b);
-	assert_int_equal(used_idx(t, 2), 2);
+	assert_int_equal(fake_vq_used_idx(&t->vq[2]), 2);
 	/* The pages in the balloon are known: deflating them is no duplicate,
 	 * a next inflate of one is. */
 	struct balloon_metrics *m = virtio_balloon_metrics(t->b);

@@ -17,13 +17,12 @@
 #include <unistd.h>
 
 #include "devices/virtio_block.h"
+#include "fake_driver.h"
 #include "fake_mmio.h"
 #include "guest/guest_mem.h"
 
 #define MEM_SIZE (4 << 20)
-#define DESC 0x1000
-#define AVAIL 0x2000
-#define USED 0x3000
+#define DESC 0x1000 /* the queue's rings (fake_vq_init) */
 #define TABLES 0x8000	/* indirect tables, 0x100 apart */
 #define HDRS 0x40000	/* request headers, 16 bytes apart */
 #define STATUS 0x50000	/* status bytes, one apart */
@@ -40,9 +39,7 @@ struct tb {
 	struct guest_mem gm;
 	struct virtio_block *b;
 	struct virtio_mmio *m;
-	uint16_t qsize;
-	uint16_t next_desc;
-	uint16_t avail_idx;
+	struct fake_vq vq; /* queue 0 */
 	unsigned nreq; /* requests built, for header and status slots */
 	int irqs;
 	int notifies; /* the device's own queue notifications, not yet run */
@@ -67,33 +64,15 @@ static uint64_t fake_clock(void *ctx)
 	return ((struct tb *)ctx)->clock_ns;
 }
 
-
-
-
-
 /* Linux's probe: accept every offered feature, one queue of qsize. */
 static void bring_up(struct tb *t, uint16_t qsize)
 {
 	memset(backing, 0, 0x10000);
-	t->qsize = qsize;
-	t->next_desc = t->avail_idx = 0;
+	fake_vq_init(&t->vq, &t->gm, DESC, qsize);
 	w32(t, VIRTIO_MMIO_STATUS, 0);
-	add_status(t, VIRTIO_STATUS_ACKNOWLEDGE);
-	add_status(t, VIRTIO_STATUS_DRIVER);
-	uint64_t f = device_features(t);
-	w32(t, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-	w32(t, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)(f >> 32));
-	w32(t, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
-	w32(t, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)f);
-	add_status(t, VIRTIO_STATUS_FEATURES_OK);
-	w32(t, VIRTIO_MMIO_QUEUE_SEL, 0);
-	w32(t, VIRTIO_MMIO_QUEUE_NUM, qsize);
-	w32(t, VIRTIO_MMIO_QUEUE_DESC_LOW, DESC);
-	w32(t, VIRTIO_MMIO_QUEUE_DRIVER_LOW, AVAIL);
-	w32(t, VIRTIO_MMIO_QUEUE_DEVICE_LOW, USED);
-	w32(t, VIRTIO_MMIO_QUEUE_READY, 1);
-	add_status(t, VIRTIO_STATUS_DRIVER_OK);
-	assert_int_equal(r32(t, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_NEEDS_RESET, 0);
+	mmio_negotiate(t->m, ~0ULL);
+	fake_mmio_queue(t->m, 0, &t->vq);
+	fake_mmio_driver_ok(t->m);
 }
 
 static void write_disk_pattern(const char *path, uint8_t seed, unsigned sectors)
@@ -159,78 +138,6 @@ static void tb_free(struct tb *t)
 	free(t);
 }
 
-/* ---- The fake driver's rings ---- */
-
-static void put16(struct tb *t, uint64_t gpa, uint16_t v)
-{
-	assert_int_equal(gm_write(&t->gm, gpa, &v, 2), 0);
-}
-
-static uint16_t get16(struct tb *t, uint64_t gpa)
-{
-	uint16_t v;
-	assert_int_equal(gm_read(&t->gm, gpa, &v, 2), 0);
-	return v;
-}
-
-static uint32_t get32(struct tb *t, uint64_t gpa)
-{
-	uint32_t v;
-	assert_int_equal(gm_read(&t->gm, gpa, &v, 4), 0);
-	return v;
-}
-
-static void desc_at(struct tb *t, uint64_t table, uint16_t i, uint64_t addr, uint32_t len,
-		    uint16_t flags, uint16_t next)
-{
-	uint8_t d[16];
-	memcpy(d, &addr, 8);
-	memcpy(d + 8, &len, 4);
-	memcpy(d + 12, &flags, 2);
-	memcpy(d + 14, &next, 2);
-	assert_int_equal(gm_write(&t->gm, table + 16ULL * i, d, 16), 0);
-}
-
-struct buf {
-	uint64_t gpa;
-	uint32_t len;
-	bool write;
-};
-
-/* Builds a chain of n buffers in the descriptor table (wrapping) and returns
- * its head. */
-static uint16_t chain(struct tb *t, const struct buf *bufs, unsigned n)
-{
-	uint16_t head = t->next_desc;
-	for (unsigned i = 0; i < n; i++) {
-		uint16_t idx = (uint16_t)((head + i) % t->qsize);
-		uint16_t next = (uint16_t)((head + i + 1) % t->qsize);
-		uint16_t flags = (bufs[i].write ? VIRTQ_DESC_F_WRITE : 0) |
-				 (i + 1 < n ? VIRTQ_DESC_F_NEXT : 0);
-		desc_at(t, DESC, idx, bufs[i].gpa, bufs[i].len, flags, next);
-	}
-	t->next_desc = (uint16_t)((head + n) % t->qsize);
-	return head;
-}
-
-static void offer(struct tb *t, uint16_t head)
-{
-	put16(t, AVAIL + 4 + 2 * (t->avail_idx % t->qsize), head);
-	t->avail_idx++;
-	put16(t, AVAIL + 2, t->avail_idx);
-}
-
-static uint16_t used_idx(struct tb *t)
-{
-	return get16(t, USED + 2);
-}
-
-static void used_elem(struct tb *t, uint16_t slot, uint32_t *id, uint32_t *len)
-{
-	*id = get32(t, USED + 4 + 8 * (slot % t->qsize));
-	*len = get32(t, USED + 8 + 8 * (slot % t->qsize));
-}
-
 /* Runs the queue for each notification the device gave itself, as the
  * VMM's event loop does. Returns how many turns that took. */
 static int run_notified(struct tb *t)
@@ -248,12 +155,12 @@ static int run_notified(struct tb *t)
 static void wait_used(struct tb *t, uint16_t n)
 {
 	run_notified(t);
-	for (int tries = 0; (uint16_t)(used_idx(t) - n) > 0x8000; tries++) {
+	for (int tries = 0; (uint16_t)(fake_vq_used_idx(&t->vq) - n) > 0x8000; tries++) {
 		if (run_notified(t))
 			continue;
 		int fd = virtio_block_completion_fd(t->b);
 		if (fd < 0 || tries > 200)
-			fail_msg("used->idx is %u, expected %u", used_idx(t), n);
+			fail_msg("used->idx is %u, expected %u", fake_vq_used_idx(&t->vq), n);
 		struct pollfd pfd = {.fd = fd, .events = POLLIN};
 		poll(&pfd, 1, 50);
 		virtio_block_process_completions(t->b);
@@ -272,16 +179,16 @@ static uint16_t request(struct tb *t, uint32_t type, uint64_t sector, uint64_t d
 	assert_int_equal(gm_write(&t->gm, hdr, &h, sizeof(h)), 0);
 	uint8_t poison = 0xee;
 	assert_int_equal(gm_write(&t->gm, st, &poison, 1), 0);
-	struct buf bufs[10];
+	struct fake_buf bufs[10];
 	unsigned n = 0;
-	bufs[n++] = (struct buf){hdr, 16, false};
+	bufs[n++] = (struct fake_buf){hdr, 16, false};
 	bool w = type != VIRTIO_BLK_T_OUT;
 	for (unsigned i = 0; i < nseg; i++)
-		bufs[n++] = (struct buf){data + i * (len / nseg), len / nseg, w};
-	bufs[n++] = (struct buf){st, 1, true};
+		bufs[n++] = (struct fake_buf){data + i * (len / nseg), len / nseg, w};
+	bufs[n++] = (struct fake_buf){st, 1, true};
 	*status_gpa = st;
-	uint16_t head = chain(t, bufs, n);
-	offer(t, head);
+	uint16_t head = fake_vq_chain(&t->vq, bufs, n);
+	fake_vq_offer(&t->vq, head);
 	return head;
 }
 
@@ -299,11 +206,11 @@ static uint8_t run1(struct tb *t, uint32_t type, uint64_t sector, uint64_t data,
 {
 	uint64_t st;
 	uint16_t head = request(t, type, sector, data, len, nseg, &st);
-	uint16_t before = used_idx(t);
+	uint16_t before = fake_vq_used_idx(&t->vq);
 	virtio_block_process_queue(t->b);
 	wait_used(t, (uint16_t)(before + 1));
 	uint32_t id, ulen;
-	used_elem(t, before, &id, &ulen);
+	fake_vq_used_elem(&t->vq, before, &id, &ulen);
 	assert_int_equal(id, head);
 	if (used_len)
 		*used_len = ulen;
@@ -472,39 +379,40 @@ static void header_and_status_layout(void **state)
 	struct virtio_blk_outhdr h = {.type = VIRTIO_BLK_T_IN, .sector = 5};
 	gm_write(&t->gm, HDRS, &h, 16);
 	backing[DATA + 512] = 0xee;
-	struct buf split[] = {{HDRS, 8, false}, {HDRS + 8, 8, false}, {DATA, 513, true}};
-	uint16_t head = chain(t, split, 3);
-	offer(t, head);
+	struct fake_buf split[] = {{HDRS, 8, false}, {HDRS + 8, 8, false}, {DATA, 513, true}};
+	uint16_t head = fake_vq_chain(&t->vq, split, 3);
+	fake_vq_offer(&t->vq, head);
 	virtio_block_process_queue(t->b);
 	wait_used(t, 1);
-	used_elem(t, 0, &id, &len);
+	fake_vq_used_elem(&t->vq, 0, &id, &len);
 	assert_int_equal(len, 513);
 	assert_int_equal(backing[DATA + 512], VIRTIO_BLK_S_OK);
 	assert_int_equal(backing[DATA], pattern(1, 5, 0));
 
 	/* A header of 8 bytes: IOERR in the status byte. */
 	backing[STATUS + 4000] = 0xee;
-	struct buf short_hdr[] = {{HDRS, 8, false}, {STATUS + 4000, 1, true}};
-	offer(t, chain(t, short_hdr, 2));
+	struct fake_buf short_hdr[] = {{HDRS, 8, false}, {STATUS + 4000, 1, true}};
+	fake_vq_offer(&t->vq, fake_vq_chain(&t->vq, short_hdr, 2));
 	virtio_block_process_queue(t->b);
 	wait_used(t, 2);
 	assert_int_equal(backing[STATUS + 4000], VIRTIO_BLK_S_IOERR);
 
 	/* No writable byte at all: returned with length 0. */
-	struct buf no_status[] = {{HDRS, 16, false}, {DATA, 512, false}};
-	head = chain(t, no_status, 2);
-	offer(t, head);
+	struct fake_buf no_status[] = {{HDRS, 16, false}, {DATA, 512, false}};
+	head = fake_vq_chain(&t->vq, no_status, 2);
+	fake_vq_offer(&t->vq, head);
 	virtio_block_process_queue(t->b);
 	wait_used(t, 3);
-	used_elem(t, 2, &id, &len);
+	fake_vq_used_elem(&t->vq, 2, &id, &len);
 	assert_int_equal(id, head);
 	assert_int_equal(len, 0);
 
 	/* A read whose data buffer is device-readable. */
 	h.sector = 0;
 	gm_write(&t->gm, HDRS, &h, 16);
-	struct buf wrong_dir[] = {{HDRS, 16, false}, {DATA, 512, false}, {STATUS + 4001, 1, true}};
-	offer(t, chain(t, wrong_dir, 3));
+	struct fake_buf wrong_dir[] = {
+		{HDRS, 16, false}, {DATA, 512, false}, {STATUS + 4001, 1, true}};
+	fake_vq_offer(&t->vq, fake_vq_chain(&t->vq, wrong_dir, 3));
 	virtio_block_process_queue(t->b);
 	wait_used(t, 4);
 	assert_int_equal(backing[STATUS + 4001], VIRTIO_BLK_S_IOERR);
@@ -523,26 +431,26 @@ static void hostile_chains(void **state)
 	struct block_metrics *m = virtio_block_metrics(t->b);
 	uint32_t id, len;
 	/* A descriptor loop: the chain is refused with length 0. */
-	desc_at(t, DESC, 0, HDRS, 16, VIRTQ_DESC_F_NEXT, 1);
-	desc_at(t, DESC, 1, HDRS, 16, VIRTQ_DESC_F_NEXT, 0);
-	offer(t, 0);
+	fake_desc(&t->gm, DESC, 0, HDRS, 16, VIRTQ_DESC_F_NEXT, 1);
+	fake_desc(&t->gm, DESC, 1, HDRS, 16, VIRTQ_DESC_F_NEXT, 0);
+	fake_vq_offer(&t->vq, 0);
 	/* A buffer outside guest memory. */
-	desc_at(t, DESC, 2, MEM_SIZE - 8, 16, 0, 0);
-	offer(t, 2);
+	fake_desc(&t->gm, DESC, 2, MEM_SIZE - 8, 16, 0, 0);
+	fake_vq_offer(&t->vq, 2);
 	virtio_block_process_queue(t->b);
-	assert_int_equal(used_idx(t), 2);
-	used_elem(t, 0, &id, &len);
+	assert_int_equal(fake_vq_used_idx(&t->vq), 2);
+	fake_vq_used_elem(&t->vq, 0, &id, &len);
 	assert_int_equal(id, 0);
 	assert_int_equal(len, 0);
-	used_elem(t, 1, &id, &len);
+	fake_vq_used_elem(&t->vq, 1, &id, &len);
 	assert_int_equal(id, 2);
 	assert_int_equal(metric_count(&m->execute_fails), 2);
 	assert_int_equal(r32(t, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_NEEDS_RESET, 0);
 
 	/* avail->idx jumping ahead breaks the ring: DEVICE_NEEDS_RESET and a
 	 * config interrupt. */
-	t->next_desc = 3;
-	put16(t, AVAIL + 2, (uint16_t)(t->avail_idx + 100));
+	t->vq.next_desc = 3;
+	fake_put16(&t->gm, t->vq.avail + 2, (uint16_t)(t->vq.avail_idx + 100));
 	int irqs = t->irqs;
 	virtio_block_process_queue(t->b);
 	assert_true(r32(t, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_NEEDS_RESET);
@@ -566,16 +474,16 @@ static void throttled_by_rate_limiter(void **state)
 		request(t, VIRTIO_BLK_T_IN, (uint64_t)i, DATA + 0x1000ULL * i, 512, 1, &st[i]);
 	virtio_block_process_queue(t->b);
 	wait_used(t, 2);
-	assert_int_equal(used_idx(t), 2);
+	assert_int_equal(fake_vq_used_idx(&t->vq), 2);
 	assert_int_equal(metric_count(&m->rate_limiter_throttled_events), 1);
 	/* A notification while blocked is counted, not processed. */
 	virtio_block_process_queue(t->b);
-	assert_int_equal(used_idx(t), 2);
+	assert_int_equal(fake_vq_used_idx(&t->vq), 2);
 	assert_int_equal(metric_count(&m->rate_limiter_throttled_events), 2);
 	/* The timer, early: nothing moves. */
 	t->clock_ns += 100000000;
 	virtio_block_rate_limiter_event(t->b);
-	assert_int_equal(used_idx(t), 2);
+	assert_int_equal(fake_vq_used_idx(&t->vq), 2);
 	/* A second later the bucket holds two ops again. */
 	t->clock_ns += 900000000;
 	virtio_block_rate_limiter_event(t->b);
@@ -612,7 +520,7 @@ static void bandwidth_limit_counts_bytes(void **state)
 	request(t, VIRTIO_BLK_T_IN, 8, DATA, 512, 1, &st);
 	virtio_block_process_queue(t->b);
 	wait_used(t, 2);
-	assert_int_equal(used_idx(t), 2);
+	assert_int_equal(fake_vq_used_idx(&t->vq), 2);
 	t->clock_ns += 125000000; /* 512 bytes' worth */
 	virtio_block_rate_limiter_event(t->b);
 	wait_used(t, 3);
@@ -672,6 +580,22 @@ static void path_update(void **state)
 	tb_free(t);
 }
 
+/* Request i: a read of sector i % DISK_SECTORS into data buffer i, in an
+ * indirect table of its own (header, data, status) in descriptor i. */
+static void offer_indirect_read(struct tb *t, unsigned i)
+{
+	uint64_t table = TABLES + 0x40ULL * i;
+	uint64_t hdr = HDRS + 16ULL * i;
+	struct virtio_blk_outhdr h = {.type = VIRTIO_BLK_T_IN, .sector = i % DISK_SECTORS};
+	gm_write(&t->gm, hdr, &h, 16);
+	fake_desc(&t->gm, table, 0, hdr, 16, VIRTQ_DESC_F_NEXT, 1);
+	fake_desc(&t->gm, table, 1, DATA + 512ULL * i, 512, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE,
+		  2);
+	fake_desc(&t->gm, table, 2, STATUS + i, 1, VIRTQ_DESC_F_WRITE, 0);
+	fake_desc(&t->gm, DESC, (uint16_t)i, table, 48, VIRTQ_DESC_F_INDIRECT, 0);
+	fake_vq_offer(&t->vq, (uint16_t)i);
+}
+
 /* More requests than the engine takes at once: the queue stops when every
  * slot is busy and resumes from the completions. Indirect descriptors let
  * 200 requests sit in a 256-entry queue. */
@@ -682,18 +606,8 @@ static void engine_full_resumes(void **state)
 	bring_up(t, 256);
 	struct block_metrics *m = virtio_block_metrics(t->b);
 	enum { N = 200 };
-	for (unsigned i = 0; i < N; i++) {
-		uint64_t table = TABLES + 0x40ULL * i;
-		uint64_t hdr = HDRS + 16ULL * i;
-		struct virtio_blk_outhdr h = {.type = VIRTIO_BLK_T_IN, .sector = i % DISK_SECTORS};
-		gm_write(&t->gm, hdr, &h, 16);
-		desc_at(t, table, 0, hdr, 16, VIRTQ_DESC_F_NEXT, 1);
-		desc_at(t, table, 1, DATA + 512ULL * i, 512, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE,
-			2);
-		desc_at(t, table, 2, STATUS + i, 1, VIRTQ_DESC_F_WRITE, 0);
-		desc_at(t, DESC, (uint16_t)i, table, 48, VIRTQ_DESC_F_INDIRECT, 0);
-		offer(t, (uint16_t)i);
-	}
+	for (unsigned i = 0; i < N; i++)
+		offer_indirect_read(t, i);
 	virtio_block_process_queue(t->b);
 	run_notified(t); /* the device's next turns, until every slot is busy */
 	virtio_block_process_queue(t->b); /* while full: counted only */
@@ -717,22 +631,12 @@ static void work_per_pass_is_bounded(void **state)
 	struct tb *t = tb_new_cfg(engine, false, DRIVE_CACHE_WRITEBACK, NULL, false);
 	bring_up(t, 256);
 	enum { N = 200 };
-	for (unsigned i = 0; i < N; i++) {
-		uint64_t table = TABLES + 0x40ULL * i;
-		uint64_t hdr = HDRS + 16ULL * i;
-		struct virtio_blk_outhdr h = {.type = VIRTIO_BLK_T_IN, .sector = i % DISK_SECTORS};
-		gm_write(&t->gm, hdr, &h, 16);
-		desc_at(t, table, 0, hdr, 16, VIRTQ_DESC_F_NEXT, 1);
-		desc_at(t, table, 1, DATA + 512ULL * i, 512, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE,
-			2);
-		desc_at(t, table, 2, STATUS + i, 1, VIRTQ_DESC_F_WRITE, 0);
-		desc_at(t, DESC, (uint16_t)i, table, 48, VIRTQ_DESC_F_INDIRECT, 0);
-		offer(t, (uint16_t)i);
-	}
+	for (unsigned i = 0; i < N; i++)
+		offer_indirect_read(t, i);
 	virtio_block_process_queue(t->b);
 	/* One turn took one budget and asked for another turn. */
 	assert_int_equal(t->notifies, 1);
-	uint16_t first = engine == DRIVE_IO_SYNC ? used_idx(t) : 0;
+	uint16_t first = engine == DRIVE_IO_SYNC ? fake_vq_used_idx(&t->vq) : 0;
 	if (engine == DRIVE_IO_SYNC)
 		assert_int_equal(first, VIRTIO_BLK_WORK_BUDGET);
 	int turns = run_notified(t);
@@ -764,10 +668,10 @@ static void reset_waits_for_io(void **state)
 	virtio_block_process_completions(t->b);
 	virtio_block_process_queue(t->b); /* not active: nothing happens */
 	/* Sync finished them before the reset; Async's were dropped. */
-	assert_int_equal(used_idx(t), t->engine == DRIVE_IO_SYNC ? 5 : 0);
+	assert_int_equal(fake_vq_used_idx(&t->vq), t->engine == DRIVE_IO_SYNC ? 5 : 0);
 	bring_up(t, 16);
 	t->nreq = 0;
-	assert_int_equal(used_idx(t), 0);
+	assert_int_equal(fake_vq_used_idx(&t->vq), 0);
 	assert_int_equal(run1(t, VIRTIO_BLK_T_IN, 1, DATA, 512, 1, NULL), VIRTIO_BLK_S_OK);
 	tb_free(t);
 }

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "devices/virtio_net.h"
+#include "fake_driver.h"
 #include "fake_mmio.h"
 #include "guest/guest_mem.h"
 
@@ -40,11 +41,6 @@ static uint8_t backing[MEM_SIZE] __attribute__((aligned(4096)));
 
 static const uint8_t guest_mac[6] = {0x06, 0x00, 0xac, 0x10, 0x00, 0x02};
 
-struct vq {
-	uint64_t desc, avail, used;
-	uint16_t size, next_desc, avail_idx, seen_used;
-};
-
 /* The test bench: the fake driver's state, the device and the host end of
  * the socketpair. */
 struct tb {
@@ -54,7 +50,7 @@ struct tb {
 	struct virtio_mmio *m;
 	struct net_metrics *nm;
 	struct mmds_metrics mmds;
-	struct vq rx, tx;
+	struct fake_vq rx, tx;
 	int host; /* the "TAP"'s other end */
 	int irqs;
 	int rx_pokes; /* queue_notify(rx) from the device */
@@ -81,39 +77,16 @@ static uint64_t fake_clock(void *ctx)
 	return ((struct tb *)ctx)->clock_ns;
 }
 
-
-
-
-
-static void setup_queue(struct tb *t, struct vq *q, unsigned idx, uint64_t base, uint16_t size)
-{
-	memset(backing + base, 0, 0x3000);
-	*q = (struct vq){.desc = base, .avail = base + 0x1000, .used = base + 0x2000,
-			 .size = size};
-	w32(t, VIRTIO_MMIO_QUEUE_SEL, idx);
-	w32(t, VIRTIO_MMIO_QUEUE_NUM, size);
-	w32(t, VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)q->desc);
-	w32(t, VIRTIO_MMIO_QUEUE_DRIVER_LOW, (uint32_t)q->avail);
-	w32(t, VIRTIO_MMIO_QUEUE_DEVICE_LOW, (uint32_t)q->used);
-	w32(t, VIRTIO_MMIO_QUEUE_READY, 1);
-}
-
 /* Linux's probe: accept the offered features minus `drop`, two queues. */
 static void bring_up(struct tb *t, uint16_t qsize, uint64_t drop)
 {
 	w32(t, VIRTIO_MMIO_STATUS, 0);
-	add_status(t, VIRTIO_STATUS_ACKNOWLEDGE);
-	add_status(t, VIRTIO_STATUS_DRIVER);
-	uint64_t f = device_features(t) & ~drop;
-	w32(t, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-	w32(t, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)(f >> 32));
-	w32(t, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
-	w32(t, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)f);
-	add_status(t, VIRTIO_STATUS_FEATURES_OK);
-	setup_queue(t, &t->rx, 0, RX_RINGS, qsize);
-	setup_queue(t, &t->tx, 1, TX_RINGS, qsize);
-	add_status(t, VIRTIO_STATUS_DRIVER_OK);
-	assert_int_equal(r32(t, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_NEEDS_RESET, 0);
+	mmio_negotiate(t->m, ~drop);
+	fake_vq_init(&t->rx, &t->gm, RX_RINGS, qsize);
+	fake_vq_init(&t->tx, &t->gm, TX_RINGS, qsize);
+	fake_mmio_queue(t->m, 0, &t->rx);
+	fake_mmio_queue(t->m, 1, &t->tx);
+	fake_mmio_driver_ok(t->m);
 	t->rx_next = RX_DATA;
 }
 
@@ -167,81 +140,13 @@ static void tb_free(struct tb *t)
 	free(t);
 }
 
-/* ---- The fake driver's rings ---- */
-
-static void put16(struct tb *t, uint64_t gpa, uint16_t v)
-{
-	assert_int_equal(gm_write(&t->gm, gpa, &v, 2), 0);
-}
-
-static uint16_t get16(struct tb *t, uint64_t gpa)
-{
-	uint16_t v;
-	assert_int_equal(gm_read(&t->gm, gpa, &v, 2), 0);
-	return v;
-}
-
-static uint32_t get32(struct tb *t, uint64_t gpa)
-{
-	uint32_t v;
-	assert_int_equal(gm_read(&t->gm, gpa, &v, 4), 0);
-	return v;
-}
-
-static void desc_at(struct tb *t, struct vq *q, uint16_t i, uint64_t addr, uint32_t len,
-		    uint16_t flags, uint16_t next)
-{
-	uint8_t d[16];
-	memcpy(d, &addr, 8);
-	memcpy(d + 8, &len, 4);
-	memcpy(d + 12, &flags, 2);
-	memcpy(d + 14, &next, 2);
-	assert_int_equal(gm_write(&t->gm, q->desc + 16ULL * i, d, 16), 0);
-}
-
-struct buf {
-	uint64_t gpa;
-	uint32_t len;
-	bool write;
-};
-
-/* Builds a chain of n buffers (wrapping in the table), offers it, and
- * returns its head. */
-static uint16_t offer(struct tb *t, struct vq *q, const struct buf *bufs, unsigned n)
-{
-	uint16_t head = q->next_desc;
-	for (unsigned i = 0; i < n; i++) {
-		uint16_t idx = (uint16_t)((head + i) % q->size);
-		uint16_t next = (uint16_t)((head + i + 1) % q->size);
-		uint16_t flags = (bufs[i].write ? VIRTQ_DESC_F_WRITE : 0) |
-				 (i + 1 < n ? VIRTQ_DESC_F_NEXT : 0);
-		desc_at(t, q, idx, bufs[i].gpa, bufs[i].len, flags, next);
-	}
-	q->next_desc = (uint16_t)((head + n) % q->size);
-	put16(t, q->avail + 4 + 2 * (q->avail_idx % q->size), head);
-	q->avail_idx++;
-	put16(t, q->avail + 2, q->avail_idx);
-	return head;
-}
-
-static uint16_t used_idx(struct tb *t, struct vq *q)
-{
-	return get16(t, q->used + 2);
-}
-
-static void used_elem(struct tb *t, struct vq *q, uint16_t slot, uint32_t *id, uint32_t *len)
-{
-	*id = get32(t, q->used + 4 + 8 * (slot % q->size));
-	*len = get32(t, q->used + 8 + 8 * (slot % q->size));
-}
-
 /* A receive buffer of len bytes, in one descriptor. Returns its address. */
 static uint64_t post_rx(struct tb *t, uint32_t len)
 {
 	uint64_t gpa = t->rx_next;
 	t->rx_next += (len + 0xfff) & ~0xfffULL;
 	memset(backing + gpa, 0xee, len);
-	offer(t, &t->rx, &(struct buf){gpa, len, true}, 1);
+	fake_vq_add(&t->rx, &(struct fake_buf){gpa, len, true}, 1);
 	return gpa;
 }
 
@@ -265,8 +170,8 @@ static uint16_t guest_send(struct tb *t, uint64_t gpa, const struct virtio_net_h
 {
 	assert_int_equal(gm_write(&t->gm, gpa, h, HDR), 0);
 	assert_int_equal(gm_write(&t->gm, gpa + 0x100, frame, len), 0);
-	struct buf bufs[] = {{gpa, 8, false}, {gpa + 8, 4, false}, {gpa + 0x100, len, false}};
-	return offer(t, &t->tx, bufs, 3);
+	struct fake_buf bufs[] = {{gpa, 8, false}, {gpa + 8, 4, false}, {gpa + 0x100, len, false}};
+	return fake_vq_add(&t->tx, bufs, 3);
 }
 
 /* The host sends a frame with a vnet header. */
@@ -354,9 +259,9 @@ static void tx_reaches_backend(void **state)
 	assert_int_equal(host_recv(t, got, sizeof(got)), HDR + sizeof(frame));
 	assert_memory_equal(got, &h, HDR);
 	assert_memory_equal(got + HDR, frame, sizeof(frame));
-	assert_int_equal(used_idx(t, &t->tx), 1);
+	assert_int_equal(fake_vq_used_idx(&t->tx), 1);
 	uint32_t id, len;
-	used_elem(t, &t->tx, 0, &id, &len);
+	fake_vq_used_elem(&t->tx, 0, &id, &len);
 	assert_int_equal(id, head);
 	assert_int_equal(len, 0);
 	assert_true(t->irqs > 0);
@@ -377,7 +282,7 @@ static void tx_reaches_backend(void **state)
 	assert_int_equal(host_recv(t, got, sizeof(got)), HDR + 60);
 	assert_int_equal(host_recv(t, got, sizeof(got)), -1);
 	assert_int_equal(metric_count(&t->nm->tx_spoofed_mac_count), 1);
-	assert_int_equal(used_idx(t, &t->tx), 3);
+	assert_int_equal(fake_vq_used_idx(&t->tx), 3);
 	/* A notification with nothing new. */
 	virtio_net_process_tx_queue(t->n);
 	assert_int_equal(metric_count(&t->nm->no_tx_avail_buffer), 1);
@@ -399,11 +304,11 @@ static void tx_work_per_pass_is_bounded(void **state)
 	for (unsigned i = 0; i < N; i++)
 		guest_send(t, TX_DATA + 0x1000ULL * i, &h, frame, sizeof(frame));
 	virtio_net_process_tx_queue(t->n);
-	assert_int_equal(used_idx(t, &t->tx), VIRTIO_NET_WORK_BUDGET);
+	assert_int_equal(fake_vq_used_idx(&t->tx), VIRTIO_NET_WORK_BUDGET);
 	assert_int_equal(t->tx_pokes, 1);
 	/* The device's next turn sends the rest and asks for no other. */
 	virtio_net_process_tx_queue(t->n);
-	assert_int_equal(used_idx(t, &t->tx), N);
+	assert_int_equal(fake_vq_used_idx(&t->tx), N);
 	assert_int_equal(t->tx_pokes, 1);
 	uint8_t got[2048];
 	for (unsigned i = 0; i < N; i++)
@@ -431,10 +336,10 @@ static void rx_work_per_pass_is_bounded(void **state)
 		host_send(t, &h, frame, sizeof(frame));
 	int pokes = t->rx_pokes;
 	virtio_net_process_backend(t->n);
-	assert_int_equal(used_idx(t, &t->rx), VIRTIO_NET_WORK_BUDGET);
+	assert_int_equal(fake_vq_used_idx(&t->rx), VIRTIO_NET_WORK_BUDGET);
 	assert_int_equal(t->rx_pokes, pokes + 1);
 	virtio_net_process_rx_queue(t->n);
-	assert_int_equal(used_idx(t, &t->rx), N);
+	assert_int_equal(fake_vq_used_idx(&t->rx), N);
 	assert_int_equal(metric_count(&t->nm->rx_count), N);
 	tb_free(t);
 }
@@ -462,7 +367,7 @@ static void rx_reaches_guest(void **state)
 	struct tb *t = tb_new(NO_MRG);
 	uint64_t b0 = post_rx(t, 2048), b1 = post_rx(t, 2048);
 	virtio_net_process_rx_queue(t->n); /* the driver's kick: nothing to send */
-	assert_int_equal(used_idx(t, &t->rx), 0);
+	assert_int_equal(fake_vq_used_idx(&t->rx), 0);
 	uint8_t frame[1000], frame2[64];
 	make_frame(frame, sizeof(frame), 9);
 	make_frame(frame2, sizeof(frame2), 10);
@@ -473,12 +378,12 @@ static void rx_reaches_guest(void **state)
 	host_send(t, &h, frame2, sizeof(frame2));
 	int irqs = t->irqs;
 	virtio_net_process_backend(t->n);
-	assert_int_equal(used_idx(t, &t->rx), 2);
+	assert_int_equal(fake_vq_used_idx(&t->rx), 2);
 	uint32_t id, len;
-	used_elem(t, &t->rx, 0, &id, &len);
+	fake_vq_used_elem(&t->rx, 0, &id, &len);
 	assert_int_equal(id, 0);
 	assert_int_equal(len, HDR + sizeof(frame));
-	used_elem(t, &t->rx, 1, &id, &len);
+	fake_vq_used_elem(&t->rx, 1, &id, &len);
 	assert_int_equal(id, 1);
 	assert_int_equal(len, HDR + sizeof(frame2));
 	check_rx(t, b0, frame, sizeof(frame), 1, &h);
@@ -505,10 +410,10 @@ static void rx_mergeable_buffers(void **state)
 	host_send(t, &h, frame, sizeof(frame));
 	virtio_net_process_backend(t->n);
 	/* 1012 bytes: four buffers, published together. */
-	assert_int_equal(used_idx(t, &t->rx), 4);
+	assert_int_equal(fake_vq_used_idx(&t->rx), 4);
 	uint32_t id, len;
 	for (uint16_t i = 0; i < 4; i++) {
-		used_elem(t, &t->rx, i, &id, &len);
+		fake_vq_used_elem(&t->rx, i, &id, &len);
 		assert_int_equal(id, i);
 		assert_int_equal(len, i < 3 ? 256 : 1012 - 3 * 256);
 	}
@@ -524,8 +429,8 @@ static void rx_mergeable_buffers(void **state)
 	/* The next frame starts in a fresh buffer. */
 	host_send(t, &h, frame, 100);
 	virtio_net_process_backend(t->n);
-	assert_int_equal(used_idx(t, &t->rx), 5);
-	used_elem(t, &t->rx, 4, &id, &len);
+	assert_int_equal(fake_vq_used_idx(&t->rx), 5);
+	fake_vq_used_elem(&t->rx, 4, &id, &len);
 	assert_int_equal(id, 4);
 	assert_int_equal(len, HDR + 100);
 	check_rx(t, b[4], frame, 100, 1, NULL);
@@ -543,7 +448,7 @@ static void rx_deferred_until_buffers(void **state)
 	host_send(t, &h, f1, sizeof(f1));
 	host_send(t, &h, f2, sizeof(f2));
 	virtio_net_process_backend(t->n);
-	assert_int_equal(used_idx(t, &t->rx), 0);
+	assert_int_equal(fake_vq_used_idx(&t->rx), 0);
 	assert_int_equal(metric_count(&t->nm->no_rx_avail_buffer), 1);
 	/* Nothing was read: both frames still wait in the backend. */
 	uint8_t peek[16];
@@ -551,12 +456,12 @@ static void rx_deferred_until_buffers(void **state)
 	/* The driver adds one buffer and kicks the rx queue. */
 	uint64_t b0 = post_rx(t, 1600);
 	virtio_net_process_rx_queue(t->n);
-	assert_int_equal(used_idx(t, &t->rx), 1);
+	assert_int_equal(fake_vq_used_idx(&t->rx), 1);
 	check_rx(t, b0, f1, sizeof(f1), 1, NULL);
 	/* f2 still waits in the backend: the next buffer gets it. */
 	uint64_t b1 = post_rx(t, 1600);
 	virtio_net_process_rx_queue(t->n);
-	assert_int_equal(used_idx(t, &t->rx), 2);
+	assert_int_equal(fake_vq_used_idx(&t->rx), 2);
 	check_rx(t, b1, f2, sizeof(f2), 1, NULL);
 	assert_int_equal(metric_count(&t->nm->rx_count), 2);
 	assert_int_equal(metric_count(&t->nm->rx_queue_event_count), 2);
@@ -615,7 +520,7 @@ static void mmds_hook_and_injection(void **state)
 	assert_int_equal(host_recv(t, got, sizeof(got)), HDR + sizeof(other));
 	assert_memory_equal(got + HDR, other, sizeof(other));
 	assert_int_equal(host_recv(t, got, sizeof(got)), -1);
-	assert_int_equal(used_idx(t, &t->tx), 2);
+	assert_int_equal(fake_vq_used_idx(&t->tx), 2);
 	assert_int_equal(metric_count(&t->nm->tx_count), 1);
 	assert_int_equal(metric_count(&t->mmds.rx_accepted), 1);
 	assert_int_equal(virtio_net_injected_pending(t->n), 1);
@@ -623,7 +528,7 @@ static void mmds_hook_and_injection(void **state)
 	 * waiting in the TAP. */
 	uint64_t b0 = post_rx(t, 1600), b1 = post_rx(t, 1600);
 	virtio_net_process_rx_queue(t->n);
-	assert_int_equal(used_idx(t, &t->rx), 2);
+	assert_int_equal(fake_vq_used_idx(&t->rx), 2);
 	uint8_t reply[61];
 	make_frame(reply, sizeof(reply), 0x77);
 	check_rx(t, b0, reply, sizeof(reply), 1, &(struct virtio_net_hdr_v1){0});
@@ -636,7 +541,7 @@ static void mmds_hook_and_injection(void **state)
 	uint64_t b2 = post_rx(t, 1600);
 	guest_send(t, TX_DATA, &h, req, sizeof(req));
 	virtio_net_process_tx_queue(t->n);
-	assert_int_equal(used_idx(t, &t->rx), 3);
+	assert_int_equal(fake_vq_used_idx(&t->rx), 3);
 	check_rx(t, b2, reply, sizeof(reply), 1, NULL);
 
 	/* The injection queue is bounded; the hook can be removed. */
@@ -668,16 +573,16 @@ static void tx_rate_limited(void **state)
 		guest_send(t, TX_DATA + 0x1000ULL * i, &h, frame, sizeof(frame));
 	}
 	virtio_net_process_tx_queue(t->n);
-	assert_int_equal(used_idx(t, &t->tx), 2);
+	assert_int_equal(fake_vq_used_idx(&t->tx), 2);
 	assert_int_equal(metric_count(&t->nm->tx_rate_limiter_throttled), 1);
 	virtio_net_process_tx_queue(t->n); /* blocked: counted only */
 	assert_int_equal(metric_count(&t->nm->tx_rate_limiter_throttled), 2);
 	t->clock_ns += 100000000;
 	virtio_net_tx_rate_limiter_event(t->n); /* early */
-	assert_int_equal(used_idx(t, &t->tx), 2);
+	assert_int_equal(fake_vq_used_idx(&t->tx), 2);
 	t->clock_ns += 900000000;
 	virtio_net_tx_rate_limiter_event(t->n);
-	assert_int_equal(used_idx(t, &t->tx), 4);
+	assert_int_equal(fake_vq_used_idx(&t->tx), 4);
 	assert_int_equal(metric_count(&t->nm->tx_rate_limiter_event_count), 2);
 	/* All four, in order, none lost. */
 	uint8_t got[256];
@@ -692,11 +597,11 @@ static void tx_rate_limited(void **state)
 	for (int i = 0; i < 3; i++)
 		guest_send(t, TX_DATA + 0x1000ULL * i, &h, frame, sizeof(frame));
 	virtio_net_process_tx_queue(t->n);
-	assert_int_equal(used_idx(t, &t->tx), 6);
+	assert_int_equal(fake_vq_used_idx(&t->tx), 6);
 	struct net_patch p = {.iface_id = "eth0", .tx = {.has_ops = true}};
 	ember_err e;
 	assert_int_equal(virtio_net_patch(t->n, &p, &e), 0);
-	assert_int_equal(used_idx(t, &t->tx), 7);
+	assert_int_equal(fake_vq_used_idx(&t->tx), 7);
 	json_t *j = virtio_net_config_json(t->n);
 	assert_true(json_is_null(json_object_get(j, "tx_rate_limiter")));
 	json_decref(j);
@@ -720,13 +625,13 @@ static void rx_rate_limited(void **state)
 		host_send(t, &h, frame, sizeof(frame));
 	}
 	virtio_net_process_backend(t->n);
-	assert_int_equal(used_idx(t, &t->rx), 2);
+	assert_int_equal(fake_vq_used_idx(&t->rx), 2);
 	assert_int_equal(metric_count(&t->nm->rx_rate_limiter_throttled), 1);
 	virtio_net_process_backend(t->n); /* blocked: counted only */
 	assert_int_equal(metric_count(&t->nm->rx_rate_limiter_throttled), 2);
 	t->clock_ns += 500000000;
 	virtio_net_rx_rate_limiter_event(t->n);
-	assert_int_equal(used_idx(t, &t->rx), 3);
+	assert_int_equal(fake_vq_used_idx(&t->rx), 3);
 	assert_int_equal(metric_count(&t->nm->rx_event_rate_limiter_count), 1);
 	for (int i = 0; i < 3; i++) {
 		make_frame(frame, sizeof(frame), (uint8_t)(40 + i));
@@ -740,11 +645,11 @@ static void rx_rate_limited(void **state)
 	post_rx(t, 1600);
 	post_rx(t, 1600);
 	virtio_net_process_backend(t->n);
-	assert_int_equal(used_idx(t, &t->rx), 4);
+	assert_int_equal(fake_vq_used_idx(&t->rx), 4);
 	ember_err e;
 	struct rate_limiter_config off = {.has_bandwidth = true};
 	assert_int_equal(virtio_net_update_rate_limiters(t->n, &off, NULL, &e), 0);
-	assert_int_equal(used_idx(t, &t->rx), 5);
+	assert_int_equal(fake_vq_used_idx(&t->rx), 5);
 	tb_free(t);
 }
 
@@ -757,20 +662,21 @@ static void tx_hostile(void **state)
 	gm_write(&t->gm, TX_DATA, frame, sizeof(frame));
 	uint32_t id, len;
 	/* A device-writable buffer in a TX chain. */
-	offer(t, &t->tx, (struct buf[]){{TX_DATA, 64, false}, {TX_DATA + 64, 64, true}}, 2);
+	fake_vq_add(&t->tx, (struct fake_buf[]){{TX_DATA, 64, false}, {TX_DATA + 64, 64, true}}, 2);
 	/* Shorter than the vnet header. */
-	offer(t, &t->tx, &(struct buf){TX_DATA, 8, false}, 1);
+	fake_vq_add(&t->tx, &(struct fake_buf){TX_DATA, 8, false}, 1);
 	/* Bigger than 65562 bytes. */
-	offer(t, &t->tx, &(struct buf){TX_DATA, VIRTIO_NET_MAX_BUFFER + 1, false}, 1);
+	fake_vq_add(&t->tx, &(struct fake_buf){TX_DATA, VIRTIO_NET_MAX_BUFFER + 1, false}, 1);
 	/* Exactly 65562 bytes is fine. */
-	uint16_t ok = offer(t, &t->tx, &(struct buf){TX_DATA, VIRTIO_NET_MAX_BUFFER, false}, 1);
+	uint16_t ok =
+		fake_vq_add(&t->tx, &(struct fake_buf){TX_DATA, VIRTIO_NET_MAX_BUFFER, false}, 1);
 	virtio_net_process_tx_queue(t->n);
-	assert_int_equal(used_idx(t, &t->tx), 4);
+	assert_int_equal(fake_vq_used_idx(&t->tx), 4);
 	for (uint16_t i = 0; i < 4; i++) {
-		used_elem(t, &t->tx, i, &id, &len);
+		fake_vq_used_elem(&t->tx, i, &id, &len);
 		assert_int_equal(len, 0);
 	}
-	used_elem(t, &t->tx, 3, &id, &len);
+	fake_vq_used_elem(&t->tx, 3, &id, &len);
 	assert_int_equal(id, ok);
 	assert_int_equal(metric_count(&t->nm->tx_fails), 1);
 	assert_int_equal(metric_count(&t->nm->tx_malformed_frames), 2);
@@ -780,19 +686,19 @@ static void tx_hostile(void **state)
 
 	/* A descriptor loop and a buffer outside guest memory: refused. */
 	t->tx.next_desc = 0;
-	desc_at(t, &t->tx, 10, TX_DATA, 16, VIRTQ_DESC_F_NEXT, 11);
-	desc_at(t, &t->tx, 11, TX_DATA, 16, VIRTQ_DESC_F_NEXT, 10);
-	desc_at(t, &t->tx, 12, MEM_SIZE - 8, 64, 0, 0);
-	put16(t, t->tx.avail + 4 + 2 * (t->tx.avail_idx++ % 16), 10);
-	put16(t, t->tx.avail + 4 + 2 * (t->tx.avail_idx++ % 16), 12);
-	put16(t, t->tx.avail + 2, t->tx.avail_idx);
+	fake_desc(&t->gm, t->tx.desc, 10, TX_DATA, 16, VIRTQ_DESC_F_NEXT, 11);
+	fake_desc(&t->gm, t->tx.desc, 11, TX_DATA, 16, VIRTQ_DESC_F_NEXT, 10);
+	fake_desc(&t->gm, t->tx.desc, 12, MEM_SIZE - 8, 64, 0, 0);
+	fake_vq_push(&t->tx, 10);
+	fake_vq_push(&t->tx, 12);
+	fake_vq_publish(&t->tx);
 	virtio_net_process_tx_queue(t->n);
-	assert_int_equal(used_idx(t, &t->tx), 6);
+	assert_int_equal(fake_vq_used_idx(&t->tx), 6);
 	assert_int_equal(metric_count(&t->nm->tx_fails), 3);
 	assert_int_equal(r32(t, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_NEEDS_RESET, 0);
 
 	/* avail->idx jumping ahead breaks the ring: DEVICE_NEEDS_RESET. */
-	put16(t, t->tx.avail + 2, (uint16_t)(t->tx.avail_idx + 100));
+	fake_put16(&t->gm, t->tx.avail + 2, (uint16_t)(t->tx.avail_idx + 100));
 	virtio_net_process_tx_queue(t->n);
 	assert_true(r32(t, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_NEEDS_RESET);
 	assert_true(r32(t, VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_CONFIG);
@@ -812,11 +718,11 @@ static void rx_hostile(void **state)
 	uint32_t id, len;
 	/* A read-only receive buffer, one smaller than the header, then a
 	 * good one of 200 bytes. */
-	uint16_t ro = offer(t, &t->rx, &(struct buf){RX_DATA, 2048, false}, 1);
-	uint16_t tiny = offer(t, &t->rx, &(struct buf){RX_DATA + 0x1000, 8, true}, 1);
+	uint16_t ro = fake_vq_add(&t->rx, &(struct fake_buf){RX_DATA, 2048, false}, 1);
+	uint16_t tiny = fake_vq_add(&t->rx, &(struct fake_buf){RX_DATA + 0x1000, 8, true}, 1);
 	uint64_t good = RX_DATA + 0x2000;
 	memset(backing + good, 0xee, 200);
-	uint16_t gh = offer(t, &t->rx, &(struct buf){good, 200, true}, 1);
+	uint16_t gh = fake_vq_add(&t->rx, &(struct fake_buf){good, 200, true}, 1);
 	/* A frame bigger than the buffer: dropped, the buffer kept for the
 	 * next frame; and a runt from the backend. */
 	uint8_t big[1000], small[100];
@@ -827,14 +733,14 @@ static void rx_hostile(void **state)
 	assert_int_equal(send(t->host, "runt", 4, 0), 4);
 	host_send(t, &h, small, sizeof(small));
 	virtio_net_process_backend(t->n);
-	assert_int_equal(used_idx(t, &t->rx), 3);
-	used_elem(t, &t->rx, 0, &id, &len);
+	assert_int_equal(fake_vq_used_idx(&t->rx), 3);
+	fake_vq_used_elem(&t->rx, 0, &id, &len);
 	assert_int_equal(id, ro);
 	assert_int_equal(len, 0);
-	used_elem(t, &t->rx, 1, &id, &len);
+	fake_vq_used_elem(&t->rx, 1, &id, &len);
 	assert_int_equal(id, tiny);
 	assert_int_equal(len, 0);
-	used_elem(t, &t->rx, 2, &id, &len);
+	fake_vq_used_elem(&t->rx, 2, &id, &len);
 	assert_int_equal(id, gh);
 	assert_int_equal(len, HDR + sizeof(small));
 	check_rx(t, good, small, sizeof(small), 1, NULL);
@@ -851,15 +757,15 @@ static void rx_hostile(void **state)
 	host_send(t, &h, big, sizeof(big));
 	host_send(t, &h, small, 40);
 	virtio_net_process_backend(t->n);
-	assert_int_equal(used_idx(t, &t->rx), 1);
-	used_elem(t, &t->rx, 0, &id, &len);
+	assert_int_equal(fake_vq_used_idx(&t->rx), 1);
+	fake_vq_used_elem(&t->rx, 0, &id, &len);
 	assert_int_equal(id, 0);
 	assert_int_equal(len, HDR + 40);
 	assert_int_equal(metric_count(&t->nm->rx_fails), 4);
 
 	/* A broken rx ring: DEVICE_NEEDS_RESET. */
 	bring_up(t, 16, 0);
-	put16(t, t->rx.avail + 2, (uint16_t)(t->rx.avail_idx + 50));
+	fake_put16(&t->gm, t->rx.avail + 2, (uint16_t)(t->rx.avail_idx + 50));
 	host_send(t, &h, small, 40);
 	virtio_net_process_backend(t->n);
 	assert_true(r32(t, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_NEEDS_RESET);
@@ -871,12 +777,9 @@ static void activation_and_reset(void **state)
 	(void)state;
 	/* DRIVER_OK with the tx queue not ready. */
 	struct tb *t = tb_new_cfg(true, NULL, NULL, 0, false, 0);
-	add_status(t, VIRTIO_STATUS_ACKNOWLEDGE);
-	add_status(t, VIRTIO_STATUS_DRIVER);
-	w32(t, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-	w32(t, VIRTIO_MMIO_DRIVER_FEATURES, 1); /* VERSION_1 */
-	add_status(t, VIRTIO_STATUS_FEATURES_OK);
-	setup_queue(t, &t->rx, 0, RX_RINGS, 16);
+	mmio_negotiate(t->m, 1ULL << VIRTIO_F_VERSION_1);
+	fake_vq_init(&t->rx, &t->gm, RX_RINGS, 16);
+	fake_mmio_queue(t->m, 0, &t->rx);
 	add_status(t, VIRTIO_STATUS_DRIVER_OK);
 	assert_true(r32(t, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_NEEDS_RESET);
 	assert_int_equal(metric_count(&t->nm->activate_fails), 1);
@@ -894,7 +797,7 @@ static void activation_and_reset(void **state)
 	assert_int_equal(t->rx_pokes, 1);
 	uint64_t b0 = post_rx(t, 1600);
 	virtio_net_process_rx_queue(t->n);
-	assert_int_equal(used_idx(t, &t->rx), 1);
+	assert_int_equal(fake_vq_used_idx(&t->rx), 1);
 	check_rx(t, b0, frame, sizeof(frame), 1, NULL);
 	/* A reset with a frame held and a chain taken: both forgotten. The
 	 * 72-byte frame waits for more mergeable buffers than the 64 bytes
@@ -907,13 +810,13 @@ static void activation_and_reset(void **state)
 	host_send(t, &h, big, sizeof(big));
 	uint64_t no_buf = metric_count(&t->nm->no_rx_avail_buffer);
 	virtio_net_process_rx_queue(t->n);
-	assert_int_equal(used_idx(t, &t->rx), 0);
+	assert_int_equal(fake_vq_used_idx(&t->rx), 0);
 	assert_int_equal(metric_count(&t->nm->no_rx_avail_buffer), no_buf + 1);
 	w32(t, VIRTIO_MMIO_STATUS, 0);
 	bring_up(t, 16, NO_MRG);
 	uint64_t b = post_rx(t, 1600);
 	virtio_net_process_rx_queue(t->n);
-	assert_int_equal(used_idx(t, &t->rx), 1);
+	assert_int_equal(fake_vq_used_idx(&t->rx), 1);
 	check_rx(t, b, big, sizeof(big), 1, NULL);
 	tb_free(t);
 }
@@ -1072,9 +975,9 @@ static void real_tap(void **state)
 		struct pollfd pfd = {.fd = virtio_net_backend_fd(t->n), .events = POLLIN};
 		poll(&pfd, 1, 100);
 		virtio_net_process_backend(t->n);
-		for (uint16_t i = 0; i < used_idx(t, &t->rx) && !found; i++) {
+		for (uint16_t i = 0; i < fake_vq_used_idx(&t->rx) && !found; i++) {
 			uint32_t id, len;
-			used_elem(t, &t->rx, i, &id, &len);
+			fake_vq_used_elem(&t->rx, i, &id, &len);
 			uint64_t gpa = RX_DATA + 0x1000ULL * id;
 			found = len == HDR + sizeof(frame) &&
 				!memcmp(backing + gpa + HDR, frame, sizeof(frame));

@@ -9,11 +9,12 @@
 
 #include <string.h>
 
-#include "virtio/queue.h"
+#include "fake_driver.h"
 #include "guest/guest_mem.h"
+#include "virtio/queue.h"
 
 #define MEM_SIZE (1 << 20)
-#define DESC 0x1000
+#define DESC 0x1000 /* the rings (fake_vq_init) */
 #define AVAIL 0x2000
 #define USED 0x3000
 #define TABLE 0x8000 /* indirect tables */
@@ -24,76 +25,17 @@ static uint8_t backing[MEM_SIZE] __attribute__((aligned(4096)));
 /* The fake driver: its view of the rings, and the device's queue. */
 struct drv {
 	struct guest_mem gm;
+	struct fake_vq vq;
 	struct virtq q;
-	uint16_t size;
-	uint16_t avail_idx; /* next free avail slot, as the driver counts */
 	struct virtq_seg segs[16];
 	struct virtq_chain c;
 };
 
-static void put16(struct drv *d, uint64_t gpa, uint16_t v)
-{
-	assert_int_equal(gm_write(&d->gm, gpa, &v, 2), 0);
-}
-
-static uint16_t get16(struct drv *d, uint64_t gpa)
-{
-	uint16_t v;
-	assert_int_equal(gm_read(&d->gm, gpa, &v, 2), 0);
-	return v;
-}
-
-static uint32_t get32(struct drv *d, uint64_t gpa)
-{
-	uint32_t v;
-	assert_int_equal(gm_read(&d->gm, gpa, &v, 4), 0);
-	return v;
-}
-
-static void desc_at(struct drv *d, uint64_t table, uint16_t i, uint64_t addr, uint32_t len,
-		    uint16_t flags, uint16_t next)
-{
-	uint8_t b[16];
-	memcpy(b, &addr, 8);
-	memcpy(b + 8, &len, 4);
-	memcpy(b + 12, &flags, 2);
-	memcpy(b + 14, &next, 2);
-	assert_int_equal(gm_write(&d->gm, table + 16ULL * i, b, 16), 0);
-}
-
+/* Descriptor i of the queue's own table. */
 static void desc(struct drv *d, uint16_t i, uint64_t addr, uint32_t len, uint16_t flags,
 		 uint16_t next)
 {
-	desc_at(d, DESC, i, addr, len, flags, next);
-}
-
-/* Puts head on the available ring and publishes it. */
-static void offer(struct drv *d, uint16_t head)
-{
-	put16(d, AVAIL + 4 + 2 * (d->avail_idx % d->size), head);
-	d->avail_idx++;
-	put16(d, AVAIL + 2, d->avail_idx);
-}
-
-static uint16_t used_idx(struct drv *d)
-{
-	return get16(d, USED + 2);
-}
-
-static void used_elem(struct drv *d, uint16_t slot, uint32_t *id, uint32_t *len)
-{
-	*id = get32(d, USED + 4 + 8 * (slot % d->size));
-	*len = get32(d, USED + 8 + 8 * (slot % d->size));
-}
-
-static void set_used_event(struct drv *d, uint16_t v)
-{
-	put16(d, AVAIL + 4 + 2 * d->size, v);
-}
-
-static uint16_t avail_event(struct drv *d)
-{
-	return get16(d, USED + 4 + 8 * d->size);
+	fake_desc(&d->gm, DESC, i, addr, len, flags, next);
 }
 
 static const uint64_t all_features =
@@ -104,7 +46,7 @@ static void drv_setup(struct drv *d, uint16_t size, uint64_t features)
 	memset(backing, 0, sizeof(backing));
 	memset(d, 0, sizeof(*d));
 	gm_init_from(&d->gm, backing, MEM_SIZE, 1ULL << 31);
-	d->size = size;
+	fake_vq_init(&d->vq, &d->gm, DESC, size);
 	virtq_init(&d->q, 256);
 	d->q.size = size;
 	d->q.desc = DESC;
@@ -176,7 +118,7 @@ static void normal_chain(void **state)
 	desc(&d, 5, DATA, 16, VIRTQ_DESC_F_NEXT, 2);
 	desc(&d, 2, DATA + 0x1000, 512, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 7);
 	desc(&d, 7, DATA + 0x2000, 1, VIRTQ_DESC_F_WRITE, 0);
-	offer(&d, 5);
+	fake_vq_offer(&d.vq, 5);
 
 	assert_int_equal(pop(&d), VIRTQ_CHAIN);
 	assert_int_equal(d.c.head, 5);
@@ -204,9 +146,9 @@ static void normal_chain(void **state)
 	assert_int_equal(virtq_chain_write(&d.gm, &d.c, 513, &status, 1), -1);
 
 	assert_int_equal(virtq_push(&d.q, &d.gm, d.c.head, 513), 0);
-	assert_int_equal(used_idx(&d), 1);
+	assert_int_equal(fake_vq_used_idx(&d.vq), 1);
 	uint32_t id, len;
-	used_elem(&d, 0, &id, &len);
+	fake_vq_used_elem(&d.vq, 0, &id, &len);
 	assert_int_equal(id, 5);
 	assert_int_equal(len, 513);
 	assert_int_equal(pop(&d), VIRTQ_EMPTY);
@@ -215,7 +157,7 @@ static void normal_chain(void **state)
 	assert_int_equal(virtq_push(&d.q, &d.gm, 8, 0), -1);
 	d.q.ready = false;
 	assert_int_equal(virtq_push(&d.q, &d.gm, 0, 0), -1);
-	offer(&d, 5);
+	fake_vq_offer(&d.vq, 5);
 	assert_int_equal(pop(&d), VIRTQ_EMPTY); /* not ready: nothing to pop */
 }
 
@@ -235,7 +177,7 @@ static void any_layout(void **state)
 	desc(&d, 1, DATA + 0x100, 8, VIRTQ_DESC_F_NEXT, 2);
 	desc(&d, 2, 0xdead0000, 0, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 3); /* empty: dropped */
 	desc(&d, 3, DATA + 0x1000, 513, VIRTQ_DESC_F_WRITE, 0);
-	offer(&d, 0);
+	fake_vq_offer(&d.vq, 0);
 	assert_int_equal(pop(&d), VIRTQ_CHAIN);
 	assert_int_equal(d.c.nr_segs, 3);
 	assert_int_equal(d.c.nr_read, 2);
@@ -261,11 +203,11 @@ static void indirect_chains(void **state)
 	drv_setup(&d, 8, all_features);
 	/* A single descriptor pointing at a table of three; its WRITE flag
 	 * means nothing. */
-	desc_at(&d, TABLE, 0, DATA, 16, VIRTQ_DESC_F_NEXT, 1);
-	desc_at(&d, TABLE, 1, DATA + 0x1000, 4096, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 2);
-	desc_at(&d, TABLE, 2, DATA + 0x3000, 1, VIRTQ_DESC_F_WRITE, 0);
+	fake_desc(&d.gm, TABLE, 0, DATA, 16, VIRTQ_DESC_F_NEXT, 1);
+	fake_desc(&d.gm, TABLE, 1, DATA + 0x1000, 4096, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 2);
+	fake_desc(&d.gm, TABLE, 2, DATA + 0x3000, 1, VIRTQ_DESC_F_WRITE, 0);
 	desc(&d, 3, TABLE, 3 * 16, VIRTQ_DESC_F_INDIRECT | VIRTQ_DESC_F_WRITE, 0);
-	offer(&d, 3);
+	fake_vq_offer(&d.vq, 3);
 	assert_int_equal(pop(&d), VIRTQ_CHAIN);
 	assert_int_equal(d.c.head, 3);
 	assert_int_equal(d.c.nr_segs, 3);
@@ -276,9 +218,9 @@ static void indirect_chains(void **state)
 	/* Direct descriptors followed by an indirect one (virtio 1.1 2.6.5.3.2). */
 	desc(&d, 0, DATA + 0x5000, 32, VIRTQ_DESC_F_NEXT, 6);
 	desc(&d, 6, TABLE + 0x100, 2 * 16, VIRTQ_DESC_F_INDIRECT, 0);
-	desc_at(&d, TABLE + 0x100, 0, DATA + 0x6000, 8, VIRTQ_DESC_F_NEXT, 1);
-	desc_at(&d, TABLE + 0x100, 1, DATA + 0x7000, 1, VIRTQ_DESC_F_WRITE, 0);
-	offer(&d, 0);
+	fake_desc(&d.gm, TABLE + 0x100, 0, DATA + 0x6000, 8, VIRTQ_DESC_F_NEXT, 1);
+	fake_desc(&d.gm, TABLE + 0x100, 1, DATA + 0x7000, 1, VIRTQ_DESC_F_WRITE, 0);
+	fake_vq_offer(&d.vq, 0);
 	assert_int_equal(pop(&d), VIRTQ_CHAIN);
 	assert_int_equal(d.c.nr_segs, 3);
 	assert_int_equal(d.c.nr_read, 2);
@@ -287,7 +229,7 @@ static void indirect_chains(void **state)
 
 	/* Without VIRTIO_F_INDIRECT_DESC the flag is a driver bug. */
 	virtq_set_features(&d.q, 1ULL << VIRTIO_F_VERSION_1);
-	offer(&d, 3);
+	fake_vq_offer(&d.vq, 3);
 	assert_int_equal(pop(&d), VIRTQ_BAD_CHAIN);
 	assert_int_equal(d.c.err, VIRTQ_ERR_INDIRECT_OFF);
 	assert_int_equal(d.c.head, 3);
@@ -298,7 +240,7 @@ static void indirect_chains(void **state)
  * off the ring, and the queue goes on working. */
 static void expect_bad(struct drv *d, enum virtq_error err)
 {
-	offer(d, 0);
+	fake_vq_offer(&d->vq, 0);
 	assert_int_equal(pop(d), VIRTQ_BAD_CHAIN);
 	assert_int_equal(d->c.err, err);
 	assert_int_equal(d->c.head, 0);
@@ -322,33 +264,33 @@ static void hostile_chains(void **state)
 	desc(&d, 1, DATA, 1, VIRTQ_DESC_F_NEXT, 0);
 	expect_bad(&d, VIRTQ_ERR_CHAIN_LONG);
 	desc(&d, 0, TABLE, 2 * 16, VIRTQ_DESC_F_INDIRECT, 0);
-	desc_at(&d, TABLE, 0, DATA, 1, VIRTQ_DESC_F_NEXT, 1);
-	desc_at(&d, TABLE, 1, DATA, 1, VIRTQ_DESC_F_NEXT, 0);
+	fake_desc(&d.gm, TABLE, 0, DATA, 1, VIRTQ_DESC_F_NEXT, 1);
+	fake_desc(&d.gm, TABLE, 1, DATA, 1, VIRTQ_DESC_F_NEXT, 0);
 	expect_bad(&d, VIRTQ_ERR_CHAIN_LONG);
 
 	/* Exactly the queue size is allowed, one more is too long. */
 	for (uint16_t i = 0; i < 4; i++)
 		desc(&d, i, DATA + i, 1, i < 3 ? VIRTQ_DESC_F_NEXT : 0, i + 1);
-	offer(&d, 0);
+	fake_vq_offer(&d.vq, 0);
 	assert_int_equal(pop(&d), VIRTQ_CHAIN);
 	assert_int_equal(d.c.nr_segs, 4);
 	virtq_push(&d.q, &d.gm, 0, 0);
 	desc(&d, 0, TABLE, 5 * 16, VIRTQ_DESC_F_INDIRECT, 0);
 	for (uint16_t i = 0; i < 5; i++)
-		desc_at(&d, TABLE, i, DATA, 1, i < 4 ? VIRTQ_DESC_F_NEXT : 0, i + 1);
+		fake_desc(&d.gm, TABLE, i, DATA, 1, i < 4 ? VIRTQ_DESC_F_NEXT : 0, i + 1);
 	expect_bad(&d, VIRTQ_ERR_CHAIN_LONG);
 
 	/* NEXT out of range, in the ring and in a table. */
 	desc(&d, 0, DATA, 1, VIRTQ_DESC_F_NEXT, 4);
 	expect_bad(&d, VIRTQ_ERR_NEXT_RANGE);
 	desc(&d, 0, TABLE, 2 * 16, VIRTQ_DESC_F_INDIRECT, 0);
-	desc_at(&d, TABLE, 0, DATA, 1, VIRTQ_DESC_F_NEXT, 2);
+	fake_desc(&d.gm, TABLE, 0, DATA, 1, VIRTQ_DESC_F_NEXT, 2);
 	expect_bad(&d, VIRTQ_ERR_NEXT_RANGE);
 
 	/* Indirect tables: nested, with NEXT, bad lengths, outside memory. */
 	desc(&d, 0, TABLE, 2 * 16, VIRTQ_DESC_F_INDIRECT, 0);
-	desc_at(&d, TABLE, 0, DATA, 1, VIRTQ_DESC_F_NEXT, 1);
-	desc_at(&d, TABLE, 1, TABLE + 0x100, 16, VIRTQ_DESC_F_INDIRECT, 0);
+	fake_desc(&d.gm, TABLE, 0, DATA, 1, VIRTQ_DESC_F_NEXT, 1);
+	fake_desc(&d.gm, TABLE, 1, TABLE + 0x100, 16, VIRTQ_DESC_F_INDIRECT, 0);
 	expect_bad(&d, VIRTQ_ERR_INDIRECT_NEST);
 	desc(&d, 0, TABLE, 16, VIRTQ_DESC_F_INDIRECT | VIRTQ_DESC_F_NEXT, 1);
 	expect_bad(&d, VIRTQ_ERR_INDIRECT_NEXT);
@@ -428,19 +370,19 @@ static void broken_rings(void **state)
 	desc(&d, 0, DATA, 1, 0, 0);
 
 	/* An avail index more than the queue size ahead. */
-	put16(&d, AVAIL + 2, 5);
+	fake_put16(&d.gm, AVAIL + 2, 5);
 	assert_int_equal(pop(&d), VIRTQ_BROKEN);
 	assert_int_equal(d.c.err, VIRTQ_ERR_AVAIL_JUMP);
 	assert_true(d.q.broken);
 	/* It stays broken, even if the index looks sane again. */
-	put16(&d, AVAIL + 2, 1);
+	fake_put16(&d.gm, AVAIL + 2, 1);
 	assert_int_equal(pop(&d), VIRTQ_BROKEN);
 	assert_false(virtq_enable_notify(&d.q, &d.gm));
 	/* Exactly the queue size ahead is legal. */
 	drv_setup(&d, 4, all_features);
 	for (int i = 0; i < 4; i++) {
 		desc(&d, (uint16_t)i, DATA, 1, 0, 0);
-		offer(&d, (uint16_t)i);
+		fake_vq_offer(&d.vq, (uint16_t)i);
 	}
 	for (int i = 0; i < 4; i++) {
 		assert_int_equal(pop(&d), VIRTQ_CHAIN);
@@ -448,12 +390,12 @@ static void broken_rings(void **state)
 	}
 	assert_int_equal(pop(&d), VIRTQ_EMPTY);
 	/* An index that went backwards is a huge jump forwards. */
-	put16(&d, AVAIL + 2, 3);
+	fake_put16(&d.gm, AVAIL + 2, 3);
 	assert_int_equal(pop(&d), VIRTQ_BROKEN);
 
 	/* A head outside the table. */
 	drv_setup(&d, 4, all_features);
-	offer(&d, 4);
+	fake_vq_offer(&d.vq, 4);
 	assert_int_equal(pop(&d), VIRTQ_BROKEN);
 	assert_int_equal(d.c.err, VIRTQ_ERR_HEAD_RANGE);
 
@@ -475,18 +417,18 @@ static void indices_wrap(void **state)
 		desc(&d, i, DATA + 16 * i, 16, VIRTQ_DESC_F_WRITE, 0);
 	unsigned offered = 0;
 	for (unsigned n = 0; n < 70000; n++) {
-		offer(&d, (uint16_t)(n % 4));
+		fake_vq_offer(&d.vq, (uint16_t)(n % 4));
 		offered++;
 		if (n % 3 == 0) { /* sometimes two in flight */
-			offer(&d, (uint16_t)((n + 1) % 4));
+			fake_vq_offer(&d.vq, (uint16_t)((n + 1) % 4));
 			offered++;
 		}
 		while (pop(&d) == VIRTQ_CHAIN)
 			assert_int_equal(virtq_push(&d.q, &d.gm, d.c.head, 16), 0);
 		assert_int_equal(d.c.err, VIRTQ_OK);
-		assert_int_equal(used_idx(&d), d.avail_idx);
+		assert_int_equal(fake_vq_used_idx(&d.vq), d.vq.avail_idx);
 		uint32_t id, len;
-		used_elem(&d, (uint16_t)(d.avail_idx - 1), &id, &len);
+		fake_vq_used_elem(&d.vq, (uint16_t)(d.vq.avail_idx - 1), &id, &len);
 		assert_int_equal(len, 16);
 	}
 	assert_true(offered > 65536);
@@ -500,24 +442,24 @@ static void notify_without_event_idx(void **state)
 	drv_setup(&d, 8, 1ULL << VIRTIO_F_VERSION_1);
 	desc(&d, 0, DATA, 1, 0, 0);
 	assert_false(virtq_should_notify(&d.q, &d.gm)); /* nothing used yet */
-	offer(&d, 0);
+	fake_vq_offer(&d.vq, 0);
 	pop(&d);
 	virtq_push(&d.q, &d.gm, 0, 0);
 	assert_true(virtq_should_notify(&d.q, &d.gm));
 	assert_false(virtq_should_notify(&d.q, &d.gm)); /* nothing new */
-	put16(&d, AVAIL, VIRTQ_AVAIL_F_NO_INTERRUPT);
-	offer(&d, 0);
+	fake_put16(&d.gm, AVAIL, VIRTQ_AVAIL_F_NO_INTERRUPT);
+	fake_vq_offer(&d.vq, 0);
 	pop(&d);
 	virtq_push(&d.q, &d.gm, 0, 0);
 	assert_false(virtq_should_notify(&d.q, &d.gm));
 
 	/* Device-side suppression through used->flags. */
 	virtq_disable_notify(&d.q, &d.gm);
-	assert_int_equal(get16(&d, USED), VIRTQ_USED_F_NO_NOTIFY);
+	assert_int_equal(fake_get16(&d.gm, USED), VIRTQ_USED_F_NO_NOTIFY);
 	assert_false(virtq_enable_notify(&d.q, &d.gm));
-	assert_int_equal(get16(&d, USED), 0);
+	assert_int_equal(fake_get16(&d.gm, USED), 0);
 	virtq_disable_notify(&d.q, &d.gm);
-	offer(&d, 0);
+	fake_vq_offer(&d.vq, 0);
 	assert_true(virtq_enable_notify(&d.q, &d.gm)); /* arrived meanwhile */
 }
 
@@ -529,43 +471,43 @@ static void notify_with_event_idx(void **state)
 	for (uint16_t i = 0; i < 8; i++)
 		desc(&d, i, DATA, 1, 0, 0);
 	/* used_event 0: interrupt when used->idx passes 0. */
-	offer(&d, 0);
+	fake_vq_offer(&d.vq, 0);
 	pop(&d);
 	virtq_push(&d.q, &d.gm, 0, 0);
 	assert_true(virtq_should_notify(&d.q, &d.gm));
-	offer(&d, 1);
+	fake_vq_offer(&d.vq, 1);
 	pop(&d);
 	virtq_push(&d.q, &d.gm, 1, 0);
 	assert_false(virtq_should_notify(&d.q, &d.gm)); /* 0 already passed */
 
 	/* A batch of three with used_event inside it, then beyond it. */
-	set_used_event(&d, 3);
+	fake_vq_set_used_event(&d.vq, 3);
 	for (uint16_t i = 2; i < 5; i++) {
-		offer(&d, i);
+		fake_vq_offer(&d.vq, i);
 		pop(&d);
 		virtq_push(&d.q, &d.gm, i, 0);
 	}
 	assert_true(virtq_should_notify(&d.q, &d.gm));
-	set_used_event(&d, 10);
-	offer(&d, 5);
+	fake_vq_set_used_event(&d.vq, 10);
+	fake_vq_offer(&d.vq, 5);
 	pop(&d);
 	virtq_push(&d.q, &d.gm, 5, 0);
 	assert_false(virtq_should_notify(&d.q, &d.gm));
 	/* NO_INTERRUPT means nothing with EVENT_IDX. */
-	put16(&d, AVAIL, VIRTQ_AVAIL_F_NO_INTERRUPT);
-	set_used_event(&d, 6);
-	offer(&d, 6);
+	fake_put16(&d.gm, AVAIL, VIRTQ_AVAIL_F_NO_INTERRUPT);
+	fake_vq_set_used_event(&d.vq, 6);
+	fake_vq_offer(&d.vq, 6);
 	pop(&d);
 	virtq_push(&d.q, &d.gm, 6, 0);
 	assert_true(virtq_should_notify(&d.q, &d.gm));
 
 	/* avail_event: published only when the device goes idle. */
-	assert_int_equal(avail_event(&d), 0);
+	assert_int_equal(fake_vq_avail_event(&d.vq), 0);
 	virtq_disable_notify(&d.q, &d.gm);
-	assert_int_equal(get16(&d, USED), 0); /* flags untouched with EVENT_IDX */
+	assert_int_equal(fake_get16(&d.gm, USED), 0); /* flags untouched with EVENT_IDX */
 	assert_false(virtq_enable_notify(&d.q, &d.gm));
-	assert_int_equal(avail_event(&d), 7);
-	offer(&d, 7);
+	assert_int_equal(fake_vq_avail_event(&d.vq), 7);
+	fake_vq_offer(&d.vq, 7);
 	assert_true(virtq_enable_notify(&d.q, &d.gm));
 }
 
@@ -584,31 +526,31 @@ static void event_idx_wraps(void **state)
 	struct drv d;
 	drv_setup(&d, 4, all_features);
 	d.q.last_avail = d.q.used_idx = d.q.signalled_used = 65534;
-	d.avail_idx = 65534;
+	d.vq.avail_idx = 65534;
 	for (uint16_t i = 0; i < 4; i++)
 		desc(&d, i, DATA, 1, 0, 0);
-	set_used_event(&d, 65535);
-	offer(&d, 0);
-	offer(&d, 1);
+	fake_vq_set_used_event(&d.vq, 65535);
+	fake_vq_offer(&d.vq, 0);
+	fake_vq_offer(&d.vq, 1);
 	assert_int_equal(pop(&d), VIRTQ_CHAIN);
 	virtq_push(&d.q, &d.gm, d.c.head, 0);
 	assert_int_equal(pop(&d), VIRTQ_CHAIN);
 	virtq_push(&d.q, &d.gm, d.c.head, 0);
-	assert_int_equal(used_idx(&d), 0);
+	assert_int_equal(fake_vq_used_idx(&d.vq), 0);
 	assert_true(virtq_should_notify(&d.q, &d.gm));
-	set_used_event(&d, 1);
-	offer(&d, 2);
+	fake_vq_set_used_event(&d.vq, 1);
+	fake_vq_offer(&d.vq, 2);
 	pop(&d);
 	virtq_push(&d.q, &d.gm, d.c.head, 0);
 	assert_false(virtq_should_notify(&d.q, &d.gm)); /* used->idx is 1: not past 1 */
-	offer(&d, 3);
+	fake_vq_offer(&d.vq, 3);
 	pop(&d);
 	virtq_push(&d.q, &d.gm, d.c.head, 0);
 	assert_true(virtq_should_notify(&d.q, &d.gm));
 	uint32_t id, len;
-	used_elem(&d, 65535, &id, &len);
+	fake_vq_used_elem(&d.vq, 65535, &id, &len);
 	assert_int_equal(id, 1);
-	used_elem(&d, 1, &id, &len);
+	fake_vq_used_elem(&d.vq, 1, &id, &len);
 	assert_int_equal(id, 3);
 }
 

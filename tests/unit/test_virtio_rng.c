@@ -10,13 +10,12 @@
 #include <string.h>
 
 #include "devices/virtio_rng.h"
+#include "fake_driver.h"
 #include "fake_mmio.h"
 #include "guest/guest_mem.h"
 
 #define MEM_SIZE (1 << 20)
-#define DESC 0x1000
-#define AVAIL 0x2000
-#define USED 0x3000
+#define RINGS 0x1000 /* fake_vq_init */
 #define DATA 0x10000 /* buffers, 0x1000 apart */
 #define QSIZE 128
 
@@ -26,7 +25,7 @@ struct tb {
 	struct guest_mem gm;
 	struct virtio_rng *r;
 	struct virtio_mmio *m;
-	uint16_t next_desc, avail_idx;
+	struct fake_vq vq;
 	int irqs, notifies;
 	uint64_t clock_ns;
 };
@@ -46,9 +45,6 @@ static uint64_t fake_clock(void *ctx)
 {
 	return ((struct tb *)ctx)->clock_ns;
 }
-
-
-
 
 static struct tb *tb_new(const struct rate_limiter_config *rl)
 {
@@ -70,54 +66,17 @@ static struct tb *tb_new(const struct rate_limiter_config *rl)
 		fail_msg("virtio_rng_create: %s", e.msg);
 	t->m = virtio_rng_mmio(t->r);
 	assert_int_equal(r32(t, VIRTIO_MMIO_DEVICE_ID), VIRTIO_ID_RNG);
-	add_status(t, VIRTIO_STATUS_ACKNOWLEDGE);
-	add_status(t, VIRTIO_STATUS_DRIVER);
-	w32(t, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-	w32(t, VIRTIO_MMIO_DRIVER_FEATURES, 1); /* VERSION_1 */
-	add_status(t, VIRTIO_STATUS_FEATURES_OK);
-	w32(t, VIRTIO_MMIO_QUEUE_SEL, 0);
-	w32(t, VIRTIO_MMIO_QUEUE_NUM, QSIZE);
-	w32(t, VIRTIO_MMIO_QUEUE_DESC_LOW, DESC);
-	w32(t, VIRTIO_MMIO_QUEUE_DRIVER_LOW, AVAIL);
-	w32(t, VIRTIO_MMIO_QUEUE_DEVICE_LOW, USED);
-	w32(t, VIRTIO_MMIO_QUEUE_READY, 1);
-	add_status(t, VIRTIO_STATUS_DRIVER_OK);
-	assert_int_equal(r32(t, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_NEEDS_RESET, 0);
+	mmio_negotiate(t->m, 1ULL << VIRTIO_F_VERSION_1);
+	fake_vq_init(&t->vq, &t->gm, RINGS, QSIZE);
+	fake_mmio_queue(t->m, 0, &t->vq);
+	fake_mmio_driver_ok(t->m);
 	return t;
-}
-
-static void put16(struct tb *t, uint64_t gpa, uint16_t v)
-{
-	assert_int_equal(gm_write(&t->gm, gpa, &v, 2), 0);
-}
-
-static uint16_t get16(struct tb *t, uint64_t gpa)
-{
-	uint16_t v;
-	assert_int_equal(gm_read(&t->gm, gpa, &v, 2), 0);
-	return v;
 }
 
 /* One request of one buffer. */
 static void offer(struct tb *t, uint64_t gpa, uint32_t len, bool write)
 {
-	uint16_t i = t->next_desc++ % QSIZE;
-	uint8_t d[16] = {0};
-	uint16_t flags = write ? VIRTQ_DESC_F_WRITE : 0;
-	memcpy(d, &gpa, 8);
-	memcpy(d + 8, &len, 4);
-	memcpy(d + 12, &flags, 2);
-	assert_int_equal(gm_write(&t->gm, DESC + 16ULL * i, d, 16), 0);
-	put16(t, AVAIL + 4 + 2 * (t->avail_idx % QSIZE), i);
-	t->avail_idx++;
-	put16(t, AVAIL + 2, t->avail_idx);
-}
-
-static uint32_t used_len(struct tb *t, uint16_t slot)
-{
-	uint32_t v;
-	assert_int_equal(gm_read(&t->gm, USED + 8 + 8 * (slot % QSIZE), &v, 4), 0);
-	return v;
+	fake_vq_add(&t->vq, &(struct fake_buf){gpa, len, write}, 1);
 }
 
 static bool all_zero(uint64_t gpa, size_t n)
@@ -135,9 +94,9 @@ static void fills_buffers(void **state)
 	offer(t, DATA, 64, true);
 	offer(t, DATA + 0x1000, 4096, true);
 	virtio_rng_process_queue(t->r);
-	assert_int_equal(get16(t, USED + 2), 2);
-	assert_int_equal(used_len(t, 0), 64);
-	assert_int_equal(used_len(t, 1), 4096);
+	assert_int_equal(fake_vq_used_idx(&t->vq), 2);
+	assert_int_equal(fake_vq_used_len(&t->vq, 0), 64);
+	assert_int_equal(fake_vq_used_len(&t->vq, 1), 4096);
 	assert_false(all_zero(DATA, 64));
 	assert_false(all_zero(DATA + 0x1000, 4096));
 	assert_true(all_zero(DATA + 64, 0x1000 - 64)); /* nothing past the buffer */
@@ -159,10 +118,10 @@ static void hostile_requests(void **state)
 	offer(t, MEM_SIZE - 16, 64, true);
 	offer(t, DATA + 0x1000, 32, true);
 	virtio_rng_process_queue(t->r);
-	assert_int_equal(get16(t, USED + 2), 3);
-	assert_int_equal(used_len(t, 0), 0);
-	assert_int_equal(used_len(t, 1), 0);
-	assert_int_equal(used_len(t, 2), 32);
+	assert_int_equal(fake_vq_used_idx(&t->vq), 3);
+	assert_int_equal(fake_vq_used_len(&t->vq, 0), 0);
+	assert_int_equal(fake_vq_used_len(&t->vq, 1), 0);
+	assert_int_equal(fake_vq_used_len(&t->vq, 2), 32);
 	assert_true(all_zero(DATA, 64));
 	struct entropy_metrics *m = virtio_rng_metrics(t->r);
 	assert_int_equal(metric_count(&m->entropy_event_fails), 2);
@@ -180,10 +139,10 @@ static void bounded_work_per_pass(void **state)
 	for (int i = 0; i < VIRTIO_RNG_BUDGET + 10; i++)
 		offer(t, DATA + 16ULL * i, 16, true);
 	virtio_rng_process_queue(t->r);
-	assert_int_equal(get16(t, USED + 2), VIRTIO_RNG_BUDGET);
+	assert_int_equal(fake_vq_used_idx(&t->vq), VIRTIO_RNG_BUDGET);
 	assert_int_equal(t->notifies, 1);
 	virtio_rng_process_queue(t->r);
-	assert_int_equal(get16(t, USED + 2), VIRTIO_RNG_BUDGET + 10);
+	assert_int_equal(fake_vq_used_idx(&t->vq), VIRTIO_RNG_BUDGET + 10);
 	assert_int_equal(t->notifies, 1);
 	virtio_rng_destroy(t->r);
 	free(t);
@@ -199,13 +158,13 @@ static void rate_limited(void **state)
 	offer(t, DATA, 100, true);
 	offer(t, DATA + 0x1000, 100, true);
 	virtio_rng_process_queue(t->r);
-	assert_int_equal(get16(t, USED + 2), 1);
+	assert_int_equal(fake_vq_used_idx(&t->vq), 1);
 	struct entropy_metrics *m = virtio_rng_metrics(t->r);
 	assert_int_equal(metric_count(&m->entropy_rate_limiter_throttled), 1);
 	t->clock_ns += 1000000000;
 	virtio_rng_rate_limiter_event(t->r);
-	assert_int_equal(get16(t, USED + 2), 2);
-	assert_int_equal(used_len(t, 1), 100);
+	assert_int_equal(fake_vq_used_idx(&t->vq), 2);
+	assert_int_equal(fake_vq_used_len(&t->vq, 1), 100);
 	virtio_rng_destroy(t->r);
 	free(t);
 }

@@ -19,15 +19,14 @@
 #include <unistd.h>
 
 #include "devices/virtio_vsock.h"
+#include "fake_driver.h"
 #include "fake_mmio.h"
 #include "guest/guest_mem.h"
 
 #define MEM_SIZE (4 << 20)
 #define QSIZE 64
-#define RING(q) (0x1000 + (q) * 0x3000)
+#define RING(q) (0x1000 + (q) * 0x3000) /* queue q's rings (fake_vq_init) */
 #define DESC(q) RING(q)
-#define AVAIL(q) (RING(q) + 0x1000)
-#define USED(q) (RING(q) + 0x2000)
 #define TXDATA 0x100000 /* tx packets, 0x11000 apart */
 #define RXDATA 0x200000 /* rx buffers, 0x1000 apart */
 #define RXBUF 0x1000
@@ -39,7 +38,7 @@ struct tb {
 	struct guest_mem gm;
 	struct virtio_vsock *v;
 	struct virtio_mmio *m;
-	uint16_t next_desc[3], avail_idx[3], used_seen[3];
+	struct fake_vq vq[3];
 	unsigned tx_slot;
 	char dir[32], path[64];
 	int irqs;
@@ -76,21 +75,12 @@ static struct tb *tb_new(void)
 		fail_msg("virtio_vsock_create: %s", e.msg);
 	t->m = virtio_vsock_mmio(t->v);
 	assert_int_equal(r32(t, VIRTIO_MMIO_DEVICE_ID), VIRTIO_ID_VSOCK);
-	add_status(t, VIRTIO_STATUS_ACKNOWLEDGE);
-	add_status(t, VIRTIO_STATUS_DRIVER);
-	w32(t, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-	w32(t, VIRTIO_MMIO_DRIVER_FEATURES, 1); /* VERSION_1 */
-	add_status(t, VIRTIO_STATUS_FEATURES_OK);
+	mmio_negotiate(t->m, 1ULL << VIRTIO_F_VERSION_1);
 	for (unsigned q = 0; q < 3; q++) {
-		w32(t, VIRTIO_MMIO_QUEUE_SEL, q);
-		w32(t, VIRTIO_MMIO_QUEUE_NUM, QSIZE);
-		w32(t, VIRTIO_MMIO_QUEUE_DESC_LOW, DESC(q));
-		w32(t, VIRTIO_MMIO_QUEUE_DRIVER_LOW, AVAIL(q));
-		w32(t, VIRTIO_MMIO_QUEUE_DEVICE_LOW, USED(q));
-		w32(t, VIRTIO_MMIO_QUEUE_READY, 1);
+		fake_vq_init(&t->vq[q], &t->gm, RING(q), QSIZE);
+		fake_mmio_queue(t->m, q, &t->vq[q]);
 	}
-	add_status(t, VIRTIO_STATUS_DRIVER_OK);
-	assert_int_equal(r32(t, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_NEEDS_RESET, 0);
+	fake_mmio_driver_ok(t->m);
 	return t;
 }
 
@@ -103,42 +93,25 @@ static void tb_free(struct tb *t)
 	free(t);
 }
 
-static void put16(struct tb *t, uint64_t gpa, uint16_t v)
-{
-	assert_int_equal(gm_write(&t->gm, gpa, &v, 2), 0);
-}
-
-static uint16_t get16(struct tb *t, uint64_t gpa)
-{
-	uint16_t v;
-	assert_int_equal(gm_read(&t->gm, gpa, &v, 2), 0);
-	return v;
-}
-
+/* The next descriptor of queue q's table (round robin). */
 static uint16_t add_desc(struct tb *t, unsigned q, uint64_t gpa, uint32_t len, uint16_t flags,
 			 uint16_t next)
 {
-	uint16_t i = t->next_desc[q]++ % QSIZE;
-	uint8_t d[16] = {0};
-	memcpy(d, &gpa, 8);
-	memcpy(d + 8, &len, 4);
-	memcpy(d + 12, &flags, 2);
-	memcpy(d + 14, &next, 2);
-	assert_int_equal(gm_write(&t->gm, DESC(q) + 16ULL * i, d, 16), 0);
+	uint16_t i = t->vq[q].next_desc;
+	t->vq[q].next_desc = (uint16_t)((i + 1) % QSIZE);
+	fake_desc(&t->gm, DESC(q), i, gpa, len, flags, next);
 	return i;
 }
 
 static void publish(struct tb *t, unsigned q, uint16_t head)
 {
-	put16(t, AVAIL(q) + 4 + 2 * (t->avail_idx[q] % QSIZE), head);
-	t->avail_idx[q]++;
-	put16(t, AVAIL(q) + 2, t->avail_idx[q]);
+	fake_vq_offer(&t->vq[q], head);
 }
 
 static void give_rx(struct tb *t, int n)
 {
 	for (int i = 0; i < n; i++) {
-		uint64_t gpa = RXDATA + (uint64_t)(t->avail_idx[0] % QSIZE) * RXBUF;
+		uint64_t gpa = RXDATA + (uint64_t)(t->vq[0].avail_idx % QSIZE) * RXBUF;
 		publish(t, 0, add_desc(t, 0, gpa, RXBUF, VIRTQ_DESC_F_WRITE, 0));
 	}
 	virtio_vsock_queue_event(t->v, VSOCK_RXQ);
@@ -174,12 +147,10 @@ static void tx(struct tb *t, struct vsock_hdr h, const void *data)
 /* The next packet the device put in the rx queue; false if none. */
 static bool rx(struct tb *t, struct vsock_hdr *h, void *data)
 {
-	if (get16(t, USED(0) + 2) == t->used_seen[0])
+	if (fake_vq_used_idx(&t->vq[0]) == t->vq[0].used_seen)
 		return false;
-	uint16_t slot = t->used_seen[0]++ % QSIZE;
 	uint32_t id, len;
-	assert_int_equal(gm_read(&t->gm, USED(0) + 4 + 8 * slot, &id, 4), 0);
-	assert_int_equal(gm_read(&t->gm, USED(0) + 8 + 8 * slot, &len, 4), 0);
+	fake_vq_used_elem(&t->vq[0], t->vq[0].used_seen++, &id, &len);
 	uint64_t gpa;
 	assert_int_equal(gm_read(&t->gm, DESC(0) + 16ULL * id, &gpa, 8), 0);
 	uint8_t raw[VSOCK_HDR_SIZE];
@@ -611,14 +582,14 @@ static void control_queue_bounded(void **state)
 		if (i % 32 == 31)
 			virtio_vsock_queue_event(t->v, VSOCK_TXQ);
 	}
-	assert_int_equal(get16(t, USED(1) + 2), VSOCK_CTLQ_SIZE);
+	assert_int_equal(fake_vq_used_idx(&t->vq[1]), VSOCK_CTLQ_SIZE);
 	give_rx(t, 32);
 	struct vsock_hdr h;
 	int n = 0;
 	while (rx(t, &h, NULL))
 		n++, virtio_vsock_queue_event(t->v, VSOCK_RXQ);
 	assert_int_equal(n, VSOCK_CTLQ_SIZE + 32);
-	assert_int_equal(get16(t, USED(1) + 2), VSOCK_CTLQ_SIZE + 32);
+	assert_int_equal(fake_vq_used_idx(&t->vq[1]), VSOCK_CTLQ_SIZE + 32);
 	tb_free(t);
 }
 
@@ -765,7 +736,7 @@ static void snapshot_resets_the_transport(void **state)
 	assert_non_null(dev);
 	assert_non_null(transport);
 	assert_int_equal(json_integer_value(json_object_get(dev, "guest_cid")), CID);
-	assert_int_equal(get16(t, USED(2) + 2), 0); /* the source sends no event */
+	assert_int_equal(fake_vq_used_idx(&t->vq[2]), 0); /* the source sends no event */
 
 	ember_err e = {{0}};
 	int irqs = t->irqs;
@@ -775,10 +746,9 @@ static void snapshot_resets_the_transport(void **state)
 	assert_int_equal(read(s, buf, sizeof(buf)), 0);
 	close(s);
 	assert_int_equal(virtio_vsock_nr_conns(t->v), 0);
-	assert_int_equal(get16(t, USED(2) + 2), 1);
+	assert_int_equal(fake_vq_used_idx(&t->vq[2]), 1);
 	uint32_t id, len, ev;
-	assert_int_equal(gm_read(&t->gm, USED(2) + 4, &id, 4), 0);
-	assert_int_equal(gm_read(&t->gm, USED(2) + 8, &len, 4), 0);
+	fake_vq_used_elem(&t->vq[2], 0, &id, &len);
 	assert_int_equal(gm_read(&t->gm, EVDATA, &ev, 4), 0);
 	assert_int_equal(len, 4);
 	assert_int_equal(ev, 0); /* VIRTIO_VSOCK_EVENT_TRANSPORT_RESET */
@@ -826,7 +796,7 @@ static void snapshot_state_is_checked(void **state)
 		ember_err e = {{0}};
 		assert_int_equal(restore_into_new(t, transport, dev, &e), -1);
 		assert_true(strstr(e.msg, "guest_cid") || strstr(e.msg, "next_local_port"));
-		assert_int_equal(get16(t, USED(2) + 2), 0); /* no event for a refused state */
+		assert_int_equal(fake_vq_used_idx(&t->vq[2]), 0); /* no event for a refused state */
 		json_decref(dev);
 		json_decref(transport);
 		tb_free(t);

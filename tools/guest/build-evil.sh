@@ -11,8 +11,8 @@
 # and name). Prints the MANIFEST's path: the initramfs and rootfs builders
 # hash that file, so a change to any binary changes their keys; stage.sh
 # installs the binaries beside it in /usr/bin.
-# Cache key: this script, the sources and evil-time.h, `gcc --version`
-# and the libc6-dev version.
+# Cache key: this script, the sources and the headers they share
+# (evil-time.h, evil-virtio.h), `gcc --version` and the libc6-dev version.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib.sh"
@@ -28,7 +28,8 @@ for src in "${srcs[@]}"; do
 done
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || die "no static libc (apt-get install libc6-dev)"
 libc=$(dpkg-query -W -f='${Version}' libc6-dev 2>/dev/null || echo unknown)
-key=$(HASH_EXTRA="$(gcc --version | head -n1) libc6-dev $libc ${progs[*]}" hash_inputs "$0" "${srcs[@]}" "$here/evil/evil-time.h")
+key=$(HASH_EXTRA="$(gcc --version | head -n1) libc6-dev $libc ${progs[*]}" hash_inputs "$0" "${srcs[@]}" \
+	"$here/evil/evil-time.h" "$here/evil/evil-virtio.h")
 out=$EMBER_CACHE/guest-evil/$key
 if [ -e "$out/.done" ]; then
 	echo "$out/MANIFEST"

@@ -24,64 +24,11 @@
  *
  * Built static (gcc -static) by tools/guest/build-evil.sh. Linux, x86_64. */
 #define _GNU_SOURCE
+#define EVIL_NAME "virtio-evil"
 #include <ctype.h>
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <inttypes.h>
-#include <limits.h>
-#include <stdarg.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
 #include <time.h>
-#include <unistd.h>
 
-#include "evil-time.h"
-
-/* ---- virtio-mmio version 2 (virtio 1.1 section 4.2.2) ---- */
-
-#define REG_MAGIC 0x000
-#define REG_VERSION 0x004
-#define REG_DEVICE_ID 0x008
-#define REG_DEVICE_FEATURES 0x010
-#define REG_DEVICE_FEATURES_SEL 0x014
-#define REG_DRIVER_FEATURES 0x020
-#define REG_DRIVER_FEATURES_SEL 0x024
-#define REG_QUEUE_SEL 0x030
-#define REG_QUEUE_NUM_MAX 0x034
-#define REG_QUEUE_NUM 0x038
-#define REG_QUEUE_READY 0x044
-#define REG_QUEUE_NOTIFY 0x050
-#define REG_INTERRUPT_STATUS 0x060
-#define REG_INTERRUPT_ACK 0x064
-#define REG_STATUS 0x070
-#define REG_QUEUE_DESC_LOW 0x080
-#define REG_QUEUE_DESC_HIGH 0x084
-#define REG_QUEUE_DRIVER_LOW 0x090
-#define REG_QUEUE_DRIVER_HIGH 0x094
-#define REG_QUEUE_DEVICE_LOW 0x0a0
-#define REG_QUEUE_DEVICE_HIGH 0x0a4
-#define REG_CONFIG 0x100
-#define MMIO_MAGIC 0x74726976 /* "virt" */
-
-#define ST_ACKNOWLEDGE 1u
-#define ST_DRIVER 2u
-#define ST_DRIVER_OK 4u
-#define ST_FEATURES_OK 8u
-#define ST_NEEDS_RESET 0x40u
-#define ST_FAILED 0x80u
-
-#define F_INDIRECT_DESC 28
-#define F_VERSION_1 32
-
-#define DESC_F_NEXT 1
-#define DESC_F_WRITE 2
-#define DESC_F_INDIRECT 4
-#define AVAIL_F_NO_INTERRUPT 1
+#include "evil-virtio.h"
 
 /* virtio-block (5.2.6) */
 #define BLK_ID 2
@@ -91,13 +38,6 @@
 #define BLK_S_OK 0
 #define SECTOR 512
 
-struct vring_desc {
-	uint64_t addr;
-	uint32_t len;
-	uint16_t flags;
-	uint16_t next;
-};
-
 struct blk_hdr {
 	uint32_t type;
 	uint32_t reserved;
@@ -106,7 +46,6 @@ struct blk_hdr {
 
 /* ---- the buffer the device sees ---- */
 
-#define PAGE 4096u
 #define QSIZE 128u /* a power of two; 128 leaves room for the 66-buffer chain */
 #define NR_PAGES 32u
 /* Page 0: descriptor table (2 KiB), available ring, used ring. */
@@ -130,15 +69,12 @@ struct blk_hdr {
 #define READ_SECTOR 1
 
 struct evil {
-	volatile uint32_t *regs;
-	uint64_t base;
-	uint8_t *buf;
+	struct vdev d;
 	uint64_t gpa[NR_PAGES];
 	uint64_t capacity; /* sectors */
 	uint64_t ram_end;  /* one past the last byte of guest RAM */
-	double timeout;
 	unsigned used_off; /* where in buf the used ring is (OFF_USED) */
-	char vdev[256]; /* the virtio device we unbound, e.g. "virtio0" */
+	struct vq vq;      /* queue 0 */
 };
 
 /* What a scenario set up, for the report. */
@@ -169,273 +105,24 @@ struct scenario {
 	void (*build)(struct evil *ev, struct probe *p);
 };
 
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fputs("virtio-evil: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-	printf("EMBER-EVIL-ERROR setup failed\n");
-	exit(1);
-}
-
-/* ---- registers ---- */
-
-static uint32_t rd(struct evil *ev, unsigned off)
-{
-	return ev->regs[off / 4];
-}
-
-static void wr(struct evil *ev, unsigned off, uint32_t v)
-{
-	ev->regs[off / 4] = v;
-}
-
-static void wr64(struct evil *ev, unsigned low, uint64_t v)
-{
-	wr(ev, low, (uint32_t)v);
-	wr(ev, low + 4, (uint32_t)(v >> 32));
-}
-
-/* ---- the buffer's guest-physical addresses ---- */
-
-static uint64_t gpa_of(struct evil *ev, const void *p)
-{
-	size_t off = (size_t)((const uint8_t *)p - ev->buf);
-	return ev->gpa[off / PAGE] + off % PAGE;
-}
-
-static void map_buffer(struct evil *ev)
-{
-	size_t len = NR_PAGES * PAGE;
-	ev->buf = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
-		       -1, 0);
-	if (ev->buf == MAP_FAILED)
-		die("mmap of %zu bytes: %s", len, strerror(errno));
-	/* Locked and written: resident, private pages that stay where they are
-	 * (the guest kernel has no compaction or THP to move them). */
-	if (mlock(ev->buf, len))
-		die("mlock: %s", strerror(errno));
-	memset(ev->buf, 0, len);
-	int fd = open("/proc/self/pagemap", O_RDONLY);
-	if (fd < 0)
-		die("/proc/self/pagemap: %s", strerror(errno));
-	for (unsigned i = 0; i < NR_PAGES; i++) {
-		uint64_t entry;
-		off_t at = (off_t)(((uintptr_t)ev->buf / PAGE + i) * sizeof(entry));
-		if (pread(fd, &entry, sizeof(entry), at) != sizeof(entry))
-			die("pagemap read: %s", strerror(errno));
-		uint64_t pfn = entry & ((1ULL << 55) - 1);
-		if (!(entry >> 63) || !pfn)
-			die("page %u is not present or its frame is hidden (not root?)", i);
-		ev->gpa[i] = pfn * PAGE;
-	}
-	close(fd);
-}
-
-/* One past the end of the highest "System RAM" range in /proc/iomem. */
-static uint64_t find_ram_end(void)
-{
-	FILE *f = fopen("/proc/iomem", "r");
-	if (!f)
-		die("/proc/iomem: %s", strerror(errno));
-	char line[256];
-	uint64_t end = 0;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long long a, b;
-		if (strstr(line, "System RAM") && sscanf(line, " %llx-%llx", &a, &b) == 2 &&
-		    b + 1 > end)
-			end = b + 1;
-	}
-	fclose(f);
-	if (!end)
-		die("no System RAM in /proc/iomem");
-	return end;
-}
-
-/* ---- taking the device from virtio_blk ---- */
-
 #define VIRTIO_BLK_DRV "/sys/bus/virtio/drivers/virtio_blk"
 
-/* The names /proc/iomem gives the MMIO window at base, one per line:
- * "c0001000-c0001fff : LNRO0005:00" (ACPI) or "... : virtio-mmio.0"
- * (virtio_mmio.device=); a window described both ways has both, nested,
- * and the driver binds to one of them. Returns how many were found. */
-#define MAX_OWNERS 8
-static int window_owners(uint64_t base, char names[MAX_OWNERS][128])
-{
-	FILE *f = fopen("/proc/iomem", "r");
-	if (!f)
-		return 0;
-	char line[256];
-	int n = 0;
-	while (n < MAX_OWNERS && fgets(line, sizeof(line), f)) {
-		unsigned long long a, b;
-		int at = 0;
-		if (sscanf(line, " %llx-%llx : %n", &a, &b, &at) != 2 || !at || a != base)
-			continue;
-		char *s = line + at;
-		s[strcspn(s, "\n")] = 0;
-		if (*s)
-			snprintf(names[n++], sizeof(names[0]), "%s", s);
-	}
-	fclose(f);
-	return n;
-}
-
-static void write_file(const char *path, const char *text)
-{
-	int fd = open(path, O_WRONLY);
-	if (fd < 0)
-		die("%s: %s", path, strerror(errno));
-	if (write(fd, text, strlen(text)) != (ssize_t)strlen(text))
-		die("write %s to %s: %s", text, path, strerror(errno));
-	close(fd);
-}
-
-/* Finds the virtio device behind base and, if virtio_blk has it, unbinds it. */
-static void take_device(struct evil *ev)
-{
-	char owners[MAX_OWNERS][128];
-	int nr_owners = window_owners(ev->base, owners);
-	if (!nr_owners)
-		die("no device owns 0x%" PRIx64 " in /proc/iomem", ev->base);
-	DIR *d = opendir("/sys/bus/virtio/devices");
-	if (!d)
-		die("/sys/bus/virtio/devices: %s", strerror(errno));
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (strncmp(de->d_name, "virtio", 6))
-			continue;
-		char link[PATH_MAX], real[PATH_MAX];
-		snprintf(link, sizeof(link), "/sys/bus/virtio/devices/%s", de->d_name);
-		if (!realpath(link, real))
-			continue;
-		/* .../<owner>/virtioN */
-		char *slash = strrchr(real, '/');
-		if (!slash)
-			continue;
-		*slash = 0;
-		char *parent = strrchr(real, '/');
-		for (int i = 0; parent && i < nr_owners && !ev->vdev[0]; i++)
-			if (!strcmp(parent + 1, owners[i]))
-				snprintf(ev->vdev, sizeof(ev->vdev), "%s", de->d_name);
-		if (ev->vdev[0])
-			break;
-	}
-	closedir(d);
-	if (!ev->vdev[0]) {
-		for (int i = 0; i < nr_owners; i++)
-			fprintf(stderr, "virtio-evil: 0x%" PRIx64 " belongs to %s\n", ev->base,
-				owners[i]);
-		die("no virtio device under the window at 0x%" PRIx64, ev->base);
-	}
-	char bound[PATH_MAX];
-	snprintf(bound, sizeof(bound), VIRTIO_BLK_DRV "/%s", ev->vdev);
-	if (access(bound, F_OK) == 0)
-		write_file(VIRTIO_BLK_DRV "/unbind", ev->vdev);
-}
-
-static void map_registers(struct evil *ev)
-{
-	int fd = open("/dev/mem", O_RDWR | O_SYNC);
-	if (fd < 0)
-		die("/dev/mem: %s", strerror(errno));
-	/* Ember's windows are 4 KiB pages; QEMU's microvm packs 512-byte ones. */
-	uint64_t page = ev->base & ~(uint64_t)(PAGE - 1);
-	uint8_t *p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)page);
-	if (p == MAP_FAILED)
-		die("mmap of /dev/mem at 0x%" PRIx64 ": %s", page, strerror(errno));
-	close(fd);
-	ev->regs = (volatile uint32_t *)(p + (ev->base - page));
-	if (rd(ev, REG_MAGIC) != MMIO_MAGIC || rd(ev, REG_VERSION) != 2 ||
-	    rd(ev, REG_DEVICE_ID) != BLK_ID)
-		die("0x%" PRIx64 " is not a virtio-mmio v2 block device (magic 0x%x version %u id %u)",
-		    ev->base, rd(ev, REG_MAGIC), rd(ev, REG_VERSION), rd(ev, REG_DEVICE_ID));
-}
-
 /* ---- driving the device ---- */
-
-static void reset_device(struct evil *ev)
-{
-	wr(ev, REG_STATUS, 0);
-	double end = now() + ev->timeout;
-	while (rd(ev, REG_STATUS) != 0) {
-		if (now() > end)
-			die("the device does not reset (status 0x%x)", rd(ev, REG_STATUS));
-		pause_ms(1);
-	}
-	wr(ev, REG_INTERRUPT_ACK, rd(ev, REG_INTERRUPT_STATUS));
-}
-
-static void give_device_back(struct evil *ev)
-{
-	/* As the virtio core leaves a device without a driver: reset, then
-	 * ACKNOWLEDGE (its probe only adds DRIVER on top). */
-	reset_device(ev);
-	wr(ev, REG_STATUS, ST_ACKNOWLEDGE);
-	write_file(VIRTIO_BLK_DRV "/bind", ev->vdev);
-}
-
-static uint64_t device_features(struct evil *ev)
-{
-	wr(ev, REG_DEVICE_FEATURES_SEL, 0);
-	uint64_t f = rd(ev, REG_DEVICE_FEATURES);
-	wr(ev, REG_DEVICE_FEATURES_SEL, 1);
-	return f | (uint64_t)rd(ev, REG_DEVICE_FEATURES) << 32;
-}
-
-/* Reset, ACKNOWLEDGE, DRIVER, features, FEATURES_OK (spec 3.1.1). */
-static void negotiate(struct evil *ev)
-{
-	reset_device(ev);
-	wr(ev, REG_STATUS, ST_ACKNOWLEDGE);
-	wr(ev, REG_STATUS, ST_ACKNOWLEDGE | ST_DRIVER);
-	uint64_t want = 1ULL << F_VERSION_1 | 1ULL << F_INDIRECT_DESC;
-	uint64_t have = device_features(ev);
-	if ((have & want) != want)
-		die("the device offers features 0x%" PRIx64 ", without VERSION_1 or INDIRECT_DESC",
-		    have);
-	wr(ev, REG_DRIVER_FEATURES_SEL, 0);
-	wr(ev, REG_DRIVER_FEATURES, (uint32_t)want);
-	wr(ev, REG_DRIVER_FEATURES_SEL, 1);
-	wr(ev, REG_DRIVER_FEATURES, (uint32_t)(want >> 32));
-	wr(ev, REG_STATUS, ST_ACKNOWLEDGE | ST_DRIVER | ST_FEATURES_OK);
-	if (!(rd(ev, REG_STATUS) & ST_FEATURES_OK))
-		die("FEATURES_OK refused (status 0x%x)", rd(ev, REG_STATUS));
-}
 
 static uint64_t read_capacity(struct evil *ev)
 {
 	uint32_t lo, hi, gen;
 	do {
-		gen = rd(ev, 0x0fc);
-		lo = rd(ev, REG_CONFIG);
-		hi = rd(ev, REG_CONFIG + 4);
-	} while (gen != rd(ev, 0x0fc));
+		gen = rd(&ev->d, REG_CONFIG_GENERATION);
+		lo = rd(&ev->d, REG_CONFIG);
+		hi = rd(&ev->d, REG_CONFIG + 4);
+	} while (gen != rd(&ev->d, REG_CONFIG_GENERATION));
 	return (uint64_t)hi << 32 | lo;
 }
 
 static struct vring_desc *desc_table(struct evil *ev)
 {
-	return (struct vring_desc *)(ev->buf + OFF_DESC);
-}
-
-static volatile uint16_t *avail_ring(struct evil *ev)
-{
-	return (volatile uint16_t *)(ev->buf + OFF_AVAIL);
-}
-
-static volatile uint16_t *used_idx(struct evil *ev)
-{
-	return (volatile uint16_t *)(ev->buf + ev->used_off + 2);
-}
-
-static volatile uint32_t *used_elem(struct evil *ev, unsigned i)
-{
-	return (volatile uint32_t *)(ev->buf + ev->used_off + 4 + 8 * i);
+	return (struct vring_desc *)(ev->d.buf + OFF_DESC);
 }
 
 /* ---- building requests ---- */
@@ -448,14 +135,14 @@ static void set_desc(struct vring_desc *t, unsigned i, uint64_t addr, uint32_t l
 
 static struct blk_hdr *hdr(struct evil *ev, uint32_t type, uint64_t sector)
 {
-	struct blk_hdr *h = (struct blk_hdr *)(ev->buf + OFF_HDR);
+	struct blk_hdr *h = (struct blk_hdr *)(ev->d.buf + OFF_HDR);
 	*h = (struct blk_hdr){.type = type, .sector = sector};
 	return h;
 }
 
 static uint8_t *data_seg(struct evil *ev, unsigned i)
 {
-	return ev->buf + OFF_DATA + (size_t)i * SECTOR;
+	return ev->d.buf + OFF_DATA + (size_t)i * SECTOR;
 }
 
 /* The usual three-descriptor request in the table: header (0), one data
@@ -464,11 +151,12 @@ static void request3(struct evil *ev, struct probe *p, uint32_t type, uint64_t s
 {
 	struct vring_desc *t = desc_table(ev);
 	uint16_t dflag = type == BLK_T_OUT ? 0 : DESC_F_WRITE;
-	set_desc(t, 0, gpa_of(ev, hdr(ev, type, sector)), sizeof(struct blk_hdr), DESC_F_NEXT, 1);
-	set_desc(t, 1, gpa_of(ev, data_seg(ev, 0)), SECTOR, DESC_F_NEXT | dflag, 2);
-	set_desc(t, 2, gpa_of(ev, ev->buf + OFF_STATUS), 1, DESC_F_WRITE, 0);
+	set_desc(t, 0, gpa_of(&ev->d, hdr(ev, type, sector)), sizeof(struct blk_hdr), DESC_F_NEXT,
+		 1);
+	set_desc(t, 1, gpa_of(&ev->d, data_seg(ev, 0)), SECTOR, DESC_F_NEXT | dflag, 2);
+	set_desc(t, 2, gpa_of(&ev->d, ev->d.buf + OFF_STATUS), 1, DESC_F_WRITE, 0);
 	p->head = 0;
-	p->status = ev->buf + OFF_STATUS;
+	p->status = ev->d.buf + OFF_STATUS;
 	p->data = data_seg(ev, 0);
 	p->data_segs = 1;
 }
@@ -486,10 +174,10 @@ static void request_bad_data(struct evil *ev, struct probe *p, uint64_t addr, ui
 /* Descriptor 0 of the table points at the indirect table at off. */
 static struct vring_desc *indirect(struct evil *ev, struct probe *p, unsigned off, unsigned n)
 {
-	set_desc(desc_table(ev), 0, gpa_of(ev, ev->buf + off), n * sizeof(struct vring_desc),
+	set_desc(desc_table(ev), 0, gpa_of(&ev->d, ev->d.buf + off), n * sizeof(struct vring_desc),
 		 DESC_F_INDIRECT, 0);
 	p->head = 0;
-	return (struct vring_desc *)(ev->buf + off);
+	return (struct vring_desc *)(ev->d.buf + off);
 }
 
 /* An IN request of data_segs sectors in an indirect table of data_segs + 2
@@ -497,13 +185,13 @@ static struct vring_desc *indirect(struct evil *ev, struct probe *p, unsigned of
 static void indirect_read(struct evil *ev, struct probe *p, unsigned data_segs)
 {
 	struct vring_desc *t = indirect(ev, p, OFF_INDIRECT, data_segs + 2);
-	set_desc(t, 0, gpa_of(ev, hdr(ev, BLK_T_IN, READ_SECTOR)), sizeof(struct blk_hdr),
+	set_desc(t, 0, gpa_of(&ev->d, hdr(ev, BLK_T_IN, READ_SECTOR)), sizeof(struct blk_hdr),
 		 DESC_F_NEXT, 1);
 	for (unsigned i = 0; i < data_segs; i++)
-		set_desc(t, 1 + i, gpa_of(ev, data_seg(ev, i)), SECTOR, DESC_F_WRITE | DESC_F_NEXT,
-			 (uint16_t)(2 + i));
-	set_desc(t, data_segs + 1, gpa_of(ev, ev->buf + OFF_STATUS), 1, DESC_F_WRITE, 0);
-	p->status = ev->buf + OFF_STATUS;
+		set_desc(t, 1 + i, gpa_of(&ev->d, data_seg(ev, i)), SECTOR,
+			 DESC_F_WRITE | DESC_F_NEXT, (uint16_t)(2 + i));
+	set_desc(t, data_segs + 1, gpa_of(&ev->d, ev->d.buf + OFF_STATUS), 1, DESC_F_WRITE, 0);
+	p->status = ev->d.buf + OFF_STATUS;
 	p->data = data_seg(ev, 0);
 	p->data_segs = data_segs;
 }
@@ -546,11 +234,11 @@ static void s_loop_self(struct evil *ev, struct probe *p)
 static void s_loop_indirect(struct evil *ev, struct probe *p)
 {
 	struct vring_desc *t = indirect(ev, p, OFF_INDIRECT, 3);
-	set_desc(t, 0, gpa_of(ev, hdr(ev, BLK_T_IN, READ_SECTOR)), sizeof(struct blk_hdr),
+	set_desc(t, 0, gpa_of(&ev->d, hdr(ev, BLK_T_IN, READ_SECTOR)), sizeof(struct blk_hdr),
 		 DESC_F_NEXT, 1);
-	set_desc(t, 1, gpa_of(ev, data_seg(ev, 0)), SECTOR, DESC_F_WRITE | DESC_F_NEXT, 2);
-	set_desc(t, 2, gpa_of(ev, ev->buf + OFF_STATUS), 1, DESC_F_WRITE | DESC_F_NEXT, 1);
-	p->status = ev->buf + OFF_STATUS;
+	set_desc(t, 1, gpa_of(&ev->d, data_seg(ev, 0)), SECTOR, DESC_F_WRITE | DESC_F_NEXT, 2);
+	set_desc(t, 2, gpa_of(&ev->d, ev->d.buf + OFF_STATUS), 1, DESC_F_WRITE | DESC_F_NEXT, 1);
+	p->status = ev->d.buf + OFF_STATUS;
 	p->data = data_seg(ev, 0);
 	p->data_segs = 1;
 }
@@ -580,7 +268,7 @@ static void s_addr_edge(struct evil *ev, struct probe *p)
 static void s_addr_mmio(struct evil *ev, struct probe *p)
 {
 	/* The device's own register window: not memory. */
-	request_bad_data(ev, p, ev->base, SECTOR);
+	request_bad_data(ev, p, ev->d.base, SECTOR);
 }
 
 static void s_len_wrap(struct evil *ev, struct probe *p)
@@ -592,7 +280,7 @@ static void s_len_wrap(struct evil *ev, struct probe *p)
 static void s_len_huge(struct evil *ev, struct probe *p)
 {
 	/* A real buffer, claimed to be nearly 4 GiB long. */
-	request_bad_data(ev, p, gpa_of(ev, data_seg(ev, 0)), 0xfffffe00u);
+	request_bad_data(ev, p, gpa_of(&ev->d, data_seg(ev, 0)), 0xfffffe00u);
 }
 
 static void s_len_sum(struct evil *ev, struct probe *p)
@@ -604,12 +292,12 @@ static void s_len_sum(struct evil *ev, struct probe *p)
 	const uint32_t len = 64u << 20;
 	uint64_t at = ev->ram_end / 4;
 	struct vring_desc *t = indirect(ev, p, OFF_INDIRECT, n + 2);
-	set_desc(t, 0, gpa_of(ev, hdr(ev, BLK_T_OUT, ev->capacity)), sizeof(struct blk_hdr),
+	set_desc(t, 0, gpa_of(&ev->d, hdr(ev, BLK_T_OUT, ev->capacity)), sizeof(struct blk_hdr),
 		 DESC_F_NEXT, 1);
 	for (unsigned i = 0; i < n; i++)
 		set_desc(t, 1 + i, at, len, DESC_F_NEXT, (uint16_t)(2 + i));
-	set_desc(t, n + 1, gpa_of(ev, ev->buf + OFF_STATUS), 1, DESC_F_WRITE, 0);
-	p->status = ev->buf + OFF_STATUS;
+	set_desc(t, n + 1, gpa_of(&ev->d, ev->d.buf + OFF_STATUS), 1, DESC_F_WRITE, 0);
+	p->status = ev->d.buf + OFF_STATUS;
 }
 
 static void s_hdr_write(struct evil *ev, struct probe *p)
@@ -639,8 +327,8 @@ static void s_readable_after_writable(struct evil *ev, struct probe *p)
 	request3(ev, p, BLK_T_OUT, READ_SECTOR);
 	struct vring_desc *t = desc_table(ev);
 	set_desc(t, 0, t[0].addr, t[0].len, DESC_F_NEXT, 2);
-	set_desc(t, 2, gpa_of(ev, ev->buf + OFF_STATUS), 1, DESC_F_WRITE | DESC_F_NEXT, 1);
-	set_desc(t, 1, gpa_of(ev, data_seg(ev, 0)), SECTOR, 0, 0);
+	set_desc(t, 2, gpa_of(&ev->d, ev->d.buf + OFF_STATUS), 1, DESC_F_WRITE | DESC_F_NEXT, 1);
+	set_desc(t, 1, gpa_of(&ev->d, data_seg(ev, 0)), SECTOR, 0, 0);
 	p->data = NULL;
 	p->data_segs = 0;
 }
@@ -679,7 +367,7 @@ static void s_past_end_partial(struct evil *ev, struct probe *p)
 {
 	/* Two sectors: the disk's last one and one beyond. */
 	indirect_read(ev, p, 2);
-	((struct blk_hdr *)(ev->buf + OFF_HDR))->sector = ev->capacity - 1;
+	((struct blk_hdr *)(ev->d.buf + OFF_HDR))->sector = ev->capacity - 1;
 }
 
 static void s_sector_wrap(struct evil *ev, struct probe *p)
@@ -695,13 +383,13 @@ static void s_write_past_end(struct evil *ev, struct probe *p)
 static void s_nested_indirect(struct evil *ev, struct probe *p)
 {
 	struct vring_desc *t = indirect(ev, p, OFF_INDIRECT, 1);
-	struct vring_desc *t2 = (struct vring_desc *)(ev->buf + OFF_INDIRECT2);
-	set_desc(t, 0, gpa_of(ev, t2), 3 * sizeof(*t2), DESC_F_INDIRECT, 0);
-	set_desc(t2, 0, gpa_of(ev, hdr(ev, BLK_T_IN, READ_SECTOR)), sizeof(struct blk_hdr),
+	struct vring_desc *t2 = (struct vring_desc *)(ev->d.buf + OFF_INDIRECT2);
+	set_desc(t, 0, gpa_of(&ev->d, t2), 3 * sizeof(*t2), DESC_F_INDIRECT, 0);
+	set_desc(t2, 0, gpa_of(&ev->d, hdr(ev, BLK_T_IN, READ_SECTOR)), sizeof(struct blk_hdr),
 		 DESC_F_NEXT, 1);
-	set_desc(t2, 1, gpa_of(ev, data_seg(ev, 0)), SECTOR, DESC_F_WRITE | DESC_F_NEXT, 2);
-	set_desc(t2, 2, gpa_of(ev, ev->buf + OFF_STATUS), 1, DESC_F_WRITE, 0);
-	p->status = ev->buf + OFF_STATUS;
+	set_desc(t2, 1, gpa_of(&ev->d, data_seg(ev, 0)), SECTOR, DESC_F_WRITE | DESC_F_NEXT, 2);
+	set_desc(t2, 2, gpa_of(&ev->d, ev->d.buf + OFF_STATUS), 1, DESC_F_WRITE, 0);
+	p->status = ev->d.buf + OFF_STATUS;
 	p->data = data_seg(ev, 0);
 	p->data_segs = 1;
 }
@@ -729,7 +417,7 @@ static void s_indirect_next_range(struct evil *ev, struct probe *p)
 {
 	/* NEXT inside an indirect table pointing past its end. */
 	indirect_read(ev, p, 1);
-	((struct vring_desc *)(ev->buf + OFF_INDIRECT))[1].next = 3;
+	((struct vring_desc *)(ev->d.buf + OFF_INDIRECT))[1].next = 3;
 }
 
 static void s_odd_len(struct evil *ev, struct probe *p)
@@ -753,7 +441,7 @@ static void q_big(struct evil *ev, struct qsetup *q)
 	 * moves to page 3. */
 	q->num = 2 * QSIZE;
 	ev->used_off = OFF_INDIRECT2;
-	q->used = gpa_of(ev, ev->buf + OFF_INDIRECT2);
+	q->used = gpa_of(&ev->d, ev->d.buf + OFF_INDIRECT2);
 }
 
 static void s_too_many_segs(struct evil *ev, struct probe *p)
@@ -762,13 +450,13 @@ static void s_too_many_segs(struct evil *ev, struct probe *p)
 	 * reuse the 128 data sectors of the buffer. */
 	const unsigned n = 200;
 	struct vring_desc *t = indirect(ev, p, OFF_INDIRECT, n + 2);
-	set_desc(t, 0, gpa_of(ev, hdr(ev, BLK_T_IN, READ_SECTOR)), sizeof(struct blk_hdr),
+	set_desc(t, 0, gpa_of(&ev->d, hdr(ev, BLK_T_IN, READ_SECTOR)), sizeof(struct blk_hdr),
 		 DESC_F_NEXT, 1);
 	for (unsigned i = 0; i < n; i++)
-		set_desc(t, 1 + i, gpa_of(ev, data_seg(ev, i % DATA_SECTORS)), SECTOR,
+		set_desc(t, 1 + i, gpa_of(&ev->d, data_seg(ev, i % DATA_SECTORS)), SECTOR,
 			 DESC_F_WRITE | DESC_F_NEXT, (uint16_t)(2 + i));
-	set_desc(t, n + 1, gpa_of(ev, ev->buf + OFF_STATUS), 1, DESC_F_WRITE, 0);
-	p->status = ev->buf + OFF_STATUS;
+	set_desc(t, n + 1, gpa_of(&ev->d, ev->d.buf + OFF_STATUS), 1, DESC_F_WRITE, 0);
+	p->status = ev->d.buf + OFF_STATUS;
 	p->data = data_seg(ev, 0);
 	p->data_segs = DATA_SECTORS;
 }
@@ -904,61 +592,61 @@ static bool all_fill(const uint8_t *p, size_t n)
  * clears the used ring, and checks that they stay that way. */
 static bool watch_after_reset(struct evil *ev, const struct scenario *s)
 {
-	reset_device(ev);
-	memset(ev->buf + OFF_DATA, FILL_DATA, DATA_SECTORS * SECTOR);
-	memset(ev->buf + ev->used_off, 0, 8 * QSIZE + 6);
+	reset_device(&ev->d);
+	memset(ev->d.buf + OFF_DATA, FILL_DATA, DATA_SECTORS * SECTOR);
+	memset(ev->d.buf + ev->used_off, 0, 8 * QSIZE + 6);
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	pause_ms((unsigned)(ev->timeout * 1000 / 10));
+	pause_ms((unsigned)(ev->d.timeout * 1000 / 10));
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	bool used_clean = true;
 	for (unsigned i = 0; i < 8 * QSIZE + 6; i++)
-		used_clean &= ev->buf[ev->used_off + i] == 0;
+		used_clean &= ev->d.buf[ev->used_off + i] == 0;
 	printf("EMBER-EVIL %s result=reset data=%s used=%s dev=0x%x base=0x%" PRIx64 "\n", s->name,
-	       all_fill(ev->buf + OFF_DATA, DATA_SECTORS * SECTOR) ? "untouched" : "written",
-	       used_clean ? "untouched" : "written", rd(ev, REG_STATUS), ev->base);
+	       all_fill(ev->d.buf + OFF_DATA, DATA_SECTORS * SECTOR) ? "untouched" : "written",
+	       used_clean ? "untouched" : "written", rd(&ev->d, REG_STATUS), ev->d.base);
 	return true;
 }
 
 /* Returns false if the scenario could not be run. */
 static bool run(struct evil *ev, const struct scenario *s)
 {
-	negotiate(ev);
-	memset(ev->buf, 0, OFF_DATA);
-	memset(ev->buf + OFF_DATA, FILL_DATA, DATA_SECTORS * SECTOR);
-	memset(ev->buf + OFF_STATUS, FILL_STATUS, 16);
+	negotiate(&ev->d, 1ULL << F_VERSION_1 | 1ULL << F_INDIRECT_DESC);
+	memset(ev->d.buf, 0, OFF_DATA);
+	memset(ev->d.buf + OFF_DATA, FILL_DATA, DATA_SECTORS * SECTOR);
+	memset(ev->d.buf + OFF_STATUS, FILL_STATUS, 16);
 
 	struct qsetup q = {
 		.num = QSIZE,
-		.desc = gpa_of(ev, ev->buf + OFF_DESC),
-		.avail = gpa_of(ev, ev->buf + OFF_AVAIL),
-		.used = gpa_of(ev, ev->buf + OFF_USED),
+		.desc = gpa_of(&ev->d, ev->d.buf + OFF_DESC),
+		.avail = gpa_of(&ev->d, ev->d.buf + OFF_AVAIL),
+		.used = gpa_of(&ev->d, ev->d.buf + OFF_USED),
 	};
 	ev->used_off = OFF_USED;
 	if (s->queue)
 		s->queue(ev, &q);
-	wr(ev, REG_QUEUE_SEL, 0);
-	uint32_t max = rd(ev, REG_QUEUE_NUM_MAX);
+	struct vq *vq = &ev->vq;
+	vq_init(vq, 0, QSIZE, ev->d.buf + OFF_DESC, ev->d.buf + OFF_AVAIL,
+		ev->d.buf + ev->used_off);
+	wr(&ev->d, REG_QUEUE_SEL, 0);
+	uint32_t max = rd(&ev->d, REG_QUEUE_NUM_MAX);
 	if (max < QSIZE) {
 		fprintf(stderr, "virtio-evil: queue 0 holds at most %u, need %u\n", max, QSIZE);
 		return false;
 	}
-	if (rd(ev, REG_QUEUE_READY)) {
+	if (rd(&ev->d, REG_QUEUE_READY)) {
 		fprintf(stderr, "virtio-evil: queue 0 ready right after a reset\n");
 		return false;
 	}
-	wr(ev, REG_QUEUE_NUM, q.num);
-	wr64(ev, REG_QUEUE_DESC_LOW, q.desc);
-	wr64(ev, REG_QUEUE_DRIVER_LOW, q.avail);
-	wr64(ev, REG_QUEUE_DEVICE_LOW, q.used);
+	vq_place(&ev->d, 0, q.num, q.desc, q.avail, q.used);
 	if (!q.no_ready)
-		wr(ev, REG_QUEUE_READY, 1);
-	wr(ev, REG_STATUS, ST_ACKNOWLEDGE | ST_DRIVER | ST_FEATURES_OK | ST_DRIVER_OK);
+		wr(&ev->d, REG_QUEUE_READY, 1);
+	wr(&ev->d, REG_STATUS, ST_ACKNOWLEDGE | ST_DRIVER | ST_FEATURES_OK | ST_DRIVER_OK);
 
-	uint32_t st = rd(ev, REG_STATUS);
+	uint32_t st = rd(&ev->d, REG_STATUS);
 	if (st & ST_NEEDS_RESET) {
 		/* The rings were refused: no request is possible. */
 		printf("EMBER-EVIL %s result=needs-reset ready=%u dev=0x%x base=0x%" PRIx64 "\n",
-		       s->name, rd(ev, REG_QUEUE_READY), st, ev->base);
+		       s->name, rd(&ev->d, REG_QUEUE_READY), st, ev->d.base);
 		return true;
 	}
 	if (!(st & ST_DRIVER_OK)) {
@@ -968,39 +656,17 @@ static bool run(struct evil *ev, const struct scenario *s)
 
 	struct probe p = {.avail_idx = 1};
 	s->build(ev, &p);
-	volatile uint16_t *avail = avail_ring(ev);
-	avail[0] = AVAIL_F_NO_INTERRUPT; /* flags: we poll */
-	avail[2] = p.head;               /* ring[0] */
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	avail[1] = p.avail_idx; /* idx */
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	wr(ev, REG_QUEUE_NOTIFY, 0);
+	vq->avail[0] = AVAIL_F_NO_INTERRUPT; /* we poll */
+	vq_push(vq, p.head);
+	vq->avail_idx = p.avail_idx; /* 1, or what the scenario claims */
+	vq_kick(&ev->d, vq);
 	if (p.reset_in_flight)
 		return watch_after_reset(ev, s);
-
-	/* The virtio-mmio driver still owns the interrupt line but no longer
-	 * listens, so poll: the used index, and the status for NEEDS_RESET. */
-	double end = now() + ev->timeout;
-	const char *result = "no-completion";
-	for (;;) {
-		if (*used_idx(ev) != 0) {
-			result = "completed";
-			break;
-		}
-		st = rd(ev, REG_STATUS);
-		if (st & ST_NEEDS_RESET) {
-			result = "needs-reset";
-			break;
-		}
-		if (now() > end)
-			break;
-		pause_ms(1);
-	}
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	st = rd(ev, REG_STATUS);
+	const char *result = vq_wait(&ev->d, vq, 0, 1, ev->d.timeout);
+	st = rd(&ev->d, REG_STATUS);
 	printf("EMBER-EVIL %s result=%s", s->name, result);
 	if (!strcmp(result, "completed")) {
-		uint32_t id = used_elem(ev, 0)[0], len = used_elem(ev, 0)[1];
+		uint32_t id = vq_used_elem(vq, 0)[0], len = vq_used_elem(vq, 0)[1];
 		printf(" status=%u len=%u id=%s", *p.status, len, id == p.head ? "ok" : "bad");
 		if (p.data_segs) {
 			size_t n = (size_t)p.data_segs * SECTOR;
@@ -1009,10 +675,10 @@ static bool run(struct evil *ev, const struct scenario *s)
 			else
 				printf(" data=%08x", crc32_of(p.data, n));
 		}
-		if (*used_idx(ev) != 1)
-			printf(" used-idx=%u", *used_idx(ev));
+		if (vq_used_idx(vq) != 1)
+			printf(" used-idx=%u", vq_used_idx(vq));
 	}
-	printf(" dev=0x%x base=0x%" PRIx64 "\n", st, ev->base);
+	printf(" dev=0x%x base=0x%" PRIx64 "\n", st, ev->d.base);
 	fflush(stdout);
 	return true;
 }
@@ -1033,14 +699,15 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-	struct evil ev = {.timeout = 5};
+	struct evil ev = {.d = {.nr_pages = NR_PAGES, .timeout = 5}};
+	ev.d.gpa = ev.gpa;
 	bool rebind = false;
 	int opt;
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	while ((opt = getopt(argc, argv, "t:rlh")) != -1) {
 		switch (opt) {
 		case 't':
-			ev.timeout = atof(optarg);
+			ev.d.timeout = atof(optarg);
 			break;
 		case 'r':
 			rebind = true;
@@ -1057,14 +724,14 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (argc - optind < 2 || !(ev.timeout > 0)) {
+	if (argc - optind < 2 || !(ev.d.timeout > 0)) {
 		usage(stderr);
 		return 2;
 	}
 	char *end;
 	errno = 0;
-	ev.base = strtoull(argv[optind], &end, 0);
-	if (errno || *end || !ev.base || ev.base % 0x200) {
+	ev.d.base = strtoull(argv[optind], &end, 0);
+	if (errno || *end || !ev.d.base || ev.d.base % 0x200) {
 		fprintf(stderr, "virtio-evil: bad BASE %s\n", argv[optind]);
 		return 2;
 	}
@@ -1074,27 +741,27 @@ int main(int argc, char **argv)
 			return 2;
 		}
 
-	take_device(&ev);
-	map_registers(&ev);
-	map_buffer(&ev);
+	take_device(&ev.d, VIRTIO_BLK_DRV);
+	map_registers(&ev.d, BLK_ID, "block device");
+	map_buffer(&ev.d);
 	ev.ram_end = find_ram_end();
-	reset_device(&ev);
+	reset_device(&ev.d);
 	ev.capacity = read_capacity(&ev);
 	if (ev.capacity < DATA_SECTORS + READ_SECTOR)
 		die("the disk has %" PRIu64 " sectors, need %u", ev.capacity,
 		    DATA_SECTORS + READ_SECTOR);
 	printf("EMBER-EVIL-DEVICE %s base=0x%" PRIx64 " capacity=%" PRIu64 " ram-end=0x%" PRIx64
-	       "\n", ev.vdev, ev.base, ev.capacity, ev.ram_end);
+	       "\n", ev.d.name, ev.d.base, ev.capacity, ev.ram_end);
 
 	int rc = 0;
 	for (int i = optind + 1; i < argc; i++)
 		if (!run(&ev, find_scenario(argv[i]))) {
-			printf("EMBER-EVIL %s error base=0x%" PRIx64 "\n", argv[i], ev.base);
+			printf("EMBER-EVIL %s error base=0x%" PRIx64 "\n", argv[i], ev.d.base);
 			rc = 1;
 		}
 	if (rebind)
-		give_device_back(&ev);
+		give_device_back(&ev.d, VIRTIO_BLK_DRV);
 	else
-		reset_device(&ev);
+		reset_device(&ev.d);
 	return rc;
 }

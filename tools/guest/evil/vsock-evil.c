@@ -16,49 +16,12 @@
  * Host side: a program listening on <uds_path>_5001 that never reads.
  * Built static (gcc -static) by tools/guest/build-evil.sh. */
 #define _GNU_SOURCE
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <inttypes.h>
-#include <limits.h>
-#include <stdarg.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
+#define EVIL_NAME "vsock-evil"
+#define EVIL_SETUP_ERROR "EMBER-VSOCK-EVIL-ERROR setup failed"
+#include "evil-virtio.h"
 
-#include "evil-time.h"
-
-#define REG_MAGIC 0x000
-#define REG_VERSION 0x004
-#define REG_DEVICE_ID 0x008
-#define REG_DEVICE_FEATURES 0x010
-#define REG_DEVICE_FEATURES_SEL 0x014
-#define REG_DRIVER_FEATURES 0x020
-#define REG_DRIVER_FEATURES_SEL 0x024
-#define REG_QUEUE_SEL 0x030
-#define REG_QUEUE_NUM 0x038
-#define REG_QUEUE_READY 0x044
-#define REG_QUEUE_NOTIFY 0x050
-#define REG_INTERRUPT_STATUS 0x060
-#define REG_INTERRUPT_ACK 0x064
-#define REG_STATUS 0x070
-#define REG_QUEUE_DESC_LOW 0x080
-#define REG_QUEUE_DRIVER_LOW 0x090
-#define REG_QUEUE_DEVICE_LOW 0x0a0
-#define ST_ACK 1u
-#define ST_DRIVER 2u
-#define ST_DRIVER_OK 4u
-#define ST_FEATURES_OK 8u
-#define ST_NEEDS_RESET 0x40u
 #define VSOCK_ID 19
-#define DESC_F_NEXT 1
-#define DESC_F_WRITE 2
 
-#define PAGE 4096u
 #define QSIZE 32u
 #define RXBUFS 8u
 /* Pages: 0 rx rings, 1 tx rings, 2 tx headers, 3..10 rx buffers (one page
@@ -74,12 +37,6 @@
 #define HDR_SIZE 44u
 #define DRV "/sys/bus/virtio/drivers/vmw_vsock_virtio_transport"
 
-struct desc {
-	uint64_t addr;
-	uint32_t len;
-	uint16_t flags, next;
-};
-
 struct __attribute__((packed)) hdr {
 	uint64_t src_cid, dst_cid;
 	uint32_t src_port, dst_port, len;
@@ -87,164 +44,32 @@ struct __attribute__((packed)) hdr {
 	uint32_t flags, buf_alloc, fwd_cnt;
 };
 
-static volatile uint32_t *regs;
-static uint8_t *buf;
 static uint64_t gpa[NR_PAGES];
-static uint64_t base, cid;
-static char vdev[256];
-static uint16_t rx_avail, rx_used_seen, tx_avail, tx_used_seen;
-
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fputs("vsock-evil: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-	printf("EMBER-VSOCK-EVIL-ERROR setup failed\n");
-	exit(1);
-}
-
-static uint32_t rd(unsigned off)
-{
-	return regs[off / 4];
-}
-
-static void wr(unsigned off, uint32_t v)
-{
-	regs[off / 4] = v;
-}
+static struct vdev dev = {.nr_pages = NR_PAGES, .gpa = gpa, .timeout = 5};
+static struct vq rx, tx;
+static uint64_t cid;
 
 static uint8_t *page(unsigned p)
 {
-	return buf + (size_t)p * PAGE;
-}
-
-static struct desc *descs(unsigned q)
-{
-	return (struct desc *)page(q ? PG_TX : PG_RX);
-}
-
-static volatile uint16_t *avail(unsigned q)
-{
-	return (volatile uint16_t *)(page(q ? PG_TX : PG_RX) + OFF_AVAIL);
-}
-
-static volatile uint16_t *used(unsigned q)
-{
-	return (volatile uint16_t *)(page(q ? PG_TX : PG_RX) + OFF_USED);
-}
-
-static void write_file(const char *path, const char *text)
-{
-	int fd = open(path, O_WRONLY);
-	if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text))
-		die("write %s to %s: %s", text, path, strerror(errno));
-	close(fd);
-}
-
-/* The vsock virtio device (the only one with device id 19). */
-static void take_device(void)
-{
-	DIR *d = opendir("/sys/bus/virtio/devices");
-	struct dirent *de;
-	while (d && (de = readdir(d))) {
-		char path[PATH_MAX], id[32] = "";
-		snprintf(path, sizeof(path), "/sys/bus/virtio/devices/%s/device", de->d_name);
-		FILE *f = fopen(path, "r");
-		if (!f)
-			continue;
-		if (fgets(id, sizeof(id), f) && strtoul(id, NULL, 0) == VSOCK_ID)
-			snprintf(vdev, sizeof(vdev), "%s", de->d_name);
-		fclose(f);
-	}
-	if (d)
-		closedir(d);
-	if (!vdev[0])
-		die("no virtio device with id %d", VSOCK_ID);
-	char bound[PATH_MAX];
-	snprintf(bound, sizeof(bound), DRV "/%s", vdev);
-	if (access(bound, F_OK) == 0)
-		write_file(DRV "/unbind", vdev);
-}
-
-static void map_all(void)
-{
-	int fd = open("/dev/mem", O_RDWR | O_SYNC);
-	if (fd < 0)
-		die("/dev/mem: %s", strerror(errno));
-	uint8_t *p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)base);
-	if (p == MAP_FAILED)
-		die("mmap /dev/mem: %s", strerror(errno));
-	close(fd);
-	regs = (volatile uint32_t *)p;
-	if (rd(REG_MAGIC) != 0x74726976 || rd(REG_DEVICE_ID) != VSOCK_ID)
-		die("0x%" PRIx64 " is not a virtio-mmio vsock device", base);
-	buf = mmap(NULL, NR_PAGES * PAGE, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	if (buf == MAP_FAILED || mlock(buf, NR_PAGES * PAGE))
-		die("buffer: %s", strerror(errno));
-	memset(buf, 0, NR_PAGES * PAGE);
-	fd = open("/proc/self/pagemap", O_RDONLY);
-	for (unsigned i = 0; i < NR_PAGES; i++) {
-		uint64_t e;
-		if (pread(fd, &e, 8, (off_t)(((uintptr_t)buf / PAGE + i) * 8)) != 8 || !(e >> 63))
-			die("pagemap");
-		gpa[i] = (e & ((1ULL << 55) - 1)) * PAGE;
-	}
-	close(fd);
-}
-
-static uint64_t gpa_of(const void *p)
-{
-	size_t off = (size_t)((const uint8_t *)p - buf);
-	return gpa[off / PAGE] + off % PAGE;
-}
-
-static void reset(void)
-{
-	wr(REG_STATUS, 0);
-	for (double end = now() + 5; rd(REG_STATUS); pause_ms(1))
-		if (now() > end)
-			die("no reset");
-	wr(REG_INTERRUPT_ACK, rd(REG_INTERRUPT_STATUS));
+	return dev.buf + (size_t)p * PAGE;
 }
 
 static void rx_post(unsigned slot)
 {
-	descs(0)[slot] = (struct desc){gpa_of(page(PG_RXBUF + slot)), PAGE, DESC_F_WRITE, 0};
-	avail(0)[2 + rx_avail % QSIZE] = (uint16_t)slot;
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	avail(0)[1] = ++rx_avail;
-	wr(REG_QUEUE_NOTIFY, 0);
+	rx.desc[slot] =
+		(struct vring_desc){gpa_of(&dev, page(PG_RXBUF + slot)), PAGE, DESC_F_WRITE, 0};
+	vq_push(&rx, (uint16_t)slot);
+	vq_kick(&dev, &rx);
 }
 
 static void bring_up(void)
 {
-	reset();
-	wr(REG_STATUS, ST_ACK);
-	wr(REG_STATUS, ST_ACK | ST_DRIVER);
-	wr(REG_DRIVER_FEATURES_SEL, 1);
-	wr(REG_DRIVER_FEATURES, 1); /* VERSION_1 */
-	wr(REG_DRIVER_FEATURES_SEL, 0);
-	wr(REG_DRIVER_FEATURES, 0);
-	wr(REG_STATUS, ST_ACK | ST_DRIVER | ST_FEATURES_OK);
-	memset(page(PG_RX), 0, 2 * PAGE);
-	rx_avail = rx_used_seen = tx_avail = tx_used_seen = 0;
-	for (unsigned q = 0; q < 2; q++) {
-		uint64_t ring = gpa[q ? PG_TX : PG_RX];
-		wr(REG_QUEUE_SEL, q);
-		wr(REG_QUEUE_NUM, QSIZE);
-		wr(REG_QUEUE_DESC_LOW, (uint32_t)ring);
-		wr(REG_QUEUE_DESC_LOW + 4, (uint32_t)(ring >> 32));
-		wr(REG_QUEUE_DRIVER_LOW, (uint32_t)(ring + OFF_AVAIL));
-		wr(REG_QUEUE_DRIVER_LOW + 4, (uint32_t)((ring + OFF_AVAIL) >> 32));
-		wr(REG_QUEUE_DEVICE_LOW, (uint32_t)(ring + OFF_USED));
-		wr(REG_QUEUE_DEVICE_LOW + 4, (uint32_t)((ring + OFF_USED) >> 32));
-		wr(REG_QUEUE_READY, 1);
-	}
-	wr(REG_STATUS, ST_ACK | ST_DRIVER | ST_FEATURES_OK | ST_DRIVER_OK);
+	negotiate(&dev, 1ULL << F_VERSION_1);
+	vq_init(&rx, 0, QSIZE, page(PG_RX), page(PG_RX) + OFF_AVAIL, page(PG_RX) + OFF_USED);
+	vq_init(&tx, 1, QSIZE, page(PG_TX), page(PG_TX) + OFF_AVAIL, page(PG_TX) + OFF_USED);
+	vq_setup(&dev, &rx);
+	vq_setup(&dev, &tx);
+	driver_ok(&dev);
 	for (unsigned i = 0; i < RXBUFS; i++)
 		rx_post(i);
 }
@@ -261,28 +86,24 @@ static struct hdr *tx_hdr(uint16_t op, uint32_t sport, uint32_t dport, uint32_t 
  * notifies, and waits until the device returned it. */
 static void tx_send(void)
 {
-	avail(1)[2 + tx_avail % QSIZE] = 0;
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	avail(1)[1] = ++tx_avail;
-	wr(REG_QUEUE_NOTIFY, 1);
-	for (double end = now() + 5; used(1)[1] != tx_avail && !(rd(REG_STATUS) & ST_NEEDS_RESET);
-	     pause_ms(1))
-		if (now() > end)
-			break;
+	uint16_t before = vq_used_idx(&tx);
+	vq_push(&tx, 0);
+	vq_kick(&dev, &tx);
+	vq_wait(&dev, &tx, before, 1, dev.timeout);
 }
 
 /* A header (at most hdr_len bytes of it) in one descriptor, then the
  * payload pages. */
 static void tx_packet(uint32_t hdr_len, uint32_t payload)
 {
-	struct desc *t = descs(1);
+	struct vring_desc *t = tx.desc;
 	unsigned n = 0;
-	t[n] = (struct desc){gpa_of(page(PG_HDR)), hdr_len, 0, 0};
+	t[n] = (struct vring_desc){gpa_of(&dev, page(PG_HDR)), hdr_len, 0, 0};
 	for (uint32_t off = 0; off < payload; off += PAGE, n++) {
 		t[n].flags |= DESC_F_NEXT;
 		t[n].next = (uint16_t)(n + 1);
 		uint32_t len = payload - off < PAGE ? payload - off : PAGE;
-		t[n + 1] = (struct desc){gpa_of(page(PG_DATA + off / PAGE)), len, 0, 0};
+		t[n + 1] = (struct vring_desc){gpa_of(&dev, page(PG_DATA + off / PAGE)), len, 0, 0};
 	}
 	tx_send();
 }
@@ -299,16 +120,15 @@ static const char *op_name(uint16_t op)
 static uint16_t rx_next(double seconds, struct hdr *out)
 {
 	for (double end = now() + seconds; now() < end; pause_ms(2)) {
-		if (used(0)[1] == rx_used_seen)
+		if (vq_used_idx(&rx) == rx.used_seen)
 			continue;
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
-		volatile uint32_t *e = (volatile uint32_t *)(page(PG_RX) + OFF_USED + 4 +
-							   8 * (rx_used_seen++ % QSIZE));
+		volatile uint32_t *e = vq_used_elem(&rx, rx.used_seen++);
 		unsigned slot = e[0] % RXBUFS;
 		struct hdr h;
 		memcpy(&h, page(PG_RXBUF + slot), sizeof(h));
 		rx_post(slot);
-		wr(REG_INTERRUPT_ACK, rd(REG_INTERRUPT_STATUS));
+		wr(&dev, REG_INTERRUPT_ACK, rd(&dev, REG_INTERRUPT_STATUS));
 		if (h.op == 6)
 			continue;
 		if (out)
@@ -321,7 +141,7 @@ static uint16_t rx_next(double seconds, struct hdr *out)
 static void report(const char *name, uint16_t op)
 {
 	printf("EMBER-VSOCK-EVIL %s rx=%s%s\n", name, op ? op_name(op) : "none",
-	       rd(REG_STATUS) & ST_NEEDS_RESET ? " needs-reset" : "");
+	       rd(&dev, REG_STATUS) & ST_NEEDS_RESET ? " needs-reset" : "");
 	fflush(stdout);
 }
 
@@ -329,10 +149,11 @@ int main(int argc, char **argv)
 {
 	if (argc != 3)
 		die("usage: vsock-evil BASE CID");
-	base = strtoull(argv[1], NULL, 0);
+	dev.base = strtoull(argv[1], NULL, 0);
 	cid = strtoull(argv[2], NULL, 0);
-	take_device();
-	map_all();
+	take_device(&dev, DRV);
+	map_registers(&dev, VSOCK_ID, "vsock device");
+	map_buffer(&dev);
 	bring_up();
 	struct hdr *h;
 
@@ -373,17 +194,17 @@ int main(int argc, char **argv)
 
 	/* a device-writable buffer on the tx queue */
 	tx_hdr(1, 2003, 5000, 0);
-	descs(1)[0] = (struct desc){gpa_of(page(PG_HDR)), HDR_SIZE, DESC_F_WRITE, 0};
+	tx.desc[0] = (struct vring_desc){gpa_of(&dev, page(PG_HDR)), HDR_SIZE, DESC_F_WRITE, 0};
 	tx_send();
 	report("writable-tx", rx_next(1, NULL));
 
 	/* a header split over three buffers: fine, the host's listener at
 	 * _5001 answers */
 	tx_hdr(1, 2004, 5001, 0);
-	struct desc *t = descs(1);
-	t[0] = (struct desc){gpa_of(page(PG_HDR)), 10, DESC_F_NEXT, 1};
-	t[1] = (struct desc){gpa_of(page(PG_HDR) + 10), 20, DESC_F_NEXT, 2};
-	t[2] = (struct desc){gpa_of(page(PG_HDR) + 30), HDR_SIZE - 30, 0, 0};
+	struct vring_desc *t = tx.desc;
+	t[0] = (struct vring_desc){gpa_of(&dev, page(PG_HDR)), 10, DESC_F_NEXT, 1};
+	t[1] = (struct vring_desc){gpa_of(&dev, page(PG_HDR) + 10), 20, DESC_F_NEXT, 2};
+	t[2] = (struct vring_desc){gpa_of(&dev, page(PG_HDR) + 30), HDR_SIZE - 30, 0, 0};
 	tx_send();
 	uint16_t op = rx_next(5, NULL);
 	report("split-header-request", op);
@@ -402,16 +223,14 @@ int main(int argc, char **argv)
 
 	/* an available index that jumps past the queue size: the ring is
 	 * broken, the device needs a reset */
-	avail(1)[1] = (uint16_t)(tx_avail + QSIZE + 5);
-	wr(REG_QUEUE_NOTIFY, 1);
-	for (double end = now() + 3; !(rd(REG_STATUS) & ST_NEEDS_RESET) && now() < end;)
+	tx.avail[1] = (uint16_t)(tx.avail_idx + QSIZE + 5);
+	wr(&dev, REG_QUEUE_NOTIFY, 1);
+	for (double end = now() + 3; !(rd(&dev, REG_STATUS) & ST_NEEDS_RESET) && now() < end;)
 		pause_ms(2);
 	report("avail-jump", 0);
 
 	/* back to the kernel's driver */
-	reset();
-	wr(REG_STATUS, ST_ACK);
-	write_file(DRV "/bind", vdev);
+	give_device_back(&dev, DRV);
 	printf("EMBER-VSOCK-EVIL-DONE\n");
 	return 0;
 }
