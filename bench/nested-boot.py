@@ -200,8 +200,14 @@ def outside(a) -> int:
                                 capture_output=True, text=True, check=True).stdout.strip()
     out = Path(a.out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    # Round-robin, so that a measurement cut short stays balanced.
-    plan = [v for _ in range(a.n) for v in a.variants]
+    # Round-robin, so that a measurement cut short stays balanced, with the
+    # order rotated each round (and each chunk, by the records so far), so
+    # that no variant always boots first in a test host or right after QEMU.
+    start = len(Path(a.out).read_text().splitlines()) if Path(a.out).exists() else 0
+    plan = []
+    for r in range(a.n):
+        k = (start // max(1, len(a.variants)) + r) % len(a.variants)
+        plan += a.variants[k:] + a.variants[:k]
     deadline = time.time() + a.max_minutes * 60 if a.max_minutes else None
     rc = 0
     while plan:
