@@ -57,6 +57,10 @@
 #define VSOCK_MAX_CONNECTIONS 1023
 #define VSOCK_CONN_TX_BUF_SIZE (64 * 1024)
 #define VSOCK_CONN_REQUEST_TIMEOUT_MS 2000
+/* A connection both ends shut down that is not gone by then (the host not
+ * taking what the guest sent before its shutdown, a guest not answering
+ * the host's close) is reset. */
+#define VSOCK_CONN_SHUTDOWN_TIMEOUT_MS 2000
 /* Ember's own: a host client that has not sent its "CONNECT <port>\n" line
  * by then is closed; the line is at most this long. */
 #define VSOCK_CONNECT_LINE_TIMEOUT_MS 5000

@@ -238,11 +238,25 @@ static void maybe_credit_update(struct vsock_conn *c)
 		c->pending |= PEND_CREDIT_UPDATE;
 }
 
+/* Both ends are done, but the RST waits (for the host to take what the
+ * guest sent, or for the guest's answer to our shutdown): as Firecracker,
+ * the connection gets VSOCK_CONN_SHUTDOWN_TIMEOUT_MS, then a reset. */
+static void shutdown_deadline(struct virtio_vsock *v, struct vsock_conn *c)
+{
+	if (!c->deadline_ns)
+		set_deadline(v, c, VSOCK_CONN_SHUTDOWN_TIMEOUT_MS);
+}
+
 /* The guest is done sending and everything it sent reached the socket. */
 static void after_drain(struct virtio_vsock *v, struct vsock_conn *c)
 {
-	if (c->tx_len || !c->peer_shut_send)
+	if (!c->peer_shut_send)
 		return;
+	if (c->tx_len) {
+		if (c->peer_shut_rcv || c->local_eof)
+			shutdown_deadline(v, c);
+		return;
+	}
 	if (c->peer_shut_rcv || c->local_eof) { /* both ends done: the RST ends it */
 		conn_reset(v, c);
 		return;
@@ -534,7 +548,16 @@ int vsock_muxer_recv_pkt(struct virtio_vsock *v, struct vsock_hdr *h, const stru
 				c->local_eof = true;
 				c->readable = false;
 				h->op = VSOCK_OP_SHUTDOWN;
+				/* Closed, not just shut down for writing (EPOLLHUP):
+				 * it will not read either, and the guest, told both,
+				 * answers with its RST at once instead of waiting
+				 * for its program to shut down its side. */
 				h->flags = VSOCK_FLAGS_SHUTDOWN_SEND;
+				if (c->hup) {
+					h->flags |= VSOCK_FLAGS_SHUTDOWN_RCV;
+					c->pending &= ~PEND_SHUTDOWN;
+					shutdown_deadline(v, c);
+				}
 				after_drain(v, c); /* the guest may be done too */
 			} else {
 				h->op = VSOCK_OP_RW;
@@ -682,6 +705,12 @@ static void conn_event(struct virtio_vsock *v, struct vsock_conn *c, uint32_t ev
 	}
 	if ((ev & EPOLLOUT) || (hup && c->tx_len))
 		conn_flush(v, c);
+	/* Closed after a shutdown for writing whose end of file the guest
+	 * already had: it learns that the host will not read either. */
+	if (hup && c->local_eof && c->state == CONN_ESTABLISHED) {
+		c->pending |= PEND_SHUTDOWN;
+		shutdown_deadline(v, c);
+	}
 	if (c->state == CONN_DEAD || c->state == CONN_KILLED)
 		return;
 	conn_update(v, c);
@@ -712,6 +741,12 @@ static void expire(struct virtio_vsock *v, struct vsock_conn *c)
 	case CONN_REQUEST_SENT:
 		LOG_I("vsock: guest port %u did not answer in %d ms; host connection closed",
 		      c->peer_port, VSOCK_CONN_REQUEST_TIMEOUT_MS);
+		conn_kill(v, c);
+		break;
+	case CONN_ESTABLISHED: /* shut down (shutdown_deadline) and not closed */
+		LOG_I("vsock: connection %u:%u still open %d ms after both ends shut it down; "
+		      "reset",
+		      c->local_port, c->peer_port, VSOCK_CONN_SHUTDOWN_TIMEOUT_MS);
 		conn_kill(v, c);
 		break;
 	default:
