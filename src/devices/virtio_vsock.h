@@ -103,10 +103,24 @@ struct vsock_config {
 	uint32_t guest_cid;
 	char uds_path[VSOCK_UDS_PATH_MAX + 1];
 	char vsock_id[65]; /* "" when not given (deprecated) */
+	/* PUT /vsock binds uds_path at once, as Firecracker
+	 * (vsock_config_bind): the device then listens on a copy of this
+	 * socket. Otherwise (the config file, a snapshot's config) the
+	 * device binds it when the VM is built. */
+	bool bound;
+	int listen_fd;
 };
 
 int vsock_config_parse(json_t *j, struct vsock_config *out, ember_err *e);
 json_t *vsock_config_json(const struct vsock_config *c);
+/* Binds and listens on c->uds_path, which must not exist (Firecracker's
+ * message if it does). old: the config c replaces (NULL if none), whose
+ * socket file is removed first, as Firecracker; if c cannot bind, old is
+ * bound again. On the VMM thread. */
+int vsock_config_bind(struct vsock_config *c, struct vsock_config *old, ember_err *e);
+/* Closes c's listener if it has one (the socket file stays, as
+ * Firecracker leaves it). */
+void vsock_config_release(struct vsock_config *c);
 
 /* A packet header in host order. */
 struct vsock_hdr {

@@ -6,6 +6,7 @@
 #include "devices/vsock_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -801,6 +802,50 @@ void vsock_muxer_reset(struct virtio_vsock *v)
 	vsock_muxer_reap(v);
 }
 
+/* A non-blocking listener bound to path; -1 and e set (Firecracker's
+ * words) if not. */
+static int listen_at(const char *path, ember_err *e)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 128)) {
+		int err = errno;
+		if (fd >= 0)
+			close(fd);
+		return err_set(e, "Cannot create backend for vsock device: Error binding to the "
+				  "host-side Unix socket: %s (os error %d)", strerror(err), err);
+	}
+	return fd;
+}
+
+int vsock_config_bind(struct vsock_config *c, struct vsock_config *old, ember_err *e)
+{
+	bool rebind = old && old->bound;
+	if (rebind) {
+		vsock_config_release(old);
+		unlink(old->uds_path);
+	}
+	int fd = listen_at(c->uds_path, e);
+	if (fd < 0) {
+		ember_err ignored;
+		if (rebind && (old->listen_fd = listen_at(old->uds_path, &ignored)) >= 0)
+			old->bound = true;
+		return err_prefix(e, "Vsock config error");
+	}
+	c->listen_fd = fd;
+	c->bound = true;
+	return 0;
+}
+
+void vsock_config_release(struct vsock_config *c)
+{
+	if (c->bound)
+		close(c->listen_fd);
+	c->bound = false;
+	c->listen_fd = -1;
+}
+
 int vsock_muxer_open(struct virtio_vsock *v, ember_err *e)
 {
 	dlist_init(&v->conns);
@@ -808,15 +853,15 @@ int vsock_muxer_open(struct virtio_vsock *v, ember_err *e)
 	dlist_init(&v->ready);
 	dlist_init(&v->dead);
 	v->next_local_port = 1u << 30;
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", v->cfg.uds_path);
-	v->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (v->listen_fd < 0)
-		return err_set(e, "cannot create the host socket: %s", strerror(errno));
-	if (bind(v->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) ||
-	    listen(v->listen_fd, 128))
-		return err_set(e, "cannot bind to uds_path %s: %s", v->cfg.uds_path,
-			       strerror(errno));
+	if (v->cfg.bound) { /* PUT /vsock bound it: the config keeps its own fd */
+		v->listen_fd = fcntl(v->cfg.listen_fd, F_DUPFD_CLOEXEC, 0);
+		v->cfg.bound = false;
+		v->cfg.listen_fd = -1;
+		if (v->listen_fd < 0)
+			return err_set(e, "cannot take the host socket: %s", strerror(errno));
+	} else if ((v->listen_fd = listen_at(v->cfg.uds_path, e)) < 0) {
+		return -1;
+	}
 	v->epfd = epoll_create1(EPOLL_CLOEXEC);
 	v->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
