@@ -84,6 +84,9 @@ struct virtio_vsock {
 	/* The rx chain popped and not yet used (nothing to put in it after
 	 * all); tx and rx have their own chains. */
 	bool rx_held;
+	/* Queues (bit per index) with used buffers the driver was not told of
+	 * yet: one interrupt for them all at the end of each event. */
+	uint32_t pushed;
 	struct virtq_seg rx_segs[VSOCK_QUEUE_SIZE], tx_segs[VSOCK_QUEUE_SIZE];
 	struct virtq_chain rx_chain, tx_chain;
 	uint8_t bounce[VSOCK_MAX_PKT_BUF_SIZE];

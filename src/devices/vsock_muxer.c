@@ -581,6 +581,8 @@ int vsock_muxer_recv_pkt(struct virtio_vsock *v, struct vsock_hdr *h, const stru
 
 /* ---- Host clients ---- */
 
+static void read_connect_line(struct virtio_vsock *v, struct vsock_conn *c);
+
 static void accept_clients(struct virtio_vsock *v)
 {
 	for (int i = 0; i < 64; i++) {
@@ -604,6 +606,10 @@ static void accept_clients(struct virtio_vsock *v)
 		dlist_add_tail(&v->connecting, &c->all);
 		v->nr_connecting++;
 		set_deadline(v, c, VSOCK_CONNECT_LINE_TIMEOUT_MS);
+		/* A client writes its line right after connecting: it is often
+		 * there already, and its REQUEST then goes to the guest in this
+		 * pass, not after another turn of the event loop. */
+		read_connect_line(v, c);
 	}
 }
 
