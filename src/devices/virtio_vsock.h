@@ -12,8 +12,9 @@
  * epoll fd of its own (every socket of the backend is in it, all of them
  * non-blocking) and one timerfd (connect-line, request and shutdown
  * timeouts). Memory is bounded: at most VSOCK_MAX_CONNECTIONS
- * connections, each buffering at most VSOCK_CONN_TX_BUF_SIZE bytes for the
- * host (the credit Ember advertises), and host bytes are read only into
+ * connections, each buffering at most the credit Ember advertises it
+ * (VSOCK_CONN_TX_BUF_BIG for at most VSOCK_BIG_BUF_CONNS of them,
+ * VSOCK_CONN_TX_BUF_SIZE for the rest) for the host, and host bytes are read only into
  * the guest's own receive buffers, within the guest's advertised credit. */
 #ifndef EMBER_VIRTIO_VSOCK_H
 #define EMBER_VIRTIO_VSOCK_H
@@ -56,6 +57,14 @@
 /* Firecracker's limits. */
 #define VSOCK_MAX_CONNECTIONS 1023
 #define VSOCK_CONN_TX_BUF_SIZE (64 * 1024)
+/* Ember's larger credit for the first VSOCK_BIG_BUF_CONNS connections open
+ * at once: 256 KiB, what Linux (and so vhost-vsock) advertises by default.
+ * With 64 KiB the guest sends one 64 KiB packet and then waits a whole
+ * round trip for the credit update, at every packet. A connection keeps
+ * its credit for life (a guest's view of buf_alloc must never shrink). In
+ * all, at most 64 x 256 KiB + 959 x 64 KiB (76 MiB) wait for host readers. */
+#define VSOCK_CONN_TX_BUF_BIG (256 * 1024)
+#define VSOCK_BIG_BUF_CONNS 64
 #define VSOCK_CONN_REQUEST_TIMEOUT_MS 2000
 /* A connection both ends shut down that is not gone by then (the host not
  * taking what the guest sent before its shutdown, a guest not answering

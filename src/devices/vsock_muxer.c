@@ -22,9 +22,6 @@
 
 #define MS (1000000ull)
 #define MAX_IOV 64
-/* Send a credit update once this much was forwarded since the last one
- * the guest heard of (it gets fwd_cnt with every packet too). */
-#define CREDIT_UPDATE_AFTER (VSOCK_CONN_TX_BUF_SIZE / 2)
 
 static unsigned hash_of(uint32_t local, uint32_t peer)
 {
@@ -66,6 +63,19 @@ static uint32_t peer_credit(const struct vsock_conn *c)
 	/* A guest claiming to have forwarded more than it was sent, or a
 	 * smaller buffer than what is in flight, has no credit. */
 	return in_flight > c->peer_buf_alloc ? 0 : c->peer_buf_alloc - in_flight;
+}
+
+static uint32_t ring_size(const struct vsock_conn *c)
+{
+	return c->buf_alloc + VSOCK_CONNECT_LINE_MAX;
+}
+
+/* The credit the guest gets on a new connection (see VSOCK_CONN_TX_BUF_BIG). */
+static void conn_set_credit(struct virtio_vsock *v, struct vsock_conn *c)
+{
+	c->big = v->nr_big < VSOCK_BIG_BUF_CONNS;
+	v->nr_big += c->big;
+	c->buf_alloc = c->big ? VSOCK_CONN_TX_BUF_BIG : VSOCK_CONN_TX_BUF_SIZE;
 }
 
 static bool conn_can_read(const struct vsock_conn *c)
@@ -180,6 +190,9 @@ static void conn_remove(struct virtio_vsock *v, struct vsock_conn *c)
 		metric_inc(&v->m->conns_removed);
 	}
 	conn_unhash(v, c);
+	if (c->big)
+		v->nr_big--;
+	c->big = false;
 	if (c->in_ready)
 		dlist_del(&c->ready);
 	c->in_ready = false;
@@ -233,9 +246,14 @@ static void reset_reply(struct virtio_vsock *v, const struct vsock_hdr *h)
 	ctlq_push(v, &r);
 }
 
+/* Every packet to the guest carries fwd_cnt; a credit update of its own
+ * goes only once the guest's view of our free space fell to half the
+ * credit (half of it forwarded since the guest last heard): the guest
+ * still has the other half to send while the update travels, and a
+ * stream costs two updates per credit's worth, not one per packet. */
 static void maybe_credit_update(struct vsock_conn *c)
 {
-	if (c->fwd_cnt - c->last_fwd_cnt_sent >= CREDIT_UPDATE_AFTER)
+	if (c->fwd_cnt - c->last_fwd_cnt_sent >= c->buf_alloc / 2)
 		c->pending |= PEND_CREDIT_UPDATE;
 }
 
@@ -272,7 +290,7 @@ static void after_drain(struct virtio_vsock *v, struct vsock_conn *c)
 static void conn_flush(struct virtio_vsock *v, struct vsock_conn *c)
 {
 	while (c->tx_len) {
-		uint32_t first = VSOCK_TXRING - c->tx_head;
+		uint32_t first = ring_size(c) - c->tx_head;
 		if (first > c->tx_len)
 			first = c->tx_len;
 		struct iovec iov[2] = {{c->txbuf + c->tx_head, first},
@@ -288,7 +306,7 @@ static void conn_flush(struct virtio_vsock *v, struct vsock_conn *c)
 			return;
 		}
 		uint32_t ours = (uint32_t)w < c->ctl_len ? (uint32_t)w : c->ctl_len;
-		c->tx_head = (c->tx_head + (uint32_t)w) % VSOCK_TXRING;
+		c->tx_head = (c->tx_head + (uint32_t)w) % ring_size(c);
 		c->tx_len -= (uint32_t)w;
 		c->ctl_len -= ours;
 		c->fwd_cnt += (uint32_t)w - ours;
@@ -308,13 +326,14 @@ static int tx_append(struct virtio_vsock *v, struct vsock_conn *c, const struct 
 {
 	if (!len)
 		return 0;
-	if (c->tx_len - c->ctl_len + len > (src ? VSOCK_TXRING : VSOCK_CONN_TX_BUF_SIZE))
+	uint32_t size = ring_size(c);
+	if (c->tx_len - c->ctl_len + len > (src ? size : c->buf_alloc))
 		return -1;
-	if (!c->txbuf && !(c->txbuf = malloc(VSOCK_TXRING)))
+	if (!c->txbuf && !(c->txbuf = malloc(size)))
 		return -1;
 	for (uint32_t done = 0; done < len;) {
-		uint32_t tail = (c->tx_head + c->tx_len) % VSOCK_TXRING;
-		uint32_t n = VSOCK_TXRING - tail;
+		uint32_t tail = (c->tx_head + c->tx_len) % size;
+		uint32_t n = size - tail;
 		if (n > len - done)
 			n = len - done;
 		if (src)
@@ -392,6 +411,7 @@ static void peer_connect(struct virtio_vsock *v, const struct vsock_hdr *h)
 	}
 	c->local_port = h->dst_port;
 	c->peer_port = h->src_port;
+	conn_set_credit(v, c);
 	c->peer_buf_alloc = h->buf_alloc;
 	c->peer_fwd_cnt = h->fwd_cnt;
 	c->pending = PEND_RESPONSE;
@@ -501,7 +521,7 @@ int vsock_muxer_recv_pkt(struct virtio_vsock *v, struct vsock_hdr *h, const stru
 			 uint32_t room)
 {
 	*h = (struct vsock_hdr){.src_cid = VSOCK_HOST_CID, .dst_cid = v->cfg.guest_cid,
-				.type = VSOCK_TYPE_STREAM, .buf_alloc = VSOCK_CONN_TX_BUF_SIZE};
+				.type = VSOCK_TYPE_STREAM};
 	if (v->ctlq_len) {
 		*h = v->ctlq[v->ctlq_head];
 		v->ctlq_head = (v->ctlq_head + 1) % VSOCK_CTLQ_SIZE;
@@ -515,6 +535,7 @@ int vsock_muxer_recv_pkt(struct virtio_vsock *v, struct vsock_hdr *h, const stru
 		h->src_port = c->local_port;
 		h->dst_port = c->peer_port;
 		h->fwd_cnt = c->fwd_cnt;
+		h->buf_alloc = c->buf_alloc;
 		if (c->pending & PEND_RST) {
 			h->op = VSOCK_OP_RST;
 			conn_remove(v, c);
@@ -674,6 +695,7 @@ static void read_connect_line(struct virtio_vsock *v, struct vsock_conn *c)
 		c->state = CONN_REQUEST_SENT;
 		c->peer_port = (uint32_t)port;
 		c->local_port = alloc_local_port(v);
+		conn_set_credit(v, c);
 		c->pending = PEND_REQUEST;
 		conn_hash(v, c);
 		metric_inc(&v->m->conns_added);

@@ -328,7 +328,7 @@ static void guest_connects_and_echoes(void **state)
 	expect_rx(t, VSOCK_OP_RW, 52, 1000, &h, buf);
 	assert_int_equal(h.len, 6);
 	assert_memory_equal(buf, "world!", 6);
-	assert_int_equal(h.buf_alloc, VSOCK_CONN_TX_BUF_SIZE);
+	assert_int_equal(h.buf_alloc, VSOCK_CONN_TX_BUF_BIG);
 	assert_int_equal(h.fwd_cnt, 5);
 	/* the host closes: SHUTDOWN(SEND); the guest closes: RST */
 	close(s);
@@ -640,6 +640,37 @@ static void device_reset_drops_connections(void **state)
 	tb_free(t);
 }
 
+/* The larger credit goes to VSOCK_BIG_BUF_CONNS connections open at once,
+ * the rest get Firecracker's 64 KiB; a connection keeps its credit for life,
+ * and the next one gets a closed connection's large credit back. */
+static void large_credit_is_bounded(void **state)
+{
+	(void)state;
+	struct tb *t = tb_new();
+	int l = listen_at(t, 52);
+	give_rx(t, QSIZE);
+	struct vsock_hdr h;
+	for (uint32_t i = 0; i <= VSOCK_BIG_BUF_CONNS; i++) {
+		tx(t, hdr(VSOCK_OP_REQUEST, 1000 + i, 52, 0), NULL);
+		expect_rx(t, VSOCK_OP_RESPONSE, 52, 1000 + i, &h, NULL);
+		assert_int_equal(h.buf_alloc, i < VSOCK_BIG_BUF_CONNS ? VSOCK_CONN_TX_BUF_BIG
+								       : VSOCK_CONN_TX_BUF_SIZE);
+		int s = accept(l, NULL, NULL);
+		assert_true(s >= 0);
+		close(s); /* the host end goes; the connection stays until its RST */
+	}
+	/* every packet of a connection carries its own credit */
+	tx(t, hdr(VSOCK_OP_CREDIT_REQUEST, 1000 + VSOCK_BIG_BUF_CONNS, 52, 0), NULL);
+	expect_rx(t, VSOCK_OP_CREDIT_UPDATE, 52, 1000 + VSOCK_BIG_BUF_CONNS, &h, NULL);
+	assert_int_equal(h.buf_alloc, VSOCK_CONN_TX_BUF_SIZE);
+	tx(t, hdr(VSOCK_OP_RST, 1000, 52, 0), NULL);
+	tx(t, hdr(VSOCK_OP_REQUEST, 2000, 52, 0), NULL);
+	expect_rx(t, VSOCK_OP_RESPONSE, 52, 2000, &h, NULL);
+	assert_int_equal(h.buf_alloc, VSOCK_CONN_TX_BUF_BIG);
+	close(l);
+	tb_free(t);
+}
+
 /* As Firecracker's CONN_SHUTDOWN_TIMEOUT: a connection both ends shut down
  * that is not gone VSOCK_CONN_SHUTDOWN_TIMEOUT_MS later is reset: (a) the
  * guest shut down both ways while the host is not taking what it sent
@@ -926,6 +957,7 @@ int main(void)
 		cmocka_unit_test(device_reset_drops_connections),
 		cmocka_unit_test(bulk_both_ways),
 		cmocka_unit_test(shutdown_timeout_resets),
+		cmocka_unit_test(large_credit_is_bounded),
 		cmocka_unit_test(snapshot_resets_the_transport),
 		cmocka_unit_test(snapshot_state_is_checked),
 	};
