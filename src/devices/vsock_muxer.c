@@ -664,22 +664,29 @@ static int64_t parse_connect(const char *line)
 	return *d >= '0' && *d <= '9' ? (int64_t)port : -1;
 }
 
+/* The line is read up to its '\n' and no further (the stream follows it):
+ * what is there is looked at with MSG_PEEK, then the line's bytes alone
+ * are taken, two calls instead of one read per byte. At most
+ * VSOCK_CONNECT_LINE_MAX - 2 bytes before the '\n'. */
 static void read_connect_line(struct virtio_vsock *v, struct vsock_conn *c)
 {
 	for (;;) {
-		char ch;
-		ssize_t r = read(c->fd, &ch, 1); /* one byte at a time: the stream follows */
+		char buf[VSOCK_CONNECT_LINE_MAX];
+		size_t want = VSOCK_CONNECT_LINE_MAX - 1 - c->line_len;
+		ssize_t r = recv(c->fd, buf, want, MSG_PEEK);
 		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 			return;
-		if (r <= 0 || c->line_len == VSOCK_CONNECT_LINE_MAX - 1) {
+		const char *nl = r > 0 ? memchr(buf, '\n', (size_t)r) : NULL;
+		size_t take = nl ? (size_t)(nl - buf) + 1 : (size_t)(r > 0 ? r : 0);
+		if (r <= 0 || (!nl && take == want) || read(c->fd, buf, take) != (ssize_t)take) {
 			LOG_D("vsock: host client closed or sent no CONNECT line");
 			conn_remove(v, c);
 			return;
 		}
-		if (ch != '\n') {
-			c->line[c->line_len++] = ch;
+		memcpy(c->line + c->line_len, buf, nl ? take - 1 : take);
+		c->line_len = (uint8_t)(c->line_len + (nl ? take - 1 : take));
+		if (!nl)
 			continue;
-		}
 		c->line[c->line_len] = 0;
 		int64_t port = parse_connect(c->line);
 		if (port < 0 || v->nr_conns >= VSOCK_MAX_CONNECTIONS) {

@@ -448,6 +448,31 @@ static void host_connect_refused_by_guest(void **state)
 	tb_free(t);
 }
 
+/* The CONNECT line in pieces, and the stream right behind its '\n' in the
+ * same write: the line is taken up to the '\n' and not a byte further. */
+static void host_connect_line_in_pieces(void **state)
+{
+	(void)state;
+	struct tb *t = tb_new();
+	give_rx(t, 8);
+	int s = connect_host(t);
+	assert_int_equal(write(s, "CONN", 4), 4);
+	pump(t);
+	struct vsock_hdr h;
+	assert_false(rx(t, &h, NULL));
+	assert_int_equal(write(s, "ECT 77\nhello", 12), 12);
+	pump(t);
+	expect_rx(t, VSOCK_OP_REQUEST, 1u << 30, 77, &h, NULL);
+	tx(t, hdr(VSOCK_OP_RESPONSE, 77, h.src_port, 0), NULL);
+	pump(t);
+	char buf[16];
+	expect_rx(t, VSOCK_OP_RW, 1u << 30, 77, &h, buf);
+	assert_int_equal(h.len, 5);
+	assert_memory_equal(buf, "hello", 5);
+	close(s);
+	tb_free(t);
+}
+
 static void host_bad_connect_line(void **state)
 {
 	(void)state;
@@ -949,6 +974,7 @@ int main(void)
 		cmocka_unit_test(guest_closes),
 		cmocka_unit_test(host_connects),
 		cmocka_unit_test(host_connect_refused_by_guest),
+		cmocka_unit_test(host_connect_line_in_pieces),
 		cmocka_unit_test(host_bad_connect_line),
 		cmocka_unit_test(honours_guest_credit),
 		cmocka_unit_test(credit_lie_resets),
