@@ -7,7 +7,9 @@ QEMU's microvm with vhost-vsock-device (the in-kernel vhost_vsock backend).
 Each round boots both VMMs (rotating order) with the same kernel and
 initramfs, 1 vCPU, 256 MiB, guest CID 3. The guest (vsock-tool, from
 tools/guest/evil/vsock-tool.c) starts its echo server on port 52 and sends
-EMBER_BENCH_VSOCK_MIB to the host's port 5000; then the host:
+EMBER_BENCH_VSOCK_MIB to the host's port 5000 (`send ... raw`: one block
+sent over and over, no per-byte work in the guest, which under TCG would
+cost as much as the transfer); then the host:
 
 - guest->host: timed by the host, from accepting the connection to its EOF
   (Ember: a Unix socket at <uds_path>_5000; QEMU: AF_VSOCK port 5000);
@@ -18,7 +20,11 @@ EMBER_BENCH_VSOCK_MIB to the host's port 5000; then the host:
   "CONNECT 52\\n", until "OK <port>\\n" is read; QEMU: AF_VSOCK connect() to
   CID 3 port 52, which returns once the guest answered), then closed.
 
-One uncounted warm-up round with small sizes first. Needs /dev/vhost-vsock
+Ember's side also records its metrics over the whole boot (the three
+steps together): the vsock group's packets and queue events (the guest's
+kicks), the interrupts it raised and the vCPUs' MMIO exits, as counts per
+MiB moved (guest->host plus both ways of the echo), to show where the time
+goes. One uncounted warm-up round with small sizes first. Needs /dev/vhost-vsock
 (the test host loads vhost_vsock) for QEMU's side; without it only Ember is
 measured and the report says why. Nothing is asserted.
 """
@@ -49,7 +55,7 @@ KINDS = ("ember", "qemu")
 
 def boot_args(mib: int) -> str:
     script = (f"vsock-tool listen {ECHO_PORT} & "
-              f"vsock-tool send 2 {SINK_PORT} {mib * MIB}")
+              f"vsock-tool send 2 {SINK_PORT} {mib * MIB} raw")
     code = base64.b64encode(script.encode()).decode()
     return ("console=ttyS0 reboot=k panic=1 pci=off quiet loglevel=1 "
             f"ember.hook=script ember.script={code} ember.end=wait")
@@ -59,7 +65,8 @@ def ember_argv(env, args, work):
     cfg = {"boot-source": {"kernel_image_path": env["kernel"], "initrd_path": env["initrd"],
                            "boot_args": args},
            "machine-config": {"vcpu_count": VCPUS, "mem_size_mib": MEM_MIB},
-           "vsock": {"guest_cid": CID, "uds_path": f"{work}/v.sock"}}
+           "vsock": {"guest_cid": CID, "uds_path": f"{work}/v.sock"},
+           "metrics": {"metrics_path": f"{work}/metrics.json"}}
     path = f"{work}/vm.json"
     with open(path, "w") as f:
         json.dump(cfg, f)
@@ -93,6 +100,27 @@ class Sink:
             self.seconds = time.monotonic() - t0
         except OSError as e:
             self.error = str(e)
+
+
+# Ember's counters kept per boot: (group, field).
+COUNTERS = (("vsock", "tx_queue_event_count"), ("vsock", "rx_queue_event_count"),
+            ("vsock", "tx_packets_count"), ("vsock", "rx_packets_count"),
+            ("vsock", "tx_bytes_count"), ("vsock", "rx_bytes_count"),
+            ("interrupts", "triggers"), ("vcpu", "exit_mmio_read"), ("vcpu", "exit_mmio_write"))
+
+
+def ember_counters(work):
+    """Sums of COUNTERS over the metrics lines Ember wrote (increments)."""
+    sums = {f"{g}.{k}": 0 for g, k in COUNTERS}
+    try:
+        with open(f"{work}/metrics.json") as f:
+            for line in f:
+                m = json.loads(line)
+                for g, k in COUNTERS:
+                    sums[f"{g}.{k}"] += m.get(g, {}).get(k, 0)
+    except (OSError, ValueError) as e:
+        return {"error": str(e)}
+    return sums
 
 
 def connect(kind, work, timeout):
@@ -139,7 +167,7 @@ def echo(s, nbytes):
 
 def one_boot(kind, env, mib, conns, work):
     for name in os.listdir(work):
-        if name.startswith("v.sock"):
+        if name.startswith("v.sock") or name == "metrics.json":
             os.unlink(os.path.join(work, name))
     if kind == "qemu":
         lsock = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
@@ -171,10 +199,12 @@ def one_boot(kind, env, mib, conns, work):
             setup.append((time.monotonic() - t0) * 1e3)
             s.close()
         sample["setup_ms"] = summary(setup)
-        return sample
     finally:
         lsock.close()
         vmm.stop()
+    if kind == "ember":
+        sample["counters"] = ember_counters(work)
+    return sample
 
 
 def main():

@@ -368,6 +368,22 @@ def vsock_section(v) -> list:
         lines.append("| Ember / QEMU | " + " | ".join(cells) + " |")
     for fail in v.get("failures", []):
         lines.append(f"- {fail['kind']} round {fail['round']} failed: {fail['error']}")
+    runs = [r for r in v["runs"].get("ember", [])
+            if "vsock.tx_packets_count" in r.get("counters", {})]
+    if runs:
+        # Per MiB moved: guest->host once, the echo both ways.
+        moved = 3 * v["mib"]
+        c = runs[-1]["counters"]
+        names = (("vsock.tx_queue_event_count", "tx kicks"),
+                 ("vsock.rx_queue_event_count", "rx kicks"),
+                 ("vsock.tx_packets_count", "tx packets"),
+                 ("vsock.rx_packets_count", "rx packets"),
+                 ("interrupts.triggers", "interrupts"),
+                 ("vcpu.exit_mmio_read", "MMIO read exits"),
+                 ("vcpu.exit_mmio_write", "MMIO write exits"))
+        lines += ["", f"Ember's counters over its last boot, per MiB moved ({moved} MiB: "
+                  "guest->host, and the echo both ways; the set-ups included): "
+                  + ", ".join(f"{label} {c.get(k, 0) / moved:.1f}" for k, label in names) + "."]
     return lines + [""]
 
 

@@ -94,6 +94,11 @@ struct device_config_ops {
 	 * message) if not. mem_changed: the check is for a new machine-config
 	 * (else for a new device config). */
 	int (*check_mem)(const void *cfg, uint64_t mem_size_mib, bool mem_changed, ember_err *e);
+	/* NULL, or run on the VMM thread when PUT /<key> is about to take cfg
+	 * in place of old (NULL if none): what the kind must hold from the
+	 * PUT on, as Firecracker (vsock binds uds_path). -1 and e set (whole
+	 * message) refuse the PUT, old still in place. free releases it. */
+	int (*acquire)(void *cfg, void *old, ember_err *e);
 	/* The kind's requests beyond PUT /<key>, ended by one with a NULL
 	 * method; NULL for none. */
 	const struct device_request *requests;

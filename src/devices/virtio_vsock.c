@@ -93,7 +93,7 @@ static bool queue_broken(struct virtio_vsock *v, struct virtq_chain *c, const ch
 
 /* Pops the next usable rx chain into v->rx_chain (v->rx_held); false if
  * there is none. */
-static bool get_rx_chain(struct virtio_vsock *v, bool *pushed)
+static bool get_rx_chain(struct virtio_vsock *v)
 {
 	struct virtq *q = virtio_mmio_queue(&v->mmio, VSOCK_RXQ);
 	while (!v->rx_held) {
@@ -109,7 +109,8 @@ static bool get_rx_chain(struct virtio_vsock *v, bool *pushed)
 			complain(v, VS_BAD_RX, "bad rx descriptor chain (%s)",
 				 virtq_strerror(v->rx_chain.err));
 			metric_inc(&v->m->rx_queue_event_fails);
-			*pushed |= virtq_push(q, v->gm, v->rx_chain.head, 0) == 0;
+			if (virtq_push(q, v->gm, v->rx_chain.head, 0) == 0)
+				v->pushed |= 1u << VSOCK_RXQ;
 			continue;
 		case VIRTQ_CHAIN:
 			break;
@@ -118,7 +119,8 @@ static bool get_rx_chain(struct virtio_vsock *v, bool *pushed)
 			complain(v, VS_BAD_RX, "rx buffer with %u readable and %u writable bytes",
 				 v->rx_chain.read_len, v->rx_chain.write_len);
 			metric_inc(&v->m->rx_queue_event_fails);
-			*pushed |= virtq_push(q, v->gm, v->rx_chain.head, 0) == 0;
+			if (virtq_push(q, v->gm, v->rx_chain.head, 0) == 0)
+				v->pushed |= 1u << VSOCK_RXQ;
 			continue;
 		}
 		v->rx_held = true;
@@ -131,8 +133,7 @@ void vsock_fill_rx(struct virtio_vsock *v)
 	if (!v->active || v->reset_pending)
 		return;
 	struct virtq *q = virtio_mmio_queue(&v->mmio, VSOCK_RXQ);
-	bool pushed = false;
-	while (vsock_muxer_has_rx(v) && get_rx_chain(v, &pushed)) {
+	while (vsock_muxer_has_rx(v) && get_rx_chain(v)) {
 		uint32_t room = v->rx_chain.write_len - VSOCK_HDR_SIZE;
 		if (room > VSOCK_MAX_PKT_BUF_SIZE)
 			room = VSOCK_MAX_PKT_BUF_SIZE;
@@ -145,12 +146,18 @@ void vsock_fill_rx(struct virtio_vsock *v)
 			metric_inc(&v->m->rx_queue_event_fails); /* checked above: cannot happen */
 		v->rx_held = false;
 		if (virtq_push(q, v->gm, v->rx_chain.head, VSOCK_HDR_SIZE + h.len) == 0)
-			pushed = true;
+			v->pushed |= 1u << VSOCK_RXQ;
 		metric_inc(&v->m->rx_packets_count);
 		metric_add(&v->m->rx_bytes_count, h.len);
 	}
-	if (pushed)
-		virtio_mmio_signal_used(&v->mmio, q);
+}
+
+/* The end of an event: one interrupt for what both queues used. */
+static void signal_used(struct virtio_vsock *v)
+{
+	if (v->pushed)
+		virtio_mmio_signal_used_queues(&v->mmio, v->pushed);
+	v->pushed = 0;
 }
 
 /* One tx chain: a header, then h.len bytes of payload. */
@@ -182,7 +189,6 @@ static void process_tx(struct virtio_vsock *v)
 	if (!v->active)
 		return;
 	struct virtq *q = virtio_mmio_queue(&v->mmio, VSOCK_TXQ);
-	bool pushed = false;
 	for (unsigned served = 0;; served++) {
 		if (served == VSOCK_QUEUE_SIZE) { /* let the VMM thread serve others */
 			v->mmio.hooks.queue_notify(v->mmio.hooks.ctx, VSOCK_TXQ);
@@ -211,10 +217,9 @@ static void process_tx(struct virtio_vsock *v)
 		} else {
 			tx_packet(v);
 		}
-		pushed |= virtq_push(q, v->gm, v->tx_chain.head, 0) == 0;
+		if (virtq_push(q, v->gm, v->tx_chain.head, 0) == 0)
+			v->pushed |= 1u << VSOCK_TXQ;
 	}
-	if (pushed)
-		virtio_mmio_signal_used(&v->mmio, q);
 }
 
 /* The event queue's avail->idx, read through the bounds-checked accessor;
@@ -261,6 +266,7 @@ void virtio_vsock_queue_event(struct virtio_vsock *v, unsigned queue)
 		return;
 	}
 	vsock_fill_rx(v);
+	signal_used(v);
 	vsock_muxer_reap(v);
 }
 
@@ -268,6 +274,7 @@ void virtio_vsock_backend_event(struct virtio_vsock *v)
 {
 	vsock_muxer_epoll_event(v);
 	vsock_fill_rx(v);
+	signal_used(v);
 	vsock_muxer_reap(v);
 }
 
@@ -275,6 +282,7 @@ void virtio_vsock_timer_event(struct virtio_vsock *v)
 {
 	vsock_muxer_timer_event(v);
 	vsock_fill_rx(v);
+	signal_used(v);
 	vsock_muxer_reap(v);
 }
 
@@ -323,6 +331,7 @@ static void vsock_reset(void *dev)
 {
 	struct virtio_vsock *v = dev;
 	v->active = v->rx_held = v->reset_pending = false;
+	v->pushed = 0;
 	vsock_muxer_reset(v);
 }
 

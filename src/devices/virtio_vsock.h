@@ -12,8 +12,9 @@
  * epoll fd of its own (every socket of the backend is in it, all of them
  * non-blocking) and one timerfd (connect-line, request and shutdown
  * timeouts). Memory is bounded: at most VSOCK_MAX_CONNECTIONS
- * connections, each buffering at most VSOCK_CONN_TX_BUF_SIZE bytes for the
- * host (the credit Ember advertises), and host bytes are read only into
+ * connections, each buffering at most the credit Ember advertises it
+ * (VSOCK_CONN_TX_BUF_BIG for at most VSOCK_BIG_BUF_CONNS of them,
+ * VSOCK_CONN_TX_BUF_SIZE for the rest) for the host, and host bytes are read only into
  * the guest's own receive buffers, within the guest's advertised credit. */
 #ifndef EMBER_VIRTIO_VSOCK_H
 #define EMBER_VIRTIO_VSOCK_H
@@ -56,7 +57,19 @@
 /* Firecracker's limits. */
 #define VSOCK_MAX_CONNECTIONS 1023
 #define VSOCK_CONN_TX_BUF_SIZE (64 * 1024)
+/* Ember's larger credit for the first VSOCK_BIG_BUF_CONNS connections open
+ * at once: 256 KiB, what Linux (and so vhost-vsock) advertises by default.
+ * With 64 KiB the guest sends one 64 KiB packet and then waits a whole
+ * round trip for the credit update, at every packet. A connection keeps
+ * its credit for life (a guest's view of buf_alloc must never shrink). In
+ * all, at most 64 x 256 KiB + 959 x 64 KiB (76 MiB) wait for host readers. */
+#define VSOCK_CONN_TX_BUF_BIG (256 * 1024)
+#define VSOCK_BIG_BUF_CONNS 64
 #define VSOCK_CONN_REQUEST_TIMEOUT_MS 2000
+/* A connection both ends shut down that is not gone by then (the host not
+ * taking what the guest sent before its shutdown, a guest not answering
+ * the host's close) is reset. */
+#define VSOCK_CONN_SHUTDOWN_TIMEOUT_MS 2000
 /* Ember's own: a host client that has not sent its "CONNECT <port>\n" line
  * by then is closed; the line is at most this long. */
 #define VSOCK_CONNECT_LINE_TIMEOUT_MS 5000
@@ -99,10 +112,24 @@ struct vsock_config {
 	uint32_t guest_cid;
 	char uds_path[VSOCK_UDS_PATH_MAX + 1];
 	char vsock_id[65]; /* "" when not given (deprecated) */
+	/* PUT /vsock binds uds_path at once, as Firecracker
+	 * (vsock_config_bind): the device then listens on a copy of this
+	 * socket. Otherwise (the config file, a snapshot's config) the
+	 * device binds it when the VM is built. */
+	bool bound;
+	int listen_fd;
 };
 
 int vsock_config_parse(json_t *j, struct vsock_config *out, ember_err *e);
 json_t *vsock_config_json(const struct vsock_config *c);
+/* Binds and listens on c->uds_path, which must not exist (Firecracker's
+ * message if it does). old: the config c replaces (NULL if none), whose
+ * socket file is removed first, as Firecracker; if c cannot bind, old is
+ * bound again. On the VMM thread. */
+int vsock_config_bind(struct vsock_config *c, struct vsock_config *old, ember_err *e);
+/* Closes c's listener if it has one (the socket file stays, as
+ * Firecracker leaves it). */
+void vsock_config_release(struct vsock_config *c);
 
 /* A packet header in host order. */
 struct vsock_hdr {

@@ -122,11 +122,24 @@ static json_t *cfg_json(const void *cfg)
 	return vsock_config_json(cfg);
 }
 
+static void cfg_free(void *cfg)
+{
+	if (cfg)
+		vsock_config_release(cfg);
+	free(cfg);
+}
+
+static int cfg_acquire(void *cfg, void *old, ember_err *e)
+{
+	return vsock_config_bind(cfg, old, e);
+}
+
 static const struct device_config_ops vsock_config_ops = {
 	.key = "vsock",
 	.parse = cfg_parse,
-	.free = free,
+	.free = cfg_free,
 	.to_json = cfg_json,
+	.acquire = cfg_acquire,
 };
 
 const struct device_ops vsock_device_ops = {

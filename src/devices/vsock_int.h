@@ -40,10 +40,13 @@ struct vsock_conn {
 	bool hup; /* EPOLLHUP/ERR seen: no longer in the epoll set */
 	uint64_t deadline_ns; /* 0: none */
 	/* Guest to host: bytes the socket did not take yet (a ring of
-	 * VSOCK_TXRING bytes); the first ctl_len of them are Ember's own
-	 * ("OK <port>\n"), not the guest's, and do not count in fwd_cnt. */
+	 * buf_alloc + VSOCK_CONNECT_LINE_MAX bytes, allocated while in use);
+	 * the first ctl_len of them are Ember's own ("OK <port>\n"), not the
+	 * guest's, and do not count in fwd_cnt. */
 	uint8_t *txbuf;
 	uint32_t tx_head, tx_len, ctl_len;
+	uint32_t buf_alloc; /* the credit Ember gives the guest: set once */
+	bool big;	    /* buf_alloc is VSOCK_CONN_TX_BUF_BIG */
 	uint32_t fwd_cnt, last_fwd_cnt_sent;
 	/* Host to guest. */
 	uint32_t rx_cnt, peer_buf_alloc, peer_fwd_cnt;
@@ -53,8 +56,6 @@ struct vsock_conn {
 };
 
 #define VSOCK_HASH_SIZE 256
-/* The guest's credit, and room for the "OK <port>\n" line before it. */
-#define VSOCK_TXRING (VSOCK_CONN_TX_BUF_SIZE + VSOCK_CONNECT_LINE_MAX)
 
 struct virtio_vsock {
 	struct virtio_mmio mmio;
@@ -76,6 +77,7 @@ struct virtio_vsock {
 	uint64_t timer_at_ns; /* 0: disarmed */
 	struct vsock_dlink conns, connecting, ready, dead;
 	size_t nr_conns, nr_connecting;
+	size_t nr_big; /* connections with VSOCK_CONN_TX_BUF_BIG */
 	struct vsock_conn *hash[VSOCK_HASH_SIZE];
 	uint32_t next_local_port;
 	/* RSTs for packets of no connection, to the guest. */
@@ -84,6 +86,9 @@ struct virtio_vsock {
 	/* The rx chain popped and not yet used (nothing to put in it after
 	 * all); tx and rx have their own chains. */
 	bool rx_held;
+	/* Queues (bit per index) with used buffers the driver was not told of
+	 * yet: one interrupt for them all at the end of each event. */
+	uint32_t pushed;
 	struct virtq_seg rx_segs[VSOCK_QUEUE_SIZE], tx_segs[VSOCK_QUEUE_SIZE];
 	struct virtq_chain rx_chain, tx_chain;
 	uint8_t bounce[VSOCK_MAX_PKT_BUF_SIZE];

@@ -6,6 +6,7 @@
 #include "devices/vsock_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,9 +22,6 @@
 
 #define MS (1000000ull)
 #define MAX_IOV 64
-/* Send a credit update once this much was forwarded since the last one
- * the guest heard of (it gets fwd_cnt with every packet too). */
-#define CREDIT_UPDATE_AFTER (VSOCK_CONN_TX_BUF_SIZE / 2)
 
 static unsigned hash_of(uint32_t local, uint32_t peer)
 {
@@ -65,6 +63,19 @@ static uint32_t peer_credit(const struct vsock_conn *c)
 	/* A guest claiming to have forwarded more than it was sent, or a
 	 * smaller buffer than what is in flight, has no credit. */
 	return in_flight > c->peer_buf_alloc ? 0 : c->peer_buf_alloc - in_flight;
+}
+
+static uint32_t ring_size(const struct vsock_conn *c)
+{
+	return c->buf_alloc + VSOCK_CONNECT_LINE_MAX;
+}
+
+/* The credit the guest gets on a new connection (see VSOCK_CONN_TX_BUF_BIG). */
+static void conn_set_credit(struct virtio_vsock *v, struct vsock_conn *c)
+{
+	c->big = v->nr_big < VSOCK_BIG_BUF_CONNS;
+	v->nr_big += c->big;
+	c->buf_alloc = c->big ? VSOCK_CONN_TX_BUF_BIG : VSOCK_CONN_TX_BUF_SIZE;
 }
 
 static bool conn_can_read(const struct vsock_conn *c)
@@ -179,6 +190,9 @@ static void conn_remove(struct virtio_vsock *v, struct vsock_conn *c)
 		metric_inc(&v->m->conns_removed);
 	}
 	conn_unhash(v, c);
+	if (c->big)
+		v->nr_big--;
+	c->big = false;
 	if (c->in_ready)
 		dlist_del(&c->ready);
 	c->in_ready = false;
@@ -232,17 +246,36 @@ static void reset_reply(struct virtio_vsock *v, const struct vsock_hdr *h)
 	ctlq_push(v, &r);
 }
 
+/* Every packet to the guest carries fwd_cnt; a credit update of its own
+ * goes only once the guest's view of our free space fell to half the
+ * credit (half of it forwarded since the guest last heard): the guest
+ * still has the other half to send while the update travels, and a
+ * stream costs two updates per credit's worth, not one per packet. */
 static void maybe_credit_update(struct vsock_conn *c)
 {
-	if (c->fwd_cnt - c->last_fwd_cnt_sent >= CREDIT_UPDATE_AFTER)
+	if (c->fwd_cnt - c->last_fwd_cnt_sent >= c->buf_alloc / 2)
 		c->pending |= PEND_CREDIT_UPDATE;
+}
+
+/* Both ends are done, but the RST waits (for the host to take what the
+ * guest sent, or for the guest's answer to our shutdown): as Firecracker,
+ * the connection gets VSOCK_CONN_SHUTDOWN_TIMEOUT_MS, then a reset. */
+static void shutdown_deadline(struct virtio_vsock *v, struct vsock_conn *c)
+{
+	if (!c->deadline_ns)
+		set_deadline(v, c, VSOCK_CONN_SHUTDOWN_TIMEOUT_MS);
 }
 
 /* The guest is done sending and everything it sent reached the socket. */
 static void after_drain(struct virtio_vsock *v, struct vsock_conn *c)
 {
-	if (c->tx_len || !c->peer_shut_send)
+	if (!c->peer_shut_send)
 		return;
+	if (c->tx_len) {
+		if (c->peer_shut_rcv || c->local_eof)
+			shutdown_deadline(v, c);
+		return;
+	}
 	if (c->peer_shut_rcv || c->local_eof) { /* both ends done: the RST ends it */
 		conn_reset(v, c);
 		return;
@@ -257,7 +290,7 @@ static void after_drain(struct virtio_vsock *v, struct vsock_conn *c)
 static void conn_flush(struct virtio_vsock *v, struct vsock_conn *c)
 {
 	while (c->tx_len) {
-		uint32_t first = VSOCK_TXRING - c->tx_head;
+		uint32_t first = ring_size(c) - c->tx_head;
 		if (first > c->tx_len)
 			first = c->tx_len;
 		struct iovec iov[2] = {{c->txbuf + c->tx_head, first},
@@ -273,7 +306,7 @@ static void conn_flush(struct virtio_vsock *v, struct vsock_conn *c)
 			return;
 		}
 		uint32_t ours = (uint32_t)w < c->ctl_len ? (uint32_t)w : c->ctl_len;
-		c->tx_head = (c->tx_head + (uint32_t)w) % VSOCK_TXRING;
+		c->tx_head = (c->tx_head + (uint32_t)w) % ring_size(c);
 		c->tx_len -= (uint32_t)w;
 		c->ctl_len -= ours;
 		c->fwd_cnt += (uint32_t)w - ours;
@@ -293,13 +326,14 @@ static int tx_append(struct virtio_vsock *v, struct vsock_conn *c, const struct 
 {
 	if (!len)
 		return 0;
-	if (c->tx_len - c->ctl_len + len > (src ? VSOCK_TXRING : VSOCK_CONN_TX_BUF_SIZE))
+	uint32_t size = ring_size(c);
+	if (c->tx_len - c->ctl_len + len > (src ? size : c->buf_alloc))
 		return -1;
-	if (!c->txbuf && !(c->txbuf = malloc(VSOCK_TXRING)))
+	if (!c->txbuf && !(c->txbuf = malloc(size)))
 		return -1;
 	for (uint32_t done = 0; done < len;) {
-		uint32_t tail = (c->tx_head + c->tx_len) % VSOCK_TXRING;
-		uint32_t n = VSOCK_TXRING - tail;
+		uint32_t tail = (c->tx_head + c->tx_len) % size;
+		uint32_t n = size - tail;
 		if (n > len - done)
 			n = len - done;
 		if (src)
@@ -377,6 +411,7 @@ static void peer_connect(struct virtio_vsock *v, const struct vsock_hdr *h)
 	}
 	c->local_port = h->dst_port;
 	c->peer_port = h->src_port;
+	conn_set_credit(v, c);
 	c->peer_buf_alloc = h->buf_alloc;
 	c->peer_fwd_cnt = h->fwd_cnt;
 	c->pending = PEND_RESPONSE;
@@ -486,7 +521,7 @@ int vsock_muxer_recv_pkt(struct virtio_vsock *v, struct vsock_hdr *h, const stru
 			 uint32_t room)
 {
 	*h = (struct vsock_hdr){.src_cid = VSOCK_HOST_CID, .dst_cid = v->cfg.guest_cid,
-				.type = VSOCK_TYPE_STREAM, .buf_alloc = VSOCK_CONN_TX_BUF_SIZE};
+				.type = VSOCK_TYPE_STREAM};
 	if (v->ctlq_len) {
 		*h = v->ctlq[v->ctlq_head];
 		v->ctlq_head = (v->ctlq_head + 1) % VSOCK_CTLQ_SIZE;
@@ -500,6 +535,7 @@ int vsock_muxer_recv_pkt(struct virtio_vsock *v, struct vsock_hdr *h, const stru
 		h->src_port = c->local_port;
 		h->dst_port = c->peer_port;
 		h->fwd_cnt = c->fwd_cnt;
+		h->buf_alloc = c->buf_alloc;
 		if (c->pending & PEND_RST) {
 			h->op = VSOCK_OP_RST;
 			conn_remove(v, c);
@@ -534,7 +570,16 @@ int vsock_muxer_recv_pkt(struct virtio_vsock *v, struct vsock_hdr *h, const stru
 				c->local_eof = true;
 				c->readable = false;
 				h->op = VSOCK_OP_SHUTDOWN;
+				/* Closed, not just shut down for writing (EPOLLHUP):
+				 * it will not read either, and the guest, told both,
+				 * answers with its RST at once instead of waiting
+				 * for its program to shut down its side. */
 				h->flags = VSOCK_FLAGS_SHUTDOWN_SEND;
+				if (c->hup) {
+					h->flags |= VSOCK_FLAGS_SHUTDOWN_RCV;
+					c->pending &= ~PEND_SHUTDOWN;
+					shutdown_deadline(v, c);
+				}
 				after_drain(v, c); /* the guest may be done too */
 			} else {
 				h->op = VSOCK_OP_RW;
@@ -556,6 +601,8 @@ int vsock_muxer_recv_pkt(struct virtio_vsock *v, struct vsock_hdr *h, const stru
 }
 
 /* ---- Host clients ---- */
+
+static void read_connect_line(struct virtio_vsock *v, struct vsock_conn *c);
 
 static void accept_clients(struct virtio_vsock *v)
 {
@@ -580,6 +627,10 @@ static void accept_clients(struct virtio_vsock *v)
 		dlist_add_tail(&v->connecting, &c->all);
 		v->nr_connecting++;
 		set_deadline(v, c, VSOCK_CONNECT_LINE_TIMEOUT_MS);
+		/* A client writes its line right after connecting: it is often
+		 * there already, and its REQUEST then goes to the guest in this
+		 * pass, not after another turn of the event loop. */
+		read_connect_line(v, c);
 	}
 }
 
@@ -613,22 +664,29 @@ static int64_t parse_connect(const char *line)
 	return *d >= '0' && *d <= '9' ? (int64_t)port : -1;
 }
 
+/* The line is read up to its '\n' and no further (the stream follows it):
+ * what is there is looked at with MSG_PEEK, then the line's bytes alone
+ * are taken, two calls instead of one read per byte. At most
+ * VSOCK_CONNECT_LINE_MAX - 2 bytes before the '\n'. */
 static void read_connect_line(struct virtio_vsock *v, struct vsock_conn *c)
 {
 	for (;;) {
-		char ch;
-		ssize_t r = read(c->fd, &ch, 1); /* one byte at a time: the stream follows */
+		char buf[VSOCK_CONNECT_LINE_MAX];
+		size_t want = VSOCK_CONNECT_LINE_MAX - 1 - c->line_len;
+		ssize_t r = recv(c->fd, buf, want, MSG_PEEK);
 		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 			return;
-		if (r <= 0 || c->line_len == VSOCK_CONNECT_LINE_MAX - 1) {
+		const char *nl = r > 0 ? memchr(buf, '\n', (size_t)r) : NULL;
+		size_t take = nl ? (size_t)(nl - buf) + 1 : (size_t)(r > 0 ? r : 0);
+		if (r <= 0 || (!nl && take == want) || read(c->fd, buf, take) != (ssize_t)take) {
 			LOG_D("vsock: host client closed or sent no CONNECT line");
 			conn_remove(v, c);
 			return;
 		}
-		if (ch != '\n') {
-			c->line[c->line_len++] = ch;
+		memcpy(c->line + c->line_len, buf, nl ? take - 1 : take);
+		c->line_len = (uint8_t)(c->line_len + (nl ? take - 1 : take));
+		if (!nl)
 			continue;
-		}
 		c->line[c->line_len] = 0;
 		int64_t port = parse_connect(c->line);
 		if (port < 0 || v->nr_conns >= VSOCK_MAX_CONNECTIONS) {
@@ -644,6 +702,7 @@ static void read_connect_line(struct virtio_vsock *v, struct vsock_conn *c)
 		c->state = CONN_REQUEST_SENT;
 		c->peer_port = (uint32_t)port;
 		c->local_port = alloc_local_port(v);
+		conn_set_credit(v, c);
 		c->pending = PEND_REQUEST;
 		conn_hash(v, c);
 		metric_inc(&v->m->conns_added);
@@ -682,6 +741,12 @@ static void conn_event(struct virtio_vsock *v, struct vsock_conn *c, uint32_t ev
 	}
 	if ((ev & EPOLLOUT) || (hup && c->tx_len))
 		conn_flush(v, c);
+	/* Closed after a shutdown for writing whose end of file the guest
+	 * already had: it learns that the host will not read either. */
+	if (hup && c->local_eof && c->state == CONN_ESTABLISHED) {
+		c->pending |= PEND_SHUTDOWN;
+		shutdown_deadline(v, c);
+	}
 	if (c->state == CONN_DEAD || c->state == CONN_KILLED)
 		return;
 	conn_update(v, c);
@@ -712,6 +777,12 @@ static void expire(struct virtio_vsock *v, struct vsock_conn *c)
 	case CONN_REQUEST_SENT:
 		LOG_I("vsock: guest port %u did not answer in %d ms; host connection closed",
 		      c->peer_port, VSOCK_CONN_REQUEST_TIMEOUT_MS);
+		conn_kill(v, c);
+		break;
+	case CONN_ESTABLISHED: /* shut down (shutdown_deadline) and not closed */
+		LOG_I("vsock: connection %u:%u still open %d ms after both ends shut it down; "
+		      "reset",
+		      c->local_port, c->peer_port, VSOCK_CONN_SHUTDOWN_TIMEOUT_MS);
 		conn_kill(v, c);
 		break;
 	default:
@@ -766,6 +837,50 @@ void vsock_muxer_reset(struct virtio_vsock *v)
 	vsock_muxer_reap(v);
 }
 
+/* A non-blocking listener bound to path; -1 and e set (Firecracker's
+ * words) if not. */
+static int listen_at(const char *path, ember_err *e)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 128)) {
+		int err = errno;
+		if (fd >= 0)
+			close(fd);
+		return err_set(e, "Cannot create backend for vsock device: Error binding to the "
+				  "host-side Unix socket: %s (os error %d)", strerror(err), err);
+	}
+	return fd;
+}
+
+int vsock_config_bind(struct vsock_config *c, struct vsock_config *old, ember_err *e)
+{
+	bool rebind = old && old->bound;
+	if (rebind) {
+		vsock_config_release(old);
+		unlink(old->uds_path);
+	}
+	int fd = listen_at(c->uds_path, e);
+	if (fd < 0) {
+		ember_err ignored;
+		if (rebind && (old->listen_fd = listen_at(old->uds_path, &ignored)) >= 0)
+			old->bound = true;
+		return err_prefix(e, "Vsock config error");
+	}
+	c->listen_fd = fd;
+	c->bound = true;
+	return 0;
+}
+
+void vsock_config_release(struct vsock_config *c)
+{
+	if (c->bound)
+		close(c->listen_fd);
+	c->bound = false;
+	c->listen_fd = -1;
+}
+
 int vsock_muxer_open(struct virtio_vsock *v, ember_err *e)
 {
 	dlist_init(&v->conns);
@@ -773,15 +888,15 @@ int vsock_muxer_open(struct virtio_vsock *v, ember_err *e)
 	dlist_init(&v->ready);
 	dlist_init(&v->dead);
 	v->next_local_port = 1u << 30;
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", v->cfg.uds_path);
-	v->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (v->listen_fd < 0)
-		return err_set(e, "cannot create the host socket: %s", strerror(errno));
-	if (bind(v->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) ||
-	    listen(v->listen_fd, 128))
-		return err_set(e, "cannot bind to uds_path %s: %s", v->cfg.uds_path,
-			       strerror(errno));
+	if (v->cfg.bound) { /* PUT /vsock bound it: the config keeps its own fd */
+		v->listen_fd = fcntl(v->cfg.listen_fd, F_DUPFD_CLOEXEC, 0);
+		v->cfg.bound = false;
+		v->cfg.listen_fd = -1;
+		if (v->listen_fd < 0)
+			return err_set(e, "cannot take the host socket: %s", strerror(errno));
+	} else if ((v->listen_fd = listen_at(v->cfg.uds_path, e)) < 0) {
+		return -1;
+	}
 	v->epfd = epoll_create1(EPOLL_CLOEXEC);
 	v->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};

@@ -117,6 +117,8 @@ static struct seccomp_rule vmm_rules[] = {
 	 * "<uds_path>_<port>". */
 	EQ(socket, 0, AF_UNIX), ANY(bind), ANY(listen), ANY(connect),
 	EQ(accept4, 3, SOCK_CLOEXEC | SOCK_NONBLOCK),
+	EQ(recvfrom, 3, MSG_PEEK), /* a host client's CONNECT line, looked at first */
+	FCNTL(F_DUPFD_CLOEXEC), /* the device's copy of the listener PUT /vsock bound */
 	/* Starting vCPU threads (pthread_create) and kicking them. */
 	ANY(clone3), ANY(set_robust_list), ANY(rseq), EQ(tgkill, 2, 34 /* SIGRTMIN */),
 	EQ(prctl, 0, PR_SET_NAME), /* names a thread: "fc_vcpu N" */

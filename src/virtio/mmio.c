@@ -129,6 +129,17 @@ bool virtio_mmio_signal_used(struct virtio_mmio *m, struct virtq *q)
 	return true;
 }
 
+bool virtio_mmio_signal_used_queues(struct virtio_mmio *m, uint32_t mask)
+{
+	bool need = false;
+	for (unsigned i = 0; i < m->ops->nr_queues; i++)
+		if (mask & (1u << i))
+			need |= virtq_should_notify(&m->queues[i], m->gm); /* each: it moves signalled_used */
+	if (need)
+		interrupt(m, VIRTIO_MMIO_INT_VRING);
+	return need;
+}
+
 /* Config space: bounds and natural alignment checked here, so the device's
  * callbacks only ever see accesses inside config_size. */
 static bool config_access_ok(struct virtio_mmio *m, uint64_t off, uint32_t len, bool write)

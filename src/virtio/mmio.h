@@ -171,6 +171,10 @@ static inline bool virtio_mmio_has_feature(const struct virtio_mmio *m, unsigned
 /* After pushing used buffers on q: interrupts the driver if it wants it.
  * Returns whether it did. */
 bool virtio_mmio_signal_used(struct virtio_mmio *m, struct virtq *q);
+/* The same for the queues in `mask` (bit i: queue i got used buffers),
+ * with one interrupt at most for all of them: a device that serves several
+ * queues in one pass interrupts once. */
+bool virtio_mmio_signal_used_queues(struct virtio_mmio *m, uint32_t mask);
 /* The device changed its config space: bumps ConfigGeneration and sends a
  * configuration change interrupt. */
 void virtio_mmio_config_changed(struct virtio_mmio *m);

@@ -353,6 +353,13 @@ void controller_handle(struct controller *c, struct vmm_request *q, struct vmm_r
 			vmm_response_fault(r, 400, "%s", e.msg);
 			break;
 		}
+		struct device_config *old = config_find_device(&c->cfg, q->device_ops);
+		if ((!old && config_check_device_count(&c->cfg, true, &e)) ||
+		    (q->device_ops->config->acquire &&
+		     q->device_ops->config->acquire(q->device_cfg, old ? old->cfg : NULL, &e))) {
+			vmm_response_fault(r, 400, "%s", e.msg);
+			break;
+		}
 		if (config_put_device(&c->cfg, q->device_ops, q->device_cfg, &e))
 			vmm_response_fault(r, 400, "%s", e.msg);
 		q->device_cfg = NULL; /* taken, or freed */

@@ -144,6 +144,34 @@ def test_put_vsock_before_boot_and_in_vm_config(api_vm, sockdir):
     assert c.get("/vm/config").body["vsock"]["guest_cid"] == 7, "a refused PUT changed nothing"
 
 
+def test_put_vsock_binds_uds_path_at_once(api_vm, sockdir):
+    """As Firecracker: PUT /vsock binds uds_path then, not at InstanceStart
+    (a host client can connect before the guest runs); a path that exists
+    is refused with Firecracker's message and changes nothing; a later PUT
+    removes the earlier one's socket file first."""
+    c = api_vm.client()
+    a, b = sockdir / "a.sock", sockdir / "b.sock"
+    check_ok(c.put("/vsock", {"guest_cid": 3, "uds_path": str(a)}), 204, None, "PUT /vsock")
+    assert a.is_socket(), "uds_path not bound by PUT /vsock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(str(a))
+    b.write_bytes(b"")
+    check_error(c.put("/vsock", {"guest_cid": 3, "uds_path": str(b)}),
+                "Vsock config error: Cannot create backend for vsock device: Error binding to "
+                "the host-side Unix socket: Address already in use (os error 98)",
+                context="uds_path exists")
+    assert c.get("/vm/config").body["vsock"]["uds_path"] == str(a), "a refused PUT changed it"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(str(a))  # still listening
+    b.unlink()
+    check_ok(c.put("/vsock", {"guest_cid": 4, "uds_path": str(b)}), 204, None, "PUT /vsock again")
+    assert not a.exists(), "the earlier uds_path was not removed"
+    assert b.is_socket()
+    check_ok(c.put("/vsock", {"guest_cid": 5, "uds_path": str(b)}), 204, None,
+             "PUT /vsock again, same path")
+    assert b.is_socket()
+
+
 # ---- The project's kernel ----
 
 GUEST_TO_HOST = r"""

@@ -299,7 +299,7 @@ static void guest_connects_and_echoes(void **state)
 	expect_rx(t, VSOCK_OP_RW, 52, 1000, &h, buf);
 	assert_int_equal(h.len, 6);
 	assert_memory_equal(buf, "world!", 6);
-	assert_int_equal(h.buf_alloc, VSOCK_CONN_TX_BUF_SIZE);
+	assert_int_equal(h.buf_alloc, VSOCK_CONN_TX_BUF_BIG);
 	assert_int_equal(h.fwd_cnt, 5);
 	/* the host closes: SHUTDOWN(SEND); the guest closes: RST */
 	close(s);
@@ -415,6 +415,31 @@ static void host_connect_refused_by_guest(void **state)
 	tx(t, hdr(VSOCK_OP_RST, 5, local, 0), NULL);
 	char buf[8];
 	assert_int_equal(read(s, buf, sizeof(buf)), 0);
+	close(s);
+	tb_free(t);
+}
+
+/* The CONNECT line in pieces, and the stream right behind its '\n' in the
+ * same write: the line is taken up to the '\n' and not a byte further. */
+static void host_connect_line_in_pieces(void **state)
+{
+	(void)state;
+	struct tb *t = tb_new();
+	give_rx(t, 8);
+	int s = connect_host(t);
+	assert_int_equal(write(s, "CONN", 4), 4);
+	pump(t);
+	struct vsock_hdr h;
+	assert_false(rx(t, &h, NULL));
+	assert_int_equal(write(s, "ECT 77\nhello", 12), 12);
+	pump(t);
+	expect_rx(t, VSOCK_OP_REQUEST, 1u << 30, 77, &h, NULL);
+	tx(t, hdr(VSOCK_OP_RESPONSE, 77, h.src_port, 0), NULL);
+	pump(t);
+	char buf[16];
+	expect_rx(t, VSOCK_OP_RW, 1u << 30, 77, &h, buf);
+	assert_int_equal(h.len, 5);
+	assert_memory_equal(buf, "hello", 5);
 	close(s);
 	tb_free(t);
 }
@@ -607,6 +632,111 @@ static void device_reset_drops_connections(void **state)
 	char buf[4];
 	assert_int_equal(read(s, buf, sizeof(buf)), 0);
 	close(s);
+	close(l);
+	tb_free(t);
+}
+
+/* The larger credit goes to VSOCK_BIG_BUF_CONNS connections open at once,
+ * the rest get Firecracker's 64 KiB; a connection keeps its credit for life,
+ * and the next one gets a closed connection's large credit back. */
+static void large_credit_is_bounded(void **state)
+{
+	(void)state;
+	struct tb *t = tb_new();
+	int l = listen_at(t, 52);
+	give_rx(t, QSIZE);
+	struct vsock_hdr h;
+	for (uint32_t i = 0; i <= VSOCK_BIG_BUF_CONNS; i++) {
+		tx(t, hdr(VSOCK_OP_REQUEST, 1000 + i, 52, 0), NULL);
+		expect_rx(t, VSOCK_OP_RESPONSE, 52, 1000 + i, &h, NULL);
+		assert_int_equal(h.buf_alloc, i < VSOCK_BIG_BUF_CONNS ? VSOCK_CONN_TX_BUF_BIG
+								       : VSOCK_CONN_TX_BUF_SIZE);
+		int s = accept(l, NULL, NULL);
+		assert_true(s >= 0);
+		close(s); /* the host end goes; the connection stays until its RST */
+	}
+	/* every packet of a connection carries its own credit */
+	tx(t, hdr(VSOCK_OP_CREDIT_REQUEST, 1000 + VSOCK_BIG_BUF_CONNS, 52, 0), NULL);
+	expect_rx(t, VSOCK_OP_CREDIT_UPDATE, 52, 1000 + VSOCK_BIG_BUF_CONNS, &h, NULL);
+	assert_int_equal(h.buf_alloc, VSOCK_CONN_TX_BUF_SIZE);
+	tx(t, hdr(VSOCK_OP_RST, 1000, 52, 0), NULL);
+	tx(t, hdr(VSOCK_OP_REQUEST, 2000, 52, 0), NULL);
+	expect_rx(t, VSOCK_OP_RESPONSE, 52, 2000, &h, NULL);
+	assert_int_equal(h.buf_alloc, VSOCK_CONN_TX_BUF_BIG);
+	close(l);
+	tb_free(t);
+}
+
+/* As Firecracker's CONN_SHUTDOWN_TIMEOUT: a connection both ends shut down
+ * that is not gone VSOCK_CONN_SHUTDOWN_TIMEOUT_MS later is reset: (a) the
+ * guest shut down both ways while the host is not taking what it sent
+ * before, (b) the host closed and the guest does not answer. */
+static void shutdown_timeout_resets(void **state)
+{
+	(void)state;
+	struct tb *t = tb_new();
+	struct vsock_metrics *m = virtio_vsock_metrics(t->v);
+	int l = listen_at(t, 52);
+	give_rx(t, 32);
+	/* (a): the guest sends within its credit until the host's socket is
+	 * full and Ember holds some (a credit update stops short) */
+	tx(t, hdr(VSOCK_OP_REQUEST, 1000, 52, 0), NULL);
+	struct vsock_hdr h;
+	expect_rx(t, VSOCK_OP_RESPONSE, 52, 1000, &h, NULL);
+	int sa = accept(l, NULL, NULL); /* never reads */
+	assert_true(sa >= 0);
+	uint32_t credit = h.buf_alloc, fwd = h.fwd_cnt, sent = 0;
+	static uint8_t chunk[VSOCK_MAX_PKT_BUF_SIZE];
+	for (int i = 0;; i++) {
+		assert_true(i < 200);
+		uint32_t room = credit - (sent - fwd);
+		if (room) {
+			uint32_t n = room < sizeof(chunk) ? room : (uint32_t)sizeof(chunk);
+			tx(t, hdr(VSOCK_OP_RW, 1000, 52, n), chunk);
+			sent += n;
+			while (rx(t, &h, NULL))
+				fwd = h.fwd_cnt;
+			continue;
+		}
+		tx(t, hdr(VSOCK_OP_CREDIT_REQUEST, 1000, 52, 0), NULL);
+		expect_rx(t, VSOCK_OP_CREDIT_UPDATE, 52, 1000, &h, NULL);
+		fwd = h.fwd_cnt;
+		if (fwd != sent)
+			break;
+	}
+	struct vsock_hdr sd = hdr(VSOCK_OP_SHUTDOWN, 1000, 52, 0);
+	sd.flags = VSOCK_FLAGS_SHUTDOWN_RCV | VSOCK_FLAGS_SHUTDOWN_SEND;
+	tx(t, sd, NULL);
+	assert_false(rx(t, &h, NULL)); /* not yet: the host may still read */
+	/* (b) */
+	uint32_t local;
+	int sb = host_connect_to_guest(t, 1234, &local);
+	tx(t, hdr(VSOCK_OP_RESPONSE, 1234, local, 0), NULL);
+	char line[32];
+	int n = snprintf(line, sizeof(line), "OK %u\n", local);
+	read_exactly(sb, line, (size_t)n);
+	close(sb);
+	pump(t);
+	expect_rx(t, VSOCK_OP_SHUTDOWN, local, 1234, &h, NULL);
+	assert_int_equal(h.flags, VSOCK_FLAGS_SHUTDOWN_RCV | VSOCK_FLAGS_SHUTDOWN_SEND);
+	assert_int_equal(virtio_vsock_nr_conns(t->v), 2);
+	assert_int_equal(metric_count(&m->conns_killed), 0);
+	/* the timer resets both */
+	struct pollfd p = {.fd = virtio_vsock_timer_fd(t->v), .events = POLLIN};
+	bool rst_a = false, rst_b = false;
+	for (int i = 0; i < 10 && !(rst_a && rst_b); i++) {
+		if (poll(&p, 1, VSOCK_CONN_SHUTDOWN_TIMEOUT_MS) == 1)
+			virtio_vsock_timer_event(t->v);
+		while (rx(t, &h, NULL)) {
+			assert_int_equal(h.op, VSOCK_OP_RST);
+			rst_a |= h.src_port == 52 && h.dst_port == 1000;
+			rst_b |= h.src_port == local && h.dst_port == 1234;
+		}
+	}
+	assert_true(rst_a && rst_b);
+	assert_int_equal(virtio_vsock_nr_conns(t->v), 0);
+	assert_int_equal(metric_count(&m->conns_killed), 2);
+	close(sa);
 	close(l);
 	tb_free(t);
 }
@@ -814,6 +944,7 @@ int main(void)
 		cmocka_unit_test(guest_closes),
 		cmocka_unit_test(host_connects),
 		cmocka_unit_test(host_connect_refused_by_guest),
+		cmocka_unit_test(host_connect_line_in_pieces),
 		cmocka_unit_test(host_bad_connect_line),
 		cmocka_unit_test(honours_guest_credit),
 		cmocka_unit_test(credit_lie_resets),
@@ -821,6 +952,8 @@ int main(void)
 		cmocka_unit_test(control_queue_bounded),
 		cmocka_unit_test(device_reset_drops_connections),
 		cmocka_unit_test(bulk_both_ways),
+		cmocka_unit_test(shutdown_timeout_resets),
+		cmocka_unit_test(large_credit_is_bounded),
 		cmocka_unit_test(snapshot_resets_the_transport),
 		cmocka_unit_test(snapshot_state_is_checked),
 	};
