@@ -390,9 +390,15 @@ int vmm_restore(struct vmm *m, const struct vmm_config *cfg, const struct vmm_op
 	uint64_t bytes = (uint64_t)cfg->machine.mem_size_mib << 20;
 	if (init_vmm(m, cfg, opt, e))
 		goto fail;
+	/* huge_pages 2M comes only with Uffd (the caller refuses it with a
+	 * File): hugetlbfs pages the handler fills 2 MiB at a time. */
 	if (mem->fd >= 0 ? vm_map_memory_file(&m->vm, mem->fd, bytes, e)
-			 : vm_alloc_memory(&m->vm, bytes, e))
+	    : cfg->machine.huge_pages == HUGE_PAGES_2M ? vm_alloc_hugetlb_memory(&m->vm, bytes, e)
+						       : vm_alloc_memory(&m->vm, bytes, e))
 		goto fail;
+	if (cfg->machine.huge_pages == HUGE_PAGES_TRANSPARENT &&
+	    madvise(m->vm.mem.mapping, m->vm.mem.mapping_size, MADV_HUGEPAGE) < 0)
+		LOG_W("huge_pages Transparent: madvise: %s", strerror(errno));
 	/* Before anything touches guest memory: the handler serves it. */
 	if (mem->fd < 0 && (m->uffd = uffd_register_and_send(&m->vm.mem, mem->uffd_path, e)) < 0)
 		goto fail;

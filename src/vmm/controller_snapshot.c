@@ -127,6 +127,8 @@ static int load_config(json_t *st, const struct snapshot_load_params *p, struct 
 		memcpy(v->uds_path, p->vsock_uds_path, n + 1);
 	}
 	cfg->machine.track_dirty_pages = p->track_dirty_pages;
+	if (p->has_huge_pages)
+		cfg->machine.huge_pages = p->huge_pages;
 	return 0;
 }
 
@@ -166,6 +168,14 @@ void controller_snapshot_load(struct controller *c, const struct snapshot_load_p
 	}
 	if (load_config(st, p, &cfg, &e))
 		goto fail;
+	/* A private mapping of the file cannot be hugetlbfs memory: 2M pages
+	 * come from the pool and are filled by a page-fault handler (Uffd). */
+	if (p->backend_type == MEM_BACKEND_FILE && cfg.machine.huge_pages == HUGE_PAGES_2M) {
+		err_set(&e, "Failed to load guest memory: Error creating guest memory from file: "
+			"Cannot restore hugetlbfs backed snapshot by mapping the memory file. "
+			"Please use uffd.");
+		goto fail;
+	}
 	if (p->backend_type == MEM_BACKEND_FILE) {
 		fd = open_memory(p->backend_path, (uint64_t)cfg.machine.mem_size_mib << 20, &e);
 		if (fd < 0)
