@@ -440,6 +440,19 @@ def snapshot_section(snap) -> list:
                           f"{q / e204:.1f}x; / Ember File's exec -> first tick: {q / etick:.1f}x")
     if ratios:
         lines += ["", "Restore, QEMU against Ember (goal: at least 10x):"] + ratios
+    # Where Ember's File load went (its log): none of it should grow with
+    # the memory size.
+    phases = []
+    for mib, r in sorted(snap.get("sizes", {}).items(), key=lambda kv: int(kv[0])):
+        got = {k: med(r, "ember_file", f"phase_{k}_ms") for k in
+               ("restore", "memory", "kvm_vm", "devices", "vcpus", "state")}
+        if got["restore"] != "-":
+            phases.append(f"- {mib} MiB: {got['restore']} = memory {got['memory']}, KVM VM "
+                          f"{got['kvm_vm']}, devices {got['devices']}, vCPUs {got['vcpus']}, "
+                          f"state {got['state']}")
+    if phases:
+        lines += ["", "Ember's File load, the VM's rebuild (vmm_restore, medians in ms, from "
+                  "its log):"] + phases
     errors = [f"- {mib} MiB: failed: {err}" for mib, r in snap.get("sizes", {}).items()
               for err in r.get("errors", [])]
     if errors:

@@ -43,6 +43,20 @@ from native import host_facts
 
 TICK = re.compile(r"EMBER-TICK=(\d+)")
 LOAD_CPU = re.compile(r"load snapshot: .*VMM thread CPU (\d+) us")
+# Ember's "VM restored: ... in T ms (memory a, KVM VM b, devices c, vCPUs d,
+# state e; ...)": where vmm_restore's time went.
+PHASES = re.compile(r"VM restored: .* in ([\d.]+) ms \(memory ([\d.]+), KVM VM ([\d.]+), "
+                    r"devices ([\d.]+), vCPUs ([\d.]+), state ([\d.]+);")
+PHASE_NAMES = ("restore", "memory", "kvm_vm", "devices", "vcpus", "state")
+
+
+def load_phases(lines) -> dict:
+    """phase_<name>_ms of the first "VM restored" line on stderr (None if absent)."""
+    for _, name, text in lines:
+        m = PHASES.search(text) if name == "err" else None
+        if m:
+            return {f"phase_{k}_ms": float(v) for k, v in zip(PHASE_NAMES, m.groups())}
+    return {f"phase_{k}_ms": None for k in PHASE_NAMES}
 SCRIPT = "i=0; while true; do echo EMBER-TICK=$i; i=$((i+1)); usleep 10000; done"
 BOOT_ARGS = ("console=ttyS0 reboot=k panic=1 pci=off quiet loglevel=1 ember.hook=script "
              "ember.end=wait ember.script=" + base64.b64encode(SCRIPT.encode()).decode())
@@ -115,7 +129,8 @@ def ember_load(ember, work, backend) -> dict:
         cpu = [int(m.group(1)) / 1000 for _, name, text in vmm.lines
                for m in [LOAD_CPU.search(text)] if name == "err" and m]
         return {"load_204_ms": (t_204 - t) / MS, "load_to_tick_ms": (t_tick - t) / MS,
-                "exec_to_tick_ms": t_tick / MS, "load_vmm_cpu_ms": cpu[0] if cpu else None}
+                "exec_to_tick_ms": t_tick / MS, "load_vmm_cpu_ms": cpu[0] if cpu else None,
+                **load_phases(vmm.lines)}
     finally:
         vmm.stop()
         if handler:
