@@ -543,14 +543,14 @@ def main():
         lines += snap_failed + [""]
     lines += ["## Commands", "", "```"]
     lines.append("make bench        # = bench/run; EMBER_BENCH_QUICK=1 for a quick look")
-    for name in ("guest", "io", "density", "vsock", "balloon"):
+    for name in ("guest", "io", "density", "vsock", "balloon", "snapshot"):
         testhost_cmd = os.path.join(work, f"{name}-testhost-command")
         if os.path.exists(testhost_cmd):
             with open(testhost_cmd) as fh:
                 lines.append(fh.read().strip())
     for part in (native, guest, io, dens, vsock, balloon, snap):
         if part:
-            for kind, cmd in part["commands"].items():
+            for kind, cmd in part.get("commands", {}).items():
                 lines.append(f"[{kind}] {cmd}")
     for part in (guest, io):
         if part:

@@ -216,7 +216,13 @@ def main():
     rounds = env_int("EMBER_BENCH_SNAPSHOT_RUNS", 1 if os.environ.get("EMBER_BENCH_QUICK") else 3)
     work = os.environ.get("TMPDIR", "/tmp") + f"/ember-snapbench-{os.getpid()}"
     os.makedirs(work, exist_ok=True)
-    result = {"host": host_facts(), "rounds": rounds, "boot_args": BOOT_ARGS, "sizes": {}}
+    result = {"host": host_facts(), "rounds": rounds, "boot_args": BOOT_ARGS, "sizes": {},
+              "commands": {
+                  "snapshot ember": f"{os.environ['EMBER_BIN']} --api-sock SOCK --level Info",
+                  "snapshot uffd": f"{os.path.dirname(os.environ['EMBER_BIN'])}/uffd-handler "
+                                   "SOCK MEMORY_FILE",
+                  "snapshot qemu": " ".join(qemu_cmd(qemu, kernel, initrd, 128, "WORK",
+                                                     ["-incoming", "exec:cat WORK/qemu.mig"]))}}
     # Both sizes are created first and restored in alternation, round by
     # round: the test host's speed drifts (other work, its own TCG), and
     # a drift must not pass for a difference between the sizes.
