@@ -6,14 +6,16 @@ QEMU's migration to a file.
 Needs a /dev/kvm that boots standard guests (bench/run runs it inside the
 nested test host where the machine's own KVM cannot). For each guest size
 (128 MiB and 1 GiB, 1 vCPU) a guest boots and prints a tick line every
-10 ms of its own time; then:
+10 ms of its own time and is snapshotted (Ember and QEMU); then the
+restores, the sizes in alternation round by round:
 
 - ember create: PATCH /vm Paused, PUT /snapshot/create (Full): the
   request's time, the state file's and the memory file's sizes (apparent
   and allocated);
 - ember load, File and Uffd (tools/uffd/handler.c), each in a fresh
   `ember --api-sock`: PUT /snapshot/load with resume_vm -> its 204, and
-  -> the guest's next tick on the console; also exec -> that tick;
+  -> the guest's next tick on the console; also exec -> that tick, and
+  the VMM thread's CPU time for the load (Ember's log);
 - qemu: `-M microvm` with the same kernel, initramfs and command line;
   QMP `stop` + `migrate exec:cat > FILE` until completed (create); a new
   QEMU with `-incoming "exec:cat FILE"`, `cont` once the stream is in (a
@@ -40,6 +42,21 @@ from guest import BOOT_TIMEOUT_S, MS, Vmm, qemu_argv
 from native import host_facts
 
 TICK = re.compile(r"EMBER-TICK=(\d+)")
+LOAD_CPU = re.compile(r"load snapshot: .*VMM thread CPU (\d+) us")
+# Ember's "VM restored: ... in T ms (memory a, KVM VM b, devices c, vCPUs d,
+# state e; ...)": where vmm_restore's time went.
+PHASES = re.compile(r"VM restored: .* in ([\d.]+) ms \(memory ([\d.]+), KVM VM ([\d.]+), "
+                    r"devices ([\d.]+), vCPUs ([\d.]+), state ([\d.]+);")
+PHASE_NAMES = ("restore", "memory", "kvm_vm", "devices", "vcpus", "state")
+
+
+def load_phases(lines) -> dict:
+    """phase_<name>_ms of the first "VM restored" line on stderr (None if absent)."""
+    for _, name, text in lines:
+        m = PHASES.search(text) if name == "err" else None
+        if m:
+            return {f"phase_{k}_ms": float(v) for k, v in zip(PHASE_NAMES, m.groups())}
+    return {f"phase_{k}_ms": None for k in PHASE_NAMES}
 SCRIPT = "i=0; while true; do echo EMBER-TICK=$i; i=$((i+1)); usleep 10000; done"
 BOOT_ARGS = ("console=ttyS0 reboot=k panic=1 pci=off quiet loglevel=1 ember.hook=script "
              "ember.end=wait ember.script=" + base64.b64encode(SCRIPT.encode()).decode())
@@ -98,7 +115,7 @@ def ember_load(ember, work, backend) -> dict:
         path = usock
     else:
         path = f"{work}/vm.mem"
-    vmm = Vmm([ember, "--api-sock", sock])
+    vmm = Vmm([ember, "--api-sock", sock, "--level", "Info"])
     try:
         c = api(vmm, sock)
         t = now_ns() - vmm.t0
@@ -107,8 +124,13 @@ def ember_load(ember, work, backend) -> dict:
             "mem_backend": {"backend_type": backend, "backend_path": path}}))
         t_204 = now_ns() - vmm.t0
         t_tick = next_tick(vmm, t_204)
+        # Ember's own log: the VMM thread's CPU time for the load (its
+        # work and KVM's, not the time it waited for a busy host).
+        cpu = [int(m.group(1)) / 1000 for _, name, text in vmm.lines
+               for m in [LOAD_CPU.search(text)] if name == "err" and m]
         return {"load_204_ms": (t_204 - t) / MS, "load_to_tick_ms": (t_tick - t) / MS,
-                "exec_to_tick_ms": t_tick / MS}
+                "exec_to_tick_ms": t_tick / MS, "load_vmm_cpu_ms": cpu[0] if cpu else None,
+                **load_phases(vmm.lines)}
     finally:
         vmm.stop()
         if handler:
@@ -194,37 +216,50 @@ def main():
     rounds = env_int("EMBER_BENCH_SNAPSHOT_RUNS", 1 if os.environ.get("EMBER_BENCH_QUICK") else 3)
     work = os.environ.get("TMPDIR", "/tmp") + f"/ember-snapbench-{os.getpid()}"
     os.makedirs(work, exist_ok=True)
-    result = {"host": host_facts(), "rounds": rounds, "boot_args": BOOT_ARGS, "sizes": {}}
+    result = {"host": host_facts(), "rounds": rounds, "boot_args": BOOT_ARGS, "sizes": {},
+              "commands": {
+                  "snapshot ember": f"{os.environ['EMBER_BIN']} --api-sock SOCK --level Info",
+                  "snapshot uffd": f"{os.path.dirname(os.environ['EMBER_BIN'])}/uffd-handler "
+                                   "SOCK MEMORY_FILE",
+                  "snapshot qemu": " ".join(qemu_cmd(qemu, kernel, initrd, 128, "WORK",
+                                                     ["-incoming", "exec:cat WORK/qemu.mig"]))}}
+    # Both sizes are created first and restored in alternation, round by
+    # round: the test host's speed drifts (other work, its own TCG), and
+    # a drift must not pass for a difference between the sizes.
+    dirs = {mib: f"{work}/{mib}" for mib in SIZES_MIB}
+    samples = {mib: {"ember_file": [], "ember_uffd": [], "qemu": []} for mib in SIZES_MIB}
     for mib in SIZES_MIB:
-        r = {"errors": []}
-        for name, fn in (("ember_create", lambda: ember_create(ember, kernel, initrd, work, mib)),
-                         ("qemu_create", lambda: qemu_create(qemu, kernel, initrd, work, mib))):
+        os.makedirs(dirs[mib], exist_ok=True)
+        r = result["sizes"][str(mib)] = {"errors": []}
+        for name, fn in (("ember_create", lambda: ember_create(ember, kernel, initrd, dirs[mib], mib)),
+                         ("qemu_create", lambda: qemu_create(qemu, kernel, initrd, dirs[mib], mib))):
             try:
                 r[name] = fn()
             except Exception as e:  # recorded, the rest goes on
                 r["errors"].append(f"{name}: {e}")
-        samples = {"ember_file": [], "ember_uffd": [], "qemu": []}
-        for _ in range(rounds):
-            for kind, fn in (("ember_file", lambda: ember_load(ember, work, "File")),
-                             ("ember_uffd", lambda: ember_load(ember, work, "Uffd")),
-                             ("qemu", lambda: qemu_restore(qemu, kernel, initrd, work, mib))):
+        write_json(out, result)
+    for _ in range(rounds):
+        for mib in SIZES_MIB:
+            r, d = result["sizes"][str(mib)], dirs[mib]
+            for kind, fn in (("ember_file", lambda: ember_load(ember, d, "File")),
+                             ("ember_uffd", lambda: ember_load(ember, d, "Uffd")),
+                             ("qemu", lambda: qemu_restore(qemu, kernel, initrd, d, mib))):
                 if kind == "qemu" and "qemu_create" not in r:
                     continue
                 if kind != "qemu" and "ember_create" not in r:
                     continue
                 try:
-                    samples[kind].append(fn())
+                    samples[mib][kind].append(fn())
                 except Exception as e:
                     r["errors"].append(f"{kind}: {e}")
-        r["restore"] = {k: {f: summary([s[f] for s in v]) for f in v[0]} for k, v in
-                        samples.items() if v}
-        result["sizes"][str(mib)] = r
+    for mib in SIZES_MIB:
+        result["sizes"][str(mib)]["restore"] = {
+            k: {f: summary([s[f] for s in v]) for f in v[0]} for k, v in samples[mib].items() if v}
         for f in ("vm.mem", "qemu.mig"):
             try:
-                os.unlink(f"{work}/{f}")
+                os.unlink(f"{dirs[mib]}/{f}")
             except FileNotFoundError:
                 pass
-        write_json(out, result)
     write_json(out, result)
 
 

@@ -388,6 +388,13 @@ def net_seeds():
     write(t, "no-mrg", u8(0x48) + bring_up(no_mrg, 4) + chain(0, [seg(12, write=True),
           seg(1514, write=True)]) + u8(8) + backend(frame) + u8(11))
     csum = bytes([1, 0, 0, 0, 0, 0, 34, 0, 16, 0, 0, 0])  # NEEDS_CSUM at 34 + 16
+    # A snapshot with a held receive buffer and an injected frame in
+    # flight (round trip), and hostile states.
+    write(t, "snapshot", u8(0x43) + rxbufs + u8(8) + backend(frame) + inject(frame)
+          + u8(13) + u8(0) + u8(8) + backend(frame) + u8(11))
+    hostile = json.dumps({"rx_frame": "00" * 11, "injected": [{"frame": "ab"}]}).encode()
+    write(t, "snapshot-hostile", u8(0x41) + rxbufs + u8(8) + u8(13) + u8(1) + u16(len(hostile))
+          + hostile + u8(8))
     write(t, "tx-csum", u8(0x41) + chain(1, [seg(12, fill=csum), seg(len(frame), fill=frame)])
           + u8(7) + u8(11))
 

@@ -5,7 +5,9 @@
  * own ops process the tx and rx queues, send frames from the backend,
  * inject frames as MMDS does, read what the device sent, and install a TX
  * hook that consumes broadcast frames and answers each with an injected
- * copy (the MMDS detour).
+ * copy (the MMDS detour), and take a snapshot: the device's state saved
+ * and restored into a fresh device on the same memory, or a hostile state
+ * (JSON from the input) restored instead.
  *
  * Checked: every frame the device hands the hook or the backend is within
  * VIRTIO_NET_MAX_FRAME (plus its vnet header for the backend), and the
@@ -108,7 +110,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t len)
 	if (!(in[0] & 8))
 		fz_bring_up(&d, ~0ULL, in[0] >> 4);
 	while (fz_more(&f)) {
-		uint8_t op = fz_u8(&f) % 13;
+		uint8_t op = fz_u8(&f) % 14;
 		if (fz_driver_op(&d, op, &f)) {
 			if (c.kicked[VIRTIO_NET_RX_QUEUE])
 				virtio_net_process_rx_queue(c.n);
@@ -145,6 +147,34 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t len)
 		case 12:
 			virtio_net_set_tx_hook(c.n, fz_u8(&f) & 1 ? &hook : NULL);
 			break;
+		case 13: { /* a snapshot: u8 hostile, [u16 n, n bytes of JSON] */
+			json_t *own = virtio_net_save(c.n);
+			json_t *tr = virtio_mmio_save(virtio_net_mmio(c.n));
+			if (!own || !tr)
+				abort();
+			if (fz_u8(&f) & 1) {
+				const uint8_t *b;
+				size_t n = fz_bytes(&f, &b, fz_u16(&f));
+				json_decref(own);
+				own = json_loadb((const char *)b, n, 0, NULL);
+			}
+			p.fd = dup(virtio_net_backend_fd(c.n));
+			virtio_net_destroy(c.n);
+			if (p.fd < 0 || virtio_net_create(&c.n, &p, &e))
+				abort();
+			d.m = virtio_net_mmio(c.n);
+			e.msg[0] = 0;
+			if (virtio_mmio_restore(d.m, tr, &e) && !e.msg[0])
+				abort(); /* a refusal must say why */
+			e.msg[0] = 0;
+			if (own && virtio_net_restore(c.n, own, &e) && !e.msg[0])
+				abort();
+			if (virtio_net_injected_pending(c.n) > VIRTIO_NET_INJECT_MAX_FRAMES)
+				abort();
+			json_decref(own);
+			json_decref(tr);
+			break;
+		}
 		}
 	}
 	drain_host(c.host);

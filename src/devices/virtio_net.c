@@ -440,6 +440,22 @@ void virtio_net_destroy(struct virtio_net *n)
 	free(n);
 }
 
+json_t *virtio_net_save(struct virtio_net *n)
+{
+	/* A frame the tx rate limiter held back goes back on the available
+	 * ring (it is the last chain popped): the restored device sends it. */
+	if (n->tx_held) {
+		tx_queue(n)->last_avail--;
+		n->tx_held = false;
+	}
+	return net_rx_save(n);
+}
+
+int virtio_net_restore(struct virtio_net *n, json_t *state, ember_err *e)
+{
+	return net_rx_restore(n, state, e);
+}
+
 int virtio_net_update_rate_limiters(struct virtio_net *n, const struct rate_limiter_config *rx,
 				    const struct rate_limiter_config *tx, ember_err *e)
 {

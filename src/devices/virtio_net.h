@@ -207,6 +207,15 @@ int virtio_net_patch(struct virtio_net *n, const struct net_patch *p, ember_err 
  * PATCH), in GET /vm/config's shape. New reference. */
 json_t *virtio_net_config_json(const struct virtio_net *n);
 
+/* Snapshots, on the VMM thread with the VM paused. save gives back to the
+ * driver's available rings the chains the device took and has not used
+ * (a held tx frame, held receive buffers) and returns the frames in
+ * flight to the guest (from the TAP, from MMDS); restore, on the device
+ * rebuilt from the same config after its transport state, takes them back
+ * and delivers what the guest's buffers take. */
+json_t *virtio_net_save(struct virtio_net *n);
+int virtio_net_restore(struct virtio_net *n, json_t *state, ember_err *e);
+
 /* MMDS. set_tx_hook installs the detour (NULL removes it). inject_rx
  * queues a copy of an Ethernet frame (1 to VIRTIO_NET_MAX_FRAME bytes, no
  * vnet header) for the guest; queued frames go before anything from the

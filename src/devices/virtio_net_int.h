@@ -110,5 +110,10 @@ void net_requeue(struct virtio_net *n, uint32_t queue);
 void net_rx_run(struct virtio_net *n);
 /* Forgets the held chains, the pending frame and the injected ones. */
 void net_rx_reset(struct virtio_net *n);
+/* Snapshots: the held receive chains go back on the available ring;
+ * the frame read from the backend and not yet delivered, and the injected
+ * ones, into the state (restore: back, then delivered what fits). */
+json_t *net_rx_save(struct virtio_net *n);
+int net_rx_restore(struct virtio_net *n, json_t *st, ember_err *e);
 
 #endif

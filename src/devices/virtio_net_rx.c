@@ -15,6 +15,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "util/blob.h"
+
 static struct virtq *rx_queue(struct virtio_net *n)
 {
 	return virtio_mmio_queue(&n->mmio, VIRTIO_NET_RX_QUEUE);
@@ -354,4 +356,93 @@ int virtio_net_inject_rx(struct virtio_net *n, const void *frame, size_t len)
 unsigned virtio_net_injected_pending(const struct virtio_net *n)
 {
 	return n->inj_count;
+}
+
+/* ---- Snapshots ---- */
+
+json_t *net_rx_save(struct virtio_net *n)
+{
+	/* The held receive chains go back on the available ring, as
+	 * Firecracker's prepare_save does: they are the last ones popped
+	 * (only a bad chain of a misbehaving driver, put on the used ring
+	 * meanwhile, could sit between them), so the saved queue and the
+	 * memory file agree that the driver still offers them. Kept, they
+	 * would be lost to the restored guest, one or more on every
+	 * snapshot. A source that resumes pops them again. */
+	if (n->held_count) {
+		rx_queue(n)->last_avail = (uint16_t)(rx_queue(n)->last_avail - n->held_count);
+		unhold(n, n->held_count);
+	}
+	/* The frames read from the TAP or made by MMDS and not yet in the
+	 * guest's buffers go into the state: the restored device delivers
+	 * them first (the source keeps them too). */
+	json_t *inj = json_array();
+	for (unsigned i = 0; inj && i < n->inj_count; i++) {
+		const struct net_injected *f = &n->inj[(n->inj_first + i) % VIRTIO_NET_INJECT_MAX_FRAMES];
+		json_t *b = blob_json(f->data, f->len);
+		if (!b || json_array_append_new(inj, json_pack("{s:o}", "frame", b))) {
+			json_decref(inj);
+			inj = NULL;
+		}
+	}
+	json_t *pending = n->rx_pending ? blob_json(n->rx_buf, n->rx_len) : json_null();
+	if (!inj || !pending) {
+		json_decref(inj);
+		json_decref(pending);
+		return NULL;
+	}
+	return json_pack("{s:o, s:o}", "rx_frame", pending, "injected", inj);
+}
+
+int net_rx_restore(struct virtio_net *n, json_t *st, ember_err *e)
+{
+	json_t *pending = json_object_get(st, "rx_frame"), *inj = json_object_get(st, "injected");
+	/* A state from before frames were saved has neither. */
+	if (!pending && !inj)
+		return 0;
+	if (!pending || !json_is_array(inj))
+		return err_set(e, "net: rx_frame and injected expected together");
+	size_t count = json_array_size(inj);
+	if ((count || !json_is_null(pending)) && !n->active)
+		return err_set(e, "net: frames in flight on a device the driver never activated");
+	if (count > VIRTIO_NET_INJECT_MAX_FRAMES)
+		return err_set(e, "net: %zu injected frames, at most %d", count,
+			       VIRTIO_NET_INJECT_MAX_FRAMES);
+	if (!json_is_null(pending)) {
+		size_t len;
+		if (blob_get_var(st, "rx_frame", n->rx_buf, sizeof(n->rx_buf), &len, e))
+			return err_prefix(e, "net");
+		if (len < VIRTIO_NET_HDR_SIZE)
+			return err_set(e, "net: rx_frame: %zu bytes, shorter than its header", len);
+		n->rx_pending = true;
+		n->rx_len = len;
+	}
+	for (size_t i = 0; i < count; i++) {
+		size_t len;
+		int rc = -1;
+		uint8_t *buf = malloc(VIRTIO_NET_MAX_FRAME);
+		if (!buf)
+			return err_set(e, "net: out of memory");
+		if (blob_get_var(json_array_get(inj, i), "frame", buf, VIRTIO_NET_MAX_FRAME, &len, e))
+			err_prefix(e, "net: injected frame %zu", i);
+		else if (!len || n->inj_bytes + len > VIRTIO_NET_INJECT_MAX_BYTES)
+			err_set(e, "net: injected frame %zu: %zu bytes, empty or past the queue's %d",
+				i, len, VIRTIO_NET_INJECT_MAX_BYTES);
+		else
+			rc = 0;
+		if (rc) {
+			free(buf);
+			return -1;
+		}
+		uint8_t *fit = realloc(buf, len);
+		buf = fit ? fit : buf;
+		n->inj[(n->inj_first + n->inj_count) % VIRTIO_NET_INJECT_MAX_FRAMES] =
+			(struct net_injected){.data = buf, .len = len};
+		n->inj_count++;
+		n->inj_bytes += len;
+	}
+	/* Into the driver's buffers now (the interrupt waits for the
+	 * irqchip's restore); what does not fit waits for more. */
+	net_rx_run(n);
+	return 0;
 }

@@ -260,6 +260,17 @@ int virtio_rng_rate_limiter_fd(const struct virtio_rng *r)
 	return r->timer.fd;
 }
 
+void virtio_rng_prepare_save(struct virtio_rng *r)
+{
+	/* The request the rate limiter held back goes back on the available
+	 * ring (it is the last chain popped): the restored device serves it,
+	 * and the source, if it resumes, pops it again. */
+	if (r->held) {
+		queue(r)->last_avail--;
+		r->held = false;
+	}
+}
+
 json_t *virtio_rng_config_json(const struct virtio_rng *r)
 {
 	struct entropy_config c;

@@ -66,6 +66,9 @@ int virtio_rng_rate_limiter_fd(const struct virtio_rng *r);
 void virtio_rng_process_queue(struct virtio_rng *r);
 /* The rate limiter's timer fired. */
 void virtio_rng_rate_limiter_event(struct virtio_rng *r);
+/* Before a snapshot (VM paused): a request taken from the queue and held
+ * back by the rate limiter goes back to the driver's available ring. */
+void virtio_rng_prepare_save(struct virtio_rng *r);
 json_t *virtio_rng_config_json(const struct virtio_rng *r);
 
 #endif

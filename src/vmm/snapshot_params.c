@@ -145,10 +145,20 @@ int snapshot_load_params_parse(json_t *j, struct snapshot_load_params *out, embe
 			       "required");
 	if (v.clock_realtime == 1)
 		return err_set(e, "snapshot/load: clock_realtime is not supported by Ember yet");
-	/* Ember restores guest memory as it was mapped (ordinary pages). */
-	if (v.huge_pages && strcmp(v.huge_pages, "None"))
-		return err_set(e, "snapshot/load: huge_pages `%s` is not supported by Ember's "
-			       "snapshot load yet", v.huge_pages);
+	/* Firecracker's SnapshotLoadHugePageConfig: "Snapshot" (the default)
+	 * keeps what the snapshot's machine config says. */
+	if (v.huge_pages && strcmp(v.huge_pages, "Snapshot")) {
+		out->has_huge_pages = true;
+		if (!strcmp(v.huge_pages, "None"))
+			out->huge_pages = HUGE_PAGES_NONE;
+		else if (!strcmp(v.huge_pages, "Transparent"))
+			out->huge_pages = HUGE_PAGES_TRANSPARENT;
+		else if (!strcmp(v.huge_pages, "2M"))
+			out->huge_pages = HUGE_PAGES_2M;
+		else
+			return err_set(e, "huge_pages: unknown variant `%s`, expected one of "
+				       "`Snapshot`, `None`, `Transparent`, `2M`", v.huge_pages);
+	}
 	const char *path = v.mem_file_path;
 	out->backend_type = MEM_BACKEND_FILE;
 	if (v.mem_backend) {

@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "util/err.h"
+#include "vmm/config.h"
 
 enum snapshot_type { SNAPSHOT_FULL, SNAPSHOT_DIFF };
 enum mem_backend_type { MEM_BACKEND_FILE, MEM_BACKEND_UFFD };
@@ -36,6 +37,10 @@ struct snapshot_load_params {
 	struct net_override net_overrides[SNAPSHOT_MAX_OVERRIDES];
 	size_t nr_net_overrides;
 	char *vsock_uds_path; /* vsock_override's uds_path, or NULL */
+	/* huge_pages: the snapshot's own (false, Firecracker's "Snapshot",
+	 * the default) or this one. */
+	bool has_huge_pages;
+	enum huge_pages huge_pages;
 };
 
 int snapshot_create_params_parse(json_t *j, struct snapshot_create_params *out, ember_err *e);

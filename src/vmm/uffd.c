@@ -83,6 +83,10 @@ int uffd_register_and_send(const struct guest_mem *gm, const char *uds_path, emb
 		err_set(e, "Error creating guest memory from uffd: UFFDIO_API: %s", strerror(errno));
 		goto fail;
 	}
+	/* Firecracker's handshake gives each region's page size in bytes
+	 * (page_size_kib too, despite its name): the handler must fill whole
+	 * pages, 2 MiB ones for hugetlbfs memory. */
+	json_int_t page = gm->discard_unit ? (json_int_t)gm->discard_unit : 4096;
 	json_t *regions = json_array();
 	uint64_t offset = 0;
 	for (int i = 0; i < gm->nr_regions; i++) {
@@ -97,10 +101,10 @@ int uffd_register_and_send(const struct guest_mem *gm, const char *uds_path, emb
 				strerror(errno));
 			goto fail;
 		}
-		json_array_append_new(regions, json_pack("{s:I, s:I, s:I, s:i, s:i}",
+		json_array_append_new(regions, json_pack("{s:I, s:I, s:I, s:I, s:I}",
 			"base_host_virt_addr", (json_int_t)(uintptr_t)r->host, "size",
-			(json_int_t)r->size, "offset", (json_int_t)offset, "page_size", 4096,
-			"page_size_kib", 4096));
+			(json_int_t)r->size, "offset", (json_int_t)offset, "page_size", page,
+			"page_size_kib", page));
 		offset += r->size;
 	}
 	char *msg = json_dumps(regions, JSON_COMPACT);

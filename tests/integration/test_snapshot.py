@@ -30,6 +30,8 @@ import pytest
 from api_client import check_error, check_ok
 from ember_harness import BOOT_TIMEOUT, EXIT_TIMEOUT, STEP_TIMEOUT, describe_returncode, \
     guest_boot_args
+import test_hugepages as hp
+from test_hugepages import hugepage_pool  # noqa: F401 (a fixture)
 from test_vsock import HostEcho, echo_through, host_connect, sockdir  # noqa: F401 (a fixture)
 
 MIB = 1024 * 1024
@@ -285,11 +287,12 @@ def no_host_addrs(test_netns):
 
 
 @pytest.mark.boot
-def test_diff_on_its_base_restores_the_vm(api_ember, workdir, kernel_vmlinux, initramfs,
+def test_diff_chain_on_its_base_restores_the_vm(api_ember, workdir, kernel_vmlinux, initramfs,
                                           no_host_addrs):
     """track_dirty_pages: a full snapshot, the VM runs on, a diff snapshot
-    holds only what changed (a sparse file); the diff merged onto the base
-    (tools/snapshot-rebase.py) restores the VM where the diff left it, with
+    holds only what changed (a sparse file), the VM runs on, a second diff;
+    the diffs merged in order onto the base (tools/snapshot-rebase.py)
+    restore the VM where the second diff left it, with
     its network interface moved to another TAP (network_overrides): the
     host reaches the clone there."""
     netns = no_host_addrs
@@ -317,19 +320,32 @@ def test_diff_on_its_base_restores_the_vm(api_ember, workdir, kernel_vmlinux, in
     base_last = counts(vm.proc)[-1][0]
     check_ok(c.patch("/vm", {"state": "Resumed"}), 204)
     vm.proc.expect(rf"EMBER-COUNT={base_last + 3}:", STEP_TIMEOUT)
+    # A chain: diff 1, the guest goes on counting (writing its memory),
+    # diff 2 on top of diff 1.
     check_ok(c.patch("/vm", {"state": "Paused"}), 204)
-    diff_snap, diff_mem = workdir / "diff.snap", workdir / "diff.mem"
+    diff1_snap, diff1_mem = workdir / "diff1.snap", workdir / "diff1.mem"
+    check_ok(c.put("/snapshot/create", {"snapshot_type": "Diff", "snapshot_path": str(diff1_snap),
+                                        "mem_file_path": str(diff1_mem)}), 204, None, "diff 1")
+    diff1_last = counts(vm.proc)[-1][0]
+    check_ok(c.patch("/vm", {"state": "Resumed"}), 204)
+    vm.proc.expect(rf"EMBER-COUNT={diff1_last + 3}:", STEP_TIMEOUT)
+    check_ok(c.patch("/vm", {"state": "Paused"}), 204)
+    diff_snap, diff_mem = workdir / "diff2.snap", workdir / "diff2.mem"
     check_ok(c.put("/snapshot/create", {"snapshot_type": "Diff", "snapshot_path": str(diff_snap),
-                                        "mem_file_path": str(diff_mem)}), 204, None, "diff")
+                                        "mem_file_path": str(diff_mem)}), 204, None, "diff 2")
     last = counts(vm.proc)[-1][0]
     vm.proc.kill()
-    st = diff_mem.stat()
-    assert st.st_size == 128 * MIB
-    # Only what changed: the sparse file holds a small part of the memory.
-    assert st.st_blocks * 512 < 32 * MIB, f"diff holds {st.st_blocks * 512} bytes"
-    assert st.st_blocks > 0
-    subprocess.run([sys.executable, str(REBASE), "--base-file", str(base_mem), "--diff-file",
-                    str(diff_mem)], check=True, capture_output=True)
+    for d in (diff1_mem, diff_mem):
+        st = d.stat()
+        assert st.st_size == 128 * MIB
+        # Only what changed: the sparse file holds a small part of the memory.
+        assert st.st_blocks * 512 < 32 * MIB, f"{d.name} holds {st.st_blocks * 512} bytes"
+        assert st.st_blocks > 0
+    # Rebased in order onto the base, the chain restores the VM as it was
+    # at diff 2 (the count goes on from diff 2's, not diff 1's).
+    for d in (diff1_mem, diff_mem):
+        subprocess.run([sys.executable, str(REBASE), "--base-file", str(base_mem), "--diff-file",
+                        str(d)], check=True, capture_output=True)
     clone = api_ember.start(sock=workdir / "clone.sock")
     check_ok(clone.client().put("/snapshot/load", load_body(
         diff_snap, base_mem, resume_vm=True,
@@ -489,3 +505,87 @@ def test_balloon_keeps_its_target_and_inflates_after_restore(api_ember, workdir,
     clone.proc.proc.terminate()
     rc = clone.proc.wait_exit(EXIT_TIMEOUT)
     assert rc == 0, clone.proc.report(f"SIGTERM: {describe_returncode(rc)}")
+
+
+# ---- huge pages across a restore ----
+
+HTICK = re.compile(r"EMBER-HTICK=(\d+)")
+HTICKER = "i=0; while true; do echo EMBER-HTICK=$i; i=$((i+1)); sleep 1; done"
+
+
+def hticks(proc) -> list[int]:
+    return [int(m.group(1)) for line in proc.console_lines() for m in [HTICK.search(line)] if m]
+
+
+@pytest.mark.boot
+def test_2m_snapshot_restores_through_uffd(api_ember, workdir, kernel_vmlinux, initramfs,
+                                           hugepage_pool):
+    """huge_pages "2M" (Firecracker's docs/hugepages.md, "Huge Pages and
+    Snapshotting"): the snapshot records it, and the load takes it by
+    default; the File backend cannot map hugetlbfs memory and is refused;
+    the Uffd backend gets guest memory from the pool, the handshake says
+    2 MiB pages, and the handler fills whole ones: the restored guest goes
+    on counting."""
+    mib = hp.MEM_MIB
+    hugepage_pool(2 * hp.PAGES + 8)
+    vm = api_ember.start(sock=workdir / "src.sock")
+    c = vm.client()
+    check_ok(c.put("/boot-source", {"kernel_image_path": str(kernel_vmlinux),
+                                    "initrd_path": str(initramfs),
+                                    "boot_args": script_args(HTICKER)}), 204)
+    check_ok(c.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": mib,
+                                       "huge_pages": "2M"}), 204)
+    check_ok(c.put("/actions", {"action_type": "InstanceStart"}), 204, None, "InstanceStart")
+    vm.proc.expect(r"EMBER-HTICK=2\b", BOOT_TIMEOUT + STEP_TIMEOUT)
+    check_ok(c.patch("/vm", {"state": "Paused"}), 204)
+    snap, mem = workdir / "vm.snap", workdir / "vm.mem"
+    check_ok(c.put("/snapshot/create", {"snapshot_path": str(snap), "mem_file_path": str(mem)}),
+             204, None, "PUT /snapshot/create")
+    last = hticks(vm.proc)[-1]
+    vm.proc.kill()
+    vm.proc.wait_exit(EXIT_TIMEOUT)
+    assert mem.stat().st_size == mib * MIB
+    assert hp.pool_in_use() == 0, hp.meminfo()
+
+    # File: the snapshot's 2M, or 2M asked for, is refused; nothing built.
+    f = api_ember.start(sock=workdir / "file.sock")
+    for extra in ({}, {"huge_pages": "2M"}):
+        check_error(f.client().put("/snapshot/load", load_body(snap, mem, **extra)),
+                    "Load snapshot error", "Cannot restore hugetlbfs backed snapshot",
+                    "Please use uffd", context=f"2M with the File backend {extra}")
+        assert check_ok(f.client().get("/"), 200, "InstanceInfo")["state"] == "Not started"
+    check_error(f.client().put("/snapshot/load", load_body(snap, mem, huge_pages="1G")),
+                "huge_pages", "1G", context="an unknown huge_pages")
+    assert hp.pool_in_use() == 0, hp.meminfo()
+
+    handler = Path(os.environ["EMBER_BIN"]).parent / "uffd-handler"
+    usock = workdir / "uffd.sock"
+    h = subprocess.Popen([str(handler), str(usock), str(mem)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert h.stdout.readline().strip() == "uffd-handler: listening"
+        u = api_ember.start(sock=workdir / "uffd-api.sock")
+        check_ok(u.client().put("/snapshot/load", {
+            "snapshot_path": str(snap), "resume_vm": True,
+            "mem_backend": {"backend_type": "Uffd", "backend_path": str(usock)}}), 204, None,
+            "PUT /snapshot/load (Uffd, 2M)")
+        # The handshake said 2 MiB pages (the handler copies whole ones:
+        # 4 KiB copies into hugetlbfs memory fail, and the guest would
+        # never run).
+        line = h.stdout.readline().strip()
+        assert line == f"uffd-handler: region 0: {mib * MIB} bytes in {2 * MIB}-byte pages", line
+        u.proc.expect(rf"EMBER-HTICK={last + 3}\b", STEP_TIMEOUT)
+        got = hticks(u.proc)
+        assert got[0] in (last + 1, last + 2) and got == list(range(got[0], got[0] + len(got))), \
+            u.proc.report(f"restored ticks {got}, the snapshot's last {last}")
+        assert not any("EMBER-INIT" in line for line in u.proc.console_lines())
+        cfg = check_ok(u.client().get("/vm/config"), 200, "FullVmConfiguration")
+        assert cfg["machine-config"]["huge_pages"] == "2M", cfg["machine-config"]
+        # All of guest memory is reserved from the pool again.
+        assert hp.pool_in_use() == hp.PAGES, u.proc.report(f"pool: {hp.meminfo()}")
+        u.proc.proc.terminate()
+        rc = u.proc.wait_exit(EXIT_TIMEOUT)
+        assert rc == 0, u.proc.report(f"SIGTERM: {describe_returncode(rc)}")
+    finally:
+        h.kill()
+        h.wait()
+    assert hp.pool_in_use() == 0, hp.meminfo()

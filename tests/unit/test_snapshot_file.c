@@ -14,6 +14,7 @@
 
 #include "util/blob.h"
 #include "vmm/snapshot_file.h"
+#include "vmm/snapshot_params.h"
 
 static uint8_t *file_bytes(const char *path, size_t *len)
 {
@@ -144,6 +145,42 @@ static void payload_must_be_object(void **state)
 	expect_refused(buf, 32 + n, "not an object");
 }
 
+/* PUT /snapshot/load's huge_pages (Firecracker's SnapshotLoadHugePageConfig):
+ * absent or "Snapshot" keeps the snapshot's; the others override it. */
+static void load_huge_pages(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *value;
+		bool has;
+		enum huge_pages want;
+	} cases[] = {
+		{NULL, false, HUGE_PAGES_NONE},	    {"Snapshot", false, HUGE_PAGES_NONE},
+		{"None", true, HUGE_PAGES_NONE},    {"Transparent", true, HUGE_PAGES_TRANSPARENT},
+		{"2M", true, HUGE_PAGES_2M},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		json_t *j = json_pack("{s:s, s:s}", "snapshot_path", "s", "mem_file_path", "m");
+		if (cases[i].value)
+			json_object_set_new(j, "huge_pages", json_string(cases[i].value));
+		struct snapshot_load_params p;
+		ember_err e = {{0}};
+		assert_int_equal(snapshot_load_params_parse(j, &p, &e), 0);
+		assert_int_equal(p.has_huge_pages, cases[i].has);
+		if (cases[i].has)
+			assert_int_equal(p.huge_pages, cases[i].want);
+		snapshot_load_params_free(&p);
+		json_decref(j);
+	}
+	json_t *j = json_pack("{s:s, s:s, s:s}", "snapshot_path", "s", "mem_file_path", "m",
+			      "huge_pages", "1G");
+	struct snapshot_load_params p;
+	ember_err e = {{0}};
+	assert_int_equal(snapshot_load_params_parse(j, &p, &e), -1);
+	assert_non_null(strstr(e.msg, "huge_pages: unknown variant `1G`"));
+	json_decref(j);
+}
+
 static void crc_known_value(void **state)
 {
 	(void)state;
@@ -157,6 +194,7 @@ int main(void)
 		cmocka_unit_test(damage),
 		cmocka_unit_test(payload_must_be_object),
 		cmocka_unit_test(crc_known_value),
+		cmocka_unit_test(load_huge_pages),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -653,6 +653,91 @@ static void rx_rate_limited(void **state)
 	tb_free(t);
 }
 
+/* A snapshot of a device holding a receive buffer and a frame the rate
+ * limiter held back: the buffer goes back on the available ring, the frame
+ * into the state, and the device rebuilt from the state (on the memory as
+ * saved) delivers it into that buffer. A tx frame held back likewise goes
+ * back and is sent by the restored device. */
+static void save_gives_back_buffers_and_frames(void **state)
+{
+	(void)state;
+	struct rate_limiter_config lim = {.has_bandwidth = true,
+					  .bandwidth = {.size = 1000, .refill_time_ms = 1000}};
+	struct tb *t = tb_new_cfg(true, &lim, &lim, 0, true, NO_MRG);
+	post_rx(t, 1600);
+	post_rx(t, 1600);
+	uint8_t frame[488], tx_frame[588]; /* 500 and 600 bytes with the header */
+	struct virtio_net_hdr_v1 h = {0};
+	make_frame(frame, sizeof(frame), 60);
+	host_send(t, &h, frame, sizeof(frame));
+	make_frame(frame, sizeof(frame), 61);
+	host_send(t, &h, frame, sizeof(frame));
+	make_frame(frame, sizeof(frame), 62);
+	host_send(t, &h, frame, sizeof(frame));
+	virtio_net_process_backend(t->n);
+	/* Two frames in, the third held back with nothing left for it. */
+	assert_int_equal(fake_vq_used_idx(&t->rx), 2);
+	uint64_t b2 = post_rx(t, 1600);
+	virtio_net_process_rx_queue(t->n); /* the limiter still says no: b2 is held */
+	assert_int_equal(fake_vq_used_idx(&t->rx), 2);
+	make_frame(tx_frame, sizeof(tx_frame), 70);
+	guest_send(t, 0x300000, &h, tx_frame, sizeof(tx_frame));
+	make_frame(tx_frame, sizeof(tx_frame), 71);
+	guest_send(t, 0x301000, &h, tx_frame, sizeof(tx_frame));
+	virtio_net_process_tx_queue(t->n);
+	uint8_t got[2048];
+	assert_int_equal(host_recv(t, got, sizeof(got)), HDR + sizeof(tx_frame));
+	assert_int_equal(host_recv(t, got, sizeof(got)), -1); /* the second is held */
+
+	uint16_t rx_avail = virtio_mmio_queue(t->m, VIRTIO_NET_RX_QUEUE)->last_avail;
+	uint16_t tx_avail = virtio_mmio_queue(t->m, VIRTIO_NET_TX_QUEUE)->last_avail;
+	json_t *own = virtio_net_save(t->n);
+	assert_non_null(own);
+	json_t *transport = virtio_mmio_save(t->m);
+	assert_non_null(transport);
+	assert_int_equal(virtio_mmio_queue(t->m, VIRTIO_NET_RX_QUEUE)->last_avail, rx_avail - 1);
+	assert_int_equal(virtio_mmio_queue(t->m, VIRTIO_NET_TX_QUEUE)->last_avail, tx_avail - 1);
+	assert_true(json_is_string(json_object_get(own, "rx_frame")));
+	static uint8_t saved[MEM_SIZE];
+	memcpy(saved, backing, MEM_SIZE);
+	struct fake_vq rx = t->rx, tx = t->tx;
+	tb_free(t);
+
+	/* The restore: a fresh device, the memory as saved, no limits. */
+	t = tb_new_cfg(true, NULL, NULL, 0, false, NO_MRG);
+	memcpy(backing, saved, MEM_SIZE);
+	t->rx = rx;
+	t->tx = tx;
+	t->rx.gm = t->tx.gm = &t->gm; /* the old bench's is gone */
+	ember_err e = {{0}};
+	if (virtio_mmio_restore(t->m, transport, &e) || virtio_net_restore(t->n, own, &e))
+		fail_msg("restore: %s", e.msg);
+	assert_int_equal(fake_vq_used_idx(&t->rx), 3);
+	uint32_t id, len;
+	fake_vq_used_elem(&t->rx, 2, &id, &len);
+	assert_int_equal(len, HDR + sizeof(frame));
+	check_rx(t, b2, frame, sizeof(frame), 1, NULL);
+	virtio_net_process_tx_queue(t->n);
+	assert_int_equal(host_recv(t, got, sizeof(got)), HDR + sizeof(tx_frame));
+	assert_memory_equal(got + HDR, tx_frame, sizeof(tx_frame));
+
+	/* A state whose frame is shorter than its header, or on a device
+	 * the driver never activated, is refused. */
+	json_t *bad = json_pack("{s:s, s:[]}", "rx_frame", "00", "injected");
+	assert_int_equal(virtio_net_restore(t->n, bad, &e), -1);
+	assert_non_null(strstr(e.msg, "shorter than its header"));
+	json_decref(bad);
+	json_decref(own);
+	json_decref(transport);
+	tb_free(t);
+	t = tb_new_cfg(true, NULL, NULL, 0, false, NO_MRG);
+	bad = json_pack("{s:s, s:[]}", "rx_frame", "000000000000000000000000", "injected");
+	assert_int_equal(virtio_net_restore(t->n, bad, &e), -1);
+	assert_non_null(strstr(e.msg, "never activated"));
+	json_decref(bad);
+	tb_free(t);
+}
+
 static void tx_hostile(void **state)
 {
 	(void)state;
@@ -1018,6 +1103,7 @@ int main(void)
 		cmocka_unit_test(mmds_hook_and_injection),
 		cmocka_unit_test(tx_rate_limited),
 		cmocka_unit_test(rx_rate_limited),
+		cmocka_unit_test(save_gives_back_buffers_and_frames),
 		cmocka_unit_test(tx_hostile),
 		cmocka_unit_test(rx_hostile),
 		cmocka_unit_test(activation_and_reset),

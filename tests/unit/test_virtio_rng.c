@@ -161,10 +161,17 @@ static void rate_limited(void **state)
 	assert_int_equal(fake_vq_used_idx(&t->vq), 1);
 	struct entropy_metrics *m = virtio_rng_metrics(t->r);
 	assert_int_equal(metric_count(&m->entropy_rate_limiter_throttled), 1);
+	/* A snapshot now gives the held request back to the driver; the
+	 * device takes it again when the limiter lets it. */
+	struct virtq *q = virtio_mmio_queue(t->m, 0);
+	assert_int_equal(q->last_avail, 2);
+	virtio_rng_prepare_save(t->r);
+	assert_int_equal(q->last_avail, 1);
 	t->clock_ns += 1000000000;
 	virtio_rng_rate_limiter_event(t->r);
 	assert_int_equal(fake_vq_used_idx(&t->vq), 2);
 	assert_int_equal(fake_vq_used_len(&t->vq, 1), 100);
+	assert_int_equal(q->last_avail, 2);
 	virtio_rng_destroy(t->r);
 	free(t);
 }

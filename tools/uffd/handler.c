@@ -2,12 +2,16 @@
  * (docs/snapshot-format.md): listens on a Unix socket, takes one VMM's
  * handshake (a JSON array of regions and the userfaultfd as SCM_RIGHTS)
  * and serves each page the guest or the VMM first touches from the
- * snapshot's memory file (UFFDIO_COPY), until the VMM goes away.
+ * snapshot's memory file (UFFDIO_COPY), until the VMM goes away. Each
+ * fault is served with a whole page of its region's page_size: 4 KiB, or
+ * 2 MiB for guest memory on hugetlbfs (huge_pages "2M"), where the kernel
+ * takes nothing smaller.
  *
  *	uffd-handler SOCKET MEMORY_FILE
  *
- * Prints "uffd-handler: listening" once the socket accepts, and at the end
- * how many pages it served. For tests and as a starting point: it serves
+ * Prints "uffd-handler: listening" once the socket accepts, a line per
+ * region of the handshake (its size and page size), and at the end how
+ * many pages it served. For tests and as a starting point: it serves
  * one VMM, one page per fault, and treats the memory file as trusted. */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,7 +33,7 @@
 #define MAX_REGIONS 8
 
 struct region {
-	uint64_t base, size, offset;
+	uint64_t base, size, offset, page_size;
 };
 
 static int die(const char *what)
@@ -88,6 +92,16 @@ static int receive(int conn, struct region *r, int *nr)
 		r[i].base = (uint64_t)json_integer_value(json_object_get(o, "base_host_virt_addr"));
 		r[i].size = (uint64_t)json_integer_value(json_object_get(o, "size"));
 		r[i].offset = (uint64_t)json_integer_value(json_object_get(o, "offset"));
+		/* A handshake without it (an older VMM) means base pages. */
+		json_t *ps = json_object_get(o, "page_size");
+		r[i].page_size = ps ? (uint64_t)json_integer_value(ps) : 4096;
+		uint64_t p = r[i].page_size;
+		if (p < 4096 || p > (1ULL << 30) || (p & (p - 1)) || r[i].base % p ||
+		    r[i].size % p) {
+			fprintf(stderr, "uffd-handler: region %zu: bad page size %llu\n", i,
+				(unsigned long long)p);
+			exit(1);
+		}
 		(*nr)++;
 	}
 	json_decref(arr);
@@ -117,6 +131,10 @@ int main(int argc, char **argv)
 	int nr;
 	int uffd = receive(conn, r, &nr);
 	close(conn);
+	for (int k = 0; k < nr; k++)
+		printf("uffd-handler: region %d: %llu bytes in %llu-byte pages\n", k,
+		       (unsigned long long)r[k].size, (unsigned long long)r[k].page_size);
+	fflush(stdout);
 	uint64_t served = 0;
 	for (;;) {
 		struct pollfd p = {.fd = uffd, .events = POLLIN};
@@ -135,7 +153,7 @@ int main(int argc, char **argv)
 			break; /* the VMM is gone */
 		if (msg.event != UFFD_EVENT_PAGEFAULT)
 			continue; /* UFFD_EVENT_REMOVE: the page is zero next time */
-		uint64_t addr = msg.arg.pagefault.address & ~4095ULL;
+		uint64_t addr = msg.arg.pagefault.address;
 		int k;
 		for (k = 0; k < nr; k++)
 			if (addr >= r[k].base && addr - r[k].base < r[k].size)
@@ -145,13 +163,15 @@ int main(int argc, char **argv)
 				(unsigned long long)addr);
 			return 1;
 		}
+		uint64_t page = r[k].page_size;
+		addr &= ~(page - 1);
 		uint64_t off = r[k].offset + (addr - r[k].base);
-		if (off + 4096 > (uint64_t)st.st_size) {
+		if (off + page > (uint64_t)st.st_size) {
 			fprintf(stderr, "uffd-handler: the memory file is too short\n");
 			return 1;
 		}
 		struct uffdio_copy copy = {.dst = addr, .src = (uint64_t)(uintptr_t)(mem + off),
-					   .len = 4096};
+					   .len = page};
 		if (ioctl(uffd, UFFDIO_COPY, &copy) < 0 && errno != EEXIST) {
 			if (errno == ESRCH || errno == ENOENT)
 				break; /* the VMM exited */
