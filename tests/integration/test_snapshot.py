@@ -31,6 +31,7 @@ from api_client import check_error, check_ok
 from ember_harness import BOOT_TIMEOUT, EXIT_TIMEOUT, STEP_TIMEOUT, describe_returncode, \
     guest_boot_args
 import test_hugepages as hp
+from test_balloon import stats as balloon_stats, wait_until
 from test_hugepages import hugepage_pool  # noqa: F401 (a fixture)
 from test_vsock import HostEcho, echo_through, host_connect, sockdir  # noqa: F401 (a fixture)
 
@@ -445,21 +446,6 @@ def test_vsock_connects_anew_after_restore(api_ember, workdir, kernel_vmlinux, i
     assert rc == 0, clone.proc.report(f"SIGTERM: {describe_returncode(rc)}")
 
 
-def balloon_stats(c) -> dict:
-    return check_ok(c.get("/balloon/statistics"), 200, "BalloonStats")
-
-
-def wait_for(what, fn, timeout, proc):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(proc.report(f"timed out waiting for {what} (last: {last!r})"))
-
-
 @pytest.mark.boot
 def test_balloon_keeps_its_target_and_inflates_after_restore(api_ember, workdir, kernel_vmlinux,
                                                              initramfs):
@@ -478,7 +464,7 @@ def test_balloon_keeps_its_target_and_inflates_after_restore(api_ember, workdir,
     check_ok(c.put("/actions", {"action_type": "InstanceStart"}), 204, None, "InstanceStart")
     vm.proc.expect(r"EMBER-IDLE", BOOT_TIMEOUT + STEP_TIMEOUT)
     check_ok(c.patch("/balloon", {"amount_mib": 16}), 204)
-    wait_for("actual 16 MiB and statistics", lambda: balloon_stats(c)["actual_mib"] == 16
+    wait_until("actual 16 MiB and statistics", lambda: balloon_stats(c)["actual_mib"] == 16
              and "free_memory" in balloon_stats(c), 2 * STEP_TIMEOUT, vm.proc)
     snap, mem = workdir / "vm.snap", workdir / "vm.mem"
     check_ok(c.patch("/vm", {"state": "Paused"}), 204)
@@ -498,9 +484,9 @@ def test_balloon_keeps_its_target_and_inflates_after_restore(api_ember, workdir,
     before = balloon_stats(cc)
     assert before["target_mib"] == 16 and before["actual_mib"] == 16, before
     check_ok(cc.patch("/balloon", {"amount_mib": 48}), 204, None, "PATCH /balloon after restore")
-    wait_for("actual 48 MiB", lambda: balloon_stats(cc)["actual_mib"] == 48, 2 * STEP_TIMEOUT,
+    wait_until("actual 48 MiB", lambda: balloon_stats(cc)["actual_mib"] == 48, 2 * STEP_TIMEOUT,
              clone.proc)
-    wait_for("free memory 24 MiB lower", lambda: balloon_stats(cc).get("free_memory", 1 << 62)
+    wait_until("free memory 24 MiB lower", lambda: balloon_stats(cc).get("free_memory", 1 << 62)
              <= before["free_memory"] - 24 * MIB, 2 * STEP_TIMEOUT, clone.proc)
     clone.proc.proc.terminate()
     rc = clone.proc.wait_exit(EXIT_TIMEOUT)
