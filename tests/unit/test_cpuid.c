@@ -23,7 +23,10 @@ static void intel_set(struct cpuid_set *s)
 {
 	memset(s, 0, sizeof(*s));
 	add(s, 0, 0, 0, 0x1f, 0x756e6547, 0x6c65746e, 0x49656e69); /* GenuineIntel */
-	add(s, 1, 0, 0, 0x806f8, 0x12345678, 0, 1u << 28);
+	add(s, 1, 0, 0, 0x806f8, 0x12345678, 1u << 15 /* PDCM */, 1u << 28);
+	add(s, 6, 0, 0, 0x77, 0, 0x9, 0);
+	add(s, 7, 0, KVM_CPUID_FLAG_SIGNIFCANT_INDEX, 0, 0x1, 0x20 /* WAITPKG */, 0x20000000);
+	add(s, 7, 1, KVM_CPUID_FLAG_SIGNIFCANT_INDEX, 0, 0, 0x20, 0x20000000);
 	/* L1d (type 1, level 1) and L3 (type 3, level 3) */
 	add(s, 4, 0, KVM_CPUID_FLAG_SIGNIFCANT_INDEX, 0xfc004121, 0, 0, 0);
 	add(s, 4, 3, KVM_CPUID_FLAG_SIGNIFCANT_INDEX, 0xfc03c163, 0, 0, 0);
@@ -50,6 +53,8 @@ static void leaf1_per_vcpu(void **state)
 	assert_int_equal((l1->ebx >> 16) & 0xff, 4); /* logical CPUs */
 	assert_int_equal((l1->ebx >> 8) & 0xff, 8); /* clflush line */
 	assert_true(l1->ecx & (1u << 31));	   /* hypervisor */
+	assert_true(l1->ecx & (1u << 24));	   /* TSC deadline timer */
+	assert_false(l1->ecx & (1u << 15));	   /* no PDCM */
 	assert_true(l1->edx & (1u << 28));	   /* HTT with > 1 CPU */
 
 	intel_set(&s);
@@ -130,6 +135,36 @@ static void amd_leaves(void **state)
 	assert_int_equal((l->ebx >> 8) & 0xff, 0); /* one thread per core */
 }
 
+/* Firecracker's Intel normalisation of leaves 6 and 7 (subleaf 0 only),
+ * and AMD's of leaf 7. */
+static void power_and_extended_features(void **state)
+{
+	(void)state;
+	struct cpuid_set s;
+	intel_set(&s);
+	cpuid_normalize(&s, 0, 2, false, brand);
+	struct kvm_cpuid_entry2 *l6 = cpuid_find(&s, 6, 0);
+	assert_int_equal(l6->eax, 0x75); /* no turbo */
+	assert_int_equal(l6->ecx, 0x1);	 /* no frequency selection */
+	struct kvm_cpuid_entry2 *l7 = cpuid_find(&s, 7, 0);
+	assert_int_equal(l7->ebx, 0x1 | (1u << 6) | (1u << 13));
+	assert_int_equal(l7->ecx, 0);		 /* no WAITPKG */
+	assert_int_equal(l7->edx, 0x20000000); /* Intel keeps ARCH_CAPABILITIES */
+	struct kvm_cpuid_entry2 *l7s1 = cpuid_find(&s, 7, 1);
+	assert_int_equal(l7s1->ecx, 0x20); /* other subleaves untouched */
+
+	memset(&s, 0, sizeof(s));
+	add(&s, 0, 0, 0, 0x10, 0x68747541, 0x444d4163, 0x69746e65); /* AuthenticAMD */
+	add(&s, 6, 0, 0, 0x77, 0, 0x9, 0);
+	add(&s, 7, 0, KVM_CPUID_FLAG_SIGNIFCANT_INDEX, 0, 0x1, 0x20, 0x20000010);
+	cpuid_normalize(&s, 0, 1, false, brand);
+	assert_int_equal(cpuid_find(&s, 6, 0)->eax, 0x77);
+	l7 = cpuid_find(&s, 7, 0);
+	assert_int_equal(l7->edx, 0x10); /* no ARCH_CAPABILITIES on AMD */
+	assert_int_equal(l7->ebx, 0x1);
+	assert_int_equal(l7->ecx, 0x20);
+}
+
 /* smt: vCPUs 2k and 2k+1 are the two threads of core k. */
 static void smt_topology(void **state)
 {
@@ -173,6 +208,7 @@ int main(void)
 		cmocka_unit_test(topology_leaves),
 		cmocka_unit_test(signature_pmu_brand),
 		cmocka_unit_test(amd_leaves),
+		cmocka_unit_test(power_and_extended_features),
 		cmocka_unit_test(smt_topology),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

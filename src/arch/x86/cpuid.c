@@ -7,7 +7,15 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
+#define LEAF1_ECX_PDCM (1u << 15)
+#define LEAF1_ECX_TSC_DEADLINE (1u << 24)
 #define LEAF1_ECX_HYPERVISOR (1u << 31)
+#define LEAF6_EAX_TURBO (1u << 1)
+#define LEAF6_ECX_FREQ_SELECTION (1u << 3)
+#define LEAF7_EBX_FDP_EXCPTN_ONLY (1u << 6)
+#define LEAF7_EBX_FPU_CS_DS_DEPRECATED (1u << 13)
+#define LEAF7_ECX_WAITPKG (1u << 5)
+#define LEAF7_EDX_ARCH_CAPABILITIES (1u << 29)
 #define LEAF1_EDX_HTT (1u << 28)
 #define LEAF80000001_ECX_TOPOEXT (1u << 22)
 #define CLFLUSH_LINE_QWORDS 8 /* 64-byte cache lines */
@@ -137,7 +145,12 @@ void cpuid_normalize(struct cpuid_set *set, unsigned index, unsigned count, bool
 		switch (ent->function) {
 		case 0x1:
 			ent->ebx = (apic_id << 24) | (count << 16) | (CLFLUSH_LINE_QWORDS << 8);
-			ent->ecx |= LEAF1_ECX_HYPERVISOR;
+			/* Firecracker's normalisation: no perfmon capabilities MSR;
+			 * the TSC deadline timer, which KVM always emulates
+			 * (KVM_CAP_TSC_DEADLINE_TIMER) but does not report. Without
+			 * it Linux programs the LAPIC timer in one-shot mode. */
+			ent->ecx &= ~LEAF1_ECX_PDCM;
+			ent->ecx |= LEAF1_ECX_TSC_DEADLINE | LEAF1_ECX_HYPERVISOR;
 			if (count > 1)
 				ent->edx |= LEAF1_EDX_HTT;
 			else
@@ -145,6 +158,26 @@ void cpuid_normalize(struct cpuid_set *set, unsigned index, unsigned count, bool
 			break;
 		case 0x4:
 			set_cache_sharing(ent, count, threads, intel);
+			break;
+		case 0x6: /* Intel: no turbo, no frequency selection in a VM */
+			if (intel) {
+				ent->eax &= ~LEAF6_EAX_TURBO;
+				ent->ecx &= ~LEAF6_ECX_FREQ_SELECTION;
+			}
+			break;
+		case 0x7:
+			if (ent->index != 0)
+				break;
+			if (intel) {
+				/* As Firecracker's Intel normalisation: FPU CS/DS
+				 * deprecated, FDP updated on exceptions only, no
+				 * WAITPKG (UMONITOR/UMWAIT/TPAUSE). */
+				ent->ebx |= LEAF7_EBX_FDP_EXCPTN_ONLY | LEAF7_EBX_FPU_CS_DS_DEPRECATED;
+				ent->ecx &= ~LEAF7_ECX_WAITPKG;
+			} else {
+				/* AMD has no IA32_ARCH_CAPABILITIES MSR. */
+				ent->edx &= ~LEAF7_EDX_ARCH_CAPABILITIES;
+			}
 			break;
 		case 0xa: /* no virtual PMU */
 			ent->eax = ent->ebx = ent->ecx = ent->edx = 0;
