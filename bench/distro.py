@@ -35,7 +35,33 @@ VCPUS = 2
 MEM_MIB = 512
 BOOT_ARGS = "console=ttyS0 reboot=k panic=1 root=/dev/vda rw quiet"
 MARKER = re.compile(rb"EMBER-READY: (\w+)")
+# After the marker the guest prints systemd-analyze's account of the boot
+# (build-debian-distro.sh); read, not timed.
+ANALYZED_END = b"EMBER-ANALYZE-END"
+ANALYZE_BOUND_S = 60
+PHASES = ("kernel", "initrd", "userspace")
 MS = 1e6
+
+
+def span_s(text: str) -> float | None:
+    """systemd's time span ("1min 2.345s", "850ms", "3.2s") in seconds."""
+    units = {"min": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "h": 3600.0}
+    parts = re.findall(r"([\d.]+)(min|ms|us|h|s)\b", text)
+    return sum(float(n) * units[u] for n, u in parts) if parts else None
+
+
+def analyze(lines: list[str]) -> dict:
+    """The phases of `systemd-analyze time` and the slowest units of
+    `systemd-analyze blame`, from the guest's EMBER-ANALYZE/-BLAME lines."""
+    out = {"phases": {}, "blame": []}
+    for line in lines:
+        if line.startswith("EMBER-ANALYZE: "):
+            for text, phase in re.findall(r"((?:[\d.]+(?:min|ms|us|h|s)\s*)+)\((\w+)\)", line):
+                if phase in PHASES:
+                    out["phases"][phase] = span_s(text)
+        elif line.startswith("EMBER-BLAME: "):
+            out["blame"].append(line[len("EMBER-BLAME: "):].strip())
+    return out
 
 
 def ember_argv(ember, d, image, work):
@@ -103,29 +129,38 @@ def one_boot(kind, argv, bound_s):
     t0 = now_ns()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, bufsize=0)
-    seen = threading.Event()
-    state = {"tail": [], "ms": None, "result": None}
+    seen, analyzed = threading.Event(), threading.Event()
+    state = {"tail": [], "ms": None, "result": None, "analyze": []}
 
     def read():
         buf = b""
         for raw in proc.stdout:
             buf = (buf + raw)[-4096:]
-            state["tail"] = (state["tail"] + [raw.decode(errors="replace").rstrip()])[-8:]
+            line = raw.decode(errors="replace").rstrip()
+            state["tail"] = (state["tail"] + [line])[-8:]
             m = MARKER.search(buf)
             if m and state["ms"] is None:
                 state["ms"] = (now_ns() - t0) / MS
                 state["result"] = m.group(1).decode()
                 seen.set()
+            if state["ms"] is not None and line.startswith(("EMBER-ANALYZE", "EMBER-BLAME")):
+                state["analyze"].append(line)
+            if ANALYZED_END in raw:
+                analyzed.set()
         seen.set()
+        analyzed.set()
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     seen.wait(bound_s)
     stats = kvm_stats(before) if state["ms"] is not None else {}
+    if state["ms"] is not None:
+        analyzed.wait(ANALYZE_BOUND_S)
     if proc.poll() is None:
         proc.kill()
     proc.wait()
     reader.join(5)
-    rec = {"kind": kind, "ms": state["ms"], "state": state["result"], "kvm": stats}
+    rec = {"kind": kind, "ms": state["ms"], "state": state["result"], "kvm": stats,
+           "systemd": analyze(state["analyze"])}
     if state["ms"] is None:
         rec["tail"] = state["tail"]
         rec["status"] = proc.returncode
@@ -209,6 +244,7 @@ def section(d):
         out += ["", "KVM's counters for the VM at the marker (debugfs; medians over the boots): "
                 "where each VMM makes the guest exit.", "",
                 "| counter | Ember | QEMU | ratio |", "|---|---|---|---|"] + rows
+    out += systemd_lines(d)
     failed = [b for b in d["boots"] if not b["ms"]]
     for b in failed:
         out += ["", f"- {b['kind']} round {b['round'] + 1}: no end marker (status "
@@ -216,6 +252,36 @@ def section(d):
     if not d.get("complete"):
         out += ["", "Incomplete: the part stopped before every round ran."]
     return out
+
+
+def systemd_lines(d) -> list[str]:
+    """Where the guest says its boot's time went, per VMM: medians of
+    `systemd-analyze time`'s phases, and the slowest units of the boot
+    nearest the median."""
+    rows, blame = [], []
+    meds = {}
+    for kind in ("ember", "qemu"):
+        rs = [b for b in d["boots"] if b["kind"] == kind and b.get("systemd", {}).get("phases")]
+        for phase in PHASES:
+            v = sorted(b["systemd"]["phases"][phase] for b in rs if phase in b["systemd"]["phases"])
+            if v:
+                meds[(kind, phase)] = v[len(v) // 2]
+        if rs:
+            mid = sorted(rs, key=lambda b: b["ms"])[len(rs) // 2]
+            blame.append(f"- {kind} (boot of {mid['ms'] / 1000:.1f} s): "
+                         + "; ".join(f"`{u}`" for u in mid["systemd"]["blame"][:6]))
+    for phase in PHASES:
+        e, q = meds.get(("ember", phase)), meds.get(("qemu", phase))
+        if e is None and q is None:
+            continue
+        ratio = f"{e / q:.2f}" if e is not None and q else "-"
+        fmt = lambda x: f"{x:.1f}" if x is not None else "-"  # noqa: E731
+        rows.append(f"| {phase} | {fmt(e)} | {fmt(q)} | {ratio} |")
+    if not rows:
+        return []
+    return (["", "Where the guest says the time went (`systemd-analyze time`, guest clock, "
+             "medians in s), and the slowest units (`systemd-analyze blame`):", "",
+             "| phase | Ember | QEMU | ratio |", "|---|---|---|---|"] + rows + [""] + blame)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,10 @@
 # defaults (priority required + important, systemd as init), plus the kernel.
 # The one addition is ember-ready.service, the measurement's end marker: once
 # the boot is over it prints "EMBER-READY: <systemctl is-system-running>" on
-# the serial console. It is Type=simple, so the boot does not wait for it.
+# the serial console, then where systemd says the time went ("EMBER-ANALYZE:
+# Startup finished in ... (kernel) + ... (initrd) + ... (userspace)", the
+# slowest units as "EMBER-BLAME: ...", and "EMBER-ANALYZE-END"). It is
+# Type=simple, so the boot does not wait for it.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 
@@ -48,7 +51,7 @@ After=multi-user.target
 
 [Service]
 Type=simple
-ExecStart=/bin/sh -c 'echo "EMBER-READY: $(systemctl is-system-running --wait)" >/dev/ttyS0'
+ExecStart=/bin/sh -c 'echo "EMBER-READY: $(systemctl is-system-running --wait)" >/dev/ttyS0; { systemd-analyze time | head -1 | sed "s/^/EMBER-ANALYZE: /"; systemd-analyze blame | head -8 | sed "s/^ */EMBER-BLAME: /"; echo EMBER-ANALYZE-END; } >/dev/ttyS0 2>&1'
 
 [Install]
 WantedBy=multi-user.target
