@@ -298,6 +298,14 @@ def kvmtool_argv(lkvm, bzimage, initrd, args, image, tap):
     return argv + ["-p", f"{KVMTOOL_X86_ARGS} {args}"]
 
 
+def kvmtool_version(lkvm):
+    try:
+        run = subprocess.run([lkvm, "version"], capture_output=True, text=True, timeout=60)
+        return (run.stdout.strip() or run.stderr.strip()) + f" ({lkvm})"
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"unknown ({e})"
+
+
 def links_libaio(path):
     """Whether lkvm was built with libaio (Linux AIO for its disks; kvmtool's
     Makefile uses it when the headers are there), else it does synchronous
@@ -471,6 +479,8 @@ def main():
               "kinds": kinds, "runs": {k: [] for k in kinds}, "failures": [], "complete": False,
               "net_skipped": net_skipped, "kvmtool_skipped": kvmtool_skipped,
               "kvmtool_libaio": links_libaio(lkvm) if lkvm else None}
+    if lkvm:
+        result["host"]["kvmtool"] = kvmtool_version(lkvm)
     if not parts:
         raise SystemExit(f"guest_io: nothing to run ({net_skipped})")
     start = time.monotonic()

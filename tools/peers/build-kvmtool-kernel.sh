@@ -7,10 +7,14 @@
 # can take `trans=mmio`, a disk cannot), and the guest kernel has virtio-mmio
 # only. Ember and QEMU keep the kernel without it.
 #
-# Built incrementally in a copy of that kernel's build tree (only
-# drivers/virtio and the link are rebuilt: a minute or two), into
-# $EMBER_CACHE/peer-kvmtool-kernel/<key>/, keyed by the base kernel (its
-# cache directory names its inputs) and this script.
+# Built in build-kernel.sh's own build tree, under its lock: that tree
+# holds the guest kernel's objects, so only drivers/virtio and the link are
+# rebuilt (a minute or two; a tree at another path would recompile
+# everything, as the objects' commands name objtool by its absolute path).
+# The tree is left with this configuration: build-kernel.sh configures it
+# afresh (allnoconfig + microvm.config) before each build of its own.
+# The result goes to $EMBER_CACHE/peer-kvmtool-kernel/<key>/, keyed by the
+# base kernel (its cache directory names its inputs) and this script.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib.sh"
@@ -33,31 +37,25 @@ fi
 
 srcver=$(dpkg-query -W -f='${Version}' linux-source-6.1 2>/dev/null || echo unknown)  # as build-kernel.sh
 src=$EMBER_CACHE/guest-kernel/src-$srcver
-base_build=$EMBER_CACHE/guest-kernel/build-$srcver
+build=$EMBER_CACHE/guest-kernel/build-$srcver
 [ -e "$src/.done" ] || die "no unpacked kernel source in $src"
 tmp=$(mktemp -d "$top/.build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 log=$tmp/build.log
-# The base build tree is copied under build-kernel.sh's lock, so that it is
-# not caught halfway through a build. If it holds another configuration
-# than $base (microvm.config changed since), the copy still builds, only
-# less incrementally: the configuration is what $base was built with.
-(
-	flock 8
-	cp -a "$base_build" "$tmp/build"
-) 8>"$EMBER_CACHE/guest-kernel/.lock"
-cp "$base/config" "$tmp/build/.config"
-"$src/scripts/config" --file "$tmp/build/.config" -e VIRTIO_PCI
+exec 8>"$EMBER_CACHE/guest-kernel/.lock"
+flock 8
+cp "$base/config" "$build/.config"
+"$src/scripts/config" --file "$build/.config" -e VIRTIO_PCI
 export ARCH=x86_64 KBUILD_BUILD_USER=ember KBUILD_BUILD_HOST=ember
-make -C "$src" O="$tmp/build" olddefconfig >"$log" 2>&1 || { tail -20 "$log" >&2; die "olddefconfig failed"; }
-grep -qx CONFIG_VIRTIO_PCI=y "$tmp/build/.config" || die "CONFIG_VIRTIO_PCI=y did not stay in the configuration"
+make -C "$src" O="$build" olddefconfig >"$log" 2>&1 || { tail -20 "$log" >&2; die "olddefconfig failed"; }
+grep -qx CONFIG_VIRTIO_PCI=y "$build/.config" || die "CONFIG_VIRTIO_PCI=y did not stay in the configuration"
 # Nothing but the virtio-pci options may differ from the base kernel's.
-extra=$(diff <(grep -v '^#' "$base/config" | grep . | sort) <(grep -v '^#' "$tmp/build/.config" | grep . | sort) \
+extra=$(diff <(grep -v '^#' "$base/config" | grep . | sort) <(grep -v '^#' "$build/.config" | grep . | sort) \
 	| grep '^[<>]' | grep -v -E '^> CONFIG_VIRTIO_PCI(_LIB|_LIB_LEGACY|_LEGACY)?=y$' || true)
 [ -z "$extra" ] || die "the configuration differs from the base kernel's in more than virtio-pci: $extra"
 echo "build-kvmtool-kernel: the guest kernel + CONFIG_VIRTIO_PCI=y into $out (a minute or two)" >&2
-make -C "$src" O="$tmp/build" -j"$(nproc)" bzImage >>"$log" 2>&1 || { tail -30 "$log" >&2; die "kernel build failed"; }
+make -C "$src" O="$build" -j"$(nproc)" bzImage >>"$log" 2>&1 || { tail -30 "$log" >&2; die "kernel build failed"; }
 mkdir -p "$tmp/pub/out"
-cp "$tmp/build/.config" "$tmp/pub/out/config"  # publish's staging directory
-cp "$tmp/build/arch/x86/boot/bzImage" "$tmp/pub/bzImage"
+cp "$build/.config" "$tmp/pub/out/config"  # publish's staging directory
+cp "$build/arch/x86/boot/bzImage" "$tmp/pub/bzImage"
 publish "$tmp/pub/bzImage" "$out"
