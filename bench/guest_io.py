@@ -201,7 +201,7 @@ class NetPeer:
     def __init__(self, size: int, timeout_s: float):
         self.size, self.timeout_s = size, timeout_s
         self.result, self.error = {}, None
-        self.socks = []
+        self.socks, self.conns = [], []
         for port in (TX_PORT, RX_PORT):
             s = socket.socket()
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -221,6 +221,7 @@ class NetPeer:
 
     def _receive(self, srv):
         c, _ = srv.accept()
+        self.conns.append(c)
         with c:
             c.settimeout(self.timeout_s)
             t0, n = time.monotonic(), 0
@@ -230,6 +231,7 @@ class NetPeer:
 
     def _send(self, srv):
         c, _ = srv.accept()
+        self.conns.append(c)
         with c:
             c.settimeout(self.timeout_s)
             t0 = time.monotonic()
@@ -243,7 +245,15 @@ class NetPeer:
             return {"bytes": self.size, "s": time.monotonic() - t0, "extra": len(extra)}
 
     def close(self):
-        for s in self.socks:
+        # A boot that died leaves the thread blocked in accept() or recv():
+        # close() alone would not wake it, and a listener it still holds
+        # keeps the port, so every later boot's bind() failed with
+        # EADDRINUSE. shutdown() wakes it.
+        for s in self.socks + self.conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # not connected, or closed already
             s.close()
         self.thread.join(5)
 
