@@ -1,5 +1,5 @@
 """I/O part of Ember's benchmark: block and network throughput, Ember
-against QEMU's microvm.
+against QEMU's microvm and kvmtool.
 
   guest_io.py OUT.json
 
@@ -8,13 +8,19 @@ Parts (EMBER_BENCH_PARTS, words `block` and `net`; both by default). Needs a
 network namespace with a TAP of its own). bench/run runs it inside the
 nested test host where this machine's KVM cannot boot guests.
 
-Each round boots three VMs, in a rotating order, every one with the same
-minimal kernel and initramfs, 1 vCPU, 256 MiB:
+Each round boots three VMs (four with kvmtool), in a rotating order, every
+one with the same kernel build and initramfs, 1 vCPU, 256 MiB:
 
 - ember-sync:  Ember, the scratch drive on the Sync engine;
 - ember-async: Ember, the scratch drive on the Async (io_uring) engine;
 - qemu:        QEMU microvm, virtio-blk-device (cache=writeback, aio=threads)
-               and virtio-net-device on the same TAP (vhost=off).
+               and virtio-net-device on the same TAP (vhost=off);
+- kvmtool:     kvmtool's lkvm (EMBER_BENCH_KVMTOOL, built by bench/run; skipped
+               with the reason in EMBER_BENCH_KVMTOOL_SKIPPED otherwise):
+               virtio-pci, its only x86 transport for a disk, so the bzImage
+               of the same kernel build plus CONFIG_VIRTIO_PCI
+               (EMBER_BENCH_KVMTOOL_KERNEL) and pci=conf1; the image with -d,
+               the TAP with -n mode=tap (no vhost).
 
 The guest runs one script (the initramfs's `script` hook, ember.script= on
 the command line). Block: busybox dd on /dev/vda, a raw scratch file of
@@ -44,7 +50,7 @@ import threading
 import time
 
 from benchlib import env_int, summary, write_json
-from guest import Progress, Vmm, facts
+from guest import KVMTOOL_X86_ARGS, Progress, Vmm, facts
 
 VCPUS, MEM_MIB = 1, 256
 HOST_IP, GUEST_IP = "10.213.0.1", "10.213.0.2"
@@ -58,7 +64,10 @@ QUEUE_LIMITS = ("max_sectors_kb", "max_hw_sectors_kb", "max_segments", "max_segm
                 "read_ahead_kb", "nr_requests")
 IO_LINE = re.compile(r"EMBER-IO (\S+) (-?\d+) ([\d.]+) ([\d.]+)")
 IRQ_LINE = re.compile(r"EMBER-IRQ (a|z)((?: \d+)*)\s*$")
-KINDS = ("ember-sync", "ember-async", "qemu")
+KINDS = ("ember-sync", "ember-async", "qemu", "kvmtool")
+# The x86 kernel reads at most 2048 bytes of command line (with its NUL);
+# kvmtool cuts a longer one off without a word.
+CMDLINE_MAX = 2047
 WARMUP_MIB = 4
 
 # Block workloads: (name, dd arguments, MiB moved as a function of the size
@@ -98,11 +107,14 @@ def guest_script(parts, block_mib: int, k4_count: int, net_mib: int, probe=False
     s = ["r(){ sync;echo 3 >/proc/sys/vm/drop_caches;read a _ </proc/uptime;eval \"$2\";"
          "c=$?;read z _ </proc/uptime;echo \"EMBER-IO $1 $c $a $z\";}"]
     if probe:
-        # How the guest found its virtio-mmio devices: virtio_mmio.device= on
-        # the command line (QEMU microvm adds those itself, Ember too) or
-        # ACPI (LNRO0005 devices in the DSDT).
+        # How the guest found its virtio devices: virtio_mmio.device= on
+        # the command line (QEMU microvm adds those itself, Ember too), ACPI
+        # (LNRO0005 devices in the DSDT), or PCI (kvmtool).
         s.append("echo EMBER-MMIO $(grep -o 'virtio_mmio.device=[^ ]*' /proc/cmdline)"
-                 " $(ls /sys/bus/platform/devices|grep -i -e virtio -e LNRO)")
+                 " $(ls /sys/bus/platform/devices|grep -i -e virtio -e LNRO)"
+                 " $(ls /sys/bus/pci/drivers/virtio-pci 2>/dev/null|grep :)"
+                 # and which interrupt controller delivers their interrupts
+                 " $(grep virtio /proc/interrupts|tr -s ' '|cut -d' ' -f4|sort -u|sed s/^/chip=/)")
         if "block" in parts:
             # The request limits the guest derived from the device.
             s.append("cd /sys/block/vda/queue&&echo EMBER-QUEUE $(for f in " + " ".join(QUEUE_LIMITS)
@@ -189,7 +201,7 @@ class NetPeer:
     def __init__(self, size: int, timeout_s: float):
         self.size, self.timeout_s = size, timeout_s
         self.result, self.error = {}, None
-        self.socks = []
+        self.socks, self.conns = [], []
         for port in (TX_PORT, RX_PORT):
             s = socket.socket()
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -209,6 +221,7 @@ class NetPeer:
 
     def _receive(self, srv):
         c, _ = srv.accept()
+        self.conns.append(c)
         with c:
             c.settimeout(self.timeout_s)
             t0, n = time.monotonic(), 0
@@ -218,6 +231,7 @@ class NetPeer:
 
     def _send(self, srv):
         c, _ = srv.accept()
+        self.conns.append(c)
         with c:
             c.settimeout(self.timeout_s)
             t0 = time.monotonic()
@@ -231,7 +245,15 @@ class NetPeer:
             return {"bytes": self.size, "s": time.monotonic() - t0, "extra": len(extra)}
 
     def close(self):
-        for s in self.socks:
+        # A boot that died leaves the thread blocked in accept() or recv():
+        # close() alone would not wake it, and a listener it still holds
+        # keeps the port, so every later boot's bind() failed with
+        # EADDRINUSE. shutdown() wakes it.
+        for s in self.socks + self.conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # not connected, or closed already
             s.close()
         self.thread.join(5)
 
@@ -267,12 +289,52 @@ def qemu_argv(qemu, kernel, initrd, args, image, tap):
     return argv
 
 
+def kvmtool_argv(lkvm, bzimage, initrd, args, image, tap):
+    """lkvm with no default devices (as guest.py), on its own x86 transport,
+    virtio-pci: on x86 kvmtool has virtio-mmio for a NIC (`trans=mmio`) but
+    not for a disk (`--virtio-transport mmio` is for ARM and RISC-V). So its
+    guest is the bzImage of the same kernel build with CONFIG_VIRTIO_PCI=y
+    added (tools/peers/build-kvmtool-kernel.sh), and `pci=conf1` (kvmtool's
+    own x86 default) where the others have `pci=off`. The scratch image is a
+    raw disk (the host's page cache; a guest flush is fsync), the TAP has no
+    vhost (as QEMU's vhost=off)."""
+    args = " ".join("pci=conf1" if a == "pci=off" else a for a in args.split())
+    argv = [lkvm, "run", "--nodefaults", "-c", str(VCPUS), "-m", str(MEM_MIB),
+            "--console", "serial", "-k", bzimage, "-i", initrd]
+    if image:
+        argv += ["-d", image]
+    if tap:
+        argv += ["-n", f"mode=tap,tapif={tap}"]
+    return argv + ["-p", f"{KVMTOOL_X86_ARGS} {args}"]
+
+
+def kvmtool_version(lkvm):
+    try:
+        run = subprocess.run([lkvm, "version"], capture_output=True, text=True, timeout=60)
+        return (run.stdout.strip() or run.stderr.strip()) + f" ({lkvm})"
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"unknown ({e})"
+
+
+def links_libaio(path):
+    """Whether lkvm was built with libaio (Linux AIO for its disks; kvmtool's
+    Makefile uses it when the headers are there), else it does synchronous
+    preadv/pwritev on the device's I/O thread."""
+    with open(path, "rb") as f:
+        return b"libaio.so" in f.read()
+
+
 def one_boot(kind, env, script, sizes, work):
     """Boots one VM, waits for the script, returns {workload: sample}."""
     args = boot_args(script)
     image, tap = env["image"], env["tap"]
     if kind == "qemu":
         argv = qemu_argv(env["qemu"], env["kernel"], env["initrd"], args, image, tap)
+    elif kind == "kvmtool":
+        argv = kvmtool_argv(env["kvmtool"], env["kvmtool_kernel"], env["initrd"], args, image, tap)
+        if len(argv[-1]) > CMDLINE_MAX:
+            raise RuntimeError(f"kvmtool's command line is {len(argv[-1])} bytes, more than the "
+                               f"{CMDLINE_MAX} the kernel takes: the script would be cut off")
     else:
         engine = "Async" if kind == "ember-async" else "Sync"
         path = f"{work}/vm.json"
@@ -389,19 +451,33 @@ def main():
     parts = [p for p in os.environ.get("EMBER_BENCH_PARTS", "block net").split()
              if p in ("block", "net")] or ["block", "net"]
     rounds = env_int("EMBER_BENCH_IO_RUNS", 2 if quick else 4)
-    budget_s = env_int("EMBER_BENCH_IO_BUDGET_S", 100 if quick else 180)
     block_mib = env_int("EMBER_BENCH_BLOCK_MIB", 128 if quick else 256)
     k4_count = env_int("EMBER_BENCH_BLOCK_4K", 1024 if quick else 2048)
     net_mib = env_int("EMBER_BENCH_NET_MIB", 8 if quick else 16)
     step_timeout_s = env_int("EMBER_BENCH_IO_STEP_TIMEOUT_S", 240)
     qemu = os.environ.get("EMBER_BENCH_QEMU", "qemu-system-x86_64")
+    # bench/run: tools/peers/build-kvmtool.sh and build-kvmtool-kernel.sh
+    lkvm = os.environ.get("EMBER_BENCH_KVMTOOL")
+    lkvm_kernel = os.environ.get("EMBER_BENCH_KVMTOOL_KERNEL")
+    kvmtool_skipped = None
+    if not lkvm:
+        kvmtool_skipped = os.environ.get("EMBER_BENCH_KVMTOOL_SKIPPED", "not built")
+    elif not lkvm_kernel:
+        kvmtool_skipped = os.environ.get("EMBER_BENCH_KVMTOOL_SKIPPED",
+                                         "no guest kernel with CONFIG_VIRTIO_PCI (EMBER_BENCH_KVMTOOL_KERNEL)")
+        lkvm = None
+    kinds = [k for k in KINDS if k != "kvmtool" or lkvm]
+    # The default budget was set for three VMs a round; kvmtool's fourth
+    # stretches it in proportion, so it does not cost a round.
+    budget_s = env_int("EMBER_BENCH_IO_BUDGET_S", (100 if quick else 180) * len(kinds) // 3)
     net_skipped = None
     if "net" in parts and os.geteuid() != 0:
         net_skipped = "not root: the network part needs a network namespace and a TAP of its own"
         parts.remove("net")
     env = {"ember": os.environ["EMBER_BIN"], "kernel": os.environ["EMBER_KERNEL_VMLINUX"],
-           "initrd": os.environ["EMBER_INITRAMFS"], "qemu": qemu, "image": None, "tap": None,
-           "step_timeout_s": step_timeout_s}
+           "initrd": os.environ["EMBER_INITRAMFS"], "qemu": qemu, "kvmtool": lkvm,
+           "kvmtool_kernel": lkvm_kernel,
+           "image": None, "tap": None, "step_timeout_s": step_timeout_s}
     script = guest_script(parts, block_mib, k4_count, net_mib)
     warm_script = guest_script(parts, WARMUP_MIB, 64, WARMUP_MIB, probe=True)
     sizes = sizes_for(parts, block_mib, k4_count, net_mib)
@@ -410,8 +486,11 @@ def main():
               "vcpus": VCPUS, "mem_mib": MEM_MIB, "block_mib": block_mib, "block_4k_count": k4_count,
               "net_mib": net_mib, "sizes_mib": sizes, "kernel": env["kernel"],
               "initrd": env["initrd"], "guest_script": script, "boot_args": boot_args("", "BASE64-SCRIPT"),
-              "runs": {k: [] for k in KINDS}, "failures": [], "complete": False,
-              "net_skipped": net_skipped}
+              "kinds": kinds, "runs": {k: [] for k in kinds}, "failures": [], "complete": False,
+              "net_skipped": net_skipped, "kvmtool_skipped": kvmtool_skipped,
+              "kvmtool_libaio": links_libaio(lkvm) if lkvm else None}
+    if lkvm:
+        result["host"]["kvmtool"] = kvmtool_version(lkvm)
     if not parts:
         raise SystemExit(f"guest_io: nothing to run ({net_skipped})")
     start = time.monotonic()
@@ -444,11 +523,16 @@ def commands(env, script):
     args = boot_args("", "BASE64-SCRIPT")
     cfg = ember_config(env["kernel"], env["initrd"], args, env["image"] and "IMAGE", "ENGINE",
                        env["tap"])
-    return {"ember": " ".join(ember_argv(env["ember"], "VM.JSON")) + "   VM.JSON: " + json.dumps(cfg),
+    cmds = {"ember": " ".join(ember_argv(env["ember"], "VM.JSON")) + "   VM.JSON: " + json.dumps(cfg),
             "qemu": " ".join(a if " " not in a else f'"{a}"' for a in
                              qemu_argv(env["qemu"], env["kernel"], env["initrd"], args,
                                        env["image"] and "IMAGE", env["tap"])),
             "guest script": script}
+    if env["kvmtool"]:
+        cmds["kvmtool"] = " ".join(a if " " not in a else f'"{a}"' for a in
+                                   kvmtool_argv(env["kvmtool"], env["kvmtool_kernel"], env["initrd"], args,
+                                                env["image"] and "IMAGE", env["tap"]))
+    return cmds
 
 
 def run_rounds(result, env, rounds, budget_s, warm, real, work, progress, out, start):
@@ -457,7 +541,8 @@ def run_rounds(result, env, rounds, budget_s, warm, real, work, progress, out, s
             result["stopped_early"] = f"time budget of {budget_s} s used up after {r} rounds"
             break
         script, sizes = warm if r < 0 else real
-        order = list(KINDS[r % 3:] + KINDS[:r % 3]) if r >= 0 else list(KINDS)
+        kinds = result["kinds"]
+        order = kinds[r % len(kinds):] + kinds[:r % len(kinds)] if r >= 0 else list(kinds)
         for kind in order:
             t = time.monotonic()
             progress.say(f"{kind} round {r}: starting")

@@ -1,7 +1,8 @@
 # Ember benchmark plot (gnuplot, pngcairo). report.py passes, with -e:
 #   out, title, and the data files it wrote: startup, api_ember, api_floor,
 #   guest_ember_file, guest_qemu, guest_ember_api, io_block, io_net (each
-#   may be missing). A third row of panels holds the I/O parts, if they ran.
+#   may be missing; io_kvmtool, when set, adds kvmtool as a column of both
+#   I/O files). A third row of panels holds the I/O parts, if they ran.
 io = exists("io_block") || exists("io_net")
 top = exists("startup") || exists("api_ember") || exists("guest_qemu")
 rows = (top ? 2 : 0) + (io ? 1 : 0)
@@ -88,9 +89,16 @@ if (exists("io_block")) {
 	set ylabel "MiB/s (log)"
 	set logscale y
 	set yrange [1:*]
-	plot io_block using 2:xtic(1) lc rgb "#d95f02" title "Ember Sync", \
-	     '' using 3 lc rgb "#7570b3" title "Ember Async", \
-	     '' using 4 lc rgb "#1b9e77" title "QEMU microvm"
+	if (exists("io_kvmtool")) {
+		plot io_block using 2:xtic(1) lc rgb "#d95f02" title "Ember Sync", \
+		     '' using 3 lc rgb "#7570b3" title "Ember Async", \
+		     '' using 4 lc rgb "#1b9e77" title "QEMU microvm", \
+		     '' using 5 lc rgb "#e6ab02" title "kvmtool"
+	} else {
+		plot io_block using 2:xtic(1) lc rgb "#d95f02" title "Ember Sync", \
+		     '' using 3 lc rgb "#7570b3" title "Ember Async", \
+		     '' using 4 lc rgb "#1b9e77" title "QEMU microvm"
+	}
 	unset logscale y
 } else {
 	set multiplot next
@@ -100,7 +108,13 @@ if (exists("io_net")) {
 	set xlabel ""
 	set ylabel "MiB/s"
 	set yrange [0:*]
-	plot io_net using 2:xtic(1) lc rgb "#d95f02" title "Ember", \
-	     '' using 3 lc rgb "#1b9e77" title "QEMU microvm"
+	if (exists("io_kvmtool")) {
+		plot io_net using 2:xtic(1) lc rgb "#d95f02" title "Ember", \
+		     '' using 3 lc rgb "#1b9e77" title "QEMU microvm", \
+		     '' using 4 lc rgb "#e6ab02" title "kvmtool"
+	} else {
+		plot io_net using 2:xtic(1) lc rgb "#d95f02" title "Ember", \
+		     '' using 3 lc rgb "#1b9e77" title "QEMU microvm"
+	}
 }
 unset multiplot

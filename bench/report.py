@@ -523,6 +523,8 @@ def main():
                      else "this host's KVM")
             lines += machine_lines(gh, f"{what}, in {where}")
             lines.append(f"- QEMU: {gh.get('qemu')}")
+            if gh.get("kvmtool"):
+                lines.append(f"- kvmtool: {gh['kvmtool']}")
     lines.append("")
     if native:
         lines += native_section(native) + [""]
