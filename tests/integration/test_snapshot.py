@@ -13,6 +13,7 @@ read what was written before the snapshot.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -98,6 +99,33 @@ def load_body(snap, mem, **more) -> dict:
     return body
 
 
+@contextlib.contextmanager
+def uffd_clone(api_ember, workdir, snap, mem, what):
+    """The Uffd backend: starts tools/uffd/handler.c (build/uffd-handler)
+    serving `mem`, loads `snap` through it into a fresh Ember with
+    resume_vm and yields (that Ember, the handler's Popen, whose stdout
+    the caller may read on from the handshake). When the body ends
+    without an exception the clone must stop cleanly on SIGTERM; the
+    handler is killed in any case."""
+    handler = Path(os.environ["EMBER_BIN"]).parent / "uffd-handler"
+    usock = workdir / "uffd.sock"
+    h = subprocess.Popen([str(handler), str(usock), str(mem)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert h.stdout.readline().strip() == "uffd-handler: listening"
+        u = api_ember.start(sock=workdir / "uffd-api.sock")
+        check_ok(u.client().put("/snapshot/load", {
+            "snapshot_path": str(snap), "resume_vm": True,
+            "mem_backend": {"backend_type": "Uffd", "backend_path": str(usock)}}), 204, None,
+            f"PUT /snapshot/load ({what})")
+        yield u, h
+        u.proc.proc.terminate()
+        rc = u.proc.wait_exit(EXIT_TIMEOUT)
+        assert rc == 0, u.proc.report(f"SIGTERM: {describe_returncode(rc)}")
+    finally:
+        h.kill()
+        h.wait()
+
+
 def rewrite_state(src, dst, edit):
     """Copies a state file with its JSON payload changed by edit(dict), with
     both checksums made right again: only Ember's own checks can refuse it."""
@@ -179,26 +207,11 @@ def test_clones_go_on_counting_with_their_disk(api_ember, workdir, kernel_vmlinu
 
     # The Uffd backend: tools/uffd/handler.c serves every page from the
     # memory file; guest memory is otherwise empty anonymous memory.
-    handler = Path(os.environ["EMBER_BIN"]).parent / "uffd-handler"
-    usock = workdir / "uffd.sock"
-    h = subprocess.Popen([str(handler), str(usock), str(mem)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert h.stdout.readline().strip() == "uffd-handler: listening"
-        u = api_ember.start(sock=workdir / "uffd-api.sock")
-        check_ok(u.client().put("/snapshot/load", {
-            "snapshot_path": str(snap), "resume_vm": True,
-            "mem_backend": {"backend_type": "Uffd", "backend_path": str(usock)}}), 204, None,
-            "PUT /snapshot/load (Uffd)")
+    with uffd_clone(api_ember, workdir, snap, mem, "Uffd") as (u, _):
         u.proc.expect(rf"EMBER-COUNT={last + 3}:", STEP_TIMEOUT)
         got = counts(u.proc)
         assert got[0][0] in (last + 1, last + 2) and all(h_ == expected for _, h_ in got), \
             u.proc.report(f"Uffd clone: {got}, last {last}")
-        u.proc.proc.terminate()
-        rc = u.proc.wait_exit(EXIT_TIMEOUT)
-        assert rc == 0, u.proc.report(f"SIGTERM: {describe_returncode(rc)}")
-    finally:
-        h.kill()
-        h.wait()
 
     # Bad inputs, each into one fresh Ember that must still load the good
     # snapshot afterwards (nothing half-restored) and stay paused.
@@ -544,16 +557,7 @@ def test_2m_snapshot_restores_through_uffd(api_ember, workdir, kernel_vmlinux, i
                 "huge_pages", "1G", context="an unknown huge_pages")
     assert hp.pool_in_use() == 0, hp.meminfo()
 
-    handler = Path(os.environ["EMBER_BIN"]).parent / "uffd-handler"
-    usock = workdir / "uffd.sock"
-    h = subprocess.Popen([str(handler), str(usock), str(mem)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert h.stdout.readline().strip() == "uffd-handler: listening"
-        u = api_ember.start(sock=workdir / "uffd-api.sock")
-        check_ok(u.client().put("/snapshot/load", {
-            "snapshot_path": str(snap), "resume_vm": True,
-            "mem_backend": {"backend_type": "Uffd", "backend_path": str(usock)}}), 204, None,
-            "PUT /snapshot/load (Uffd, 2M)")
+    with uffd_clone(api_ember, workdir, snap, mem, "Uffd, 2M") as (u, h):
         # The handshake said 2 MiB pages (the handler copies whole ones:
         # 4 KiB copies into hugetlbfs memory fail, and the guest would
         # never run).
@@ -568,10 +572,4 @@ def test_2m_snapshot_restores_through_uffd(api_ember, workdir, kernel_vmlinux, i
         assert cfg["machine-config"]["huge_pages"] == "2M", cfg["machine-config"]
         # All of guest memory is reserved from the pool again.
         assert hp.pool_in_use() == hp.PAGES, u.proc.report(f"pool: {hp.meminfo()}")
-        u.proc.proc.terminate()
-        rc = u.proc.wait_exit(EXIT_TIMEOUT)
-        assert rc == 0, u.proc.report(f"SIGTERM: {describe_returncode(rc)}")
-    finally:
-        h.kill()
-        h.wait()
     assert hp.pool_in_use() == 0, hp.meminfo()
