@@ -19,7 +19,12 @@ restores, the sizes in alternation round by round:
 - qemu: `-M microvm` with the same kernel, initramfs and command line;
   QMP `stop` + `migrate exec:cat > FILE` until completed (create); a new
   QEMU with `-incoming "exec:cat FILE"`, `cont` once the stream is in (a
-  stopped source's state arrives paused): exec -> the next tick (restore).
+  stopped source's state arrives paused): exec -> the next tick (restore);
+- qemu defer: a new QEMU with `-incoming defer`, timed as Ember's load
+  (from the restore request, the process already up, its QMP connected):
+  QMP `migrate-incoming exec:cat FILE` -> the migration completed (its
+  MIGRATION event, then `query-migrate` must say "completed"), and ->
+  the next tick after `cont`; also exec -> that tick.
 
 Guest times in the nested test host are TCG-inflated: compare ratios only.
 No speed is asserted.
@@ -141,7 +146,9 @@ def ember_load(ember, work, backend) -> dict:
 class Qmp:
     def __init__(self, path: str, pid: int):
         self.sock, _ = connect_spin(path, pid, timeout_s=BOOT_TIMEOUT_S)
+        self.sock.settimeout(BOOT_TIMEOUT_S)
         self.buf = b""
+        self.events = []  # (ns, event) in arrival order, kept while waiting for returns
         self.read()  # greeting
         self.cmd("qmp_capabilities")
 
@@ -158,10 +165,27 @@ class Qmp:
         self.sock.sendall(json.dumps({"execute": name, "arguments": args}).encode() + b"\n")
         while True:
             m = self.read()
+            if "event" in m:
+                self.events.append((now_ns(), m))
             if "return" in m or "error" in m:
                 if "error" in m:
                     raise RuntimeError(f"QMP {name}: {m['error']}")
                 return m["return"]
+
+    def wait_event(self, name: str, done) -> tuple[int, dict]:
+        """(arrival ns, event) of the first event `name` whose data done()
+        accepts, from those already read or the next to come; the socket's
+        timeout bounds the wait."""
+        i = 0
+        while True:
+            while i < len(self.events):
+                t, m = self.events[i]
+                i += 1
+                if m["event"] == name and done(m.get("data", {})):
+                    return t, m
+            m = self.read()
+            if "event" in m:
+                self.events.append((now_ns(), m))
 
 
 def qemu_cmd(qemu, kernel, initrd, mib, work, extra):
@@ -208,6 +232,34 @@ def qemu_restore(qemu, kernel, initrd, work, mib) -> dict:
         vmm.stop()
 
 
+def qemu_defer_restore(qemu, kernel, initrd, work, mib) -> dict:
+    """As Ember's load: QEMU's process is up and its QMP connected before
+    the clock starts at `migrate-incoming`. The end of the stream is the
+    MIGRATION event "completed" (no polling that would compete with the
+    load for QEMU's main loop), checked with `query-migrate`; then `cont`
+    (the stopped source's state arrives paused) and the next tick."""
+    vmm = Vmm(qemu_cmd(qemu, kernel, initrd, mib, work, ["-incoming", "defer"]))
+    try:
+        q = Qmp(f"{work}/qmp.sock", vmm.proc.pid)
+        q.cmd("migrate-set-capabilities", capabilities=[{"capability": "events", "state": True}])
+        t = now_ns() - vmm.t0
+        q.cmd("migrate-incoming", uri=f"exec:cat {work}/qemu.mig")
+        t_done, ev = q.wait_event("MIGRATION",
+                                  lambda d: d.get("status") in ("completed", "failed"))
+        t_done -= vmm.t0
+        status = q.cmd("query-migrate").get("status")
+        if ev["data"]["status"] != "completed" or status != "completed":
+            raise RuntimeError(f"incoming migration: event {ev['data']}, query-migrate {status}")
+        while q.cmd("query-status").get("status") == "inmigrate":
+            time.sleep(0.001)
+        q.cmd("cont")
+        t_tick = next_tick(vmm, t_done)
+        return {"migrate_done_ms": (t_done - t) / MS, "migrate_to_tick_ms": (t_tick - t) / MS,
+                "exec_to_tick_ms": t_tick / MS}
+    finally:
+        vmm.stop()
+
+
 def main():
     out = sys.argv[1]
     ember = os.path.abspath(os.environ["EMBER_BIN"])
@@ -222,12 +274,16 @@ def main():
                   "snapshot uffd": f"{os.path.dirname(os.environ['EMBER_BIN'])}/uffd-handler "
                                    "SOCK MEMORY_FILE",
                   "snapshot qemu": " ".join(qemu_cmd(qemu, kernel, initrd, 128, "WORK",
-                                                     ["-incoming", "exec:cat WORK/qemu.mig"]))}}
+                                                     ["-incoming", "exec:cat WORK/qemu.mig"])),
+                  "snapshot qemu defer": " ".join(qemu_cmd(qemu, kernel, initrd, 128, "WORK",
+                                                           ["-incoming", "defer"])) +
+                  "; QMP migrate-incoming uri=exec:cat WORK/qemu.mig"}}
     # Both sizes are created first and restored in alternation, round by
     # round: the test host's speed drifts (other work, its own TCG), and
     # a drift must not pass for a difference between the sizes.
     dirs = {mib: f"{work}/{mib}" for mib in SIZES_MIB}
-    samples = {mib: {"ember_file": [], "ember_uffd": [], "qemu": []} for mib in SIZES_MIB}
+    samples = {mib: {"ember_file": [], "ember_uffd": [], "qemu": [], "qemu_defer": []}
+               for mib in SIZES_MIB}
     for mib in SIZES_MIB:
         os.makedirs(dirs[mib], exist_ok=True)
         r = result["sizes"][str(mib)] = {"errors": []}
@@ -243,10 +299,12 @@ def main():
             r, d = result["sizes"][str(mib)], dirs[mib]
             for kind, fn in (("ember_file", lambda: ember_load(ember, d, "File")),
                              ("ember_uffd", lambda: ember_load(ember, d, "Uffd")),
-                             ("qemu", lambda: qemu_restore(qemu, kernel, initrd, d, mib))):
-                if kind == "qemu" and "qemu_create" not in r:
+                             ("qemu", lambda: qemu_restore(qemu, kernel, initrd, d, mib)),
+                             ("qemu_defer",
+                              lambda: qemu_defer_restore(qemu, kernel, initrd, d, mib))):
+                if kind.startswith("qemu") and "qemu_create" not in r:
                     continue
-                if kind != "qemu" and "ember_create" not in r:
+                if kind.startswith("ember") and "ember_create" not in r:
                     continue
                 try:
                     samples[mib][kind].append(fn())

@@ -154,7 +154,7 @@ static void used_publish(struct virtio_net *n, const uint32_t *lens, unsigned co
 			n->rx_pushed = true;
 		return;
 	}
-	uint16_t *idx = gm_ptr(n->gm, q->used + 2, sizeof(uint16_t));
+	uint16_t *idx = gm_ptr_w(n->gm, q->used + 2, sizeof(uint16_t));
 	if (!q->ready || !idx)
 		return;
 	for (unsigned i = 0; i < count; i++) {

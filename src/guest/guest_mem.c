@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -90,6 +91,8 @@ int gm_create_from_file(struct guest_mem *gm, int fd, uint64_t size, uint64_t ga
 
 void gm_destroy(struct guest_mem *gm)
 {
+	for (int i = 0; i < gm->nr_regions; i++)
+		free(gm->region[i].written);
 	if (gm->mapping)
 		munmap(gm->mapping, gm->mapping_size);
 	memset(gm, 0, sizeof(*gm));
@@ -110,6 +113,54 @@ void *gm_ptr(const struct guest_mem *gm, uint64_t gpa, uint64_t len)
 	return NULL;
 }
 
+#define GM_PAGE 4096ULL
+
+static uint64_t bitmap_words(const struct gm_region *r)
+{
+	return (r->size / GM_PAGE + 63) / 64;
+}
+
+int gm_track_writes(struct guest_mem *gm, ember_err *e)
+{
+	for (int i = 0; i < gm->nr_regions; i++) {
+		struct gm_region *r = &gm->region[i];
+		if (!r->written && !(r->written = calloc(bitmap_words(r), sizeof(uint64_t))))
+			return err_set(e, "out of memory for the bitmap of written guest pages");
+	}
+	return 0;
+}
+
+void *gm_ptr_w(const struct guest_mem *gm, uint64_t gpa, uint64_t len)
+{
+	uint8_t *p = gm_ptr(gm, gpa, len);
+	if (!p || !len)
+		return p;
+	for (int i = 0; i < gm->nr_regions; i++) {
+		const struct gm_region *r = &gm->region[i];
+		if (!r->written || p < r->host || p >= r->host + r->size)
+			continue;
+		/* Device threads write concurrently: atomic ORs. */
+		uint64_t first = (uint64_t)(p - r->host) / GM_PAGE;
+		uint64_t last = ((uint64_t)(p - r->host) + len - 1) / GM_PAGE;
+		for (uint64_t pg = first; pg <= last; pg++)
+			__atomic_fetch_or(&r->written[pg / 64], 1ULL << (pg % 64), __ATOMIC_RELAXED);
+		break;
+	}
+	return p;
+}
+
+void gm_take_written(const struct guest_mem *gm, int i, uint64_t *bits)
+{
+	const struct gm_region *r = &gm->region[i];
+	if (!r->written)
+		return;
+	for (uint64_t w = 0; w < bitmap_words(r); w++) {
+		uint64_t v = __atomic_exchange_n(&r->written[w], 0, __ATOMIC_RELAXED);
+		if (bits)
+			bits[w] |= v;
+	}
+}
+
 int gm_read(const struct guest_mem *gm, uint64_t gpa, void *dst, uint64_t len)
 {
 	void *p = gm_ptr(gm, gpa, len);
@@ -121,14 +172,12 @@ int gm_read(const struct guest_mem *gm, uint64_t gpa, void *dst, uint64_t len)
 
 int gm_write(const struct guest_mem *gm, uint64_t gpa, const void *src, uint64_t len)
 {
-	void *p = gm_ptr(gm, gpa, len);
+	void *p = gm_ptr_w(gm, gpa, len);
 	if (!p)
 		return -1;
 	memcpy(p, src, len);
 	return 0;
 }
-
-#define GM_PAGE 4096ULL
 
 int gm_discard(const struct guest_mem *gm, uint64_t gpa, uint64_t len)
 {

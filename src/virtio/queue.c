@@ -132,6 +132,12 @@ static uint16_t *ring_u16(const struct guest_mem *gm, uint64_t gpa)
 	return gm_ptr(gm, gpa, sizeof(uint16_t));
 }
 
+/* The same for a field the device writes. */
+static uint16_t *ring_u16_w(const struct guest_mem *gm, uint64_t gpa)
+{
+	return gm_ptr_w(gm, gpa, sizeof(uint16_t));
+}
+
 static uint64_t avail_idx_gpa(const struct virtq *q)
 {
 	return q->avail + 2;
@@ -283,7 +289,7 @@ int virtq_push(struct virtq *q, const struct guest_mem *gm, uint16_t head, uint3
 		return -1;
 	uint16_t slot = q->used_idx & (q->size - 1);
 	struct vring_used_elem elem = {.id = head, .len = len};
-	uint16_t *idx_p = ring_u16(gm, q->used + 2);
+	uint16_t *idx_p = ring_u16_w(gm, q->used + 2);
 	if (!idx_p || gm_write(gm, q->used + 4 + 8ULL * slot, &elem, sizeof(elem)))
 		return -1;
 	q->used_idx++;
@@ -324,7 +330,7 @@ void virtq_disable_notify(struct virtq *q, const struct guest_mem *gm)
 	 * driver notifies only when its index crosses it. */
 	if (!q->ready || q->event_idx)
 		return;
-	uint16_t *flags = ring_u16(gm, q->used);
+	uint16_t *flags = ring_u16_w(gm, q->used);
 	if (flags)
 		__atomic_store_n(flags, VIRTQ_USED_F_NO_NOTIFY, __ATOMIC_RELAXED);
 }
@@ -333,7 +339,7 @@ bool virtq_enable_notify(struct virtq *q, const struct guest_mem *gm)
 {
 	if (!q->ready || q->broken)
 		return false;
-	uint16_t *p = ring_u16(gm, q->event_idx ? avail_event_gpa(q) : q->used);
+	uint16_t *p = ring_u16_w(gm, q->event_idx ? avail_event_gpa(q) : q->used);
 	uint16_t *idx_p = ring_u16(gm, avail_idx_gpa(q));
 	if (!p || !idx_p)
 		return false;
@@ -376,7 +382,10 @@ static int chain_each(const struct guest_mem *gm, const struct virtq_chain *c, b
 			continue;
 		}
 		uint64_t take = s[i].len - off < len ? s[i].len - off : len;
-		uint8_t *host = gm_ptr(gm, s[i].gpa + off, take);
+		/* The writable part is written (copied into, or handed to
+		 * preadv/io_uring) by whoever asks for it. */
+		uint8_t *host = write ? gm_ptr_w(gm, s[i].gpa + off, take)
+				      : gm_ptr(gm, s[i].gpa + off, take);
 		if (!host || fn(ctx, host, take))
 			return -1;
 		len -= take;

@@ -319,6 +319,10 @@ static int create_and_load(struct vmm *m, const struct vmm_config *cfg, struct k
 						      : vm_alloc_memory(&m->vm, mem, e))
 		return -1;
 	m->vm.dirty_log = cfg->machine.track_dirty_pages;
+	/* Before the loader writes the kernel: the first diff after boot
+	 * holds all of it. */
+	if (m->vm.dirty_log && gm_track_writes(&m->vm.mem, e))
+		return -1;
 	if (cfg->machine.huge_pages == HUGE_PAGES_TRANSPARENT &&
 	    madvise(m->vm.mem.mapping, m->vm.mem.mapping_size, MADV_HUGEPAGE) < 0)
 		LOG_W("huge_pages Transparent: madvise: %s", strerror(errno));
@@ -416,7 +420,7 @@ int vmm_restore(struct vmm *m, const struct vmm_config *cfg, const struct vmm_op
 		goto fail;
 	ms_mem = lap_ms(&t);
 	m->vm.dirty_log = cfg->machine.track_dirty_pages;
-	if (vm_create_kvm(&m->vm, e))
+	if ((m->vm.dirty_log && gm_track_writes(&m->vm.mem, e)) || vm_create_kvm(&m->vm, e))
 		goto fail;
 	ms_kvm = lap_ms(&t);
 	if (add_devices(m, cfg, opt, e))

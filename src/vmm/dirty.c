@@ -47,6 +47,7 @@ int dirty_reset(struct vm *vm, ember_err *e)
 		free(bits);
 		if (rc)
 			return -1;
+		gm_take_written(&vm->mem, i, NULL);
 	}
 	return clear_soft_dirty(e);
 }
@@ -80,8 +81,9 @@ static int pagemap_bits(const uint8_t *host, uint64_t pages, uint64_t mask, uint
 	return rc;
 }
 
-/* A map of every region's pages: those in KVM's dirty log (if kvm_dirty)
- * and those whose pagemap entry has any of pm_mask. */
+/* A map of every region's pages: those in KVM's dirty log and Ember's own
+ * bitmap of its writes (if kvm_dirty), and those whose pagemap entry has
+ * any of pm_mask. */
 static int collect(struct vm *vm, struct dirty_map *out, bool kvm_dirty, uint64_t pm_mask,
 		   ember_err *e)
 {
@@ -98,6 +100,8 @@ static int collect(struct vm *vm, struct dirty_map *out, bool kvm_dirty, uint64_
 			dirty_map_free(out);
 			return -1;
 		}
+		if (kvm_dirty)
+			gm_take_written(&vm->mem, i, out->bits[i]);
 	}
 	return 0;
 }

@@ -1,10 +1,12 @@
 /* Which guest pages changed since the last snapshot, for diff snapshots
- * (machine-config track_dirty_pages). Two sources, OR-ed: KVM's dirty log
- * of each memslot (the guest's own writes) and the kernel's soft-dirty
- * bits of Ember's mapping (/proc/self/pagemap), which also see what
- * Ember itself writes into guest memory (virtio used rings, block reads,
- * network frames): KVM's log does not, as Firecracker's own bitmap of its
- * device writes covers in Firecracker. Both are reset by dirty_reset. */
+ * (machine-config track_dirty_pages). Three sources, OR-ed: KVM's dirty
+ * log of each memslot (the guest's own writes); Ember's bitmap of its own
+ * writes into guest memory (virtio used rings, block reads, network
+ * frames: gm_ptr_w), which KVM's log does not see, as Firecracker's bitmap
+ * of its device writes; and the kernel's soft-dirty bits of Ember's
+ * mapping (/proc/self/pagemap), a second net under the bitmap where the
+ * kernel has them (not for hugetlbfs memory, nor kernels built without
+ * CONFIG_MEM_SOFT_DIRTY). All are reset by dirty_reset. */
 #ifndef EMBER_DIRTY_H
 #define EMBER_DIRTY_H
 
@@ -23,7 +25,8 @@ struct dirty_map {
 	int nr_regions;
 };
 
-/* Starts a new interval: clears KVM's log and the soft-dirty bits. */
+/* Starts a new interval: clears KVM's log, Ember's bitmap and the soft-dirty
+ * bits. */
 int dirty_reset(struct vm *vm, ember_err *e);
 /* The pages of anonymous guest memory that hold anything: those present
  * or swapped out (/proc/self/pagemap). A page never touched reads as

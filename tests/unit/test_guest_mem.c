@@ -112,11 +112,44 @@ static void discard_by_unit(void **state)
 	munmap(raw, size + mib2);
 }
 
+/* gm_ptr_w marks the 4 KiB pages a write covers, in the region it lies
+ * in; gm_ptr and gm_read mark nothing; gm_take_written hands the bits over
+ * and clears them. */
+static void writes_are_tracked(void **state)
+{
+	(void)state;
+	struct guest_mem gm;
+	gm_init_from(&gm, backing, sizeof(backing), 512 * 1024);
+	uint64_t bits[2][(512 * 1024 / 4096 + 63) / 64];
+	uint32_t v = 1;
+	assert_int_equal(gm_write(&gm, 0, &v, 4), 0); /* not tracked yet */
+	assert_int_equal(gm_track_writes(&gm, NULL), 0);
+	assert_non_null(gm_ptr_w(&gm, 4096 * 3 - 1, 2)); /* pages 2 and 3 */
+	assert_int_equal(gm_write(&gm, (1ULL << 32) + 4096 * 64, &v, 4), 0);
+	assert_null(gm_ptr_w(&gm, 512 * 1024 - 1, 2)); /* across the gap: nothing */
+	assert_non_null(gm_ptr(&gm, 4096 * 9, 4096));
+	assert_int_equal(gm_read(&gm, 4096 * 10, &v, 4), 0);
+	memset(bits, 0, sizeof(bits));
+	gm_take_written(&gm, 0, bits[0]);
+	gm_take_written(&gm, 1, bits[1]);
+	assert_int_equal(bits[0][0], 3ULL << 2);
+	for (size_t w = 1; w < sizeof(bits[0]) / 8; w++)
+		assert_int_equal(bits[0][w], 0);
+	assert_int_equal(bits[1][0], 0);
+	assert_int_equal(bits[1][1], 1);
+	memset(bits, 0, sizeof(bits));
+	gm_take_written(&gm, 0, bits[0]);
+	assert_int_equal(bits[0][0], 0);
+	for (int i = 0; i < gm.nr_regions; i++)
+		free(gm.region[i].written);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(ptr_checks_bounds),
 		cmocka_unit_test(splits_around_gap),
+		cmocka_unit_test(writes_are_tracked),
 		cmocka_unit_test(create_aligns_to_2_mib),
 		cmocka_unit_test(hugetlb_checks),
 		cmocka_unit_test(discard_by_unit),

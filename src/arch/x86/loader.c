@@ -182,7 +182,7 @@ static int load_elf(const struct guest_mem *gm, const struct loader_src *img,
 				(unsigned long long)ph.p_paddr);
 			goto out;
 		}
-		uint8_t *dst = gm_ptr(gm, ph.p_paddr, ph.p_memsz);
+		uint8_t *dst = gm_ptr_w(gm, ph.p_paddr, ph.p_memsz);
 		if (!dst) {
 			err_set(e, "kernel image: ELF segment %u [0x%llx, +0x%llx) does not "
 				   "fit in guest memory", i, (unsigned long long)ph.p_paddr,
@@ -261,7 +261,7 @@ static int load_bzimage(const struct guest_mem *gm, const struct loader_src *img
 			       (unsigned long long)payload, (unsigned long long)h.syssize * 16);
 	/* The kernel decompresses in place and needs init_size bytes there. */
 	uint64_t need = h.init_size > payload ? h.init_size : payload;
-	uint8_t *dst = gm_ptr(gm, X86_HIMEM_START, need);
+	uint8_t *dst = gm_ptr_w(gm, X86_HIMEM_START, need);
 	if (!dst)
 		return err_set(e, "kernel image: bzImage needs %llu MiB at 1 MiB, more than guest "
 				  "memory holds", (unsigned long long)(need >> 20) + 1);
@@ -312,7 +312,7 @@ int loader_plan_initrd(const struct guest_mem *gm, const struct kernel_image *k,
 		return err_set(e, "initrd of %llu MiB does not fit in guest memory above the kernel",
 			       (unsigned long long)(len >> 20));
 	uint64_t at = (top - len) & ~(PAGE_SIZE - 1);
-	uint8_t *dst = gm_ptr(gm, at, len);
+	uint8_t *dst = gm_ptr_w(gm, at, len);
 	if (!dst)
 		return err_set(e, "initrd does not fit in guest memory");
 	if (plan_add(plan, img, 0, dst, len, e))
