@@ -50,9 +50,39 @@ VARIANTS = ("ember", "ember-noi8042", "qemu")
 MEM_MIB = 256
 VCPUS = 2
 TAIL = 8
+TRACE = "/sys/kernel/tracing"
+# --trace: the test host's KVM events kept in a small ring while each guest
+# boots; a failed boot keeps the ring's last TRACE_TAIL lines (the exits just
+# before a triple fault: reason, rip, exit info).
+TRACE_EVENTS = ("kvm/kvm_exit", "kvm/kvm_inj_exception", "kvm/kvm_inj_virq",
+                "kvm/kvm_userspace_exit")
+TRACE_TAIL = 60
 
 
-def argv_for(variant: str, ember: str, kernel: str, initrd: str, tmp: str) -> tuple[list[str], dict]:
+def trace_setup() -> None:
+    """The KVM events of TRACE_EVENTS into a 1 MiB-per-CPU ring (oldest
+    overwritten), empty, on."""
+    os.system(f"mountpoint -q {TRACE} || mount -t tracefs nodev {TRACE}")
+    Path(TRACE, "buffer_size_kb").write_text("1024")
+    for ev in TRACE_EVENTS:
+        Path(TRACE, "events", ev, "enable").write_text("1")
+
+
+def trace_restart() -> None:
+    Path(TRACE, "tracing_on").write_text("0")
+    Path(TRACE, "trace").write_text("")
+    Path(TRACE, "tracing_on").write_text("1")
+
+
+def trace_tail() -> list[str]:
+    Path(TRACE, "tracing_on").write_text("0")
+    lines = [l for l in Path(TRACE, "trace").read_text(errors="replace").splitlines()
+             if not l.startswith("#")]
+    return [" ".join(l.split()) for l in lines[-TRACE_TAIL:]]
+
+
+def argv_for(variant: str, ember: str, kernel: str, initrd: str, tmp: str,
+             boot_args: str = BOOT_ARGS) -> tuple[list[str], dict]:
     env = dict(os.environ)
     if variant == "qemu":
         # microvm's own defaults (ACPI on, no i8042 in its ACPI tables);
@@ -60,11 +90,11 @@ def argv_for(variant: str, ember: str, kernel: str, initrd: str, tmp: str) -> tu
         return (["qemu-system-x86_64", "-M", "microvm", "-accel", "kvm", "-cpu", "host",
                  "-m", str(MEM_MIB), "-smp", str(VCPUS), "-nodefaults", "-no-user-config",
                  "-display", "none", "-no-reboot", "-serial", "stdio",
-                 "-kernel", kernel, "-initrd", initrd, "-append", BOOT_ARGS], env)
+                 "-kernel", kernel, "-initrd", initrd, "-append", boot_args], env)
     cfg = os.path.join(tmp, "vm.json")
     with open(cfg, "w") as f:
         json.dump({"boot-source": {"kernel_image_path": kernel, "initrd_path": initrd,
-                                   "boot_args": BOOT_ARGS},
+                                   "boot_args": boot_args},
                    "machine-config": {"vcpu_count": VCPUS, "mem_size_mib": MEM_MIB}}, f)
     if variant == "ember-noi8042":
         env["EMBER_DEBUG_NO_ACPI_I8042"] = "1"
@@ -83,9 +113,15 @@ def phase(lines: list[str]) -> str:
     return "no output"
 
 
-def one_boot(variant: str, ember: str, kernel: str, initrd: str, timeout: float) -> dict:
+def one_boot(variant: str, ember: str, kernel: str, initrd: str, timeout: float,
+             trace: bool = False) -> dict:
+    # Traced boots run without KASLR, so that the trace's guest rips can be
+    # looked up in the kernel's System.map.
+    boot_args = BOOT_ARGS + (" nokaslr" if trace else "")
     with tempfile.TemporaryDirectory() as tmp:
-        argv, env = argv_for(variant, ember, kernel, initrd, tmp)
+        argv, env = argv_for(variant, ember, kernel, initrd, tmp, boot_args)
+        if trace:
+            trace_restart()
         t0 = time.monotonic()
         proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, bufsize=0)
@@ -132,9 +168,13 @@ def one_boot(variant: str, ember: str, kernel: str, initrd: str, timeout: float)
         outcome = "exit"
     rec = {"variant": variant, "outcome": outcome, "seconds": round(elapsed, 1),
            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if trace:
+        rec["traced"] = True
     if not reached:
         rec.update(status=status, phase=phase(console), console_tail=console[-TAIL:],
                    stderr_tail=stderr[-TAIL:])
+        if trace:
+            rec["trace_tail"] = trace_tail()
     return rec
 
 
@@ -144,9 +184,11 @@ def inside(a) -> int:
     during it is blamed on the right variant."""
     out = open(a.out, "a")
     current = a.out + ".current"
+    if a.trace:
+        trace_setup()
     for i, v in enumerate(a.plan):
         Path(current).write_text(v)
-        rec = one_boot(v, a.ember, a.kernel, a.initrd, a.timeout)
+        rec = one_boot(v, a.ember, a.kernel, a.initrd, a.timeout, a.trace)
         out.write(json.dumps(rec) + "\n")
         out.flush()
         where = "" if rec["outcome"] == "userspace" else \
@@ -221,7 +263,7 @@ def outside(a) -> int:
                "/usr/bin/python3", str(Path(__file__).resolve()), "--inside",
                "--plan", ",".join(plan), "--timeout", str(a.timeout),
                "--ember", str(Path(a.ember).resolve()), "--kernel", kernel, "--initrd", initrd,
-               "--out", str(inner)]
+               "--out", str(inner)] + (["--trace"] if a.trace else [])
         bound = int(len(plan) * (a.timeout + 30) + 300)
         run = subprocess.run(cmd, env=dict(os.environ, EMBER_TESTHOST_TIMEOUT=os.environ.get(
             "EMBER_TESTHOST_TIMEOUT", str(bound))), stderr=subprocess.PIPE, text=True)
@@ -264,6 +306,8 @@ def main() -> int:
     p.add_argument("--report", metavar="JSONL", help="only print the table of JSONL")
     p.add_argument("--max-minutes", type=float, default=0,
                    help="start no new test host after this many minutes (0: no bound)")
+    p.add_argument("--trace", action="store_true",
+                   help="keep the test host's KVM exits before each failure (boots with nokaslr)")
     p.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--plan", help=argparse.SUPPRESS)
     a = p.parse_args()
