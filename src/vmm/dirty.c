@@ -9,23 +9,10 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#define PM_SOFT_DIRTY (1ULL << 55)
+#include "util/log.h"
+
 #define PM_SWAPPED (1ULL << 62)
 #define PM_PRESENT (1ULL << 63)
-
-static int clear_soft_dirty(ember_err *e)
-{
-	int fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return err_set(e, "/proc/self/clear_refs: %s (diff snapshots need /proc)",
-			       strerror(errno));
-	ssize_t n = write(fd, "4", 1);
-	int err = errno;
-	close(fd);
-	if (n != 1)
-		return err_set(e, "/proc/self/clear_refs: %s", strerror(err));
-	return 0;
-}
 
 /* Reads the KVM log of slot `slot` into bits (cleared in KVM as read). */
 static int kvm_log(struct vm *vm, int slot, uint64_t *bits, ember_err *e)
@@ -49,18 +36,27 @@ int dirty_reset(struct vm *vm, ember_err *e)
 			return -1;
 		gm_take_written(&vm->mem, i, NULL);
 	}
-	return clear_soft_dirty(e);
+	return 0;
 }
 
 /* ORs the pages of [host, host + pages pages) whose pagemap entry has any
- * of `mask` into bits. */
+ * of `mask` into bits. Without /proc (a jail has none: the jailer mounts
+ * nothing there, as Firecracker's), every page: the snapshot then holds all
+ * of guest memory, as Firecracker's full snapshots do. */
 static int pagemap_bits(const uint8_t *host, uint64_t pages, uint64_t mask, uint64_t *bits,
 			ember_err *e)
 {
 	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && (errno == ENOENT || errno == EACCES || errno == EPERM)) {
+		LOG_I("/proc/self/pagemap: %s: the snapshot holds every page of guest memory",
+		      strerror(errno));
+		memset(bits, 0xff, (pages + 63) / 64 * 8);
+		if (pages % 64)
+			bits[pages / 64] = (1ULL << (pages % 64)) - 1;
+		return 0;
+	}
 	if (fd < 0)
-		return err_set(e, "/proc/self/pagemap: %s (diff snapshots need /proc)",
-			       strerror(errno));
+		return err_set(e, "/proc/self/pagemap: %s", strerror(errno));
 	enum { CHUNK = 4096 };
 	uint64_t *buf = malloc(CHUNK * sizeof(uint64_t));
 	int rc = buf ? 0 : err_set(e, "out of memory");
@@ -82,10 +78,9 @@ static int pagemap_bits(const uint8_t *host, uint64_t pages, uint64_t mask, uint
 }
 
 /* A map of every region's pages: those in KVM's dirty log and Ember's own
- * bitmap of its writes (if kvm_dirty), and those whose pagemap entry has
- * any of pm_mask. */
-static int collect(struct vm *vm, struct dirty_map *out, bool kvm_dirty, uint64_t pm_mask,
-		   ember_err *e)
+ * bitmap of its writes (kvm_dirty), or those the pagemap says hold
+ * anything (not kvm_dirty). */
+static int collect(struct vm *vm, struct dirty_map *out, bool kvm_dirty, ember_err *e)
 {
 	memset(out, 0, sizeof(*out));
 	for (int i = 0; i < vm->mem.nr_regions; i++) {
@@ -94,7 +89,8 @@ static int collect(struct vm *vm, struct dirty_map *out, bool kvm_dirty, uint64_
 		out->bits[i] = calloc((out->pages[i] + 63) / 64, 8);
 		out->nr_regions = i + 1;
 		if (!out->bits[i] || (kvm_dirty && kvm_log(vm, i, out->bits[i], e)) ||
-		    pagemap_bits(r->host, out->pages[i], pm_mask, out->bits[i], e)) {
+		    (!kvm_dirty && pagemap_bits(r->host, out->pages[i], PM_PRESENT | PM_SWAPPED,
+						out->bits[i], e))) {
 			if (!out->bits[i])
 				err_set(e, "out of memory");
 			dirty_map_free(out);
@@ -108,12 +104,12 @@ static int collect(struct vm *vm, struct dirty_map *out, bool kvm_dirty, uint64_
 
 int dirty_collect(struct vm *vm, struct dirty_map *out, ember_err *e)
 {
-	return collect(vm, out, true, PM_SOFT_DIRTY, e);
+	return collect(vm, out, true, e);
 }
 
 int dirty_touched(struct vm *vm, struct dirty_map *out, ember_err *e)
 {
-	return collect(vm, out, false, PM_PRESENT | PM_SWAPPED, e);
+	return collect(vm, out, false, e);
 }
 
 void dirty_map_free(struct dirty_map *d)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from api_client import ApiClient, check_ok
 from ember_harness import BOOT_TIMEOUT, STEP_TIMEOUT, guest_boot_args, vm_config
 
 UID, GID = 1234, 1235
@@ -507,53 +508,73 @@ def link_in(src: Path, dst: Path):
         shutil.copyfile(src, dst)
 
 
-@pytest.mark.boot
-def test_guest_boots_through_the_jailer(jails, ember_bin, kernel_vmlinux, initramfs,
-                                        test_netns):
+def jail_guest(jails, ember_bin, kernel, initrd) -> tuple[str, Path, Path]:
+    """A jail for ember with the guest's files linked in beforehand, as
+    Firecracker's docs ask, and a 1 MiB marker disk the jailed user may
+    write: (jail id, jail root, the disk's path outside)."""
     if dynamic_interpreter(ember_bin):
         pytest.skip(f"{ember_bin} is dynamically linked (PT_INTERP): a jail holds nothing "
                     "but ember, so it must be static")
     jail_id = jails.new_id()
     root = jails.root(jail_id, "ember")
     root.mkdir(parents=True)
-    # The guest's files, linked in beforehand as Firecracker's docs ask; the
-    # disk writable by the jailed user.
-    link_in(kernel_vmlinux, root / "vmlinux")
-    link_in(initramfs, root / "initrd")
-    disk = jails.base / "disk.img"
+    link_in(kernel, root / "vmlinux")
+    link_in(initrd, root / "initrd")
+    disk = jails.base / f"disk-{jail_id}.img"
     disk.write_bytes(b"\0" * (1 << 20))
     link_in(disk, root / "disk.img")
     os.chown(root / "disk.img", UID, GID)
+    return jail_id, root, disk
+
+
+def marker_config(script: str, **machine) -> dict:
+    """The jailed VM's config: the guest runs `script` (which writes its
+    marker to /dev/vda) and stays up."""
+    code = base64.b64encode(script.encode()).decode()
+    config = vm_config("/vmlinux", "/initrd", boot_args=guest_boot_args(
+        "script", end="wait", extra=f"ember.script={code}"))
+    config["machine-config"].update(machine)
+    config["drives"] = [{"drive_id": "marker", "path_on_host": "/disk.img",
+                         "is_root_device": False, "is_read_only": False}]
+    return config
+
+
+def start_jailed_ember(jails, jail_id, root, disk, ember_bin, marker: bytes, *flags,
+                       extra=()) -> int:
+    """Jails ember (--daemonize) with /vm.json and a log at /ember.log and
+    waits for the guest's marker on its disk; returns ember's pid."""
+    run = jails.run(jail_id, "--daemonize", *flags, exec_file=ember_bin,
+                    extra=("--config-file", "/vm.json", "--log-path", "/ember.log", *extra))
+    assert run.returncode == 0, run.stderr
+    pid_file = root / "ember.pid"
+    pid = int(wait_until(str(pid_file), lambda: pid_file.is_file() and pid_file.read_text(),
+                         PROBE_TIMEOUT))
+    jails.pids.append(pid)
+
+    def seen():
+        if not alive(pid):
+            log = root / "ember.log"
+            pytest.fail(f"ember exited before the guest wrote its marker; log: "
+                        f"{log.read_text() if log.exists() else '(none)'}", pytrace=False)
+        return disk.read_bytes()[:200].split(b"\n")[0].startswith(marker)
+
+    wait_until("the guest's marker on its jailed disk", seen, BOOT_TIMEOUT + STEP_TIMEOUT)
+    return pid
+
+
+@pytest.mark.boot
+def test_guest_boots_through_the_jailer(jails, ember_bin, kernel_vmlinux, initramfs,
+                                        test_netns):
+    jail_id, root, disk = jail_guest(jails, ember_bin, kernel_vmlinux, initramfs)
     test_netns.ip("tuntap", "add", "jtap1", "mode", "tap", "user", str(UID))
     try:
-        script = ("printf 'EMBER-JAILED-OK %s\\n' \"$(ls /sys/class/net | tr '\\n' ' ')\" "
-                  "| dd of=/dev/vda conv=fsync 2>/dev/null")
-        code = base64.b64encode(script.encode()).decode()
-        config = vm_config("/vmlinux", "/initrd", boot_args=guest_boot_args(
-            "script", end="wait", extra=f"ember.script={code}"))
-        config["drives"] = [{"drive_id": "marker", "path_on_host": "/disk.img",
-                             "is_root_device": False, "is_read_only": False}]
+        config = marker_config("printf 'EMBER-JAILED-OK %s\\n' \"$(ls /sys/class/net | "
+                               "tr '\\n' ' ')\" | dd of=/dev/vda conv=fsync 2>/dev/null")
         config["network-interfaces"] = [{"iface_id": "eth0", "host_dev_name": "jtap1"}]
         (root / "vm.json").write_text(json.dumps(config))
-
-        run = jails.run(jail_id, "--daemonize", "--new-pid-ns", "--netns",
-                        f"/run/netns/{test_netns.name}", exec_file=ember_bin,
-                        extra=("--no-api", "--config-file", "/vm.json", "--log-path",
-                               "/ember.log"))
-        assert run.returncode == 0, run.stderr
-        pid_file = root / "ember.pid"
-        pid = int(wait_until(str(pid_file), lambda: pid_file.is_file() and pid_file.read_text(),
-                             PROBE_TIMEOUT))
-        jails.pids.append(pid)
-
-        def marker():
-            if not alive(pid):
-                log = root / "ember.log"
-                pytest.fail(f"ember exited before the guest wrote its marker; log: "
-                            f"{log.read_text() if log.exists() else '(none)'}", pytrace=False)
-            return disk.read_bytes()[:200].split(b"\n")[0].startswith(b"EMBER-JAILED-OK")
-
-        wait_until("the guest's marker on its jailed disk", marker, BOOT_TIMEOUT + STEP_TIMEOUT)
+        pid = start_jailed_ember(jails, jail_id, root, disk, ember_bin, b"EMBER-JAILED-OK",
+                                 "--new-pid-ns", "--netns", f"/run/netns/{test_netns.name}",
+                                 extra=("--no-api",))
         assert b"eth0" in disk.read_bytes()[:200], disk.read_bytes()[:200]
         status = proc_status(pid)
         assert status["Uid"].split() == [str(UID)] * 4
@@ -574,3 +595,35 @@ def test_guest_boots_through_the_jailer(jails, ember_bin, kernel_vmlinux, initra
              "ember.log"])
     finally:
         test_netns.ip("link", "del", "jtap1")
+
+
+@pytest.mark.boot
+def test_snapshots_of_a_jailed_vm(jails, ember_bin, kernel_vmlinux, initramfs):
+    """Full and diff snapshots where Firecracker's users take them: in a
+    jail, which has no /proc. The full one holds every page of guest memory
+    (no pagemap to find the untouched ones, as Firecracker's full
+    snapshots); the diff only what changed since."""
+    mib = 64
+    jail_id, root, disk = jail_guest(jails, ember_bin, kernel_vmlinux, initramfs)
+    config = marker_config("echo EMBER-JAILED-SNAP | dd of=/dev/vda conv=fsync 2>/dev/null; "
+                           "i=0; while true; do i=$((i+1)); sleep 1; done",
+                           mem_size_mib=mib, track_dirty_pages=True)
+    (root / "vm.json").write_text(json.dumps(config))
+    start_jailed_ember(jails, jail_id, root, disk, ember_bin, b"EMBER-JAILED-SNAP",
+                       extra=("--api-sock", "/api.sock", "--level", "Info"))
+    c = ApiClient(root / "api.sock")
+    check_ok(c.patch("/vm", {"state": "Paused"}), 204)
+    check_ok(c.put("/snapshot/create", {"snapshot_type": "Full", "snapshot_path": "/full.snap",
+                                        "mem_file_path": "/full.mem"}), 204, None, "full, jailed")
+    check_ok(c.patch("/vm", {"state": "Resumed"}), 204)
+    check_ok(c.patch("/vm", {"state": "Paused"}), 204)
+    check_ok(c.put("/snapshot/create", {"snapshot_type": "Diff", "snapshot_path": "/diff.snap",
+                                        "mem_file_path": "/diff.mem"}), 204, None, "diff, jailed")
+    full, diff = (root / "full.mem").stat(), (root / "diff.mem").stat()
+    assert full.st_size == diff.st_size == mib << 20, (full.st_size, diff.st_size)
+    assert full.st_blocks * 512 >= mib << 20, f"the full snapshot holds {full.st_blocks * 512} bytes"
+    assert diff.st_blocks * 512 < (mib << 20) // 2, f"the diff holds {diff.st_blocks * 512} bytes"
+    # The log's writer thread may not have written the line yet.
+    wait_until("the log's line on the full snapshot", lambda: "holds every page of guest "
+               "memory" in (root / "ember.log").read_text(), STEP_TIMEOUT)
+    check_ok(c.patch("/vm", {"state": "Resumed"}), 204)
