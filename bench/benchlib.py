@@ -223,3 +223,13 @@ def smaps_rollup(pid: int, guest_bytes: int) -> dict:
         "overhead_dirty_kb": dirty,
         "mappings": len(maps),
     }
+
+
+def parse_variants(parser, text: str, known) -> list[str]:
+    """The comma-separated variant names in text, each one of known (else
+    the parser's usage error)."""
+    names = [v for v in text.split(",") if v]
+    bad = [v for v in names if v not in known]
+    if bad:
+        parser.error(f"unknown variant(s) {bad}: choose from {list(known)}")
+    return names

@@ -38,6 +38,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests/integration"))
+from benchlib import parse_variants  # noqa: E402
 from ember_harness import guest_boot_args  # noqa: E402
 from test_snapshot import COUNTER  # noqa: E402
 
@@ -304,10 +305,7 @@ def main() -> int:
     a = p.parse_args()
     if a.report:
         return report(a.report)
-    a.variants = [v for v in a.variants.split(",") if v]
-    bad = [v for v in a.variants if v not in VARIANTS]
-    if bad:
-        p.error(f"unknown variant(s) {bad}: choose from {list(VARIANTS)}")
+    a.variants = parse_variants(p, a.variants, VARIANTS)
     return inside(a) if a.inside else outside(a)
 
 

@@ -14,7 +14,7 @@ OUT, then prints the table of everything OUT holds:
 
 Run it in chunks (-n 5, several times: each call appends; or
 --max-minutes) to let others use the test host in between. --variants picks
-a subset (ember, ember-noi8042, qemu). If the test host itself dies during
+a subset (ember, ember-noi8042, qemu; ember-thp only when named). If the test host itself dies during
 a boot (status 124/125: it froze or its kernel locked up), that boot is
 recorded as "host-died" against the variant that was running, and a new
 test host goes on with the rest.
@@ -41,12 +41,17 @@ import threading
 import time
 from pathlib import Path
 
+from benchlib import parse_variants
+
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = b"EMBER-INIT: started"
 # The same for every variant: a default (not quiet) console, so a failure
 # shows where it happened; nothing about the i8042.
 BOOT_ARGS = "console=ttyS0 reboot=k panic=1 pci=off ember.end=reboot"
-VARIANTS = ("ember", "ember-noi8042", "qemu")
+VARIANTS = ("ember", "ember-noi8042", "qemu", "ember-thp")
+# ember-thp: guest RAM with huge_pages "Transparent" (MADV_HUGEPAGE), as
+# QEMU's: to see whether 4 KiB host pages under the guest matter.
+DEFAULT_VARIANTS = VARIANTS[:3]
 MEM_MIB = 256
 VCPUS = 2
 TAIL = 8
@@ -95,7 +100,9 @@ def argv_for(variant: str, ember: str, kernel: str, initrd: str, tmp: str,
     with open(cfg, "w") as f:
         json.dump({"boot-source": {"kernel_image_path": kernel, "initrd_path": initrd,
                                    "boot_args": boot_args},
-                   "machine-config": {"vcpu_count": VCPUS, "mem_size_mib": MEM_MIB}}, f)
+                   "machine-config": {"vcpu_count": VCPUS, "mem_size_mib": MEM_MIB,
+                                      **({"huge_pages": "Transparent"}
+                                         if variant == "ember-thp" else {})}}, f)
     if variant == "ember-noi8042":
         env["EMBER_DEBUG_NO_ACPI_I8042"] = "1"
     return [ember, "--no-api", "--config-file", cfg], env
@@ -166,7 +173,7 @@ def one_boot(variant: str, ember: str, kernel: str, initrd: str, timeout: float,
         outcome = "stall"
     else:
         outcome = "exit"
-    rec = {"variant": variant, "outcome": outcome, "seconds": round(elapsed, 1),
+    rec = {"variant": variant, "outcome": outcome, "seconds": round(elapsed, 1), "timeout": timeout,
            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if trace:
         rec["traced"] = True
@@ -186,6 +193,9 @@ def inside(a) -> int:
     current = a.out + ".current"
     if a.trace:
         trace_setup()
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if thp.exists():
+        print(f"test host: transparent_hugepage/enabled: {thp.read_text().strip()}", flush=True)
     for i, v in enumerate(a.plan):
         Path(current).write_text(v)
         rec = one_boot(v, a.ember, a.kernel, a.initrd, a.timeout, a.trace)
@@ -204,8 +214,9 @@ def report(path: str) -> int:
     for r in recs:
         # Before one_boot waited for the exit status after the console's
         # EOF, a VMM that exited could be recorded as a "stall" long before
-        # the bound (120 s): it was an exit.
-        if r["outcome"] == "stall" and r["seconds"] is not None and r["seconds"] < 110:
+        # the bound (120 s): it was an exit. Records since carry their bound.
+        if (r["outcome"] == "stall" and "timeout" not in r and r["seconds"] is not None
+                and r["seconds"] < 110):
             r["outcome"] = "exit"
     by = collections.defaultdict(list)
     for r in recs:
@@ -297,7 +308,7 @@ def outside(a) -> int:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("-n", type=int, default=40, help="boots of each variant (default 40)")
-    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS))
     p.add_argument("--timeout", type=float, default=120, help="bound on one boot, seconds")
     p.add_argument("--ember", default=str(ROOT / "build/ember"))
     p.add_argument("--kernel", help="Debian's vmlinuz (default: tools/guest/debian-kernel.sh's)")
@@ -313,10 +324,7 @@ def main() -> int:
     a = p.parse_args()
     if a.report:
         return report(a.report)
-    a.variants = [v for v in a.variants.split(",") if v]
-    bad = [v for v in a.variants if v not in VARIANTS]
-    if bad:
-        p.error(f"unknown variant(s) {bad}: choose from {VARIANTS}")
+    a.variants = parse_variants(p, a.variants, VARIANTS)
     if a.inside:
         a.plan = [v for v in a.plan.split(",") if v in VARIANTS]
         return inside(a)
