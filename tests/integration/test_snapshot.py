@@ -516,6 +516,27 @@ def hticks(proc) -> list[int]:
     return [int(m.group(1)) for line in proc.console_lines() for m in [HTICK.search(line)] if m]
 
 
+def configure_2m_source(api_ember, workdir, kernel_vmlinux, initramfs, script, **machine):
+    """A source VM of hp.MEM_MIB on 2 MiB pages running `script`,
+    configured but not started; returns it and its client."""
+    vm = api_ember.start(sock=workdir / "src.sock")
+    c = vm.client()
+    check_ok(c.put("/boot-source", {"kernel_image_path": str(kernel_vmlinux),
+                                    "initrd_path": str(initramfs),
+                                    "boot_args": script_args(script)}), 204)
+    check_ok(c.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": hp.MEM_MIB,
+                                       "huge_pages": "2M", **machine}), 204)
+    return vm, c
+
+
+def expect_2m_handshake(handler, mib):
+    """The handler's first line: the handshake said 2 MiB pages (it copies
+    whole ones: 4 KiB copies into hugetlbfs memory fail, and the guest
+    would never run)."""
+    line = handler.stdout.readline().strip()
+    assert line == f"uffd-handler: region 0: {mib * MIB} bytes in {2 * MIB}-byte pages", line
+
+
 @pytest.mark.boot
 def test_2m_snapshot_restores_through_uffd(api_ember, workdir, kernel_vmlinux, initramfs,
                                            hugepage_pool):
@@ -527,13 +548,7 @@ def test_2m_snapshot_restores_through_uffd(api_ember, workdir, kernel_vmlinux, i
     on counting."""
     mib = hp.MEM_MIB
     hugepage_pool(2 * hp.PAGES + 8)
-    vm = api_ember.start(sock=workdir / "src.sock")
-    c = vm.client()
-    check_ok(c.put("/boot-source", {"kernel_image_path": str(kernel_vmlinux),
-                                    "initrd_path": str(initramfs),
-                                    "boot_args": script_args(HTICKER)}), 204)
-    check_ok(c.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": mib,
-                                       "huge_pages": "2M"}), 204)
+    vm, c = configure_2m_source(api_ember, workdir, kernel_vmlinux, initramfs, HTICKER)
     check_ok(c.put("/actions", {"action_type": "InstanceStart"}), 204, None, "InstanceStart")
     vm.proc.expect(r"EMBER-HTICK=2\b", BOOT_TIMEOUT + STEP_TIMEOUT)
     check_ok(c.patch("/vm", {"state": "Paused"}), 204)
@@ -558,11 +573,7 @@ def test_2m_snapshot_restores_through_uffd(api_ember, workdir, kernel_vmlinux, i
     assert hp.pool_in_use() == 0, hp.meminfo()
 
     with uffd_clone(api_ember, workdir, snap, mem, "Uffd, 2M") as (u, h):
-        # The handshake said 2 MiB pages (the handler copies whole ones:
-        # 4 KiB copies into hugetlbfs memory fail, and the guest would
-        # never run).
-        line = h.stdout.readline().strip()
-        assert line == f"uffd-handler: region 0: {mib * MIB} bytes in {2 * MIB}-byte pages", line
+        expect_2m_handshake(h, mib)
         u.proc.expect(rf"EMBER-HTICK={last + 3}\b", STEP_TIMEOUT)
         got = hticks(u.proc)
         assert got[0] in (last + 1, last + 2) and got == list(range(got[0], got[0] + len(got))), \
@@ -607,20 +618,15 @@ def test_2m_diff_on_its_base_restores_through_uffd(api_ember, workdir, kernel_vm
     gets new data and the guest reads it into its page cache, a diff
     follows: rebased onto the base and restored through Uffd, the guest
     goes on hashing what it read. Those pages only Ember wrote (virtio-blk
-    reads), which KVM's dirty log does not see and hugetlbfs has no
-    per-page soft-dirty bits for: the diff must hold them all the same."""
+    reads), which KVM's dirty log does not see: the diff must hold them
+    all the same, from Ember's bitmap of its own writes."""
     mib = hp.MEM_MIB
     hugepage_pool(2 * hp.PAGES + 8)
     disk = workdir / "data.img"
     first = os.urandom(DREAD_MIB * MIB)
     disk.write_bytes(first + bytes(3 * MIB))
-    vm = api_ember.start(sock=workdir / "src.sock")
-    c = vm.client()
-    check_ok(c.put("/boot-source", {"kernel_image_path": str(kernel_vmlinux),
-                                    "initrd_path": str(initramfs),
-                                    "boot_args": script_args(DREADER)}), 204)
-    check_ok(c.put("/machine-config", {"vcpu_count": 1, "mem_size_mib": mib,
-                                       "huge_pages": "2M", "track_dirty_pages": True}), 204)
+    vm, c = configure_2m_source(api_ember, workdir, kernel_vmlinux, initramfs, DREADER,
+                                track_dirty_pages=True)
     check_ok(c.put("/drives/data", {"drive_id": "data", "path_on_host": str(disk),
                                     "is_root_device": False, "is_read_only": True}), 204)
     check_ok(c.put("/actions", {"action_type": "InstanceStart"}), 204, None, "InstanceStart")
@@ -657,8 +663,7 @@ def test_2m_diff_on_its_base_restores_through_uffd(api_ember, workdir, kernel_vm
     subprocess.run([sys.executable, str(REBASE), "--base-file", str(base_mem), "--diff-file",
                     str(diff_mem)], check=True, capture_output=True)
     with uffd_clone(api_ember, workdir, diff_snap, base_mem, "Uffd, 2M, base + diff") as (u, h):
-        line = h.stdout.readline().strip()
-        assert line == f"uffd-handler: region 0: {mib * MIB} bytes in {2 * MIB}-byte pages", line
+        expect_2m_handshake(h, mib)
         u.proc.expect(rf"EMBER-DTICK={last + 3}:", STEP_TIMEOUT)
         got = dticks(u.proc)
         assert got[0][0] in (last + 1, last + 2), u.proc.report(f"first {got[0]}, last {last}")
