@@ -14,7 +14,7 @@ OUT, then prints the table of everything OUT holds:
 
 Run it in chunks (-n 5, several times: each call appends; or
 --max-minutes) to let others use the test host in between. --variants picks
-a subset (ember, ember-noi8042, qemu; ember-thp only when named). If the test host itself dies during
+a subset (ember, ember-noi8042, qemu; ember-thp and ember-nogather only when named). If the test host itself dies during
 a boot (status 124/125: it froze or its kernel locked up), that boot is
 recorded as "host-died" against the variant that was running, and a new
 test host goes on with the rest.
@@ -48,9 +48,11 @@ MARKER = b"EMBER-INIT: started"
 # The same for every variant: a default (not quiet) console, so a failure
 # shows where it happened; nothing about the i8042.
 BOOT_ARGS = "console=ttyS0 reboot=k panic=1 pci=off ember.end=reboot"
-VARIANTS = ("ember", "ember-noi8042", "qemu", "ember-thp")
+VARIANTS = ("ember", "ember-noi8042", "qemu", "ember-thp", "ember-nogather")
 # ember-thp: guest RAM with huge_pages "Transparent" (MADV_HUGEPAGE), as
 # QEMU's: to see whether 4 KiB host pages under the guest matter.
+# ember-nogather: console output written a byte per wake-up, as before
+# Ember's output queue gathered bursts (EMBER_DEBUG_NO_GATHER=1).
 DEFAULT_VARIANTS = VARIANTS[:3]
 MEM_MIB = 256
 VCPUS = 2
@@ -59,9 +61,18 @@ TRACE = "/sys/kernel/tracing"
 # --trace: the test host's KVM events kept in a small ring while each guest
 # boots; a failed boot keeps the ring's last TRACE_TAIL lines (the exits just
 # before a triple fault: reason, rip, exit info).
-TRACE_EVENTS = ("kvm/kvm_exit", "kvm/kvm_inj_exception", "kvm/kvm_inj_virq",
-                "kvm/kvm_userspace_exit")
-TRACE_TAIL = 60
+TRACE_EVENTS = ("kvm/kvm_exit", "kvm/kvm_entry", "kvm/kvm_page_fault",
+                "kvm/kvm_inj_exception", "kvm/kvm_inj_virq", "kvm/kvm_userspace_exit",
+                # the test host's own interrupts: timer ticks and IPIs
+                "irq_vectors/local_timer_entry", "irq_vectors/reschedule_entry",
+                "irq_vectors/call_function_entry", "irq_vectors/call_function_single_entry")
+TRACE_TAIL = 100
+# Every stall so far loops on exits whose rip is the test host's own kvm_amd
+# code (module space), which no guest here runs (it loads no module): the
+# ring stops at the first such exit, so that it keeps the exits that led to
+# it instead of the loop.
+TRACE_STOP = ("traceoff if guest_rip >= 0xffffffffc0000000 && "
+              "guest_rip < 0xffffffffff000000")
 
 
 def trace_setup() -> None:
@@ -70,7 +81,9 @@ def trace_setup() -> None:
     os.system(f"mountpoint -q {TRACE} || mount -t tracefs nodev {TRACE}")
     Path(TRACE, "buffer_size_kb").write_text("1024")
     for ev in TRACE_EVENTS:
-        Path(TRACE, "events", ev, "enable").write_text("1")
+        if Path(TRACE, "events", ev).exists():
+            Path(TRACE, "events", ev, "enable").write_text("1")
+    Path(TRACE, "events/kvm/kvm_exit/trigger").write_text(TRACE_STOP)
 
 
 def trace_restart() -> None:
@@ -105,6 +118,8 @@ def argv_for(variant: str, ember: str, kernel: str, initrd: str, tmp: str,
                                          if variant == "ember-thp" else {})}}, f)
     if variant == "ember-noi8042":
         env["EMBER_DEBUG_NO_ACPI_I8042"] = "1"
+    if variant == "ember-nogather":
+        env["EMBER_DEBUG_NO_GATHER"] = "1"
     return [ember, "--no-api", "--config-file", cfg], env
 
 

@@ -13,6 +13,13 @@
 /* The writer does nothing but write(): a small stack is plenty. */
 #define WRITER_STACK (64u << 10)
 
+/* A guest console arrives a byte per vCPU exit. Waking the writer for each
+ * byte costs the host two thread wake-ups per byte (writer, then the
+ * reader of fd); so the writer, woken by a first byte, waits up to this
+ * long for the rest of the line. A newline, a half-full queue, a flush or
+ * the end cut the wait short: only a partial line (a prompt) waits it out. */
+#define GATHER_MS 5
+
 struct out_queue {
 	pthread_mutex_t lock;
 	pthread_cond_t more;     /* writer: data queued, or stop */
@@ -21,7 +28,10 @@ struct out_queue {
 	uint8_t *buf;
 	size_t cap, head, len;
 	uint64_t written;
-	bool started, writing, stop, abandoned, broken;
+	unsigned flushers;       /* callers in flush_locked: write at once */
+	unsigned gather_ms;
+	bool newline;            /* a newline queued since the last write */
+	bool started, writing, gathering, stop, abandoned, broken;
 	atomic_uint_fast64_t dropped;
 	pthread_t thread;
 };
@@ -38,11 +48,15 @@ struct out_queue *out_queue_create(int fd, size_t capacity)
 	}
 	q->fd = fd;
 	q->cap = capacity;
+	/* EMBER_DEBUG_NO_GATHER=1: a write per wake-up, as before gathering
+	 * (bench/nested-boot.py's ember-nogather, an A/B of the two). */
+	const char *no_gather = getenv("EMBER_DEBUG_NO_GATHER");
+	q->gather_ms = no_gather && !strcmp(no_gather, "1") ? 0 : GATHER_MS;
 	pthread_mutex_init(&q->lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&q->more, NULL);
+	pthread_cond_init(&q->more, &ca);
 	pthread_cond_init(&q->progress, &ca);
 	pthread_condattr_destroy(&ca);
 	atomic_init(&q->dropped, 0);
@@ -58,6 +72,36 @@ static void free_queue(struct out_queue *q)
 	free(q);
 }
 
+static struct timespec after_ms(unsigned ms)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	t.tv_sec += ms / 1000;
+	t.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (t.tv_nsec >= 1000000000L) {
+		t.tv_sec++;
+		t.tv_nsec -= 1000000000L;
+	}
+	return t;
+}
+
+/* With the lock held: true while the writer should let more bytes come. */
+static bool may_gather(const struct out_queue *q)
+{
+	return q->gather_ms && !q->stop && !q->flushers && !q->newline && q->len < q->cap / 2;
+}
+
+/* With the lock held: waits at most GATHER_MS for a burst to end. */
+static void gather(struct out_queue *q)
+{
+	struct timespec until = after_ms(q->gather_ms);
+	q->gathering = true;
+	while (may_gather(q))
+		if (pthread_cond_timedwait(&q->more, &q->lock, &until) == ETIMEDOUT)
+			break;
+	q->gathering = false;
+}
+
 static void *writer(void *arg)
 {
 	struct out_queue *q = arg;
@@ -67,9 +111,12 @@ static void *writer(void *arg)
 			pthread_cond_wait(&q->more, &q->lock);
 		if (!q->len)
 			break; /* stopping, and nothing left */
+		gather(q);
 		/* Producers only append past head+len: the bytes being written
 		 * stay put while the lock is dropped. */
 		size_t chunk = q->len < q->cap - q->head ? q->len : q->cap - q->head;
+		if (chunk == q->len)
+			q->newline = false;
 		q->writing = true;
 		pthread_mutex_unlock(&q->lock);
 		ssize_t n = write(q->fd, q->buf + q->head, chunk);
@@ -151,7 +198,11 @@ size_t out_queue_put(struct out_queue *q, const void *data, size_t len, bool who
 	memcpy(q->buf, (const uint8_t *)data + first, n - first);
 	bool was_empty = q->len == 0;
 	q->len += n;
-	if (n && was_empty)
+	if (n && memchr(data, '\n', n))
+		q->newline = true;
+	/* The first byte wakes the writer; while it gathers, a newline or
+	 * the queue's second half ends its wait. */
+	if (n && (was_empty || (q->gathering && (q->newline || q->len >= q->cap / 2))))
 		pthread_cond_signal(&q->more);
 	pthread_mutex_unlock(&q->lock);
 	if (n < len)
@@ -164,25 +215,14 @@ uint64_t out_queue_take_dropped(struct out_queue *q)
 	return atomic_exchange(&q->dropped, 0);
 }
 
-static struct timespec after_ms(unsigned ms)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	t.tv_sec += ms / 1000;
-	t.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (t.tv_nsec >= 1000000000L) {
-		t.tv_sec++;
-		t.tv_nsec -= 1000000000L;
-	}
-	return t;
-}
-
 /* With the lock held. A window of idle_ms with no byte written ends the
  * wait; any progress opens a new window. */
 static bool flush_locked(struct out_queue *q, unsigned idle_ms)
 {
 	uint64_t seen = q->written;
 	struct timespec until = after_ms(idle_ms);
+	q->flushers++;
+	pthread_cond_signal(&q->more); /* a gathering writer writes now */
 	while (q->len && q->started) {
 		if (pthread_cond_timedwait(&q->progress, &q->lock, &until) != ETIMEDOUT)
 			continue;
@@ -191,6 +231,7 @@ static bool flush_locked(struct out_queue *q, unsigned idle_ms)
 		seen = q->written;
 		until = after_ms(idle_ms);
 	}
+	q->flushers--;
 	return q->len == 0;
 }
 

@@ -11,7 +11,9 @@
 
 #include <fcntl.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -86,6 +88,52 @@ static void queue_delivers_in_order(void **state)
 	alarm(0);
 	close(p[0]);
 	close(p[1]);
+}
+
+/* A console arrives a byte at a time: the writer gathers a burst into one
+ * write (a SOCK_SEQPACKET pair keeps each write() a message of its own),
+ * while a line's newline and a partial line each still go out unasked. */
+static void queue_writes_a_burst_at_once(void **state)
+{
+	(void)state;
+	int sp[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sp), 0);
+	struct out_queue *q = out_queue_create(sp[1], 4096);
+	assert_non_null(q);
+	assert_int_equal(out_queue_start(q), 0);
+	alarm(10);
+	char line[101], got[256];
+	memset(line, 'c', 100);
+	line[100] = '\n';
+	/* At a vCPU's pace: a byte every 20 us (busy-waited: a sleep's
+	 * timer slack would stretch it). */
+	for (size_t i = 0; i < sizeof(line); i++) {
+		double until = now_s() + 20e-6;
+		while (now_s() < until)
+			;
+		assert_int_equal(out_queue_put(q, line + i, 1, true), 1);
+	}
+	size_t have = 0;
+	int writes = 0;
+	while (have < sizeof(line)) {
+		ssize_t n = read(sp[0], got + have, sizeof(got) - have);
+		assert_true(n > 0);
+		have += (size_t)n;
+		writes++;
+	}
+	assert_int_equal(have, sizeof(line));
+	assert_memory_equal(got, line, sizeof(line));
+	/* One byte per write() before the writer gathered. */
+	assert_true(writes < 10);
+	/* A prompt with no newline is not held back for good. */
+	assert_int_equal(out_queue_put(q, "# ", 2, true), 2);
+	struct pollfd pfd = {.fd = sp[0], .events = POLLIN};
+	assert_int_equal(poll(&pfd, 1, 2000), 1);
+	assert_int_equal(read(sp[0], got, sizeof(got)), 2);
+	out_queue_destroy(q, 1000);
+	alarm(0);
+	close(sp[0]);
+	close(sp[1]);
 }
 
 /* Nobody reads the pipe: puts never block, what does not fit is counted,
@@ -199,6 +247,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(queue_delivers_in_order),
+		cmocka_unit_test(queue_writes_a_burst_at_once),
 		cmocka_unit_test(queue_never_blocks_on_a_full_pipe),
 		cmocka_unit_test(queue_counts_a_closed_reader),
 		cmocka_unit_test(serial_never_blocks_on_unread_stdout),
