@@ -24,11 +24,14 @@ when that attempt's test host died, and passed in a later one:
     FLAKY (passed in attempt 2; the test host died under it in attempt 1): test_mod.py::test_x
 
 A test that failed and passed within one attempt is the rerun's (the first
-form above), not named again here.
+form above), not named again here. A failure's report, which pytest would
+print only at the end of an attempt its test host did not live to see, is
+kept by conftest.py in OUTCOMES.reports/ and shown below its FLAKY line.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import xml.etree.ElementTree as ET
 
@@ -53,6 +56,23 @@ def outcomes(path: str) -> dict[str, str] | None:
         if out.get(test) != "failed":
             out[test] = state
     return out
+
+
+REPORT_LINES = 40
+
+
+def show_report(outcomes: str, attempt: int, test: str) -> None:
+    """The end of the failure's report conftest.py kept, indented."""
+    safe_test = re.sub(r"[^\w.-]", "_", test)[:150]
+    name = f"{attempt}.{safe_test}.txt"
+    try:
+        lines = open(f"{outcomes}.reports/{name}", encoding="utf-8",
+                     errors="replace").read().splitlines()
+    except OSError:
+        return
+    print(f"    its report in attempt {attempt} (last {REPORT_LINES} lines):")
+    for line in lines[-REPORT_LINES:]:
+        print(f"    | {line}")
 
 
 def across_attempts(path: str) -> int:
@@ -84,6 +104,7 @@ def across_attempts(path: str) -> int:
             earlier = attempts[a]
             if "failed" in earlier:
                 print(f"FLAKY (passed in attempt {last} after failing in attempt {a}): {test}")
+                show_report(path, a, test)
             elif "passed" not in earlier:
                 print(f"FLAKY (passed in attempt {last}; the test host died under it in "
                       f"attempt {a}): {test}")

@@ -8,6 +8,7 @@ naming the variable: the suite never skips for want of an input.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -71,6 +72,21 @@ def pytest_runtest_logreport(report):
     if _OUTCOMES and (report.failed or (report.when == "call" and report.passed)):
         with open(_OUTCOMES, "a") as f:
             f.write(f"{_ATTEMPT} {'failed' if report.failed else 'passed'} {report.nodeid}\n")
+    if _OUTCOMES and report.failed:
+        # pytest prints a failure's report only at the end of its session,
+        # which a test host that dies later in the attempt never reaches:
+        # kept here, tools/rerun-summary.py shows it with the FLAKY line.
+        reports = Path(_OUTCOMES + ".reports")
+        reports.mkdir(exist_ok=True)
+        with open(reports / report_name(_ATTEMPT, report.nodeid), "a") as f:
+            f.write(f"[{report.when}] {report.longreprtext}\n")
+
+
+def report_name(attempt: str, nodeid: str) -> str:
+    """The file a failure's report is kept in (tools/rerun-summary.py has
+    the same rule)."""
+    safe_nodeid = re.sub(r"[^\w.-]", "_", nodeid)[:150]
+    return f"{attempt}.{safe_nodeid}.txt"
 
 
 def pytest_sessionfinish(session, exitstatus):
