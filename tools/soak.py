@@ -29,6 +29,16 @@ count must not be higher afterwards, and VmRSS may grow by at most
 request grows far beyond it). For a VMM with a guest, VmRSS is counted
 without the guest memory's resident part (/proc/PID/smaps), which the guest
 fills as it runs.
+
+With --testhost-chunk N (tools/soak.sh in the nested test host), this
+script drives the test host itself: each phase runs in a test-host boot of
+its own, the sequential one in chunks of N lifecycles. A test host that
+freezes or crashes (tools/testhost/run's status 124/125: the emulated CPU's
+own failures, tools/testhost/README.md) costs its chunk, which is run again
+in a fresh one (at most --testhost-retries times), and every such loss is
+reported: each Ember lifecycle is a process of its own, so chunks lose
+nothing a lifecycle could show, while one frozen test host no longer ends
+an hour of soak.
 """
 
 from __future__ import annotations
@@ -367,6 +377,63 @@ PHASES = {"api": phase_api, "vmm": phase_vmm, "sequential": phase_sequential,
           "parallel": phase_parallel}
 
 
+TESTHOST_DIED = (124, 125)
+
+
+def run_in_testhost(a, argv: list[str]) -> tuple[int, list[str]]:
+    """One tools/testhost/run of this script with argv; its output passed
+    through; (status, its SOAK FAILURE lines)."""
+    root = Path(__file__).resolve().parents[1]
+    cmd = [str(root / "tools/testhost/run"), "--mem", str(a.testhost_mem), "--",
+           "/usr/bin/python3", str(Path(__file__).resolve()), "--ember", a.ember,
+           "--kernel", a.kernel, "--initrd", a.initrd, "--mem-mib", str(a.mem_mib),
+           "--rss-slack", str(a.rss_slack), "--boot-timeout", str(a.boot_timeout)] + argv
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    failures = []
+    for line in proc.stdout:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        if line.startswith("SOAK FAILURE: "):
+            failures.append(line[len("SOAK FAILURE: "):].rstrip("\n"))
+    return proc.wait(), failures
+
+
+def run_chunked(a) -> tuple[list[str], list[str]]:
+    """The phases in test-host boots of their own (module docstring):
+    (failures, test-host losses)."""
+    zero = ["--requests", "0", "--patches", "0", "--sequential", "0", "--parallel", "0"]
+    jobs = []
+    for name in a.phases:
+        if name in ("api", "vmm"):
+            count = a.requests if name == "api" else a.patches
+            if count > 0:
+                jobs.append((name, zero + ["--phases", name,
+                                           f"--{'requests' if name == 'api' else 'patches'}",
+                                           str(count)]))
+        elif name == "sequential":
+            for start in range(0, a.sequential, a.testhost_chunk):
+                n = min(a.testhost_chunk, a.sequential - start)
+                jobs.append((f"sequential {start + 1}-{start + n}",
+                             zero + ["--phases", name, "--sequential", str(n)]))
+        elif name == "parallel" and a.parallel > 0:
+            jobs.append((name, zero + ["--phases", name, "--parallel", str(a.parallel)]))
+    failures, losses = [], []
+    for label, argv in jobs:
+        for attempt in range(1, a.testhost_retries + 2):
+            print(f"== soak: {label} (test-host boot {attempt})", flush=True)
+            rc, found = run_in_testhost(a, argv)
+            if rc not in TESTHOST_DIED:
+                failures += found
+                if rc not in (0, 1):
+                    failures.append(f"{label}: tools/testhost/run exited {rc}")
+                break
+            losses.append(f"{label}: the test host died (status {rc}) in boot {attempt}")
+            print(f"== soak: {losses[-1]}; its chunk runs again", flush=True)
+        else:
+            failures.append(f"{label}: the test host died {a.testhost_retries + 1} times")
+    return failures, losses
+
+
 def run(a) -> list[str]:
     """Runs the chosen phases; returns every failure."""
     failures = []
@@ -396,6 +463,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ember", default=os.environ.get("EMBER_BIN"))
     p.add_argument("--kernel", default=os.environ.get("EMBER_KERNEL_VMLINUX"))
     p.add_argument("--initrd", default=os.environ.get("EMBER_INITRAMFS"))
+    p.add_argument("--testhost-chunk", type=int, default=0,
+                   help="run in the nested test host, sequential lifecycles in chunks of N "
+                   "(module docstring)")
+    p.add_argument("--testhost-retries", type=int, default=3,
+                   help="new test hosts for a chunk whose test host died")
+    p.add_argument("--testhost-mem", type=int, default=8192, help="the test host's MiB")
     return p
 
 
@@ -409,12 +482,18 @@ def main(argv=None) -> int:
         if not getattr(a, need):
             p.error(f"--{need} (or its EMBER_* variable) is required")
     t0 = time.monotonic()
-    failures = run(a)
+    losses = []
+    if a.testhost_chunk > 0:
+        failures, losses = run_chunked(a)
+    else:
+        failures = run(a)
     for f in failures:
         print(f"SOAK FAILURE: {f}")
+    for lost in losses:
+        print(f"SOAK TEST HOST LOST: {lost}")
     print(f"soak: {'FAILED' if failures else 'passed'} in {time.monotonic() - t0:.0f} s "
           f"(sequential {a.sequential}, parallel {a.parallel}, requests {a.requests}, "
-          f"patches {a.patches})")
+          f"patches {a.patches}; test-host boots lost and run again: {len(losses)})")
     return 1 if failures else 0
 
 
