@@ -112,6 +112,8 @@ static void *writer(void *arg)
 		if (!q->len)
 			break; /* stopping, and nothing left */
 		gather(q);
+		if (!q->len)
+			continue; /* emptied by a destroy while gathering */
 		/* Producers only append past head+len: the bytes being written
 		 * stay put while the lock is dropped. */
 		size_t chunk = q->len < q->cap - q->head ? q->len : q->cap - q->head;
