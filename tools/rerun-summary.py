@@ -26,12 +26,11 @@ when that attempt's test host died, and passed in a later one:
 A test that failed and passed within one attempt is the rerun's (the first
 form above), not named again here. A failure's report, which pytest would
 print only at the end of an attempt its test host did not live to see, is
-kept by conftest.py in OUTCOMES.reports/ and shown below its FLAKY line.
+kept by conftest.py in OUTCOMES.reports and shown below its FLAKY line.
 """
 
 from __future__ import annotations
 
-import re
 import sys
 import xml.etree.ElementTree as ET
 
@@ -62,13 +61,20 @@ REPORT_LINES = 40
 
 
 def show_report(outcomes: str, attempt: int, test: str) -> None:
-    """The end of the failure's report conftest.py kept, indented."""
-    safe_test = re.sub(r"[^\w.-]", "_", test)[:150]
-    name = f"{attempt}.{safe_test}.txt"
+    """The end of the failure's report conftest.py kept, indented: the lines
+    below each "@@ <attempt> <test id> [<phase>]" line of that test."""
     try:
-        lines = open(f"{outcomes}.reports/{name}", encoding="utf-8",
-                     errors="replace").read().splitlines()
+        kept = open(f"{outcomes}.reports", encoding="utf-8", errors="replace").read()
     except OSError:
+        return
+    lines, mine = [], False
+    for line in kept.splitlines():
+        if line.startswith("@@ "):
+            parts = line.split(" ")
+            mine = len(parts) >= 3 and parts[1] == str(attempt) and parts[2] == test
+        elif mine:
+            lines.append(line)
+    if not lines:
         return
     print(f"    its report in attempt {attempt} (last {REPORT_LINES} lines):")
     for line in lines[-REPORT_LINES:]:

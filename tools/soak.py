@@ -375,6 +375,9 @@ def phase_parallel(a, tmp: str) -> list[str]:
 
 PHASES = {"api": phase_api, "vmm": phase_vmm, "sequential": phase_sequential,
           "parallel": phase_parallel}
+# The option that sets how much work each phase does (0: the phase is skipped).
+COUNT = {"api": "requests", "vmm": "patches", "sequential": "sequential",
+         "parallel": "parallel"}
 
 
 TESTHOST_DIED = (124, 125)
@@ -401,22 +404,15 @@ def run_in_testhost(a, argv: list[str]) -> tuple[int, list[str]]:
 def run_chunked(a) -> tuple[list[str], list[str]]:
     """The phases in test-host boots of their own (module docstring):
     (failures, test-host losses)."""
-    zero = ["--requests", "0", "--patches", "0", "--sequential", "0", "--parallel", "0"]
+    zero = [arg for option in COUNT.values() for arg in (f"--{option}", "0")]
     jobs = []
     for name in a.phases:
-        if name in ("api", "vmm"):
-            count = a.requests if name == "api" else a.patches
-            if count > 0:
-                jobs.append((name, zero + ["--phases", name,
-                                           f"--{'requests' if name == 'api' else 'patches'}",
-                                           str(count)]))
-        elif name == "sequential":
-            for start in range(0, a.sequential, a.testhost_chunk):
-                n = min(a.testhost_chunk, a.sequential - start)
-                jobs.append((f"sequential {start + 1}-{start + n}",
-                             zero + ["--phases", name, "--sequential", str(n)]))
-        elif name == "parallel" and a.parallel > 0:
-            jobs.append((name, zero + ["--phases", name, "--parallel", str(a.parallel)]))
+        total = getattr(a, COUNT[name])
+        step = a.testhost_chunk if name == "sequential" else max(total, 1)
+        for start in range(0, total, step):
+            n = min(step, total - start)
+            label = f"{name} {start + 1}-{start + n}" if name == "sequential" else name
+            jobs.append((label, zero + ["--phases", name, f"--{COUNT[name]}", str(n)]))
     failures, losses = [], []
     for label, argv in jobs:
         for attempt in range(1, a.testhost_retries + 2):
@@ -438,7 +434,7 @@ def run(a) -> list[str]:
     """Runs the chosen phases; returns every failure."""
     failures = []
     for name in a.phases:
-        if getattr(a, {"api": "requests", "vmm": "patches"}.get(name, name)) <= 0:
+        if getattr(a, COUNT[name]) <= 0:
             continue
         tmp = tempfile.mkdtemp(prefix=f"soak-{name}.")
         try:

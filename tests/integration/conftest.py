@@ -8,7 +8,6 @@ naming the variable: the suite never skips for want of an input.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 from pathlib import Path
 
@@ -75,18 +74,10 @@ def pytest_runtest_logreport(report):
     if _OUTCOMES and report.failed:
         # pytest prints a failure's report only at the end of its session,
         # which a test host that dies later in the attempt never reaches:
-        # kept here, tools/rerun-summary.py shows it with the FLAKY line.
-        reports = Path(_OUTCOMES + ".reports")
-        reports.mkdir(exist_ok=True)
-        with open(reports / report_name(_ATTEMPT, report.nodeid), "a") as f:
-            f.write(f"[{report.when}] {report.longreprtext}\n")
-
-
-def report_name(attempt: str, nodeid: str) -> str:
-    """The file a failure's report is kept in (tools/rerun-summary.py has
-    the same rule)."""
-    safe_nodeid = re.sub(r"[^\w.-]", "_", nodeid)[:150]
-    return f"{attempt}.{safe_nodeid}.txt"
+        # kept here, under a "@@ <attempt> <test id> [<phase>]" line,
+        # tools/rerun-summary.py shows it with the FLAKY line.
+        with open(_OUTCOMES + ".reports", "a") as f:
+            f.write(f"@@ {_ATTEMPT} {report.nodeid} [{report.when}]\n{report.longreprtext}\n")
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -79,15 +79,15 @@ def test_each_test_that_passed_only_in_a_later_attempt_is_named(tmp_path):
         "3 passed test_mod.py::tes",                 # a new test, passed at once
         "3 pas",                                     # cut short by a crash: ignored
     ]) + "\n")
-    reports = tmp_path / "outcomes.txt.reports"
-    reports.mkdir()
-    (reports / "1.test_mod.py__test_flaky_x_.txt").write_text(
-        "[call] AssertionError: the guest said EMBER-IN=00\n")
+    (tmp_path / "outcomes.txt.reports").write_text(
+        "@@ 1 test_mod.py::test_broken [call]\nAssertionError: not this one\n"
+        "@@ 1 test_mod.py::test_flaky[x] [call]\nAssertionError: the guest said EMBER-IN=00\n")
     lines = summary("--attempts", log)
     # The report of the failure comes with its FLAKY line.
     at = lines.index("FLAKY (passed in attempt 2 after failing in attempt 1): "
                      "test_mod.py::test_flaky[x]")
     assert "AssertionError: the guest said EMBER-IN=00" in lines[at + 2], lines
+    assert not any("not this one" in l for l in lines), lines
     flaky = [l for l in lines if l.startswith("FLAKY")]
     assert flaky == [
         "FLAKY (passed in attempt 2 after failing in attempt 1): test_mod.py::test_flaky[x]",
@@ -115,6 +115,6 @@ def test_conftest_logs_each_outcome_with_its_attempt(tmp_path):
     assert sorted(log.read_text().splitlines()) == [
         "3 failed test_x.py::test_fail", "3 passed test_x.py::test_pass",
         "3 started test_x.py::test_fail", "3 started test_x.py::test_pass"], run.stdout
-    # The failure's report is kept, under the name rerun-summary.py looks for.
-    kept = (tmp_path / "outcomes.txt.reports" / "3.test_x.py__test_fail.txt").read_text()
-    assert kept.startswith("[call] ") and "assert False" in kept, kept
+    # The failure's report is kept, under the line rerun-summary.py looks for.
+    kept = (tmp_path / "outcomes.txt.reports").read_text()
+    assert kept.startswith("@@ 3 test_x.py::test_fail [call]\n") and "assert False" in kept, kept
