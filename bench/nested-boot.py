@@ -44,6 +44,9 @@ from pathlib import Path
 from benchlib import parse_variants
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests/integration"))
+from hostdiag import trace_restart, trace_setup, trace_tail  # noqa: E402
+
 MARKER = b"EMBER-INIT: started"
 # The same for every variant: a default (not quiet) console, so a failure
 # shows where it happened; nothing about the i8042.
@@ -57,46 +60,10 @@ DEFAULT_VARIANTS = VARIANTS[:3]
 MEM_MIB = 256
 VCPUS = 2
 TAIL = 8
-TRACE = "/sys/kernel/tracing"
 # --trace: the test host's KVM events kept in a small ring while each guest
-# boots; a failed boot keeps the ring's last TRACE_TAIL lines (the exits just
-# before a triple fault: reason, rip, exit info).
-TRACE_EVENTS = ("kvm/kvm_exit", "kvm/kvm_entry", "kvm/kvm_page_fault",
-                "kvm/kvm_inj_exception", "kvm/kvm_inj_virq", "kvm/kvm_userspace_exit",
-                # the test host's own interrupts: timer ticks and IPIs
-                "irq_vectors/local_timer_entry", "irq_vectors/reschedule_entry",
-                "irq_vectors/call_function_entry", "irq_vectors/call_function_single_entry")
+# boots, stopped at the first exit with the test host's rip (hostdiag.py); a
+# failed boot keeps the ring's last TRACE_TAIL lines.
 TRACE_TAIL = 100
-# Every stall so far loops on exits whose rip is the test host's own kvm_amd
-# code (module space), which no guest here runs (it loads no module): the
-# ring stops at the first such exit, so that it keeps the exits that led to
-# it instead of the loop.
-TRACE_STOP = ("traceoff if guest_rip >= 0xffffffffc0000000 && "
-              "guest_rip < 0xffffffffff000000")
-
-
-def trace_setup() -> None:
-    """The KVM events of TRACE_EVENTS into a 1 MiB-per-CPU ring (oldest
-    overwritten), empty, on."""
-    os.system(f"mountpoint -q {TRACE} || mount -t tracefs nodev {TRACE}")
-    Path(TRACE, "buffer_size_kb").write_text("1024")
-    for ev in TRACE_EVENTS:
-        if Path(TRACE, "events", ev).exists():
-            Path(TRACE, "events", ev, "enable").write_text("1")
-    Path(TRACE, "events/kvm/kvm_exit/trigger").write_text(TRACE_STOP)
-
-
-def trace_restart() -> None:
-    Path(TRACE, "tracing_on").write_text("0")
-    Path(TRACE, "trace").write_text("")
-    Path(TRACE, "tracing_on").write_text("1")
-
-
-def trace_tail() -> list[str]:
-    Path(TRACE, "tracing_on").write_text("0")
-    lines = [l for l in Path(TRACE, "trace").read_text(errors="replace").splitlines()
-             if not l.startswith("#")]
-    return [" ".join(l.split()) for l in lines[-TRACE_TAIL:]]
 
 
 def argv_for(variant: str, ember: str, kernel: str, initrd: str, tmp: str,
@@ -196,7 +163,7 @@ def one_boot(variant: str, ember: str, kernel: str, initrd: str, timeout: float,
         rec.update(status=status, phase=phase(console), console_tail=console[-TAIL:],
                    stderr_tail=stderr[-TAIL:])
         if trace:
-            rec["trace_tail"] = trace_tail()
+            rec["trace_tail"] = trace_tail(TRACE_TAIL)
     return rec
 
 

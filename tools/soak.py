@@ -23,6 +23,15 @@ Phases (each prints its measurements; any failure makes the exit status 1):
   a guest to its init, which reboots, and must exit 0 within a bound.
 - parallel: --parallel embers at once, the same lifecycle each.
 
+A VM still running at the bound is stuck: its report names where each of
+its threads waits in the kernel (a vCPU in KVM_RUN is a guest that stopped
+making progress; a thread on a futex or an fd is Ember's) and, where the
+host has tracefs (the test host), whether the host's KVM trace met the
+emulated CPU's known fault and its last events (tests/integration/
+hostdiag.py; --no-trace leaves tracing off). --vmm qemu runs the lifecycle
+phases under QEMU's microvm instead, to tell the test host's own failures at
+this pace from Ember's.
+
 "Grow" means: after a warm-up of the same work, the fd count and the thread
 count must not be higher afterwards, and VmRSS may grow by at most
 --rss-slack KiB (the allocator keeps some slack; a leak of one buffer per
@@ -58,9 +67,13 @@ import threading
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests/integration"))
+from hostdiag import thread_states, trace_restart, trace_setup, trace_stopped, trace_tail  # noqa: E402
+
 BOOT_ARGS = "console=ttyS0 reboot=k panic=1 pci=off quiet loglevel=1"
 MARKER = b"EMBER-INIT: started"
 ECHO_READY = b"EMBER-READY"
+STUCK_TRACE_LINES = 30  # the test host's last KVM events in a stuck VM's report
 
 
 # --- measuring a process ----------------------------------------------------------------
@@ -318,26 +331,59 @@ def phase_vmm(a, tmp: str) -> list[str]:
         ember.kill()
 
 
+def stuck_report(vm: Ember, traced: bool) -> str:
+    """Where a stuck VM waits: its threads, and whether the test host's
+    trace met the emulated CPU's known fault (hostdiag.TRACE_STOP)."""
+    parts = ["threads: " + " | ".join(thread_states(vm.proc.pid))]
+    if traced:
+        fired = trace_stopped()
+        parts.append("test-host trace: " + ("stopped at an exit with the test host's own rip "
+                                            "(the emulated CPU's fault)" if fired else
+                                            "no exit with the test host's rip"))
+        parts.append("last events: " + " | ".join(trace_tail(STUCK_TRACE_LINES)))
+    return "; ".join(parts)
+
+
 def lifecycle(a, tmp: str, n: int, bound: float) -> tuple[bool, float, str]:
     """One VM from start to exit: (ok, seconds, why not)."""
-    cfg = Path(tmp, f"vm{n}.json")
-    cfg.write_text(json.dumps({
-        "boot-source": {"kernel_image_path": a.kernel, "initrd_path": a.initrd,
-                        "boot_args": f"{BOOT_ARGS} ember.end=reboot"},
-        "machine-config": {"vcpu_count": 1, "mem_size_mib": a.mem_mib}}))
+    if a.vmm == "qemu":
+        # The same guest under QEMU's microvm (an A/B of what the test host
+        # survives): it does not exit on the guest's reboot, so a lifecycle
+        # ends at init's marker, with a kill.
+        argv = ["qemu-system-x86_64", "-M", "microvm", "-accel", "kvm", "-cpu", "host",
+                "-m", str(a.mem_mib), "-smp", "1", "-nodefaults", "-no-user-config",
+                "-display", "none", "-no-reboot", "-serial", "stdio", "-kernel", a.bzimage,
+                "-initrd", a.initrd, "-append", f"{BOOT_ARGS} ember.end=reboot"]
+    else:
+        cfg = Path(tmp, f"vm{n}.json")
+        cfg.write_text(json.dumps({
+            "boot-source": {"kernel_image_path": a.kernel, "initrd_path": a.initrd,
+                            "boot_args": f"{BOOT_ARGS} ember.end=reboot"},
+            "machine-config": {"vcpu_count": 1, "mem_size_mib": a.mem_mib}}))
+        argv = [a.ember, "--no-api", "--config-file", str(cfg)]
+    if a.traced:
+        trace_restart()
     t0 = time.monotonic()
-    ember = Ember([a.ember, "--no-api", "--config-file", str(cfg)], tmp)
-    try:
-        ember.proc.wait(timeout=bound)
-    except subprocess.TimeoutExpired:
-        why = f"stuck: still running after {bound:.0f} s; {ember.tail()}"
-        ember.kill()
+    vm = Ember(argv, tmp)
+    if a.vmm == "qemu":
+        done = vm.wait_console(MARKER, bound)
+    else:
+        try:
+            vm.proc.wait(timeout=bound)
+            done = True
+        except subprocess.TimeoutExpired:
+            done = False
+    if not done and vm.proc.poll() is None:
+        why = f"stuck: still running after {bound:.0f} s; {vm.tail()}; {stuck_report(vm, a.traced)}"
+        vm.kill()
         return False, time.monotonic() - t0, why
-    ember.kill()
+    vm.kill()
     took = time.monotonic() - t0
+    if a.vmm == "qemu":
+        return (True, took, "") if MARKER in vm.out else (False, took, f"exited: {vm.tail()}")
     cfg.unlink()
-    if ember.proc.returncode != 0 or MARKER not in ember.out:
-        return False, took, f"exited {ember.proc.returncode}: {ember.tail()}"
+    if vm.proc.returncode != 0 or MARKER not in vm.out:
+        return False, took, f"exited {vm.proc.returncode}: {vm.tail()}"
     return True, took, ""
 
 
@@ -356,7 +402,7 @@ def phase_sequential(a, tmp: str) -> list[str]:
     results = []
     for i in range(a.sequential):
         results.append(lifecycle(a, tmp, i, a.boot_timeout))
-        if (i + 1) % 50 == 0:
+        if (i + 1) % 10 == 0:
             print(f"  sequential: {i + 1} done, {sum(1 for r in results if not r[0])} failed",
                   flush=True)
     return report_lifecycles("sequential", results, time.monotonic() - t0)
@@ -390,7 +436,9 @@ def run_in_testhost(a, argv: list[str]) -> tuple[int, list[str]]:
     cmd = [str(root / "tools/testhost/run"), "--mem", str(a.testhost_mem), "--",
            "/usr/bin/python3", str(Path(__file__).resolve()), "--ember", a.ember,
            "--kernel", a.kernel, "--initrd", a.initrd, "--mem-mib", str(a.mem_mib),
-           "--rss-slack", str(a.rss_slack), "--boot-timeout", str(a.boot_timeout)] + argv
+           *(["--bzimage", a.bzimage] if a.bzimage else []),
+           "--rss-slack", str(a.rss_slack), "--boot-timeout", str(a.boot_timeout),
+           "--vmm", a.vmm] + ([] if a.trace else ["--no-trace"]) + argv
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     failures = []
     for line in proc.stdout:
@@ -433,6 +481,10 @@ def run_chunked(a) -> tuple[list[str], list[str]]:
 def run(a) -> list[str]:
     """Runs the chosen phases; returns every failure."""
     failures = []
+    # The host's KVM trace, for a stuck VM's report; in parallel the ring
+    # mixes the guests, but a stopped ring still says what it met.
+    a.traced = a.trace and any(getattr(a, COUNT[n]) > 0 for n in ("sequential", "parallel")
+                               if n in a.phases) and trace_setup()
     for name in a.phases:
         if getattr(a, COUNT[name]) <= 0:
             continue
@@ -456,9 +508,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--boot-timeout", type=float, default=180,
                    help="bound on one lifecycle, seconds (a stuck VM fails at it); "
                    "plus 10 s per guest in the parallel phase")
+    p.add_argument("--vmm", choices=("ember", "qemu"), default="ember",
+                   help="qemu: the lifecycle phases under QEMU's microvm instead, for an A/B "
+                   "of the test host's own failures (with --phases sequential,parallel)")
+    p.add_argument("--no-trace", dest="trace", action="store_false",
+                   help="no KVM trace of the host for a stuck VM's report (hostdiag.py)")
     p.add_argument("--ember", default=os.environ.get("EMBER_BIN"))
     p.add_argument("--kernel", default=os.environ.get("EMBER_KERNEL_VMLINUX"))
     p.add_argument("--initrd", default=os.environ.get("EMBER_INITRAMFS"))
+    p.add_argument("--bzimage", default=os.environ.get("EMBER_KERNEL_BZIMAGE"),
+                   help="the same kernel as a bzImage, for --vmm qemu")
     p.add_argument("--testhost-chunk", type=int, default=0,
                    help="run in the nested test host, sequential lifecycles in chunks of N "
                    "(module docstring)")
@@ -477,6 +536,10 @@ def main(argv=None) -> int:
     for need in ("ember", "kernel", "initrd"):
         if not getattr(a, need):
             p.error(f"--{need} (or its EMBER_* variable) is required")
+    if a.vmm == "qemu" and not a.bzimage:
+        p.error("--vmm qemu: --bzimage (or EMBER_KERNEL_BZIMAGE) is required")
+    if a.vmm == "qemu" and set(a.phases) - {"sequential", "parallel"}:
+        p.error("--vmm qemu runs only the lifecycle phases: add --phases sequential,parallel")
     t0 = time.monotonic()
     losses = []
     if a.testhost_chunk > 0:
@@ -488,8 +551,8 @@ def main(argv=None) -> int:
     for lost in losses:
         print(f"SOAK TEST HOST LOST: {lost}")
     print(f"soak: {'FAILED' if failures else 'passed'} in {time.monotonic() - t0:.0f} s "
-          f"(sequential {a.sequential}, parallel {a.parallel}, requests {a.requests}, "
-          f"patches {a.patches}; test-host boots lost and run again: {len(losses)})")
+          f"({', '.join(f'{n} {getattr(a, COUNT[n])}' for n in a.phases)}; VMM {a.vmm}; "
+          f"test-host boots lost and run again: {len(losses)})")
     return 1 if failures else 0
 
 

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 eval "$(tools/guest/artifacts.sh)"
 cmd=(/usr/bin/python3 tools/soak.py --ember "$PWD/$BUILD/ember"
-	--kernel "$EMBER_KERNEL_VMLINUX" --initrd "$EMBER_INITRAMFS" "$@")
+	--kernel "$EMBER_KERNEL_VMLINUX" --bzimage "$EMBER_KERNEL_BZIMAGE" --initrd "$EMBER_INITRAMFS" "$@")
 if [ "${EMBER_TESTHOST:-auto}" = always ] || { [ "${EMBER_TESTHOST:-auto}" = auto ] && tools/testhost/needed; }; then
 	# soak.py boots the test host itself, a boot per phase and per chunk
 	# of sequential lifecycles, so that a test host that freezes costs a

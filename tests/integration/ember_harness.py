@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from hostdiag import thread_states
+
 
 def _timeout_scale() -> float:
     raw = os.environ.get("EMBER_TEST_TIMEOUT_SCALE", "1")
@@ -313,10 +315,12 @@ class EmberProcess:
     # --- failure reporting ---------------------------------------------------
 
     def fail(self, headline: str):
+        # While it still runs: where each thread waits.
+        threads = thread_states(self.proc.pid) if self.proc.poll() is None else []
         self.kill()
-        pytest.fail(self.report(headline))
+        pytest.fail(self.report(headline, threads))
 
-    def report(self, headline: str = "") -> str:
+    def report(self, headline: str = "", threads: list[str] | None = None) -> str:
         status = describe_returncode(self.proc.poll())
         if self._killed:
             status += " (killed by the test harness)"
@@ -331,6 +335,9 @@ class EmberProcess:
             shown = lines[-_TAIL_LINES:]
             parts.append(f"--- {title}: last {len(shown)} of {len(lines)} lines ---")
             parts.extend(shown)
+        if threads:
+            parts.append("--- ember threads before the kill ---")
+            parts.extend(threads)
         parts.append("--- end ---")
         return "\n".join(p for p in parts if p != "")
 
