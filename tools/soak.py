@@ -25,12 +25,15 @@ Phases (each prints its measurements; any failure makes the exit status 1):
 
 A VM still running at the bound is stuck: its report names where each of
 its threads waits in the kernel (a vCPU in KVM_RUN is a guest that stopped
-making progress; a thread on a futex or an fd is Ember's) and, where the
-host has tracefs (the test host), whether the host's KVM trace met the
-emulated CPU's known fault and its last events (tests/integration/
-hostdiag.py; --no-trace leaves tracing off). --vmm qemu runs the lifecycle
-phases under QEMU's microvm instead, to tell the test host's own failures at
-this pace from Ember's.
+making progress; a thread on a futex or an fd is Ember's) and the host's
+last KVM events. Where the host has tracefs (the test host), the trace stops
+at the nested CPU's known fault: an exit with the test host's own rip
+(tests/integration/hostdiag.py; --no-trace leaves tracing off). A lifecycle
+that failed with that stop under its own vCPU thread is the test host's
+failure, not Ember's: it is listed as a SOAK TEST HOST FAULT and, in the
+sequential phase, run again (at most MAX_FAULTS times). --vmm qemu runs the
+lifecycle phases under QEMU's microvm instead, to tell the test host's own
+failures at this pace from Ember's.
 
 "Grow" means: after a warm-up of the same work, the fd count and the thread
 count must not be higher afterwards, and VmRSS may grow by at most
@@ -68,7 +71,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests/integration"))
-from hostdiag import thread_states, trace_restart, trace_setup, trace_stopped, trace_tail  # noqa: E402
+from hostdiag import (thread_states, trace_fault, trace_restart, trace_setup,  # noqa: E402
+                      trace_tail)
 
 BOOT_ARGS = "console=ttyS0 reboot=k panic=1 pci=off quiet loglevel=1"
 MARKER = b"EMBER-INIT: started"
@@ -336,16 +340,33 @@ def stuck_report(vm: Ember, traced: bool) -> str:
     trace met the emulated CPU's known fault (hostdiag.TRACE_STOP)."""
     parts = ["threads: " + " | ".join(thread_states(vm.proc.pid))]
     if traced:
-        fired = trace_stopped()
-        parts.append("test-host trace: " + ("stopped at an exit with the test host's own rip "
-                                            "(the emulated CPU's fault)" if fired else
-                                            "no exit with the test host's rip"))
         parts.append("last events: " + " | ".join(trace_tail(STUCK_TRACE_LINES)))
     return "; ".join(parts)
 
 
-def lifecycle(a, tmp: str, n: int, bound: float) -> tuple[bool, float, str]:
-    """One VM from start to exit: (ok, seconds, why not)."""
+def met_fault(a, vm: Ember, alone: bool, tids: set[int]) -> bool:
+    """Whether the test host's trace stopped at the emulated CPU's fault
+    under this VM: its process named in the stop (trace_fault), or, where
+    the trace has no process ids, its thread, or any thread if it ran alone."""
+    hit = trace_fault() if a.traced else None
+    if hit is None:
+        return False
+    tid, pid = hit
+    return pid == vm.proc.pid if pid is not None else alone or tid in tids
+
+
+def vm_tids(vm: Ember) -> set[int]:
+    try:
+        return {int(t.name) for t in Path(f"/proc/{vm.proc.pid}/task").iterdir()}
+    except OSError:
+        return set()
+
+
+def lifecycle(a, tmp: str, n: int, bound: float, alone: bool) -> tuple[str, float, str]:
+    """One VM from start to exit: (outcome, seconds, why not). Outcome "ok",
+    "failed", or "fault": it failed, and the test host's trace stopped at
+    the emulated CPU's known fault under it (met_fault). Alone: the only VM
+    running, its own ring restarted here."""
     if a.vmm == "qemu":
         # The same guest under QEMU's microvm (an A/B of what the test host
         # survives): it does not exit on the guest's reboot, so a lifecycle
@@ -361,7 +382,7 @@ def lifecycle(a, tmp: str, n: int, bound: float) -> tuple[bool, float, str]:
                             "boot_args": f"{BOOT_ARGS} ember.end=reboot"},
             "machine-config": {"vcpu_count": 1, "mem_size_mib": a.mem_mib}}))
         argv = [a.ember, "--no-api", "--config-file", str(cfg)]
-    if a.traced:
+    if a.traced and alone:
         trace_restart()
     t0 = time.monotonic()
     vm = Ember(argv, tmp)
@@ -374,37 +395,71 @@ def lifecycle(a, tmp: str, n: int, bound: float) -> tuple[bool, float, str]:
         except subprocess.TimeoutExpired:
             done = False
     if not done and vm.proc.poll() is None:
-        why = f"stuck: still running after {bound:.0f} s; {vm.tail()}; {stuck_report(vm, a.traced)}"
+        fault = met_fault(a, vm, alone, vm_tids(vm))
+        why = (f"stuck: still running after {bound:.0f} s; {vm.tail()}; "
+               + ("the test host's trace stopped at the emulated CPU's fault under its vCPU; "
+                  if fault else "no emulated-CPU fault of its own in the test host's trace; ")
+               + stuck_report(vm, a.traced))
         vm.kill()
-        return False, time.monotonic() - t0, why
+        return "fault" if fault else "failed", time.monotonic() - t0, why
     vm.kill()
     took = time.monotonic() - t0
     if a.vmm == "qemu":
-        return (True, took, "") if MARKER in vm.out else (False, took, f"exited: {vm.tail()}")
-    cfg.unlink()
-    if vm.proc.returncode != 0 or MARKER not in vm.out:
-        return False, took, f"exited {vm.proc.returncode}: {vm.tail()}"
-    return True, took, ""
+        good = MARKER in vm.out
+    else:
+        cfg.unlink()
+        good = vm.proc.returncode == 0 and MARKER in vm.out
+    if good:
+        return "ok", took, ""
+    why = f"exited {vm.proc.returncode}: {vm.tail()}"
+    # A guest the fault made triple-fault or panic: Ember ends it as a
+    # reset, without init's marker.
+    if met_fault(a, vm, alone, set()):
+        return "fault", took, f"{why}; the test host's trace stopped at the emulated CPU's fault"
+    return "failed", took, why
+
+
+# Lifecycles that met the emulated CPU's fault: the test host's failures,
+# not Ember's, each listed at the end as a SOAK TEST HOST FAULT line.
+FAULTS: list[str] = []
 
 
 def report_lifecycles(name: str, results: list, wall: float) -> list[str]:
+    """Prints the phase's figures; returns its failures (FAULTS gets its
+    faults)."""
     times = sorted(t for _, t, _ in results)
-    ok = sum(1 for r in results if r[0])
+    n = {k: sum(1 for r in results if r[0] == k) for k in ("ok", "failed", "fault")}
     med = times[len(times) // 2] if times else 0
-    print(f"{name}: {ok} of {len(results)} lifecycles exited 0 after their guest's init; "
+    print(f"{name}: {n['ok']} of {n['ok'] + n['failed']} lifecycles exited 0 after their guest's "
+          f"init ({n['fault']} more met the emulated CPU's fault); "
           f"wall {wall:.0f} s, per VM median {med:.1f} s, max {times[-1] if times else 0:.1f} s",
           flush=True)
-    return [f"{name} #{i}: {why}" for i, (good, _, why) in enumerate(results) if not good]
+    FAULTS.extend(f"{name} #{i}: {why}" for i, (outcome, _, why) in enumerate(results)
+                  if outcome == "fault")
+    return [f"{name} #{i}: {why}" for i, (outcome, _, why) in enumerate(results)
+            if outcome == "failed"]
+
+
+# A lifecycle that met the emulated CPU's fault is run again, up to this
+# many times a phase; more would be a test host too broken to soak on.
+MAX_FAULTS = 10
 
 
 def phase_sequential(a, tmp: str) -> list[str]:
     t0 = time.monotonic()
     results = []
-    for i in range(a.sequential):
-        results.append(lifecycle(a, tmp, i, a.boot_timeout))
-        if (i + 1) % 10 == 0:
-            print(f"  sequential: {i + 1} done, {sum(1 for r in results if not r[0])} failed",
-                  flush=True)
+    ended = faults = 0
+    while ended < a.sequential:
+        results.append(lifecycle(a, tmp, len(results), a.boot_timeout, alone=True))
+        if results[-1][0] == "fault":
+            faults += 1
+            if faults <= MAX_FAULTS:
+                continue
+            results[-1] = ("failed",) + results[-1][1:]
+        ended += 1
+        if ended % 10 == 0:
+            print(f"  sequential: {ended} done, {sum(1 for r in results if r[0] == 'failed')} "
+                  f"failed, {faults} faults", flush=True)
     return report_lifecycles("sequential", results, time.monotonic() - t0)
 
 
@@ -412,10 +467,13 @@ def phase_parallel(a, tmp: str) -> list[str]:
     # N guests share the CPUs, so each takes longer: 10 s more per guest
     # (a boot alone takes about 10 s in the nested test host).
     bound = a.boot_timeout + 10 * a.parallel
+    if a.traced:
+        trace_restart()  # one ring for all: a stop names the vCPU thread
     t0 = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(max_workers=a.parallel) as pool:
-        results = list(pool.map(lambda i: lifecycle(a, tmp, 100000 + i, bound),
+        results = list(pool.map(lambda i: lifecycle(a, tmp, 100000 + i, bound, alone=False),
                                 range(a.parallel)))
+    # At once, a lifecycle that met the fault is not run again: counted.
     return report_lifecycles("parallel", results, time.monotonic() - t0)
 
 
@@ -431,7 +489,8 @@ TESTHOST_DIED = (124, 125)
 
 def run_in_testhost(a, argv: list[str]) -> tuple[int, list[str]]:
     """One tools/testhost/run of this script with argv; its output passed
-    through; (status, its SOAK FAILURE lines)."""
+    through; (status, its SOAK FAILURE lines). Its SOAK TEST HOST FAULT
+    lines go to FAULTS."""
     root = Path(__file__).resolve().parents[1]
     cmd = [str(root / "tools/testhost/run"), "--mem", str(a.testhost_mem), "--",
            "/usr/bin/python3", str(Path(__file__).resolve()), "--ember", a.ember,
@@ -446,6 +505,8 @@ def run_in_testhost(a, argv: list[str]) -> tuple[int, list[str]]:
         sys.stdout.flush()
         if line.startswith("SOAK FAILURE: "):
             failures.append(line[len("SOAK FAILURE: "):].rstrip("\n"))
+        elif line.startswith("SOAK TEST HOST FAULT: "):
+            FAULTS.append(line[len("SOAK TEST HOST FAULT: "):].rstrip("\n"))
     return proc.wait(), failures
 
 
@@ -524,6 +585,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--testhost-retries", type=int, default=3,
                    help="new test hosts for a chunk whose test host died")
     p.add_argument("--testhost-mem", type=int, default=8192, help="the test host's MiB")
+    p.set_defaults(traced=False)  # run() arms the trace where it can
     return p
 
 
@@ -550,9 +612,12 @@ def main(argv=None) -> int:
         print(f"SOAK FAILURE: {f}")
     for lost in losses:
         print(f"SOAK TEST HOST LOST: {lost}")
+    for fault in FAULTS:
+        print(f"SOAK TEST HOST FAULT: {fault}")
     print(f"soak: {'FAILED' if failures else 'passed'} in {time.monotonic() - t0:.0f} s "
           f"({', '.join(f'{n} {getattr(a, COUNT[n])}' for n in a.phases)}; VMM {a.vmm}; "
-          f"test-host boots lost and run again: {len(losses)})")
+          f"test-host boots lost and run again: {len(losses)}; lifecycles that met the emulated "
+          f"CPU's fault: {len(FAULTS)})")
     return 1 if failures else 0
 
 

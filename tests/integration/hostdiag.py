@@ -9,6 +9,7 @@ bench/nested-boot.py. Standard library only.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 STACK_FRAMES = 6  # kernel frames shown per thread
@@ -66,6 +67,10 @@ def trace_setup(ring_kib: int = 1024) -> bool:
     if not Path(TRACE, "events/kvm/kvm_exit").exists():
         return False
     Path(TRACE, "buffer_size_kb").write_text(str(ring_kib))
+    # Each event names its process too: a fault is told to a VMM's process
+    # after it has exited (trace_fault).
+    if Path(TRACE, "options/record-tgid").exists():
+        Path(TRACE, "options/record-tgid").write_text("1")
     for ev in TRACE_EVENTS:
         if Path(TRACE, "events", ev).exists():
             Path(TRACE, "events", ev, "enable").write_text("1")
@@ -91,3 +96,24 @@ def trace_tail(n: int) -> list[str]:
     lines = [line for line in Path(TRACE, "trace").read_text(errors="replace").splitlines()
              if not line.startswith("#")]
     return [" ".join(line.split()) for line in lines[-n:]]
+
+
+_MODULE_SPACE = (0xffffffffc0000000, 0xffffffffff000000)  # TRACE_STOP's range
+# "fc_vcpu 0-250 (    239) [000] ..... 70.694271: kvm_exit: vcpu 0 reason npf rip 0x..."
+# (the process id in brackets with options/record-tgid, as trace_setup sets)
+_EXIT = re.compile(r"-(\d+)\s+(?:\(\s*(\d+|-+)\)\s+)?\[\d+\].*\bkvm_exit:.*\brip (0x[0-9a-f]+)")
+
+
+def trace_fault() -> tuple[int, int | None] | None:
+    """When TRACE_STOP fired: (thread, process) whose exit fired it, from
+    the ring's last exits (the process None if not recorded); else None.
+    Reads the ring, so call it before trace_tail()."""
+    if not trace_stopped():
+        return None
+    text = Path(TRACE, "trace").read_text(errors="replace")
+    for line in reversed(text.splitlines()[-200:]):
+        m = _EXIT.search(line)
+        if m and _MODULE_SPACE[0] <= int(m.group(3), 16) < _MODULE_SPACE[1]:
+            pid = m.group(2)
+            return int(m.group(1)), int(pid) if pid and pid.isdigit() else None
+    return None

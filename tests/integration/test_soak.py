@@ -67,6 +67,28 @@ def test_growth_check_fails_on_a_process_that_leaks():
     assert [b.split(":")[1].split()[0] for b in bad] == ["fds", "threads", "VmRSS"], bad
 
 
+def test_a_lifecycle_the_emulated_cpu_broke_runs_again_and_is_listed(monkeypatch, tmp_path):
+    """Sequential lifecycles: one that met the test host's emulated-CPU
+    fault (the trace's evidence) runs again and is listed as the test
+    host's; one that failed otherwise is a failure; past MAX_FAULTS a fault
+    is a failure too."""
+    outcomes = iter([("ok", 1.0, ""), ("fault", 2.0, "stuck: fault A"), ("ok", 1.0, ""),
+                     ("failed", 3.0, "stuck: no fault"), ("ok", 1.0, "")])
+    monkeypatch.setattr(soak, "lifecycle", lambda *args, **kw: next(outcomes))
+    monkeypatch.setattr(soak, "FAULTS", [])
+    a = soak_args("/unused", "/unused", "/unused", "--sequential", "4")
+    failures = soak.phase_sequential(a, str(tmp_path))
+    assert failures == ["sequential #3: stuck: no fault"]
+    assert soak.FAULTS == ["sequential #1: stuck: fault A"]
+
+    monkeypatch.setattr(soak, "lifecycle", lambda *args, **kw: ("fault", 1.0, "again"))
+    monkeypatch.setattr(soak, "FAULTS", [])
+    a = soak_args("/unused", "/unused", "/unused", "--sequential", "1")
+    failures = soak.phase_sequential(a, str(tmp_path))
+    assert len(soak.FAULTS) == soak.MAX_FAULTS
+    assert failures == [f"sequential #{soak.MAX_FAULTS}: again"]
+
+
 def test_api_server_keeps_its_fds_threads_and_memory_across_requests(ember_bin, tmp_path):
     a = soak_args(ember_bin, "/unused", "/unused", "--requests", "1400")
     failures = soak.phase_api(a, str(tmp_path))
