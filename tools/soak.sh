@@ -15,6 +15,6 @@ if [ "${EMBER_TESTHOST:-auto}" = always ] || { [ "${EMBER_TESTHOST:-auto}" = aut
 	# chunk, not the soak (tools/soak.py's docstring). 50 guests at once
 	# need more than the default 4 GiB; a chunk's bound is long.
 	export EMBER_TESTHOST_TIMEOUT=${EMBER_TESTHOST_TIMEOUT:-7200}
-	exec "${cmd[@]}" --testhost-chunk "${SOAK_CHUNK:-100}" --testhost-mem "${SOAK_TESTHOST_MEM:-8192}"
+	exec "${cmd[@]}" --testhost-chunk "${SOAK_CHUNK:-50}" --testhost-mem "${SOAK_TESTHOST_MEM:-8192}"
 fi
 exec "${cmd[@]}"
