@@ -101,8 +101,8 @@ def test_conftest_logs_each_outcome_with_its_attempt(tmp_path):
     EMBER_TEST_OUTCOMES and EMBER_TEST_ATTEMPT set logs one line per test
     started and per test passed or failed, with the attempt."""
     here = Path(__file__).resolve().parent
-    (tmp_path / "conftest.py").write_text((here / "conftest.py").read_text())
-    (tmp_path / "ember_harness.py").write_text((here / "ember_harness.py").read_text())
+    for name in ("conftest.py", "ember_harness.py", "hostdiag.py"):
+        (tmp_path / name).write_text((here / name).read_text())
     (tmp_path / "test_x.py").write_text("def test_pass():\n    pass\n\n"
                                        "def test_fail():\n    assert False\n")
     log = tmp_path / "outcomes.txt"
