@@ -29,7 +29,7 @@ making progress; a thread on a futex or an fd is Ember's) and the host's
 last KVM events. Where the host has tracefs (the test host), the trace stops
 at the nested CPU's known fault: an exit with the test host's own rip
 (tests/integration/hostdiag.py; --no-trace leaves tracing off). A lifecycle
-that failed with that stop under its own vCPU thread is the test host's
+that failed with that stop under one of its vCPU threads is the test host's
 failure, not Ember's: it is listed as a SOAK TEST HOST FAULT and, in the
 sequential phase, run again (at most MAX_FAULTS times). --vmm qemu runs the
 lifecycle phases under QEMU's microvm instead, to tell the test host's own
