@@ -101,7 +101,7 @@ def cpu_blocks(regs: str) -> list[dict]:
 
 def main() -> int:
     if len(sys.argv) != 3:
-        print(__doc__.strip().splitlines()[-3], file=sys.stderr)
+        print("usage: freeze-report.py CTL CORE_SYMS", file=sys.stderr)
         return 2
     ctl, core = Path(sys.argv[1]), Path(sys.argv[2])
     syms = Symbols(core, ctl / "kallsyms")
