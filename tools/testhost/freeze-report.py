@@ -62,15 +62,15 @@ class Symbols:
 
     def __init__(self, core: Path, kallsyms: Path):
         saved = [line.split() for line in kallsyms.read_text().splitlines()] if kallsyms.exists() else []
-        text = {f[2]: int(f[0], 16) for f in saved if len(f) >= 3 and f[2] == "_text"}
+        text = next((int(f[0], 16) for f in saved if len(f) >= 3 and f[2] == "_text"), None)
         syms = []
         offset = None
         for line in (core.read_text().splitlines() if core.exists() else []):
             f = line.split()
             if len(f) == 3 and f[1] in "tTwW":
                 syms.append((int(f[0], 16), f[2]))
-                if f[2] == "_text" and "_text" in text:
-                    offset = text["_text"] - int(f[0], 16)
+                if f[2] == "_text" and text is not None:
+                    offset = text - int(f[0], 16)
         if offset is None:
             offset = 0
             self.note = "no core kernel symbols, or no KASLR offset: core kernel names missing"
