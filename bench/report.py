@@ -489,14 +489,24 @@ def snapshot_section(snap) -> list:
     phases = []
     for mib, r in sorted(snap.get("sizes", {}).items(), key=lambda kv: int(kv[0])):
         got = {k: med(r, "ember_file", f"phase_{k}_ms") for k in
-               ("restore", "memory", "kvm_vm", "devices", "vcpus", "state")}
+               ("restore", "memory", "kvm_vm", "devices", "vcpus", "state", "early_vm")}
         if got["restore"] != "-":
             phases.append(f"- {mib} MiB: {got['restore']} = memory {got['memory']}, KVM VM "
                           f"{got['kvm_vm']}, devices {got['devices']}, vCPUs {got['vcpus']}, "
-                          f"state {got['state']}")
+                          f"state {got['state']}; the empty KVM VM, made while the state "
+                          f"file was read: {got['early_vm']}")
     if phases:
         lines += ["", "Ember's File load, the VM's rebuild (vmm_restore, medians in ms, from "
                   "its log):"] + phases
+    spans = []
+    for mib, r in sorted(snap.get("sizes", {}).items(), key=lambda kv: int(kv[0])):
+        got = {k: med(r, "ember_file", f"span_{k}_ms") for k in ("state_file", "vm", "start")}
+        if got["vm"] != "-":
+            spans.append(f"- {mib} MiB: state file {got['state_file']}, VM {got['vm']}, "
+                         f"start {got['start']}")
+    if spans:
+        lines += ["", "Ember's File load, the whole request in Ember (medians in ms, from its "
+                  "log; the rest of load -> 204 is the HTTP exchange and the client):"] + spans
     errors = [f"- {mib} MiB: failed: {err}" for mib, r in snap.get("sizes", {}).items()
               for err in r.get("errors", [])]
     if errors:

@@ -420,7 +420,8 @@ int vmm_restore(struct vmm *m, const struct vmm_config *cfg, const struct vmm_op
 		goto fail;
 	ms_mem = lap_ms(&t);
 	m->vm.dirty_log = cfg->machine.track_dirty_pages;
-	if ((m->vm.dirty_log && gm_track_writes(&m->vm.mem, e)) || vm_create_kvm(&m->vm, e))
+	if ((m->vm.dirty_log && gm_track_writes(&m->vm.mem, e)) ||
+	    (mem->early_vm && vm_early_adopt(mem->early_vm, &m->vm, e)) || vm_create_kvm(&m->vm, e))
 		goto fail;
 	ms_kvm = lap_ms(&t);
 	if (add_devices(m, cfg, opt, e))
@@ -433,10 +434,12 @@ int vmm_restore(struct vmm *m, const struct vmm_config *cfg, const struct vmm_op
 	if (vmm_restore_state(m, state, e))
 		goto fail;
 	ms_state = lap_ms(&t);
+	/* KVM VM: the wait for the early VM, then its memory, irqchip and PIT. */
 	LOG_I("VM restored: %u vCPUs, %u MiB in %.3f ms (memory %.3f, KVM VM %.3f, devices %.3f, "
-	      "vCPUs %.3f, state %.3f; VMM thread CPU %.3f ms)", m->nr_vcpus,
-	      cfg->machine.mem_size_mib, lap_ms(&t0), ms_mem, ms_kvm, ms_dev, ms_vcpu, ms_state,
-	      thread_cpu_ms() - cpu0);
+	      "vCPUs %.3f, state %.3f; VMM thread CPU %.3f ms; empty KVM VM made alongside in "
+	      "%.3f ms)", m->nr_vcpus, cfg->machine.mem_size_mib, lap_ms(&t0), ms_mem, ms_kvm,
+	      ms_dev, ms_vcpu, ms_state, thread_cpu_ms() - cpu0,
+	      mem->early_vm ? mem->early_vm->ms : 0.0);
 	return 0;
 fail:
 	vmm_destroy(m);

@@ -161,6 +161,10 @@ void controller_snapshot_load(struct controller *c, const struct snapshot_load_p
 	uint64_t t0 = metrics_mono_us(), t_read = 0, t_built = 0;
 	struct timespec cpu0;
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu0);
+	/* KVM_CREATE_VM sleeps for most of its time; the state file is read
+	 * and checked meanwhile. A failed load closes it: nothing is left. */
+	struct vm_early early;
+	vm_early_start(&early);
 	json_t *st = NULL;
 	struct vmm_config cfg;
 	config_init(&cfg);
@@ -185,7 +189,7 @@ void controller_snapshot_load(struct controller *c, const struct snapshot_load_p
 		if (fd < 0)
 			goto fail;
 	}
-	struct vmm_mem_source mem = {.fd = fd, .uffd_path = p->backend_path};
+	struct vmm_mem_source mem = {.fd = fd, .uffd_path = p->backend_path, .early_vm = &early};
 	/* The VM is built from c->cfg, as at InstanceStart (devices keep
 	 * pointers into it, MMDS's config for one); the old one comes back if
 	 * the restore fails. */
@@ -193,6 +197,7 @@ void controller_snapshot_load(struct controller *c, const struct snapshot_load_p
 	c->cfg = cfg;
 	config_init(&cfg);
 	int rc = vmm_restore(&c->vm, &c->cfg, &c->opt, &mem, st, &e);
+	vm_early_discard(&early);
 	/* The loaded memory is the base the next diff snapshot builds on. */
 	if (!rc && c->cfg.machine.track_dirty_pages && dirty_reset(&c->vm.vm, &e)) {
 		vmm_destroy(&c->vm);
@@ -240,6 +245,7 @@ void controller_snapshot_load(struct controller *c, const struct snapshot_load_p
 			  (cpu1.tv_nsec - cpu0.tv_nsec) / 1000));
 	return;
 fail:
+	vm_early_discard(&early);
 	if (fd >= 0)
 		close(fd);
 	json_decref(st);

@@ -6,9 +6,11 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "arch/x86/layout.h"
+#include "util/thread_stack.h"
 
 static const struct {
 	int cap;
@@ -59,7 +61,9 @@ int vm_map_memory_file(struct vm *vm, int fd, uint64_t mem_bytes, ember_err *e)
 	return gm_create_from_file(&vm->mem, fd, mem_bytes, X86_MMIO_GAP_START, e);
 }
 
-int vm_create_kvm(struct vm *vm, ember_err *e)
+/* /dev/kvm and an empty VM: what needs no guest memory. On failure the
+ * fds made so far stay in vm for the caller to close. */
+static int make_empty_vm(struct vm *vm, ember_err *e)
 {
 	if (open_kvm(vm, e))
 		return -1;
@@ -71,6 +75,82 @@ int vm_create_kvm(struct vm *vm, ember_err *e)
 	uint64_t idmap = X86_KVM_IDENTITY_MAP_ADDR;
 	if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap) < 0)
 		return err_set(e, "KVM_SET_IDENTITY_MAP_ADDR: %s", strerror(errno));
+	return 0;
+}
+
+static void close_fds(struct vm *vm)
+{
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	vm->vm_fd = vm->kvm_fd = -1;
+}
+
+static void *early_thread(void *arg)
+{
+	struct vm_early *v = arg;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	v->rc = make_empty_vm(&v->shell, &v->err);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	v->ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+	return NULL;
+}
+
+void vm_early_start(struct vm_early *v)
+{
+	memset(v, 0, sizeof(*v));
+	v->shell.kvm_fd = v->shell.vm_fd = -1;
+	pthread_attr_t attr;
+	if (pthread_attr_init(&attr))
+		return;
+	if (!pthread_attr_setstacksize(&attr, EMBER_THREAD_STACK_SIZE))
+		v->threaded = pthread_create(&v->thread, &attr, early_thread, v) == 0;
+	pthread_attr_destroy(&attr);
+}
+
+/* Its thread's result; made here if no thread could be started. */
+static void early_join(struct vm_early *v)
+{
+	if (v->joined)
+		return;
+	v->joined = true;
+	if (v->threaded)
+		pthread_join(v->thread, NULL);
+	else
+		early_thread(v);
+}
+
+int vm_early_adopt(struct vm_early *v, struct vm *vm, ember_err *e)
+{
+	early_join(v);
+	if (v->adopted)
+		return err_set(e, "the early KVM VM was already taken");
+	if (v->rc) {
+		if (e)
+			*e = v->err;
+		return -1;
+	}
+	v->adopted = true;
+	vm->kvm_fd = v->shell.kvm_fd;
+	vm->vm_fd = v->shell.vm_fd;
+	vm->run_size = v->shell.run_size;
+	return 0;
+}
+
+void vm_early_discard(struct vm_early *v)
+{
+	early_join(v);
+	if (!v->adopted)
+		close_fds(&v->shell);
+	v->adopted = true; /* nothing left to close */
+}
+
+int vm_create_kvm(struct vm *vm, ember_err *e)
+{
+	if (vm->vm_fd < 0 && make_empty_vm(vm, e))
+		return -1;
 	/* Guest memory before the interrupt controllers and the PIT (KVM
 	 * needs no order): measured on Linux 6.18, a memslot registered after
 	 * them waits 5-15 ms on a busy host (an SRCU grace period, seemingly
@@ -108,11 +188,7 @@ int vm_create(struct vm *vm, uint64_t mem_bytes, ember_err *e)
 void vm_destroy(struct vm *vm)
 {
 	gm_destroy(&vm->mem);
-	if (vm->vm_fd >= 0)
-		close(vm->vm_fd);
-	if (vm->kvm_fd >= 0)
-		close(vm->kvm_fd);
-	vm->vm_fd = vm->kvm_fd = -1;
+	close_fds(vm);
 }
 
 int vm_ioeventfd(struct vm *vm, uint64_t addr, uint32_t len, uint64_t datamatch, ember_err *e)

@@ -67,6 +67,9 @@ int vmm_build(struct vmm *m, const struct vmm_config *cfg, const struct vmm_opti
 struct vmm_mem_source {
 	int fd;		       /* File: the memory file, mapped privately */
 	const char *uffd_path; /* Uffd (fd -1): the page-fault handler's socket */
+	/* The KVM VM, started by the caller before it read the state file
+	 * (vm.h); vmm_restore adopts it. NULL: made in line. */
+	struct vm_early *early_vm;
 };
 int vmm_restore(struct vmm *m, const struct vmm_config *cfg, const struct vmm_options *opt,
 		const struct vmm_mem_source *mem, json_t *state, ember_err *e);
