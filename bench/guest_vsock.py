@@ -210,7 +210,7 @@ def one_boot(kind, env, mib, conns, work):
 def main():
     out = sys.argv[1]
     quick = os.environ.get("EMBER_BENCH_QUICK") == "1"
-    rounds = env_int("EMBER_BENCH_VSOCK_RUNS", 1 if quick else 2)
+    rounds = env_int("EMBER_BENCH_VSOCK_RUNS", 1 if quick else 5)
     mib = env_int("EMBER_BENCH_VSOCK_MIB", 8 if quick else 32)
     conns = env_int("EMBER_BENCH_VSOCK_CONNS", 30 if quick else 100)
     qemu = os.environ.get("EMBER_BENCH_QEMU", "qemu-system-x86_64")
