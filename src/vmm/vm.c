@@ -125,26 +125,23 @@ static void early_join(struct vm_early *v)
 int vm_early_adopt(struct vm_early *v, struct vm *vm, ember_err *e)
 {
 	early_join(v);
-	if (v->adopted)
-		return err_set(e, "the early KVM VM was already taken");
 	if (v->rc) {
 		if (e)
 			*e = v->err;
 		return -1;
 	}
-	v->adopted = true;
+	/* The fds move to vm: the shell no longer owns them. */
 	vm->kvm_fd = v->shell.kvm_fd;
 	vm->vm_fd = v->shell.vm_fd;
 	vm->run_size = v->shell.run_size;
+	v->shell.kvm_fd = v->shell.vm_fd = -1;
 	return 0;
 }
 
 void vm_early_discard(struct vm_early *v)
 {
 	early_join(v);
-	if (!v->adopted)
-		close_fds(&v->shell);
-	v->adopted = true; /* nothing left to close */
+	close_fds(&v->shell);
 }
 
 int vm_create_kvm(struct vm *vm, ember_err *e)

@@ -41,11 +41,12 @@ int vm_create_kvm(struct vm *vm, ember_err *e);
  * kernel thread per VM and moves it into the caller's cgroups; see
  * docs/snapshot-format.md). vm_early_adopt waits for it and hands it to vm,
  * whose guest memory is already mapped; vm_create_kvm then goes on from
- * there. vm_early_discard waits for it and closes it unless adopted; both
- * may be called in any order, any number of times. */
+ * there (a second adopt gets no VM: vm_create_kvm then makes one).
+ * vm_early_discard waits for it and closes it unless adopted; both may be
+ * called in any order, any number of times. */
 struct vm_early {
 	pthread_t thread;
-	bool threaded, joined, adopted;
+	bool threaded, joined;
 	int rc;
 	double ms; /* its thread's wall time */
 	struct vm shell; /* only the fds */
