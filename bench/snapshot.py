@@ -62,15 +62,20 @@ PHASE_NAMES = ("restore", "memory", "kvm_vm", "devices", "vcpus", "state")
 EARLY_VM = re.compile(r"VM restored: .*empty KVM VM made alongside in ([\d.]+) ms")
 
 
+def first_err(lines, pattern):
+    """The match of pattern in the first line of Ember's stderr it matches, or None."""
+    return next((m for _, name, text in lines if name == "err"
+                 for m in [pattern.search(text)] if m), None)
+
+
 def load_phases(lines) -> dict:
     """phase_<name>_ms of the first "VM restored" line on stderr (None if absent)."""
-    for _, name, text in lines:
-        m = PHASES.search(text) if name == "err" else None
-        if m:
-            early = EARLY_VM.search(text)
-            return {"phase_early_vm_ms": float(early.group(1)) if early else None,
-                    **{f"phase_{k}_ms": float(v) for k, v in zip(PHASE_NAMES, m.groups())}}
-    return {f"phase_{k}_ms": None for k in PHASE_NAMES + ("early_vm",)}
+    m = first_err(lines, PHASES)
+    if not m:
+        return {f"phase_{k}_ms": None for k in PHASE_NAMES + ("early_vm",)}
+    early = EARLY_VM.search(m.string)
+    return {"phase_early_vm_ms": float(early.group(1)) if early else None,
+            **{f"phase_{k}_ms": float(v) for k, v in zip(PHASE_NAMES, m.groups())}}
 SCRIPT = "i=0; while true; do echo EMBER-TICK=$i; i=$((i+1)); usleep 10000; done"
 BOOT_ARGS = ("console=ttyS0 reboot=k panic=1 pci=off quiet loglevel=1 ember.hook=script "
              "ember.end=wait ember.script=" + base64.b64encode(SCRIPT.encode()).decode())
@@ -145,14 +150,13 @@ def ember_load(ember, work, backend) -> dict:
         t_tick = next_tick(vmm, t_204)
         # Ember's own log: the VMM thread's CPU time for the load (its
         # work and KVM's, not the time it waited for a busy host).
-        cpu = [int(m.group(1)) / 1000 for _, name, text in vmm.lines
-               for m in [LOAD_CPU.search(text)] if name == "err" and m]
-        spans = [m for _, name, text in vmm.lines
-                 for m in [LOAD_SPANS.search(text)] if name == "err" and m]
-        span = {f"span_{k}_ms": (int(spans[0].group(i + 1)) / 1000 if spans else None)
+        cpu = first_err(vmm.lines, LOAD_CPU)
+        spans = first_err(vmm.lines, LOAD_SPANS)
+        span = {f"span_{k}_ms": (int(spans.group(i + 1)) / 1000 if spans else None)
                 for i, k in enumerate(("state_file", "vm", "start"))}
         return {"load_204_ms": (t_204 - t) / MS, "load_to_tick_ms": (t_tick - t) / MS,
-                "exec_to_tick_ms": t_tick / MS, "load_vmm_cpu_ms": cpu[0] if cpu else None,
+                "exec_to_tick_ms": t_tick / MS,
+                "load_vmm_cpu_ms": int(cpu.group(1)) / 1000 if cpu else None,
                 **span, **load_phases(vmm.lines)}
     finally:
         vmm.stop()
