@@ -39,6 +39,10 @@ MARKER = re.compile(rb"EMBER-READY: (\w+)")
 # (build-debian-distro.sh); read, not timed.
 ANALYZED_END = b"EMBER-ANALYZE-END"
 ANALYZE_BOUND_S = 60
+# The kernel's first timestamped console line (with `quiet`, an error such
+# as "PCI: Fatal: ..." that microvm's missing PCI makes it print): its
+# arrival minus its timestamp is when the guest kernel's clock started.
+PRINTK = re.compile(r"^\[\s*(\d+\.\d+)\] ")
 PHASES = ("kernel", "initrd", "userspace")
 MS = 1e6
 
@@ -130,7 +134,7 @@ def one_boot(kind, argv, bound_s):
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, bufsize=0)
     seen, analyzed = threading.Event(), threading.Event()
-    state = {"tail": [], "ms": None, "result": None, "analyze": []}
+    state = {"tail": [], "ms": None, "result": None, "analyze": [], "clock0_ms": None}
 
     def read():
         buf = b""
@@ -138,6 +142,9 @@ def one_boot(kind, argv, bound_s):
             buf = (buf + raw)[-4096:]
             line = raw.decode(errors="replace").rstrip()
             state["tail"] = (state["tail"] + [line])[-8:]
+            k = PRINTK.match(line)
+            if k and state["clock0_ms"] is None:
+                state["clock0_ms"] = (now_ns() - t0) / MS - float(k.group(1)) * 1e3
             m = MARKER.search(buf)
             if m and state["ms"] is None:
                 state["ms"] = (now_ns() - t0) / MS
@@ -160,11 +167,37 @@ def one_boot(kind, argv, bound_s):
     proc.wait()
     reader.join(5)
     rec = {"kind": kind, "ms": state["ms"], "state": state["result"], "kvm": stats,
+           "clock0_ms": state["clock0_ms"],
            "systemd": analyze(state["analyze"])}
     if state["ms"] is None:
         rec["tail"] = state["tail"]
         rec["status"] = proc.returncode
     return rec
+
+
+def resume(out, result) -> set[int]:
+    """With EMBER_BENCH_RESUME=1 (bench/run's second test host, after the
+    first one crashed), takes over the rounds an earlier attempt finished in
+    OUT, if it measured the same set-up, and returns their numbers. A round
+    with only one VMM's boot is run again whole, so rounds stay interleaved."""
+    if os.environ.get("EMBER_BENCH_RESUME") != "1":
+        return set()
+    try:
+        with open(out) as f:
+            prev = json.load(f)
+    except (OSError, ValueError):
+        return set()
+    same = ("vcpus", "mem_mib", "boot_args", "image", "versions", "rounds_wanted")
+    if any(prev.get(k) != result[k] for k in same):
+        return set()
+    kinds = {}
+    for b in prev.get("boots", []):
+        kinds.setdefault(b["round"], set()).add(b["kind"])
+    done = {r for r, k in kinds.items() if k == {"ember", "qemu"}}
+    result["boots"] = [b for b in prev["boots"] if b["round"] in done]
+    result["elapsed_s"] = prev.get("elapsed_s", 0)
+    result["resumed_after_rounds"] = prev.get("resumed_after_rounds", []) + [len(done)]
+    return done
 
 
 def main():
@@ -184,10 +217,13 @@ def main():
                                     f"(boot-source DIR/vmlinuz, DIR/initrd.img, {BOOT_ARGS!r}; "
                                     f"drive rootfs: COPY, root; {VCPUS} vCPUs, {MEM_MIB} MiB)",
                            "qemu": " ".join(qemu_argv(qemu, "DIR", "COPY", "."))}}
+    done = resume(out, result)
     mount_debugfs()
     kinds = (("ember", ember_argv, ember), ("qemu", qemu_argv, qemu))
-    start = time.monotonic()
+    start = time.monotonic() - result.get("elapsed_s", 0)
     for r in range(rounds):
+        if r in done:
+            continue
         order = kinds if r % 2 == 0 else kinds[::-1]
         for kind, fn, binary in order:
             with tempfile.TemporaryDirectory(prefix="ember-bench-distro-") as work:
@@ -229,6 +265,10 @@ def section(d):
             out.append(f"| {kind} | {len(rs)} | 0 | - | - | - | - |")
     if len(med) == 2:
         out += ["", f"Ember / QEMU (medians): **{med['ember'] / med['qemu']:.2f}**"]
+    # In the order they ran: in the test host a boot's time also depends
+    # on what ran before it (bench/README.md, part 10).
+    out += ["", "Boots in the order they ran (s): " + ", ".join(
+        f"{b['kind']} {b['ms'] / 1000:.1f}" if b["ms"] else f"{b['kind']} -" for b in d["boots"])]
     rows = []
     for name in KVM_STATS:
         meds = {}
@@ -244,14 +284,42 @@ def section(d):
         out += ["", "KVM's counters for the VM at the marker (debugfs; medians over the boots): "
                 "where each VMM makes the guest exit.", "",
                 "| counter | Ember | QEMU | ratio |", "|---|---|---|---|"] + rows
+    out += split_lines(d)
     out += systemd_lines(d)
     failed = [b for b in d["boots"] if not b["ms"]]
     for b in failed:
         out += ["", f"- {b['kind']} round {b['round'] + 1}: no end marker (status "
                 f"{b.get('status')}); last lines: `{' | '.join(b.get('tail', [])[-3:])}`"]
+    for n in d.get("resumed_after_rounds", []):
+        out += ["", f"The test host crashed after {n} complete round(s); the rest ran in a "
+                "fresh one (bench/run's second try)."]
     if not d.get("complete"):
         out += ["", "Incomplete: the part stopped before every round ran."]
     return out
+
+
+def median(v):
+    v = sorted(v)
+    return (v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2) if v else None
+
+
+def split_lines(d) -> list[str]:
+    """Each boot split where the guest kernel's clock starts: before it, the
+    VMM's start, its firmware (QEMU's) and loading, and the kernel's own
+    decompression; after it, the guest's boot to the marker."""
+    rows = []
+    for name, f in (("exec -> guest kernel's clock starts", lambda b: b["clock0_ms"]),
+                    ("guest kernel's clock starts -> marker", lambda b: b["ms"] - b["clock0_ms"])):
+        m = {k: median(f(b) for b in d["boots"] if b["kind"] == k and b["ms"] and b.get("clock0_ms"))
+             for k in ("ember", "qemu")}
+        if m["ember"] is None or m["qemu"] is None:
+            return []
+        rows.append(f"| {name} | {m['ember'] / 1000:.1f} | {m['qemu'] / 1000:.1f} | "
+                    f"{m['ember'] / m['qemu']:.2f} |")
+    return (["", "Each boot split where the guest kernel's clock starts (the arrival of its first "
+             "timestamped console line minus that timestamp; medians in s). Before it: the VMM's "
+             "start, its firmware (QEMU's) and loading, and the kernel decompressing itself.", "",
+             "| span | Ember | QEMU | ratio |", "|---|---|---|---|"] + rows)
 
 
 def systemd_lines(d) -> list[str]:
