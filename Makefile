@@ -1,7 +1,7 @@
 # Thin wrapper over Meson; see README.md.
 BUILD ?= build
 DEPS = meson ninja-build pkg-config gcc clang libjansson-dev \
-       liburing-dev libseccomp-dev nettle-dev libcmocka-dev python3-pytest python3-pytest-timeout python3-jsonschema python3-yaml curl \
+       liburing-dev libseccomp-dev nettle-dev zlib1g-dev libcmocka-dev python3-pytest python3-pytest-timeout python3-jsonschema python3-yaml curl \
        qemu-system-x86 busybox-static linux-source-6.1 e2fsprogs cpio flex bison bc \
        libelf-dev libssl-dev kmod xz-utils acpica-tools iproute2 util-linux libc6-dev gnuplot-nox \
        dmsetup debootstrap

@@ -2,25 +2,11 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 uint32_t crc32_ieee(uint32_t crc, const void *data, size_t len)
 {
-	static uint32_t table[256];
-	static int ready; /* benign race: every thread computes the same table */
-	if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) {
-		for (uint32_t i = 0; i < 256; i++) {
-			uint32_t c = i;
-			for (int k = 0; k < 8; k++)
-				c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
-			table[i] = c;
-		}
-		__atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
-	}
-	const uint8_t *p = data;
-	crc = ~crc;
-	for (size_t i = 0; i < len; i++)
-		crc = table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
-	return ~crc;
+	return (uint32_t)crc32_z(crc, data, len);
 }
 
 json_t *blob_json(const void *data, size_t len)

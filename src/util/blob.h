@@ -11,6 +11,7 @@
 
 #include "util/err.h"
 
+/* CRC-32 as in IEEE 802.3 and zlib (check value 0xcbf43926), continuing from crc. */
 uint32_t crc32_ieee(uint32_t crc, const void *data, size_t len);
 
 /* A new JSON string holding len bytes as hex (NULL: out of memory). */
