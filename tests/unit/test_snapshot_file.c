@@ -185,6 +185,9 @@ static void crc_known_value(void **state)
 {
 	(void)state;
 	assert_int_equal(crc32_ieee(0, "123456789", 9), 0xcbf43926);
+	/* In pieces, and with nothing to add, it goes on from where it was. */
+	assert_int_equal(crc32_ieee(crc32_ieee(0, "1234", 4), "56789", 5), 0xcbf43926);
+	assert_int_equal(crc32_ieee(0xcbf43926, NULL, 0), 0xcbf43926);
 }
 
 int main(void)
