@@ -507,6 +507,17 @@ def snapshot_section(snap) -> list:
     if spans:
         lines += ["", "Ember's File load, the whole request in Ember (medians in ms, from its "
                   "log; the rest of load -> 204 is the HTTP exchange and the client):"] + spans
+    # What the first tick after a restore reads against: the guest's loop
+    # period when nothing disturbs it (the second before the snapshot).
+    periods = []
+    for mib, r in sorted(snap.get("sizes", {}).items(), key=lambda kv: int(kv[0])):
+        e_, q_ = (r.get(k, {}).get("tick_period_ms") for k in ("ember_create", "qemu_create"))
+        if e_ or q_:
+            periods.append(f"- {mib} MiB: Ember {f(e_)}, QEMU {f(q_)}")
+    if periods:
+        lines += ["", "The guest's tick period before the snapshot, undisturbed (median ms "
+                  "between ticks; the first tick after a restore comes later than this by what "
+                  "the restored guest pays to run again):"] + periods
     errors = [f"- {mib} MiB: failed: {err}" for mib, r in snap.get("sizes", {}).items()
               for err in r.get("errors", [])]
     if errors:

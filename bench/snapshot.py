@@ -96,6 +96,14 @@ def next_tick(vmm: Vmm, after_ns: int, timeout_s=BOOT_TIMEOUT_S) -> int:
             raise RuntimeError(f"exited with {vmm.proc.returncode}")
 
 
+def tick_period(vmm: Vmm, after_ns: int) -> float | None:
+    """Median ms between the guest's ticks after after_ns: its loop's period
+    when undisturbed, against which a restore's first tick reads."""
+    ts = [t for t, name, text in vmm.lines if name == "out" and t > after_ns and TICK.search(text)]
+    gaps = sorted((b - a) / MS for a, b in zip(ts, ts[1:]))
+    return gaps[len(gaps) // 2] if gaps else None
+
+
 def api(vmm: Vmm, path: str) -> HttpConn:
     sock, _ = connect_spin(path, vmm.proc.pid, timeout_s=BOOT_TIMEOUT_S)
     return HttpConn(sock)
@@ -110,7 +118,9 @@ def ember_create(ember, kernel, initrd, work, mib) -> dict:
         c.expect("PUT", "/machine-config", machine_config(1, mib))
         c.expect("PUT", "/actions", json.dumps({"action_type": "InstanceStart"}))
         vmm.wait_for("out", TICK)
+        t_settle = now_ns() - vmm.t0
         vmm.settle(1.0)
+        period = tick_period(vmm, t_settle)
         c.expect("PATCH", "/vm", json.dumps({"state": "Paused"}))
         t = now_ns()
         c.expect("PUT", "/snapshot/create", json.dumps({
@@ -118,7 +128,8 @@ def ember_create(ember, kernel, initrd, work, mib) -> dict:
         create_ms = (now_ns() - t) / MS
         st = os.stat(f"{work}/vm.mem")
         return {"create_ms": create_ms, "state_bytes": os.path.getsize(f"{work}/vm.snap"),
-                "mem_bytes": st.st_size, "mem_allocated_bytes": st.st_blocks * 512}
+                "mem_bytes": st.st_size, "mem_allocated_bytes": st.st_blocks * 512,
+                "tick_period_ms": period}
     finally:
         vmm.stop()
 
@@ -222,7 +233,9 @@ def qemu_create(qemu, kernel, initrd, work, mib) -> dict:
     try:
         q = Qmp(f"{work}/qmp.sock", vmm.proc.pid)
         vmm.wait_for("out", TICK)
+        t_settle = now_ns() - vmm.t0
         vmm.settle(1.0)
+        period = tick_period(vmm, t_settle)
         q.cmd("stop")
         t = now_ns()
         q.cmd("migrate", uri=f"exec:cat > {work}/qemu.mig")
@@ -231,7 +244,7 @@ def qemu_create(qemu, kernel, initrd, work, mib) -> dict:
         create_ms = (now_ns() - t) / MS
         st = os.stat(f"{work}/qemu.mig")
         return {"create_ms": create_ms, "mem_bytes": st.st_size,
-                "mem_allocated_bytes": st.st_blocks * 512}
+                "mem_allocated_bytes": st.st_blocks * 512, "tick_period_ms": period}
     finally:
         vmm.stop()
 
