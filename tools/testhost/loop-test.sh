@@ -28,8 +28,10 @@ if [ "${1:-}" = --inside ]; then
 			for p in $(pgrep -f -- "$EMBER_BIN" || true); do
 				echo "== ember $p: $(tr '\0' ' ' <"/proc/$p/cmdline")"
 				for task in /proc/"$p"/task/*; do
+					# The state is the field after the name, which may hold spaces.
 					echo "-- thread ${task##*/} $(cat "$task/comm"):" \
-						"state $(cut -d' ' -f3 "$task/stat") wchan $(cat "$task/wchan")"
+						"state $(sed 's/.*) //' "$task/stat" | cut -d' ' -f1)" \
+						"wchan $(cat "$task/wchan")"
 					cat "$task/stack" 2>/dev/null || true
 				done
 				gdb -p "$p" -batch -ex 'thread apply all bt' 2>&1 | grep -v '^\[New LWP' || true
