@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 
-from benchlib import env_int, now_ns, write_json
+from benchlib import env_int, now_ns, percentile, write_json
 from guest import facts
 
 VCPUS = 2
@@ -258,7 +258,7 @@ def section(d):
         ms = sorted(b["ms"] for b in rs if b["ms"])
         states = sorted({b["state"] for b in rs if b["state"]})
         if ms:
-            med[kind] = ms[len(ms) // 2] if len(ms) % 2 else (ms[len(ms) // 2 - 1] + ms[len(ms) // 2]) / 2
+            med[kind] = percentile(ms, 50)
             out.append(f"| {kind} | {len(rs)} | {len(ms)} | {med[kind] / 1000:.1f} | "
                        f"{ms[0] / 1000:.1f} | {ms[-1] / 1000:.1f} | {', '.join(states)} |")
         else:
@@ -298,11 +298,6 @@ def section(d):
     return out
 
 
-def median(v):
-    v = sorted(v)
-    return (v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2) if v else None
-
-
 def split_lines(d) -> list[str]:
     """Each boot split where the guest kernel's clock starts: before it, the
     VMM's start, its firmware (QEMU's) and loading, and the kernel's own
@@ -310,10 +305,11 @@ def split_lines(d) -> list[str]:
     rows = []
     for name, f in (("exec -> guest kernel's clock starts", lambda b: b["clock0_ms"]),
                     ("guest kernel's clock starts -> marker", lambda b: b["ms"] - b["clock0_ms"])):
-        m = {k: median(f(b) for b in d["boots"] if b["kind"] == k and b["ms"] and b.get("clock0_ms"))
-             for k in ("ember", "qemu")}
-        if m["ember"] is None or m["qemu"] is None:
+        got = {k: [f(b) for b in d["boots"] if b["kind"] == k and b["ms"] and b.get("clock0_ms")]
+               for k in ("ember", "qemu")}
+        if not got["ember"] or not got["qemu"]:
             return []
+        m = {k: percentile(v, 50) for k, v in got.items()}
         rows.append(f"| {name} | {m['ember'] / 1000:.1f} | {m['qemu'] / 1000:.1f} | "
                     f"{m['ember'] / m['qemu']:.2f} |")
     return (["", "Each boot split where the guest kernel's clock starts (the arrival of its first "
